@@ -1,0 +1,40 @@
+"""``Idempotency-Key`` support for DRF handlers: decorate a view's ``post``."""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core import idempotency
+
+HEADER = "Idempotency-Key"
+
+
+def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+    @functools.wraps(handler)
+    def wrapped(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return handler(view, request, *args, **kwargs)
+        fp = idempotency.fingerprint(method=request.method, path=request.path, payload=request.data)
+        record, replay = idempotency.idempotency_begin(user=request.user, key=key, fingerprint=fp)
+        if replay is not None:
+            response = Response(replay.body, status=replay.status)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        assert record is not None
+        try:
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - turned into the API's error response
+                response = view.handle_exception(exc)
+        except BaseException:
+            idempotency.idempotency_abandon(record=record)
+            raise
+        idempotency.idempotency_finish(record=record, status=response.status_code, body=response.data)
+        return response
+
+    return wrapped

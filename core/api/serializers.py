@@ -1,0 +1,27 @@
+from rest_framework import serializers
+
+from core.models import ApiToken, TokenScope
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    prefix = serializers.SerializerMethodField()
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "scope", "prefix", "active", "created_at", "last_used_at", "revoked_at"]
+
+    def get_prefix(self, obj: ApiToken) -> str:
+        return f"gpm_{obj.prefix}_"
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(choices=TokenScope.choices)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The bearer token. Shown once: store it now.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from core.api import views
+
+urlpatterns = [
+    path("tokens/", views.TokenListCreateView.as_view(), name="token-list"),
+    path("tokens/<int:pk>/revoke/", views.TokenRevokeView.as_view(), name="token-revoke"),
+]

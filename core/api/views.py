@@ -1,0 +1,50 @@
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core import selectors, services
+from core.api.idempotency import idempotent
+from core.api.serializers import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
+
+
+class TokenListCreateView(generics.ListAPIView):
+    """Your API tokens. Creating one returns its secret once."""
+
+    serializer_class = TokenSerializer
+    required_role = None
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return selectors.tokens_for_user(user=self.request.user)
+
+    @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        payload = TokenCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        issued = services.token_issue(user=request.user, **payload.validated_data)
+        data = TokenSerializer(issued.token).data | {"token": issued.secret}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeView(APIView):
+    required_role = None
+
+    @extend_schema(request=None, responses={200: TokenSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        token = services.token_revoke(user=request.user, token_id=pk)
+        return Response(TokenSerializer(token).data)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Alive: the process answers."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready: the database answers."""
+    if selectors.database_is_reachable():
+        return JsonResponse({"status": "ok", "database": "ok"})
+    return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)

@@ -1,0 +1,34 @@
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse bodies over ``MAX_REQUEST_BODY_BYTES`` with 413 before anything reads them.
+
+    Bodies without a Content-Length (chunked) are bounded again by the API's parsers.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            size = int(length)
+        except ValueError:
+            return JsonResponse(error_body("malformed_request", "Invalid Content-Length header."), status=400)
+        if size > settings.MAX_REQUEST_BODY_BYTES:
+            return JsonResponse(
+                error_body(
+                    "payload_too_large",
+                    f"Request bodies are limited to {settings.MAX_REQUEST_BODY_BYTES} bytes.",
+                ),
+                status=413,
+            )
+        return self.get_response(request)

@@ -1,0 +1,19 @@
+"""Reads for accounts and tokens."""
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from core.models import ApiToken, User
+
+
+def tokens_for_user(*, user: User) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user)
+
+
+def database_is_reachable() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False

@@ -1,0 +1,82 @@
+from rest_framework import serializers
+
+from leases.models import Lease, LedgerEntry
+from leases.selectors import lease_accrued_now
+from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
+
+
+class LeaseSerializer(serializers.ModelSerializer):
+    provider = ProviderBriefSerializer(read_only=True)
+    gpu_model = GpuModelBriefSerializer(read_only=True)
+    order = serializers.IntegerField(source="order_id", read_only=True)
+    bid = serializers.IntegerField(source="bid_id", read_only=True)
+    price_per_gpu_hour = serializers.SerializerMethodField()
+    accrued = serializers.SerializerMethodField(help_text="Earned by the provider so far, micro-dollars.")
+    remaining_deposit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lease
+        fields = [
+            "id",
+            "order",
+            "bid",
+            "status",
+            "provider",
+            "gpu_model",
+            "gpu_count",
+            "cpu_cores",
+            "memory_gib",
+            "storage_gib",
+            "price_per_hour",
+            "price_per_gpu_hour",
+            "bid_price_per_hour",
+            "duration_hours",
+            "deposit",
+            "accrued",
+            "remaining_deposit",
+            "created_at",
+            "started_at",
+            "ends_at",
+            "closed_at",
+            "closed_by",
+            "close_reason",
+            "paid_to_provider",
+            "refunded_to_client",
+        ]
+
+    def get_price_per_gpu_hour(self, obj: Lease) -> int:
+        return obj.price_per_hour // obj.gpu_count
+
+    def get_accrued(self, obj: Lease) -> int:
+        return lease_accrued_now(obj)
+
+    def get_remaining_deposit(self, obj: Lease) -> int:
+        if obj.status == Lease.Status.CLOSED:
+            return 0
+        return obj.deposit - lease_accrued_now(obj)
+
+
+class LeaseCloseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class AccountSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    roles = serializers.ListField(child=serializers.CharField())
+    currency = serializers.CharField(default="USD")
+    unit = serializers.CharField(default="micro_usd", help_text="Amounts are integer micro-dollars.")
+    balance = serializers.IntegerField(help_text="Free to spend on new leases.")
+    in_escrow = serializers.IntegerField(help_text="Held for your active leases.")
+    earnings = serializers.IntegerField(help_text="Paid to you as a provider.")
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.kind")
+    kind = serializers.CharField(source="transaction.kind")
+    memo = serializers.CharField(source="transaction.memo")
+    lease = serializers.IntegerField(source="transaction.lease_id", allow_null=True)
+    transaction = serializers.IntegerField(source="transaction_id")
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "transaction", "account", "kind", "amount", "balance_after", "lease", "memo", "created_at"]

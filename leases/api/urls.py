@@ -1,0 +1,11 @@
+from django.urls import path
+
+from leases.api import views
+
+urlpatterns = [
+    path("leases/", views.LeaseListView.as_view(), name="lease-list"),
+    path("leases/<int:pk>/", views.LeaseDetailView.as_view(), name="lease-detail"),
+    path("leases/<int:pk>/close/", views.LeaseCloseView.as_view(), name="lease-close"),
+    path("account/", views.AccountView.as_view(), name="account"),
+    path("account/ledger/", views.LedgerView.as_view(), name="account-ledger"),
+]

@@ -1,0 +1,92 @@
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.permissions import acting_roles, reading_roles
+from leases import selectors, services
+from leases.api.serializers import AccountSerializer, LeaseCloseSerializer, LeaseSerializer, LedgerEntrySerializer
+from leases.models import Lease, LedgerAccount, LedgerTransaction
+
+
+class LeaseFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=Lease.Status.choices)
+
+    class Meta:
+        model = Lease
+        fields = ["status"]
+
+
+class LeaseListView(generics.ListAPIView):
+    """Your leases: as a client, the ones you rent; as a provider, the ones you serve."""
+
+    serializer_class = LeaseSerializer
+    filterset_class = LeaseFilter
+    ordering_fields = ["created_at", "price_per_hour"]
+
+    def get_queryset(self) -> QuerySet[Lease]:
+        return selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+
+
+class LeaseDetailView(generics.RetrieveAPIView):
+    serializer_class = LeaseSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[Lease]:
+        return selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+
+
+class LeaseCloseView(APIView):
+    """Close a lease (client or provider): the provider is paid for the time elapsed, the rest of
+    the deposit is refunded to the client."""
+
+    @extend_schema(request=LeaseCloseSerializer, responses=LeaseSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        payload = LeaseCloseSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        lease = services.lease_close(
+            user=request.user, lease_id=pk, roles=acting_roles(request), reason=payload.validated_data.get("reason", "")
+        )
+        return Response(LeaseSerializer(lease).data)
+
+
+class AccountView(APIView):
+    """Your balance, what is held in escrow for your leases, and your earnings as a provider."""
+
+    @extend_schema(responses=AccountSerializer)
+    def get(self, request: Request) -> Response:
+        summary = selectors.account_summary(user=request.user)
+        data = {
+            "username": request.user.username,
+            "roles": request.user.roles,
+            "balance": summary.balance,
+            "in_escrow": summary.in_escrow,
+            "earnings": summary.earnings,
+        }
+        return Response(AccountSerializer(data).data)
+
+
+class LedgerFilter(filters.FilterSet):
+    account = filters.ChoiceFilter(
+        field_name="account__kind",
+        choices=[
+            (LedgerAccount.Kind.CLIENT_BALANCE, "client_balance"),
+            (LedgerAccount.Kind.PROVIDER_EARNINGS, "provider_earnings"),
+        ],
+    )
+    kind = filters.ChoiceFilter(field_name="transaction__kind", choices=LedgerTransaction.Kind.choices)
+    lease = filters.NumberFilter(field_name="transaction__lease_id")
+
+
+class LedgerView(generics.ListAPIView):
+    """Every movement on your balance and earnings, newest first."""
+
+    serializer_class = LedgerEntrySerializer
+    filterset_class = LedgerFilter
+    ordering_fields: list[str] = []
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.ledger_for_user(user=self.request.user)

@@ -1,0 +1,139 @@
+"""The double-entry ledger: every movement of money is one balanced, idempotent transaction.
+
+Accounts hold integer micro-dollars. A transaction's legs sum to zero; internal accounts never go
+below zero; each posting carries an idempotency key, so a retried posting changes nothing. The
+lease escrow accounts are the book-keeping twin of the escrow contract: when escrow moves on
+chain, these postings mirror confirmed chain events and the API does not change.
+"""
+
+from collections.abc import Sequence
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+
+from core.errors import PaymentRequired, ValidationFailed
+from core.models import User
+from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
+
+DEMO_FAUCET = "demo_faucet"
+MAX_DEPOSIT = 10**15  # one billion dollars: anything beyond is a mistake, not a deposit
+
+Leg = tuple[LedgerAccount, int]
+
+
+def format_usd(amount: int) -> str:
+    """Micro-dollars as dollars: 1_500_000 -> "$1.50", 1_234_567 -> "$1.234567"."""
+    sign = "-" if amount < 0 else ""
+    dollars, micros = divmod(abs(amount), 1_000_000)
+    fraction = f"{micros:06d}"
+    fraction = fraction[:2] if fraction[2:] == "0000" else fraction.rstrip("0")
+    return f"{sign}${dollars:,}.{fraction}"
+
+
+def user_account(*, user: User | int, kind: str) -> LedgerAccount:
+    owner_id = user if isinstance(user, int) else user.pk
+    account = LedgerAccount.objects.filter(kind=kind, owner_id=owner_id).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(kind=kind, owner_id=owner_id)
+    except IntegrityError:  # created concurrently
+        return LedgerAccount.objects.get(kind=kind, owner_id=owner_id)
+
+
+def external_account(*, name: str) -> LedgerAccount:
+    account = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.EXTERNAL, name=name).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(kind=LedgerAccount.Kind.EXTERNAL, name=name)
+    except IntegrityError:
+        return LedgerAccount.objects.get(kind=LedgerAccount.Kind.EXTERNAL, name=name)
+
+
+def escrow_account_open(*, lease: Lease) -> LedgerAccount:
+    return LedgerAccount.objects.create(kind=LedgerAccount.Kind.LEASE_ESCROW, lease=lease)
+
+
+def post(
+    *,
+    key: str,
+    kind: str,
+    legs: Sequence[Leg],
+    lease: Lease | None = None,
+    memo: str = "",
+) -> LedgerTransaction | None:
+    """Post a balanced transaction once. Returns it (or the earlier one with the same key).
+
+    Returns None when every leg is zero (nothing moves, nothing is written).
+    Raises PaymentRequired when an internal account would go below zero.
+    """
+    legs = [(account, amount) for account, amount in legs if amount != 0]
+    if not legs:
+        return None
+    if sum(amount for _, amount in legs) != 0:
+        raise ValueError(f"unbalanced ledger transaction {key}: {legs}")
+    with transaction.atomic():
+        existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            return existing
+        ids = sorted({account.pk for account, _ in legs})
+        locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        changes: dict[int, int] = {}
+        for account, amount in legs:
+            changes[account.pk] = changes.get(account.pk, 0) + amount
+        for pk, delta in changes.items():
+            account = locked[pk]
+            if account.kind != LedgerAccount.Kind.EXTERNAL and account.balance + delta < 0:
+                raise PaymentRequired(
+                    f"Insufficient funds: the {account.get_kind_display().lower()} holds "
+                    f"{format_usd(account.balance)} and {format_usd(-delta)} is needed.",
+                    fields={"balance": account.balance, "required": -delta},
+                )
+        try:
+            with transaction.atomic():
+                txn = LedgerTransaction.objects.create(idempotency_key=key, kind=kind, lease=lease, memo=memo)
+        except IntegrityError:  # the same key posted concurrently: it won, we change nothing
+            return LedgerTransaction.objects.get(idempotency_key=key)
+        entries = []
+        for account, amount in legs:
+            locked[account.pk].balance += amount
+            entries.append(
+                LedgerEntry(
+                    transaction=txn, account_id=account.pk, amount=amount, balance_after=locked[account.pk].balance
+                )
+            )
+        for pk in changes:
+            LedgerAccount.objects.filter(pk=pk).update(balance=locked[pk].balance)
+        LedgerEntry.objects.bulk_create(entries)
+        return txn
+
+
+def deposit(*, user: User, amount: int, key: str, source: str = DEMO_FAUCET, memo: str = "") -> LedgerTransaction:
+    """Credit a client's balance from an external source (card, chain deposit, demo faucet)."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0 or amount > MAX_DEPOSIT:
+        raise ValidationFailed("Invalid amount.", fields={"amount": [f"An integer from 1 to {MAX_DEPOSIT}."]})
+    txn = post(
+        key=key,
+        kind=LedgerTransaction.Kind.DEPOSIT,
+        legs=[
+            (external_account(name=source), -amount),
+            (user_account(user=user, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
+        ],
+        memo=memo or f"Deposit from {source}",
+    )
+    assert txn is not None
+    return txn
+
+
+def entries_for_user(*, user: User) -> QuerySet[LedgerEntry]:
+    return (
+        LedgerEntry.objects.filter(
+            account__owner=user,
+            account__kind__in=[LedgerAccount.Kind.CLIENT_BALANCE, LedgerAccount.Kind.PROVIDER_EARNINGS],
+        )
+        .select_related("transaction", "account")
+        .order_by("-id")
+    )

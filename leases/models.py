@@ -1,0 +1,151 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Lease(models.Model):
+    """An awarded order: who runs what, at which price, and the money held for it.
+
+    ``order`` is one-to-one: the database itself refuses a second lease for the same order.
+    """
+
+    class Status(models.TextChoices):
+        FUNDED = "funded", "Funded"
+        DEPLOYING = "deploying", "Deploying"
+        RUNNING = "running", "Running"
+        INSUFFICIENT_FUNDS = "insufficient_funds", "Insufficient funds"
+        FAILED = "failed", "Failed"
+        CLOSED = "closed", "Closed"
+
+    class ClosedBy(models.TextChoices):
+        CLIENT = "client", "Client"
+        PROVIDER = "provider", "Provider"
+        SYSTEM = "system", "System"
+
+    order = models.OneToOneField("marketplace.Order", on_delete=models.PROTECT, related_name="lease")
+    bid = models.OneToOneField("marketplace.Bid", on_delete=models.PROTECT, related_name="lease")
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="leases")
+    provider = models.ForeignKey("providers.Provider", on_delete=models.PROTECT, related_name="leases")
+    gpu_model = models.ForeignKey("providers.GpuModel", on_delete=models.PROTECT, related_name="+")
+    gpu_count = models.PositiveIntegerField()
+    cpu_cores = models.PositiveIntegerField()
+    memory_gib = models.PositiveIntegerField()
+    storage_gib = models.PositiveIntegerField()
+
+    price_per_hour = models.BigIntegerField(help_text="What the client pays, micro-dollars per hour.")
+    bid_price_per_hour = models.BigIntegerField(help_text="The winning bid (lower under second price).")
+    duration_hours = models.PositiveIntegerField()
+    deposit = models.BigIntegerField(help_text="price_per_hour * duration_hours, held in escrow.")
+
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.FUNDED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(help_text="When accrual starts.")
+    ends_at = models.DateTimeField(help_text="started_at + duration: the deposit is spent by then.")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=16, choices=ClosedBy.choices, blank=True)
+    close_reason = models.CharField(max_length=200, blank=True)
+    paid_to_provider = models.BigIntegerField(default=0)
+    refunded_to_client = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_per_hour__gt=0), name="lease_price_positive"),
+            models.CheckConstraint(condition=Q(deposit__gte=0), name="lease_deposit_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(status="closed") | Q(closed_at__isnull=True), name="lease_closed_at_only_when_closed"
+            ),
+            models.CheckConstraint(
+                condition=Q(paid_to_provider__gte=0)
+                & Q(refunded_to_client__gte=0)
+                & Q(paid_to_provider__lte=models.F("deposit")),
+                name="lease_payout_within_deposit",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "ends_at"], name="lease_status_ends")]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} ({self.status})"
+
+
+class LedgerAccount(models.Model):
+    """A place money sits. Balances are cached here and always equal the sum of entries."""
+
+    class Kind(models.TextChoices):
+        CLIENT_BALANCE = "client_balance", "Client balance"
+        PROVIDER_EARNINGS = "provider_earnings", "Provider earnings"
+        LEASE_ESCROW = "lease_escrow", "Lease escrow"
+        # Where money enters or leaves the books (card top-ups, chain deposits, the demo faucet).
+        EXTERNAL = "external", "External"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
+    )
+    lease = models.OneToOneField(Lease, null=True, blank=True, on_delete=models.PROTECT, related_name="escrow_account")
+    name = models.CharField(max_length=64, blank=True, help_text="For external accounts: the source.")
+    balance = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "owner"],
+                condition=Q(kind__in=["client_balance", "provider_earnings"]),
+                name="ledger_one_user_account_per_kind",
+            ),
+            models.UniqueConstraint(fields=["name"], condition=Q(kind="external"), name="ledger_unique_external_name"),
+            models.CheckConstraint(
+                condition=Q(kind="external") | Q(balance__gte=0), name="ledger_internal_balance_nonnegative"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="lease_escrow") & Q(lease__isnull=False))
+                | (Q(kind__in=["client_balance", "provider_earnings"]) & Q(owner__isnull=False))
+                | (Q(kind="external") & ~Q(name="")),
+                name="ledger_account_kind_shape",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.owner_id or self.lease_id or self.name}"
+
+
+class LedgerTransaction(models.Model):
+    """One balanced movement of money. The idempotency key makes every posting happen once."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        LEASE_FUND = "lease_fund", "Lease funded"
+        LEASE_PAYOUT = "lease_payout", "Paid to provider"
+        LEASE_REFUND = "lease_refund", "Refunded to client"
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    lease = models.ForeignKey(Lease, null=True, blank=True, on_delete=models.PROTECT, related_name="transactions")
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.idempotency_key}"
+
+
+class LedgerEntry(models.Model):
+    """One leg of a transaction: a signed amount on one account (the legs sum to zero)."""
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_nonzero")]
+        indexes = [models.Index(fields=["account", "-id"], name="ledger_entry_account")]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+d} on {self.account_id}"

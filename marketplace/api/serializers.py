@@ -1,0 +1,142 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from marketplace.models import Bid, Order
+from marketplace.spec import StrictIntegerField, StrictSerializer
+from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
+
+MAX_PRICE = 10**12
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    workload = serializers.SerializerMethodField()
+    resources = serializers.SerializerMethodField()
+    max_price_per_gpu_hour = serializers.SerializerMethodField()
+    lease = serializers.SerializerMethodField()
+    bid_count = serializers.SerializerMethodField(help_text="Open bids; shown to the order's owner only.")
+    my_bid = serializers.SerializerMethodField(help_text="Your open bid (provider order feed only).")
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "name",
+            "status",
+            "status_reason",
+            "workload",
+            "resources",
+            "duration_hours",
+            "max_price_per_hour",
+            "max_price_per_gpu_hour",
+            "pricing_rule",
+            "verification",
+            "bid_window_seconds",
+            "created_at",
+            "deadline",
+            "closed_at",
+            "lease",
+            "bid_count",
+            "my_bid",
+        ]
+
+    def _is_owner(self, obj: Order) -> bool:
+        request = self.context.get("request")
+        return bool(request and obj.client_id == request.user.pk)
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "image": {"type": "string"},
+                "command": {"type": "array", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "env": {"type": "array", "items": {"type": "object"}},
+                "ports": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    )
+    def get_workload(self, obj: Order) -> dict[str, Any]:
+        env = [
+            {"name": e["name"], "value": None if e.get("secret") else e["value"], "secret": bool(e.get("secret"))}
+            for e in obj.env
+        ]
+        return {"image": obj.image, "command": obj.command, "args": obj.args, "env": env, "ports": obj.ports}
+
+    @extend_schema_field({"type": "object"})
+    def get_resources(self, obj: Order) -> dict[str, Any]:
+        return {
+            "gpu_count": obj.gpu_count,
+            "gpu_models": sorted(m.id for m in obj.gpu_models.all()),
+            "min_vram_gib": obj.min_vram_gib,
+            "cpu_cores": obj.cpu_cores,
+            "memory_gib": obj.memory_gib,
+            "storage_gib": obj.storage_gib,
+        }
+
+    def get_max_price_per_gpu_hour(self, obj: Order) -> int:
+        return obj.max_price_per_hour // obj.gpu_count
+
+    def get_lease(self, obj: Order) -> int | None:
+        if obj.status != Order.Status.AWARDED:
+            return None
+        lease = getattr(obj, "lease", None)
+        if lease is None:
+            return None
+        request = self.context.get("request")
+        if self._is_owner(obj) or (request and lease.provider.user_id == request.user.pk):
+            return lease.pk
+        return None
+
+    def get_bid_count(self, obj: Order) -> int | None:
+        if not self._is_owner(obj):
+            return None
+        return obj.bids.filter(status=Bid.Status.OPEN).count()
+
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_my_bid(self, obj: Order) -> dict | None:
+        bid_id = getattr(obj, "my_bid_id", None)
+        if bid_id is None:
+            return None
+        return {"id": bid_id, "price_per_hour": obj.my_bid_price}
+
+
+class BidSerializer(serializers.ModelSerializer):
+    order = serializers.IntegerField(source="order_id", read_only=True)
+    provider = ProviderBriefSerializer(read_only=True)
+    gpu_model = GpuModelBriefSerializer(read_only=True)
+    price_per_gpu_hour = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Bid
+        fields = [
+            "id",
+            "order",
+            "provider",
+            "gpu_model",
+            "price_per_hour",
+            "price_per_gpu_hour",
+            "status",
+            "status_reason",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_price_per_gpu_hour(self, obj: Bid) -> int:
+        return obj.price_per_hour // obj.order.gpu_count
+
+
+class BidCreateSerializer(StrictSerializer):
+    price_per_hour = StrictIntegerField(
+        min_value=1, max_value=MAX_PRICE, help_text="Micro-dollars per hour, whole order."
+    )
+    gpu_model = serializers.CharField(max_length=40, required=False, help_text="Which of your GPU models (optional).")
+
+
+class BidUpdateSerializer(StrictSerializer):
+    price_per_hour = StrictIntegerField(min_value=1, max_value=MAX_PRICE)
+
+
+class AcceptSerializer(StrictSerializer):
+    bid = StrictIntegerField(min_value=1, max_value=2**63 - 1)

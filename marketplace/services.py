@@ -1,0 +1,322 @@
+"""Writes for the reverse auction: orders, bids, acceptance and the deadline award.
+
+Locking: every path that decides an order's fate locks the order row first, then its bids, then
+the provider's rows (capacity), then ledger accounts by id. Whichever of a client's accept and
+the deadline award locks the order first wins; the other finds it no longer open. The lease's
+one-to-one link to the order makes a second lease impossible even if that reasoning were wrong.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
+from core.models import User
+from leases.models import Lease
+from leases.services import lease_open
+from marketplace import selectors
+from marketplace.auction import Candidate, clearing_price, rank
+from marketplace.models import Bid, Order
+from marketplace.spec import OrderSpec
+from providers.models import GpuModel, Provider, ProviderGpu
+from providers.selectors import gpu_models_matching, host_available, provider_for_user
+from providers.services import Reservation, capacity_reserve
+
+logger = logging.getLogger(__name__)
+
+INELIGIBLE_MESSAGES = {
+    "provider_inactive": "The provider is not active.",
+    "provider_offline": "The provider has not sent a heartbeat recently and is offline.",
+    "not_verified": "The order requires verified GPUs and this provider's are not verified.",
+    "price_above_maximum": "The bid is above the order's maximum price.",
+    "insufficient_capacity": "The provider no longer has free capacity for this order.",
+}
+
+
+# --- Orders ---------------------------------------------------------------------------------
+
+
+def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) -> Order:
+    if not client.is_client:
+        raise NotAllowed("This account does not have the client role.", code="role_required")
+    unknown = sorted(
+        set(spec.gpu_models) - set(GpuModel.objects.filter(id__in=spec.gpu_models).values_list("id", flat=True))
+    )
+    if unknown:
+        raise ValidationFailed(
+            "Unknown GPU model.",
+            code="unknown_gpu_model",
+            fields={"resources": {"gpu_models": [f"Not in the catalog: {', '.join(unknown)}."]}},
+        )
+    models = list(gpu_models_matching(ids=spec.gpu_models or None, min_vram_gib=spec.min_vram_gib))
+    if not models:
+        raise ValidationFailed(
+            "No GPU model in the catalog matches.",
+            code="no_matching_gpu_model",
+            fields={"resources": {"min_vram_gib": ["No listed model has that much memory."]}},
+        )
+    now = now or timezone.now()
+    with transaction.atomic():
+        order = Order.objects.create(
+            client=client,
+            name=spec.name,
+            image=spec.image,
+            command=spec.command,
+            args=spec.args,
+            env=spec.env,
+            ports=spec.ports,
+            gpu_count=spec.gpu_count,
+            min_vram_gib=spec.min_vram_gib,
+            cpu_cores=spec.cpu_cores,
+            memory_gib=spec.memory_gib,
+            storage_gib=spec.storage_gib,
+            duration_hours=spec.duration_hours,
+            max_price_per_hour=spec.max_price_per_hour,
+            pricing_rule=spec.pricing_rule,
+            verification=spec.verification,
+            bid_window_seconds=spec.bid_window_seconds,
+            created_at=now,
+            deadline=now + timedelta(seconds=spec.bid_window_seconds),
+        )
+        order.gpu_models.set(models)
+        transaction.on_commit(lambda: _schedule_award(order.pk, order.deadline))
+    return order
+
+
+def _schedule_award(order_id: int, deadline: datetime) -> None:
+    """Queue the deadline award. If the broker is down the periodic sweeper awards it."""
+    from marketplace.tasks import award_order  # tasks import services; import late
+
+    try:
+        award_order.apply_async(args=[order_id], eta=deadline)
+    except Exception:
+        logger.warning("could not queue the award of order %s; the sweeper will award it", order_id, exc_info=True)
+
+
+def order_cancel(*, client: User, order_id: int) -> Order:
+    selectors.order_get_owned(user=client, order_id=order_id)
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status != Order.Status.OPEN:
+            raise Conflict(f"The order is {order.status}; only open orders can be cancelled.", code="order_not_open")
+        order.status = Order.Status.CANCELLED
+        order.status_reason = "cancelled by the client"
+        order.closed_at = timezone.now()
+        order.save(update_fields=["status", "status_reason", "closed_at"])
+        Bid.objects.filter(order=order, status=Bid.Status.OPEN).update(
+            status=Bid.Status.EXPIRED, status_reason="the order was cancelled", updated_at=order.closed_at
+        )
+    return order
+
+
+# --- Bids -----------------------------------------------------------------------------------
+
+
+def _require_open(order: Order, now: datetime) -> None:
+    if order.status != Order.Status.OPEN:
+        raise Conflict(f"The order is {order.status}, not open for bids.", code="order_not_open")
+    if now >= order.deadline:
+        raise Conflict("The order's bid window has closed.", code="bid_window_closed")
+
+
+def bid_place(
+    *, user: User, order_id: int, price_per_hour: int, gpu_model: str | None = None, now: datetime | None = None
+) -> Bid:
+    """A provider's bid: a price per hour for the whole order, on one of its GPU models."""
+    provider = provider_for_user(user=user)
+    order = selectors.order_get_visible(user=user, roles={"provider"}, order_id=order_id)
+    now = now or timezone.now()
+    if order.client_id == user.pk:
+        raise NotAllowed("You cannot bid on your own order.", code="own_order")
+    _require_open(order, now)
+    if price_per_hour > order.max_price_per_hour:
+        raise ValidationFailed(
+            "The bid is above the order's maximum price.",
+            code="price_above_maximum",
+            fields={"price_per_hour": [f"At most {order.max_price_per_hour}."]},
+        )
+    accepted = {m.id for m in order.gpu_models.all()}
+    if gpu_model is not None and gpu_model not in accepted:
+        raise ValidationFailed(
+            "The order does not accept that GPU model.",
+            code="gpu_model_not_accepted",
+            fields={"gpu_model": [f"One of: {', '.join(sorted(accepted))}."]},
+        )
+    if provider.status != Provider.Status.ACTIVE:
+        raise NotAllowed("Your provider account is not active.", code="not_eligible")
+    rows = ProviderGpu.objects.filter(provider=provider, gpu_model_id__in=[gpu_model] if gpu_model else accepted)
+    rows = sorted(rows, key=lambda r: (-r.available, r.gpu_model_id))
+    verified_needed = order.verification == "verified"
+    if verified_needed and not any(r.verified for r in rows):
+        raise NotAllowed("The order requires verified GPUs; yours are not verified.", code="not_eligible")
+    usable = [r for r in rows if r.available >= order.gpu_count and (r.verified or not verified_needed)]
+    if not usable or not host_available(
+        provider, cpu_cores=order.cpu_cores, memory_gib=order.memory_gib, storage_gib=order.storage_gib
+    ):
+        raise Conflict("You do not have free capacity for this order.", code="insufficient_capacity")
+    chosen = usable[0]
+    with transaction.atomic():
+        # Lock the order so a bid cannot slip in after the award decided the auction.
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        _require_open(locked, now)
+        existing = Bid.objects.filter(order=locked, provider=provider, status=Bid.Status.OPEN).first()
+        if existing is not None:
+            raise Conflict(
+                f"You already have open bid {existing.pk} on this order; lower or withdraw it.",
+                code="bid_exists",
+                fields={"bid": existing.pk},
+            )
+        return Bid.objects.create(
+            order=locked,
+            provider=provider,
+            gpu_model_id=chosen.gpu_model_id,
+            price_per_hour=price_per_hour,
+            created_at=now,
+        )
+
+
+def _own_open_bid_locked(*, user: User, bid_id: int, now: datetime) -> Bid:
+    provider = provider_for_user(user=user)
+    bid = selectors.bid_get_own(provider=provider, bid_id=bid_id)
+    Order.objects.select_for_update().get(pk=bid.order_id)
+    bid = Bid.objects.select_for_update().select_related("order").get(pk=bid.pk)
+    if bid.status != Bid.Status.OPEN:
+        raise Conflict(f"The bid is {bid.status}.", code="bid_not_open")
+    _require_open(bid.order, now)
+    return bid
+
+
+def bid_lower(*, user: User, bid_id: int, price_per_hour: int, now: datetime | None = None) -> Bid:
+    now = now or timezone.now()
+    with transaction.atomic():
+        bid = _own_open_bid_locked(user=user, bid_id=bid_id, now=now)
+        if price_per_hour >= bid.price_per_hour:
+            raise ValidationFailed(
+                "A bid can only be lowered.",
+                code="bid_not_lowered",
+                fields={"price_per_hour": [f"Must be below {bid.price_per_hour}."]},
+            )
+        bid.price_per_hour = price_per_hour
+        bid.save(update_fields=["price_per_hour", "updated_at"])
+    return bid
+
+
+def bid_withdraw(*, user: User, bid_id: int, now: datetime | None = None) -> Bid:
+    now = now or timezone.now()
+    with transaction.atomic():
+        bid = _own_open_bid_locked(user=user, bid_id=bid_id, now=now)
+        bid.status = Bid.Status.WITHDRAWN
+        bid.status_reason = "withdrawn by the provider"
+        bid.save(update_fields=["status", "status_reason", "updated_at"])
+    return bid
+
+
+# --- Award ----------------------------------------------------------------------------------
+
+
+def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datetime) -> Lease:
+    """Reserve capacity, fund the lease, settle every bid. The caller holds the order's lock."""
+    winner_candidate = next(c for c in candidates if c.bid_id == winner.pk)
+    others = [c for c in candidates if c.eligible and c.bid_id != winner.pk]
+    price = clearing_price(
+        rule=order.pricing_rule, winner=winner_candidate, others=others, max_price_per_hour=order.max_price_per_hour
+    )
+    capacity_reserve(
+        reservation=Reservation(
+            provider_id=winner.provider_id,
+            gpu_model_id=winner.gpu_model_id,
+            gpu_count=order.gpu_count,
+            cpu_cores=order.cpu_cores,
+            memory_gib=order.memory_gib,
+            storage_gib=order.storage_gib,
+        )
+    )
+    lease = lease_open(order=order, bid=winner, price_per_hour=price, now=now)
+    order.status = Order.Status.AWARDED
+    order.status_reason = f"lease {lease.pk}"
+    order.closed_at = now
+    order.save(update_fields=["status", "status_reason", "closed_at"])
+    Bid.objects.filter(pk=winner.pk).update(status=Bid.Status.WON, status_reason=f"lease {lease.pk}", updated_at=now)
+    Bid.objects.filter(order=order, status=Bid.Status.OPEN).exclude(pk=winner.pk).update(
+        status=Bid.Status.LOST, status_reason="another bid won", updated_at=now
+    )
+    return lease
+
+
+def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | None = None) -> Lease:
+    """The client picks a bid during the window. 402 if its balance cannot fund the deposit."""
+    selectors.order_get_owned(user=client, order_id=order_id)
+    now = now or timezone.now()
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        _require_open(order, now)
+        bids = list(
+            Bid.objects.select_for_update(of=("self",))
+            .filter(order=order, status=Bid.Status.OPEN)
+            .select_related("provider")
+            .order_by("pk")
+        )
+        winner = next((b for b in bids if b.pk == bid_id), None)
+        if winner is None:
+            if Bid.objects.filter(pk=bid_id, order=order).exists():
+                raise Conflict("That bid is no longer open.", code="bid_not_open")
+            raise NotFound("No such bid on this order.")
+        candidates = selectors.award_candidates(order=order, bids=bids, now=now)
+        reason = next(c.ineligible_reason for c in candidates if c.bid_id == winner.pk)
+        if reason is not None:
+            raise Conflict(INELIGIBLE_MESSAGES[reason], code=f"bid_{reason}")
+        return _award(order=order, winner=winner, candidates=candidates, now=now)
+
+
+def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | None:
+    """Award an open order whose window has ended to its best eligible bid, or expire it.
+
+    Idempotent: an order that is no longer open, or not yet due, is left alone.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None or order.status != Order.Status.OPEN or order.deadline > now:
+            return None
+        bids = list(
+            Bid.objects.select_for_update(of=("self",))
+            .filter(order=order, status=Bid.Status.OPEN)
+            .select_related("provider")
+            .order_by("pk")
+        )
+        candidates = selectors.award_candidates(order=order, bids=bids, now=now)
+        by_id = {b.pk: b for b in bids}
+        reason = "no eligible bid"
+        for candidate in rank(candidates):
+            try:
+                with transaction.atomic():  # a savepoint: a failed try leaves no trace
+                    return _award(order=order, winner=by_id[candidate.bid_id], candidates=candidates, now=now)
+            except Conflict:
+                continue  # capacity went away since the candidates were read: try the next
+            except PaymentRequired:
+                reason = "the client's balance could not fund the deposit"
+                break
+        order.status = Order.Status.EXPIRED
+        order.status_reason = reason
+        order.closed_at = now
+        order.save(update_fields=["status", "status_reason", "closed_at"])
+        Bid.objects.filter(order=order, status=Bid.Status.OPEN).update(
+            status=Bid.Status.EXPIRED, status_reason=f"the order expired: {reason}", updated_at=now
+        )
+        logger.info("order %s expired: %s", order.pk, reason)
+        return None
+
+
+def orders_award_due(*, now: datetime | None = None, limit: int = 200) -> int:
+    """The sweeper: award every open order whose deadline has passed. Returns how many it handled."""
+    now = now or timezone.now()
+    due = list(
+        Order.objects.filter(status=Order.Status.OPEN, deadline__lte=now)
+        .order_by("deadline")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for order_id in due:
+        order_award_due(order_id=order_id, now=now)
+    return len(due)

@@ -1,0 +1,247 @@
+"""The workload spec: one format, accepted as JSON or as a YAML workload file.
+
+See docs/WORKLOAD_SPEC.md for the format with an example. Validation here is about shape and
+limits; the services check what needs the database (known GPU models) and the rules.
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rest_framework import serializers
+
+from core.validation import display_name_problem
+from marketplace.models import PricingRule, Verification
+
+MAX_PRICE_PER_HOUR = 10**12  # one million dollars an hour: beyond is a typo
+MAX_ENV = 64
+MAX_ENV_VALUE = 32 * 1024
+MAX_ENV_TOTAL = 64 * 1024
+MAX_ARGV = 64
+MAX_ARG_LENGTH = 4096
+MAX_PORTS = 16
+MAX_GPU_MODELS = 32
+
+# The OCI / Docker distribution reference grammar.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
+_HOST = rf"(?:{_DOMAIN_NAME}|\[[a-fA-F0-9:]+\])"
+_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
+_TAG = r"\w[\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+IMAGE_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
+MAX_IMAGE_NAME = 255
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def image_problem(value: str) -> str | None:
+    match = IMAGE_REFERENCE.fullmatch(value)
+    if not match:
+        return "Not a valid image reference (e.g. registry.example.com/team/trainer:1.4 or pytorch/pytorch@sha256:…)."
+    if len(match.group("name")) > MAX_IMAGE_NAME:
+        return f"Image names are limited to {MAX_IMAGE_NAME} characters."
+    return None
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, so a typo is an error instead of a silent default."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that is a JSON/YAML number, not a string or a float with a fraction."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            if isinstance(data, float) and data.is_integer():
+                data = int(data)
+            else:
+                self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ArgvField(serializers.ListField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            child=serializers.CharField(max_length=MAX_ARG_LENGTH, allow_blank=True, trim_whitespace=False),
+            max_length=MAX_ARGV,
+            required=False,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if isinstance(data, str):  # `command: python` in a workload file
+            data = [data]
+        values = super().to_internal_value(data)
+        for index, value in enumerate(values):
+            if "\x00" in value:
+                raise serializers.ValidationError({index: ["NUL characters are not allowed."]})
+        return values
+
+
+class EnvVarSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=128, trim_whitespace=False)
+    value = serializers.CharField(max_length=MAX_ENV_VALUE, allow_blank=True, trim_whitespace=False)
+    secret = serializers.BooleanField(default=False)
+
+    def validate_name(self, value: str) -> str:
+        if not ENV_NAME.fullmatch(value):
+            raise serializers.ValidationError("Letters, digits and underscores, not starting with a digit.")
+        return value
+
+    def validate_value(self, value: str) -> str:
+        if _CONTROL.search(value):
+            raise serializers.ValidationError("Control characters are not allowed (tabs and newlines are).")
+        return value
+
+
+class PortSerializer(StrictSerializer):
+    port = StrictIntegerField(min_value=1, max_value=65535)
+    protocol = serializers.ChoiceField(choices=["tcp", "udp"], default="tcp")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = {"port": data}
+        return super().to_internal_value(data)
+
+
+class WorkloadSerializer(StrictSerializer):
+    image = serializers.CharField(max_length=512, trim_whitespace=False)
+    command = ArgvField()
+    args = ArgvField()
+    env = EnvVarSerializer(many=True, required=False, max_length=MAX_ENV)
+    ports = PortSerializer(many=True, required=False, max_length=MAX_PORTS)
+
+    def validate_image(self, value: str) -> str:
+        problem = image_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_env(self, value: list[dict]) -> list[dict]:
+        names = [item["name"] for item in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"Duplicate names: {', '.join(duplicates)}.")
+        total = sum(len(item["name"]) + len(item["value"]) for item in value)
+        if total > MAX_ENV_TOTAL:
+            raise serializers.ValidationError(f"Environment is limited to {MAX_ENV_TOTAL} characters in all.")
+        return value
+
+    def validate_ports(self, value: list[dict]) -> list[dict]:
+        keys = [(item["port"], item["protocol"]) for item in value]
+        if len(set(keys)) != len(keys):
+            raise serializers.ValidationError("Each port and protocol may appear once.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        argv = attrs.get("command", []) + attrs.get("args", [])
+        if sum(len(a) for a in argv) > MAX_ENV_TOTAL:
+            raise serializers.ValidationError(
+                {"args": [f"command and args are limited to {MAX_ENV_TOTAL} characters."]}
+            )
+        return attrs
+
+
+class ResourcesSerializer(StrictSerializer):
+    gpu_count = StrictIntegerField(min_value=1, max_value=64)
+    gpu_models = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, max_length=MAX_GPU_MODELS, allow_empty=False
+    )
+    min_vram_gib = StrictIntegerField(min_value=1, max_value=1024, required=False, allow_null=True)
+    cpu_cores = StrictIntegerField(min_value=1, max_value=512, default=4)
+    memory_gib = StrictIntegerField(min_value=1, max_value=8192, default=16)
+    storage_gib = StrictIntegerField(min_value=1, max_value=1_000_000, default=50)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("gpu_models") and attrs.get("min_vram_gib") is None:
+            raise serializers.ValidationError({"gpu_models": ["Name acceptable GPU models, or set min_vram_gib."]})
+        return attrs
+
+
+class OrderSpecSerializer(StrictSerializer):
+    """An order: the workload, what it needs, how long, and the auction's terms."""
+
+    version = serializers.ChoiceField(choices=["1"], required=False, help_text='Workload files: "1".')
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, trim_whitespace=False)
+    workload = WorkloadSerializer()
+    resources = ResourcesSerializer()
+    duration_hours = StrictIntegerField(min_value=1, max_value=720)
+    max_price_per_hour = StrictIntegerField(
+        min_value=1, max_value=MAX_PRICE_PER_HOUR, help_text="Micro-dollars per hour for the whole order."
+    )
+    bid_window_seconds = StrictIntegerField(min_value=10, max_value=3600, default=120)
+    pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, default=PricingRule.FIRST_PRICE)
+    verification = serializers.ChoiceField(choices=Verification.choices, default=Verification.NONE)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected an object (a JSON object or a YAML mapping)."]}
+            )
+        return super().to_internal_value(data)
+
+    def validate_name(self, value: str) -> str:
+        problem = display_name_problem(value, allow_empty=True)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value.strip()
+
+    def validate(self, attrs: dict) -> dict:
+        return {"spec": OrderSpec.from_validated(attrs)}
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    image: str
+    gpu_count: int
+    duration_hours: int
+    max_price_per_hour: int
+    name: str = ""
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: list[dict] = field(default_factory=list)
+    ports: list[dict] = field(default_factory=list)
+    gpu_models: list[str] = field(default_factory=list)
+    min_vram_gib: int | None = None
+    cpu_cores: int = 4
+    memory_gib: int = 16
+    storage_gib: int = 50
+    bid_window_seconds: int = 120
+    pricing_rule: str = PricingRule.FIRST_PRICE
+    verification: str = Verification.NONE
+
+    @classmethod
+    def from_validated(cls, attrs: dict) -> "OrderSpec":
+        workload, resources = attrs["workload"], attrs["resources"]
+        return cls(
+            name=attrs.get("name", ""),
+            image=workload["image"],
+            command=workload.get("command", []),
+            args=workload.get("args", []),
+            env=[dict(item) for item in workload.get("env", [])],
+            ports=[dict(item) for item in workload.get("ports", [])],
+            gpu_count=resources["gpu_count"],
+            gpu_models=list(dict.fromkeys(resources.get("gpu_models", []))),
+            min_vram_gib=resources.get("min_vram_gib"),
+            cpu_cores=resources["cpu_cores"],
+            memory_gib=resources["memory_gib"],
+            storage_gib=resources["storage_gib"],
+            duration_hours=attrs["duration_hours"],
+            max_price_per_hour=attrs["max_price_per_hour"],
+            bid_window_seconds=attrs["bid_window_seconds"],
+            pricing_rule=attrs["pricing_rule"],
+            verification=attrs["verification"],
+        )

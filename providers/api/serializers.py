@@ -1,0 +1,140 @@
+from rest_framework import serializers
+
+from providers.models import GpuModel, Provider, ProviderGpu
+from providers.selectors import provider_is_online
+
+MAX_GPU_LINES = 64
+BIG = 10**6  # an upper bound that keeps absurd numbers out of the database
+
+
+class GpuModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GpuModel
+        fields = [
+            "id",
+            "name",
+            "vendor",
+            "architecture",
+            "vram_gib",
+            "memory_type",
+            "interface",
+            "memory_bandwidth_gbps",
+            "int8_tops",
+            "bf16_tflops",
+        ]
+
+
+class GpuModelBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GpuModel
+        fields = ["id", "name", "vram_gib"]
+
+
+class ProviderBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Provider
+        fields = ["id", "name", "region", "reputation"]
+
+
+class ProviderGpuSerializer(serializers.ModelSerializer):
+    gpu_model = GpuModelBriefSerializer(read_only=True)
+    available = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ProviderGpu
+        fields = [
+            "gpu_model",
+            "total",
+            "free",
+            "reserved",
+            "available",
+            "price_per_gpu_hour",
+            "verified",
+            "verified_at",
+        ]
+
+
+class HostResourceSerializer(serializers.Serializer):
+    total = serializers.IntegerField(min_value=0, max_value=BIG)
+    free = serializers.IntegerField(min_value=0, max_value=BIG)
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    gpus = ProviderGpuSerializer(many=True, read_only=True)
+    online = serializers.SerializerMethodField()
+    cpu_cores = serializers.SerializerMethodField()
+    memory_gib = serializers.SerializerMethodField()
+    storage_gib = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Provider
+        fields = [
+            "id",
+            "name",
+            "region",
+            "attributes",
+            "status",
+            "reputation",
+            "online",
+            "last_heartbeat_at",
+            "cpu_cores",
+            "memory_gib",
+            "storage_gib",
+            "gpus",
+            "created_at",
+        ]
+
+    def get_online(self, obj: Provider) -> bool:
+        return provider_is_online(obj)
+
+    def _host(self, obj: Provider, name: str) -> dict[str, int]:
+        return {
+            "total": getattr(obj, f"{name}_total"),
+            "free": getattr(obj, f"{name}_free"),
+            "reserved": getattr(obj, f"{name}_reserved"),
+        }
+
+    def get_cpu_cores(self, obj: Provider) -> dict[str, int]:
+        return self._host(obj, "cpu_cores")
+
+    def get_memory_gib(self, obj: Provider) -> dict[str, int]:
+        return self._host(obj, "memory_gib")
+
+    def get_storage_gib(self, obj: Provider) -> dict[str, int]:
+        return self._host(obj, "storage_gib")
+
+
+class ProviderWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, trim_whitespace=False)
+    region = serializers.CharField(max_length=64, trim_whitespace=False)
+    attributes = serializers.DictField(child=serializers.CharField(max_length=128, allow_blank=True), required=False)
+
+
+class GpuLineSerializer(serializers.Serializer):
+    model = serializers.CharField(
+        max_length=200, help_text="A catalog id (h100-sxm-80gb) or the name NVML or Kubernetes labels report."
+    )
+    total = serializers.IntegerField(min_value=0, max_value=100_000)
+    free = serializers.IntegerField(min_value=0, max_value=100_000)
+    memory_mib = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False, allow_null=True)
+    price_per_gpu_hour = serializers.IntegerField(
+        min_value=1, max_value=10**12, required=False, allow_null=True, help_text="Asking price, micro-dollars."
+    )
+
+
+class InventorySerializer(serializers.Serializer):
+    gpus = GpuLineSerializer(many=True, max_length=MAX_GPU_LINES)
+    cpu_cores = HostResourceSerializer()
+    memory_gib = HostResourceSerializer()
+    storage_gib = HostResourceSerializer()
+
+
+class OfferSerializer(serializers.ModelSerializer):
+    provider = ProviderBriefSerializer(read_only=True)
+    gpu_model = GpuModelBriefSerializer(read_only=True)
+    available = serializers.IntegerField(source="available_count", read_only=True)
+    last_heartbeat_at = serializers.DateTimeField(source="provider.last_heartbeat_at", read_only=True)
+
+    class Meta:
+        model = ProviderGpu
+        fields = ["provider", "gpu_model", "available", "total", "price_per_gpu_hour", "verified", "last_heartbeat_at"]

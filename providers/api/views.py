@@ -1,0 +1,156 @@
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.idempotency import idempotent
+from providers import selectors, services
+from providers.api.serializers import (
+    GpuModelSerializer,
+    InventorySerializer,
+    OfferSerializer,
+    ProviderSerializer,
+    ProviderWriteSerializer,
+)
+from providers.models import Provider, ProviderGpu
+
+
+class GpuModelListView(generics.ListAPIView):
+    """The GPU catalog."""
+
+    serializer_class = GpuModelSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.gpu_models()
+
+
+class OfferFilter(filters.FilterSet):
+    gpu_model = filters.CharFilter(help_text="A catalog id.")
+    min_vram_gib = filters.NumberFilter(min_value=0, max_value=10_000)
+    gpu_count = filters.NumberFilter(min_value=1, max_value=64, help_text="At least this many GPUs free.")
+    region = filters.CharFilter(max_length=64)
+    verified = filters.BooleanFilter()
+
+    class Meta:
+        model = ProviderGpu
+        fields: list[str] = []
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        data = self.form.cleaned_data
+        return selectors.offers_list(
+            filters=selectors.OfferFilters(
+                gpu_model=data.get("gpu_model") or None,
+                min_vram_gib=int(data["min_vram_gib"]) if data.get("min_vram_gib") is not None else None,
+                gpu_count=int(data["gpu_count"]) if data.get("gpu_count") is not None else None,
+                region=data.get("region") or None,
+                verified=data.get("verified"),
+            )
+        )
+
+
+class OfferOrdering(OrderingFilter):
+    ordering_fields = {
+        "price": "price_per_gpu_hour",
+        "vram": "gpu_model__vram_gib",
+        "available": "available_count",
+        "reputation": "provider__reputation",
+    }
+
+    def get_valid_fields(self, queryset, view, context=None):  # type: ignore[no-untyped-def]
+        return [(field, name) for name, field in self.ordering_fields.items()]
+
+    def get_ordering(self, request, queryset, view):  # type: ignore[no-untyped-def]
+        params = request.query_params.get(self.ordering_param)
+        if not params:
+            return ["price_per_gpu_hour", "-provider__reputation", "id"]
+        ordering = []
+        for term in params.split(","):
+            term = term.strip()
+            desc = term.startswith("-")
+            field = self.ordering_fields.get(term.lstrip("-"))
+            if field:
+                ordering.append(f"-{field}" if desc else field)
+        return [*ordering, "id"] if ordering else ["price_per_gpu_hour", "id"]
+
+
+class OfferListView(generics.ListAPIView):
+    """GPUs that online providers can rent out now. ``ordering``: price, vram, available, reputation
+    (prefix ``-`` for descending)."""
+
+    serializer_class = OfferSerializer
+    filterset_class = OfferFilter
+    filter_backends = [filters.DjangoFilterBackend, OfferOrdering]
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.offers_list(filters=selectors.OfferFilters())
+
+
+class ProviderMeView(APIView):
+    """Your provider profile."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=ProviderSerializer)
+    def get(self, request: Request) -> Response:
+        provider = selectors.provider_for_user(user=request.user)
+        return Response(ProviderSerializer(provider).data)
+
+    @extend_schema(request=ProviderWriteSerializer, responses={201: ProviderSerializer})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        payload = ProviderWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        provider = services.provider_register(user=request.user, **payload.validated_data)
+        return Response(ProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ProviderWriteSerializer(partial=True), responses=ProviderSerializer)
+    def patch(self, request: Request) -> Response:
+        provider = selectors.provider_for_user(user=request.user)
+        payload = ProviderWriteSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        provider = services.provider_update(provider=provider, **payload.validated_data)
+        return Response(ProviderSerializer(provider).data)
+
+
+class InventoryView(APIView):
+    """What your agent discovered. Each report replaces the last and counts as a heartbeat."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=ProviderSerializer)
+    def get(self, request: Request) -> Response:
+        provider = selectors.provider_for_user(user=request.user)
+        return Response(ProviderSerializer(provider).data)
+
+    @extend_schema(request=InventorySerializer, responses=ProviderSerializer)
+    def put(self, request: Request) -> Response:
+        provider = selectors.provider_for_user(user=request.user)
+        payload = InventorySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        provider = services.inventory_report(
+            provider=provider,
+            gpus=[services.GpuReport(**line) for line in data["gpus"]],
+            cpu_cores=services.HostReport(**data["cpu_cores"]),
+            memory_gib=services.HostReport(**data["memory_gib"]),
+            storage_gib=services.HostReport(**data["storage_gib"]),
+        )
+        provider = Provider.objects.prefetch_related("gpus__gpu_model").get(pk=provider.pk)
+        return Response(ProviderSerializer(provider).data)
+
+
+class HeartbeatView(APIView):
+    """A heartbeat without an inventory change."""
+
+    required_role = "provider"
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        services.provider_heartbeat(provider=selectors.provider_for_user(user=request.user))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,99 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class GpuModel(models.Model):
+    """A catalog entry. Rows are kept in step with ``providers.catalog`` after every migrate."""
+
+    id = models.SlugField(primary_key=True, max_length=40)
+    name = models.CharField(max_length=80)
+    vendor = models.CharField(max_length=40)
+    architecture = models.CharField(max_length=40)
+    vram_gib = models.PositiveIntegerField()
+    memory_type = models.CharField(max_length=20)
+    interface = models.CharField(max_length=20)
+    memory_bandwidth_gbps = models.PositiveIntegerField()
+    int8_tops = models.DecimalField(max_digits=8, decimal_places=1)
+    bf16_tflops = models.DecimalField(max_digits=8, decimal_places=1)
+
+    class Meta:
+        ordering = ["-vram_gib", "-int8_tops", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Provider(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider")
+    name = models.CharField(max_length=100)
+    region = models.CharField(max_length=64, db_index=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # 0..1000; 500 for a newcomer. The trust issue computes it from verification and history.
+    reputation = models.PositiveSmallIntegerField(default=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    # Host resources as last reported, and what awarded leases hold.
+    cpu_cores_total = models.PositiveIntegerField(default=0)
+    cpu_cores_free = models.PositiveIntegerField(default=0)
+    memory_gib_total = models.PositiveIntegerField(default=0)
+    memory_gib_free = models.PositiveIntegerField(default=0)
+    storage_gib_total = models.PositiveIntegerField(default=0)
+    storage_gib_free = models.PositiveIntegerField(default=0)
+    cpu_cores_reserved = models.PositiveIntegerField(default=0)
+    memory_gib_reserved = models.PositiveIntegerField(default=0)
+    storage_gib_reserved = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(reputation__lte=1000), name="provider_reputation_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderGpu(models.Model):
+    """A provider's GPUs of one catalog model: reported counts plus what leases reserve.
+
+    Available to a new lease = min(reported free, total - reserved): the report knows about
+    GPUs used outside the marketplace, the reservation knows about leases awarded since the
+    last heartbeat.
+    """
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="gpus")
+    gpu_model = models.ForeignKey(GpuModel, on_delete=models.PROTECT, related_name="+")
+    total = models.PositiveIntegerField()
+    free = models.PositiveIntegerField()
+    reserved = models.PositiveIntegerField(default=0)
+    # An indicative price the provider asks, per GPU-hour, in micro-dollars (optional).
+    price_per_gpu_hour = models.BigIntegerField(null=True, blank=True)
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider_id", "gpu_model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "gpu_model"], name="provider_gpu_unique_model"),
+            models.CheckConstraint(condition=Q(free__lte=F("total")), name="provider_gpu_free_le_total"),
+            models.CheckConstraint(
+                condition=Q(price_per_gpu_hour__isnull=True) | Q(price_per_gpu_hour__gt=0),
+                name="provider_gpu_price_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.total}x {self.gpu_model_id}"
+
+    @property
+    def available(self) -> int:
+        return max(0, min(self.free, self.total - self.reserved))

@@ -1,0 +1,105 @@
+"""Reads for providers, their inventory and the offers list."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Greatest, Least
+from django.utils import timezone
+
+from core.errors import NotAllowed
+from core.models import User
+from providers.models import GpuModel, Provider, ProviderGpu
+
+
+def online_since(now: datetime | None = None) -> datetime:
+    """Providers with a heartbeat after this moment are online."""
+    return (now or timezone.now()) - timedelta(seconds=settings.PROVIDER_OFFLINE_AFTER_SECONDS)
+
+
+def provider_is_online(provider: Provider, now: datetime | None = None) -> bool:
+    return provider.last_heartbeat_at is not None and provider.last_heartbeat_at >= online_since(now)
+
+
+def provider_for_user(*, user: User) -> Provider:
+    provider = Provider.objects.filter(user=user).first()
+    if provider is None:
+        raise NotAllowed(
+            "Register a provider profile first (POST /api/v1/providers/me/).",
+            code="provider_profile_required",
+        )
+    return provider
+
+
+def gpu_models() -> QuerySet[GpuModel]:
+    return GpuModel.objects.all()
+
+
+def gpu_models_matching(*, ids: list[str] | None = None, min_vram_gib: int | None = None) -> QuerySet[GpuModel]:
+    qs = GpuModel.objects.all()
+    if ids:
+        qs = qs.filter(id__in=ids)
+    if min_vram_gib is not None:
+        qs = qs.filter(vram_gib__gte=min_vram_gib)
+    return qs
+
+
+def gpu_available_expr() -> Greatest:
+    return Greatest(Least(F("free"), F("total") - F("reserved")), Value(0))
+
+
+def host_available_q(*, cpu_cores: int, memory_gib: int, storage_gib: int, prefix: str = "") -> Q:
+    """Rows (Provider, or via ``prefix`` a related one) with these host resources available."""
+    p = prefix
+
+    def fits(resource: str, amount: int) -> Q:
+        return Q(**{f"{p}{resource}_free__gte": amount}) & Q(
+            **{f"{p}{resource}_total__gte": F(f"{p}{resource}_reserved") + amount}
+        )
+
+    return fits("cpu_cores", cpu_cores) & fits("memory_gib", memory_gib) & fits("storage_gib", storage_gib)
+
+
+def host_available(provider: Provider, *, cpu_cores: int, memory_gib: int, storage_gib: int) -> bool:
+    def fits(total: int, free: int, reserved: int, amount: int) -> bool:
+        return min(free, total - reserved) >= amount
+
+    return (
+        fits(provider.cpu_cores_total, provider.cpu_cores_free, provider.cpu_cores_reserved, cpu_cores)
+        and fits(provider.memory_gib_total, provider.memory_gib_free, provider.memory_gib_reserved, memory_gib)
+        and fits(provider.storage_gib_total, provider.storage_gib_free, provider.storage_gib_reserved, storage_gib)
+    )
+
+
+@dataclass(frozen=True)
+class OfferFilters:
+    gpu_model: str | None = None
+    min_vram_gib: int | None = None
+    gpu_count: int | None = None
+    region: str | None = None
+    verified: bool | None = None
+
+
+def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
+    """What online, active providers can rent out now: one row per provider and GPU model."""
+    qs = (
+        ProviderGpu.objects.select_related("provider", "gpu_model")
+        .annotate(available_count=gpu_available_expr())
+        .filter(
+            provider__status=Provider.Status.ACTIVE,
+            provider__last_heartbeat_at__gte=online_since(),
+            available_count__gt=0,
+        )
+    )
+    if filters.gpu_model:
+        qs = qs.filter(gpu_model_id=filters.gpu_model)
+    if filters.min_vram_gib is not None:
+        qs = qs.filter(gpu_model__vram_gib__gte=filters.min_vram_gib)
+    if filters.gpu_count is not None:
+        qs = qs.filter(available_count__gte=filters.gpu_count)
+    if filters.region:
+        qs = qs.filter(provider__region__iexact=filters.region)
+    if filters.verified is not None:
+        qs = qs.filter(verified=filters.verified)
+    return qs

@@ -1,0 +1,68 @@
+"""Bad requests get a clear 4xx in one shape, never a 500."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from marketplace.models import Order
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.fixture
+def client_api() -> APIClient:
+    return f.api(f.client_user(), f.CLIENT)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b'{"name": }', b"[1, 2", b'{"a": NaN}', b"\xff\xfe", b'"just a string"', b"null", b"[]"],
+)
+def test_malformed_or_wrong_shaped_json(client_api: APIClient, body: bytes) -> None:
+    response = client_api.generic("POST", "/api/v1/orders/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert_error(response, 400)
+    assert Order.objects.count() == 0
+
+
+def test_body_over_one_mebibyte_is_413(client_api: APIClient) -> None:
+    big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    response = client_api.generic("POST", "/api/v1/orders/", big, content_type="application/json")
+    assert_error(response, 413, "payload_too_large")
+    assert Order.objects.count() == 0
+
+
+def test_unsupported_media_type(client_api: APIClient) -> None:
+    response = client_api.generic("POST", "/api/v1/orders/", b"<xml/>", content_type="application/xml")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_method_not_allowed(client_api: APIClient) -> None:
+    assert_error(client_api.delete("/api/v1/orders/"), 405, "method_not_allowed")
+
+
+def test_unknown_api_path_is_a_json_404(client_api: APIClient) -> None:
+    assert_error(client_api.get("/api/v1/nothing-here/"), 404, "not_found")
+
+
+def test_deeply_nested_json_is_refused_not_crashed(client_api: APIClient) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = client_api.generic("POST", "/api/v1/orders/", body, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_health_and_readiness() -> None:
+    c = APIClient()
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").json()["database"] == "ok"
