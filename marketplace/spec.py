@@ -72,10 +72,19 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """A string that was a string in the document: 42 is not an image name."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ArgvField(serializers.ListField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            child=serializers.CharField(max_length=MAX_ARG_LENGTH, allow_blank=True, trim_whitespace=False),
+            child=StrictCharField(max_length=MAX_ARG_LENGTH, allow_blank=True, trim_whitespace=False),
             max_length=MAX_ARGV,
             required=False,
             **kwargs,
@@ -92,8 +101,8 @@ class ArgvField(serializers.ListField):
 
 
 class EnvVarSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=128, trim_whitespace=False)
-    value = serializers.CharField(max_length=MAX_ENV_VALUE, allow_blank=True, trim_whitespace=False)
+    name = StrictCharField(max_length=128, trim_whitespace=False)
+    value = StrictCharField(max_length=MAX_ENV_VALUE, allow_blank=True, trim_whitespace=False)
     secret = serializers.BooleanField(default=False)
 
     def validate_name(self, value: str) -> str:
@@ -118,7 +127,7 @@ class PortSerializer(StrictSerializer):
 
 
 class WorkloadSerializer(StrictSerializer):
-    image = serializers.CharField(max_length=512, trim_whitespace=False)
+    image = StrictCharField(max_length=512, trim_whitespace=False)
     command = ArgvField()
     args = ArgvField()
     env = EnvVarSerializer(many=True, required=False, max_length=MAX_ENV)
@@ -158,7 +167,11 @@ class WorkloadSerializer(StrictSerializer):
 class ResourcesSerializer(StrictSerializer):
     gpu_count = StrictIntegerField(min_value=1, max_value=64)
     gpu_models = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, max_length=MAX_GPU_MODELS, allow_empty=False
+        child=StrictCharField(max_length=40),
+        required=False,
+        allow_null=True,
+        max_length=MAX_GPU_MODELS,
+        allow_empty=False,
     )
     min_vram_gib = StrictIntegerField(min_value=1, max_value=1024, required=False, allow_null=True)
     cpu_cores = StrictIntegerField(min_value=1, max_value=512, default=4)
@@ -175,7 +188,7 @@ class OrderSpecSerializer(StrictSerializer):
     """An order: the workload, what it needs, how long, and the auction's terms."""
 
     version = serializers.ChoiceField(choices=["1"], required=False, help_text='Workload files: "1".')
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, trim_whitespace=False)
+    name = StrictCharField(max_length=100, required=False, allow_blank=True, trim_whitespace=False)
     workload = WorkloadSerializer()
     resources = ResourcesSerializer()
     duration_hours = StrictIntegerField(min_value=1, max_value=720)
@@ -234,7 +247,7 @@ class OrderSpec:
             env=[dict(item) for item in workload.get("env", [])],
             ports=[dict(item) for item in workload.get("ports", [])],
             gpu_count=resources["gpu_count"],
-            gpu_models=list(dict.fromkeys(resources.get("gpu_models", []))),
+            gpu_models=list(dict.fromkeys(resources.get("gpu_models") or [])),
             min_vram_gib=resources.get("min_vram_gib"),
             cpu_cores=resources["cpu_cores"],
             memory_gib=resources["memory_gib"],
