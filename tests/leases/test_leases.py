@@ -53,7 +53,7 @@ def test_client_close_pays_elapsed_time_and_refunds_the_rest() -> None:
 
 
 def test_provider_can_close_too_and_capacity_is_released() -> None:
-    client, p, lease = awarded(gpus=4)
+    _client, p, lease = awarded(gpus=4)
     response = f.api(p.user, f.PROVIDER).post(f"/api/v1/leases/{lease.pk}/close/")
     assert response.status_code == 200 and response.json()["closed_by"] == "provider"
     assert p.gpus.get().reserved == 0
@@ -82,7 +82,7 @@ def test_other_tenants_cannot_see_or_close_a_lease() -> None:
 
 
 def test_a_finished_lease_is_closed_with_the_whole_deposit_paid() -> None:
-    client, p, lease = awarded(price=2 * USD, hours=1)
+    client, _p, lease = awarded(price=2 * USD, hours=1)
     started_ago(lease, 3700)
     assert tasks.close_finished_leases() == 1
     lease.refresh_from_db()
@@ -94,7 +94,7 @@ def test_a_finished_lease_is_closed_with_the_whole_deposit_paid() -> None:
 
 
 def test_lease_shows_accrual_while_running() -> None:
-    client, p, lease = awarded(price=3600 * 1000, hours=2)
+    client, _p, lease = awarded(price=3600 * 1000, hours=2)
     started_ago(lease, 600)
     body = f.api(client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/").json()
     assert 600 * 1000 <= body["accrued"] <= 605 * 1000
@@ -103,7 +103,7 @@ def test_lease_shows_accrual_while_running() -> None:
 
 
 def test_account_and_ledger_endpoints() -> None:
-    client, p, lease = awarded(price=3 * USD, hours=2)
+    client, p, _lease = awarded(price=3 * USD, hours=2)
     api = f.api(client, f.CLIENT)
     summary = api.get("/api/v1/account/").json()
     assert summary == {

@@ -30,7 +30,7 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
         try:
             barrier.wait()
             results[i] = call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             results[i] = exc
         finally:
             connections.close_all()
