@@ -22,7 +22,7 @@ class Candidate:
     bid_id: int
     price_per_hour: int
     reputation: int
-    created_at: datetime
+    placed: datetime | int  # when the bid was placed, or its position in placement order
     ineligible_reason: str | None = None
 
     @property
@@ -61,7 +61,7 @@ def ineligibility(facts: BidFacts) -> str | None:
 
 
 def _rank_key(candidate: Candidate) -> tuple:
-    return (candidate.price_per_hour, -candidate.reputation, candidate.created_at, candidate.bid_id)
+    return (candidate.price_per_hour, -candidate.reputation, candidate.placed, candidate.bid_id)
 
 
 def rank(candidates: Iterable[Candidate]) -> list[Candidate]:

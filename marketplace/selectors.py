@@ -5,10 +5,9 @@ has bid on, and only its own bids. Anything else is reported as missing (404), n
 forbidden, so nobody learns that another tenant's object exists.
 """
 
-from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, ExpressionWrapper, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from core.errors import NotFound
@@ -16,7 +15,7 @@ from core.models import User
 from marketplace.auction import BidFacts, Candidate, ineligibility
 from marketplace.models import Bid, Order, Verification
 from providers.models import Provider, ProviderGpu
-from providers.selectors import host_available, provider_is_online
+from providers.selectors import online_since
 
 
 def _provider_of(user: User) -> Provider | None:
@@ -113,43 +112,95 @@ def open_orders_for_provider(*, provider: Provider, now: datetime | None = None)
     )
 
 
-def bid_facts(*, order: Order, bid: Bid, provider: Provider, gpu: ProviderGpu | None, now: datetime) -> BidFacts:
-    return BidFacts(
-        price_per_hour=bid.price_per_hour,
-        max_price_per_hour=order.max_price_per_hour,
-        provider_active=provider.status == Provider.Status.ACTIVE,
-        provider_online=provider_is_online(provider, now),
-        verification_required=order.verification == Verification.VERIFIED,
-        gpu_verified=bool(gpu and gpu.verified),
-        gpus_available=gpu.available if gpu else 0,
-        gpus_needed=order.gpu_count,
-        host_fits=host_available(
-            provider, cpu_cores=order.cpu_cores, memory_gib=order.memory_gib, storage_gib=order.storage_gib
-        ),
+def order_for_bidding(*, provider: Provider, order_id: int) -> tuple[Order, set[str]]:
+    """The order a provider wants to bid on, and the GPU models it accepts.
+
+    An order that is not open is only visible to providers that bid on it (they get a 409 from
+    the service); to anyone else it does not exist.
+    """
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None or (
+        order.status != Order.Status.OPEN and not Bid.objects.filter(order_id=order_id, provider=provider).exists()
+    ):
+        raise NotFound("No such order.")
+    accepted = set(Order.gpu_models.through.objects.filter(order_id=order_id).values_list("gpumodel_id", flat=True))
+    return order, accepted
+
+
+_BID_COLUMNS = (
+    "id",
+    "price_per_hour",
+    "provider__status",
+    "provider__reputation",
+    "online",
+    "provider__cpu_cores_total",
+    "provider__cpu_cores_free",
+    "provider__cpu_cores_reserved",
+    "provider__memory_gib_total",
+    "provider__memory_gib_free",
+    "provider__memory_gib_reserved",
+    "provider__storage_gib_total",
+    "provider__storage_gib_free",
+    "provider__storage_gib_reserved",
+    "gpu__total",
+    "gpu__free",
+    "gpu__reserved",
+    "gpu__verified",
+)
+
+
+def award_candidates(*, order: Order, now: datetime) -> list[Candidate]:
+    """Every open bid on the order as an auction candidate, with why it is ineligible if it is.
+
+    One query of plain rows (an order may hold thousands of bids): each bid with its provider and
+    the provider's GPUs of the bid's model, in the order bids were placed. The caller holds the
+    order's lock, which every writer of its bids takes first, so the bids cannot change meanwhile.
+    """
+    rows = (
+        Bid.objects.filter(order=order, status=Bid.Status.OPEN)
+        .annotate(
+            gpu=FilteredRelation("provider__gpus", condition=Q(provider__gpus__gpu_model_id=F("gpu_model_id"))),
+            online=ExpressionWrapper(
+                Q(provider__last_heartbeat_at__gte=online_since(now)), output_field=BooleanField()
+            ),
+        )
+        .order_by("created_at", "id")
+        .values_list(*_BID_COLUMNS)
     )
-
-
-def award_candidates(*, order: Order, bids: Iterable[Bid], now: datetime) -> list[Candidate]:
-    """Every open bid as an auction candidate, with the reason it is ineligible if it is."""
-    bids = list(bids)
-    gpus = {
-        (row.provider_id, row.gpu_model_id): row
-        for row in ProviderGpu.objects.filter(
-            provider_id__in={b.provider_id for b in bids}, gpu_model_id__in={b.gpu_model_id for b in bids}
-        )
-    }
+    verification_required = order.verification == Verification.VERIFIED
     candidates = []
-    for bid in bids:
-        facts = bid_facts(
-            order=order, bid=bid, provider=bid.provider, gpu=gpus.get((bid.provider_id, bid.gpu_model_id)), now=now
+    for placed, (
+        bid_id,
+        price,
+        status,
+        reputation,
+        online,
+        cpu_total,
+        cpu_free,
+        cpu_reserved,
+        mem_total,
+        mem_free,
+        mem_reserved,
+        disk_total,
+        disk_free,
+        disk_reserved,
+        gpu_total,
+        gpu_free,
+        gpu_reserved,
+        gpu_verified,
+    ) in enumerate(rows):
+        facts = BidFacts(
+            price_per_hour=price,
+            max_price_per_hour=order.max_price_per_hour,
+            provider_active=status == Provider.Status.ACTIVE,
+            provider_online=bool(online),
+            verification_required=verification_required,
+            gpu_verified=bool(gpu_verified),
+            gpus_available=max(0, min(gpu_free or 0, (gpu_total or 0) - (gpu_reserved or 0))),
+            gpus_needed=order.gpu_count,
+            host_fits=min(cpu_free, cpu_total - cpu_reserved) >= order.cpu_cores
+            and min(mem_free, mem_total - mem_reserved) >= order.memory_gib
+            and min(disk_free, disk_total - disk_reserved) >= order.storage_gib,
         )
-        candidates.append(
-            Candidate(
-                bid_id=bid.pk,
-                price_per_hour=bid.price_per_hour,
-                reputation=bid.provider.reputation,
-                created_at=bid.created_at,
-                ineligible_reason=ineligibility(facts),
-            )
-        )
+        candidates.append(Candidate(bid_id, price, reputation, placed, ineligibility(facts)))
     return candidates

@@ -126,7 +126,7 @@ def bid_place(
 ) -> Bid:
     """A provider's bid: a price per hour for the whole order, on one of its GPU models."""
     provider = provider_for_user(user=user)
-    order = selectors.order_get_visible(user=user, roles={"provider"}, order_id=order_id)
+    order, accepted = selectors.order_for_bidding(provider=provider, order_id=order_id)
     now = now or timezone.now()
     if order.client_id == user.pk:
         raise NotAllowed("You cannot bid on your own order.", code="own_order")
@@ -137,7 +137,6 @@ def bid_place(
             code="price_above_maximum",
             fields={"price_per_hour": [f"At most {order.max_price_per_hour}."]},
         )
-    accepted = {m.id for m in order.gpu_models.all()}
     if gpu_model is not None and gpu_model not in accepted:
         raise ValidationFailed(
             "The order does not accept that GPU model.",
@@ -146,7 +145,9 @@ def bid_place(
         )
     if provider.status != Provider.Status.ACTIVE:
         raise NotAllowed("Your provider account is not active.", code="not_eligible")
-    rows = ProviderGpu.objects.filter(provider=provider, gpu_model_id__in=[gpu_model] if gpu_model else accepted)
+    rows = ProviderGpu.objects.select_related("gpu_model").filter(
+        provider=provider, gpu_model_id__in=[gpu_model] if gpu_model else accepted
+    )
     rows = sorted(rows, key=lambda r: (-r.available, r.gpu_model_id))
     verified_needed = order.verification == "verified"
     if verified_needed and not any(r.verified for r in rows):
@@ -158,20 +159,24 @@ def bid_place(
         raise Conflict("You do not have free capacity for this order.", code="insufficient_capacity")
     chosen = usable[0]
     with transaction.atomic():
-        # Lock the order so a bid cannot slip in after the award decided the auction.
-        locked = Order.objects.select_for_update().get(pk=order.pk)
-        _require_open(locked, now)
-        existing = Bid.objects.filter(order=locked, provider=provider, status=Bid.Status.OPEN).first()
-        if existing is not None:
+        # The order's lock serializes every change to its bids and its award: a bid cannot slip
+        # in after the award decided the auction.
+        status, deadline = Order.objects.select_for_update().filter(pk=order.pk).values_list("status", "deadline").get()
+        order.status, order.deadline = status, deadline
+        _require_open(order, now)
+        existing = Bid.objects.filter(order_id=order.pk, provider=provider, status=Bid.Status.OPEN).values_list(
+            "pk", flat=True
+        )
+        if existing:
             raise Conflict(
-                f"You already have open bid {existing.pk} on this order; lower or withdraw it.",
+                f"You already have open bid {existing[0]} on this order; lower or withdraw it.",
                 code="bid_exists",
-                fields={"bid": existing.pk},
+                fields={"bid": existing[0]},
             )
         return Bid.objects.create(
-            order=locked,
+            order=order,
             provider=provider,
-            gpu_model_id=chosen.gpu_model_id,
+            gpu_model=chosen.gpu_model,
             price_per_hour=price_per_hour,
             created_at=now,
         )
@@ -252,18 +257,12 @@ def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | No
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         _require_open(order, now)
-        bids = list(
-            Bid.objects.select_for_update(of=("self",))
-            .filter(order=order, status=Bid.Status.OPEN)
-            .select_related("provider")
-            .order_by("pk")
-        )
-        winner = next((b for b in bids if b.pk == bid_id), None)
+        winner = Bid.objects.filter(pk=bid_id, order=order).first()
         if winner is None:
-            if Bid.objects.filter(pk=bid_id, order=order).exists():
-                raise Conflict("That bid is no longer open.", code="bid_not_open")
             raise NotFound("No such bid on this order.")
-        candidates = selectors.award_candidates(order=order, bids=bids, now=now)
+        if winner.status != Bid.Status.OPEN:
+            raise Conflict("That bid is no longer open.", code="bid_not_open")
+        candidates = selectors.award_candidates(order=order, now=now)
         reason = next(c.ineligible_reason for c in candidates if c.bid_id == winner.pk)
         if reason is not None:
             raise Conflict(INELIGIBLE_MESSAGES[reason], code=f"bid_{reason}")
@@ -280,19 +279,13 @@ def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | No
         order = Order.objects.select_for_update().filter(pk=order_id).first()
         if order is None or order.status != Order.Status.OPEN or order.deadline > now:
             return None
-        bids = list(
-            Bid.objects.select_for_update(of=("self",))
-            .filter(order=order, status=Bid.Status.OPEN)
-            .select_related("provider")
-            .order_by("pk")
-        )
-        candidates = selectors.award_candidates(order=order, bids=bids, now=now)
-        by_id = {b.pk: b for b in bids}
+        candidates = selectors.award_candidates(order=order, now=now)
         reason = "no eligible bid"
         for candidate in rank(candidates):
+            winner = Bid.objects.get(pk=candidate.bid_id)
             try:
                 with transaction.atomic():  # a savepoint: a failed try leaves no trace
-                    return _award(order=order, winner=by_id[candidate.bid_id], candidates=candidates, now=now)
+                    return _award(order=order, winner=winner, candidates=candidates, now=now)
             except Conflict:
                 continue  # capacity went away since the candidates were read: try the next
             except PaymentRequired:

@@ -38,3 +38,11 @@ def assert_books_balance() -> None:
         assert account.balance == (account.s or 0), f"{account} caches {account.balance}, entries say {account.s}"
         if account.kind != LedgerAccount.Kind.EXTERNAL:
             assert account.balance >= 0, f"{account} is negative"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_cache() -> None:
+    """Throttle counters live in the cache (Redis in CI): start every run from zero."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -1,5 +1,17 @@
-from typing import TYPE_CHECKING
+"""Per-token rate limits as fixed-window counters.
 
+DRF's stock throttles keep a list of request times per client and rewrite it on every request,
+which grows with the rate. Here each window is one counter: with Redis, one pipelined
+``INCR`` + ``EXPIRE`` round trip; on embedded defaults, the local-memory cache.
+"""
+
+import time
+from functools import cache as memoize
+from typing import TYPE_CHECKING, Any
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -7,6 +19,26 @@ from core.models import ApiToken
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
+
+
+@memoize
+def _redis() -> Any:
+    return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+
+
+def _count(bucket: str, ttl: int) -> int:
+    client = _redis()
+    if client is not None:
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(bucket)
+        pipe.expire(bucket, ttl, nx=True)
+        return int(pipe.execute()[0])
+    cache.add(bucket, 0, timeout=ttl)
+    try:
+        return cache.incr(bucket)
+    except ValueError:  # expired between add and incr
+        cache.set(bucket, 1, timeout=ttl)
+        return 1
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -22,3 +54,15 @@ class TokenRateThrottle(SimpleRateThrottle):
         else:
             ident = f"a{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        if self.rate is None:
+            return True
+        now = time.time()
+        window = int(now // self.duration)
+        self.wait_seconds = (window + 1) * self.duration - now
+        count = _count(f"gpumarket:{self.get_cache_key(request, view)}:{window}", int(self.duration) + 1)
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return max(1.0, self.wait_seconds)

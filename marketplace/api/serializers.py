@@ -102,26 +102,17 @@ class OrderSerializer(serializers.ModelSerializer):
         return {"id": bid_id, "price_per_hour": obj.my_bid_price}
 
 
-class BidSerializer(serializers.ModelSerializer):
+class BidSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
     order = serializers.IntegerField(source="order_id", read_only=True)
     provider = ProviderBriefSerializer(read_only=True)
     gpu_model = GpuModelBriefSerializer(read_only=True)
+    price_per_hour = serializers.IntegerField(read_only=True)
     price_per_gpu_hour = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Bid
-        fields = [
-            "id",
-            "order",
-            "provider",
-            "gpu_model",
-            "price_per_hour",
-            "price_per_gpu_hour",
-            "status",
-            "status_reason",
-            "created_at",
-            "updated_at",
-        ]
+    status = serializers.ChoiceField(choices=Bid.Status.choices, read_only=True)
+    status_reason = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
     def get_price_per_gpu_hour(self, obj: Bid) -> int:
         return obj.price_per_hour // obj.order.gpu_count

@@ -24,16 +24,19 @@ class GpuModelSerializer(serializers.ModelSerializer):
         ]
 
 
-class GpuModelBriefSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = GpuModel
-        fields = ["id", "name", "vram_gib"]
+# Plain serializers for the small nested shapes: they are built on every bid and lease, and
+# ModelSerializer's field introspection would cost more than the rest of the response.
+class GpuModelBriefSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    vram_gib = serializers.IntegerField(read_only=True)
 
 
-class ProviderBriefSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Provider
-        fields = ["id", "name", "region", "reputation"]
+class ProviderBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    region = serializers.CharField(read_only=True)
+    reputation = serializers.IntegerField(read_only=True)
 
 
 class ProviderGpuSerializer(serializers.ModelSerializer):
