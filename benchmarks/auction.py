@@ -51,13 +51,29 @@ def scratch_database(url: str) -> str:
     return urlunparse(parsed._replace(path=f"/{name}"))
 
 
+def order_spec(**terms: object) -> object:
+    """A one-H100 order for an hour, at most $5/hour."""
+    from marketplace.spec import OrderSpecSerializer
+
+    spec = OrderSpecSerializer(
+        data={
+            "workload": {"image": "ghcr.io/acme/trainer:1.4"},
+            "resources": {"gpu_count": 1, "gpu_models": ["h100-sxm-80gb"]},
+            "duration_hours": 1,
+            "max_price_per_hour": 5_000_000,
+            **terms,
+        }
+    )
+    spec.is_valid(raise_exception=True)
+    return spec.validated_data["spec"]
+
+
 def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
     """Providers with tokens, open orders with an hour-long window; writes the bid pairs."""
     from core import services as accounts
     from core.models import TokenScope
     from leases import ledger
     from marketplace import services as market
-    from marketplace.spec import OrderSpecSerializer
     from providers import services as provider_services
 
     tokens = []
@@ -76,17 +92,7 @@ def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
     ledger.deposit(user=client, amount=10**12, key="bench:client")
     order_ids = []
     for _ in range(orders):
-        spec = OrderSpecSerializer(
-            data={
-                "workload": {"image": "ghcr.io/acme/trainer:1.4"},
-                "resources": {"gpu_count": 1, "gpu_models": ["h100-sxm-80gb"]},
-                "duration_hours": 1,
-                "max_price_per_hour": 5_000_000,
-                "bid_window_seconds": 3600,
-            }
-        )
-        spec.is_valid(raise_exception=True)
-        order_ids.append(market.order_create(client=client, spec=spec.validated_data["spec"]).pk)
+        order_ids.append(market.order_create(client=client, spec=order_spec(bid_window_seconds=3600)).pk)
     pairs = [(t, o) for o in order_ids for t in tokens]
     random.Random(7).shuffle(pairs)
     pairs_file.write_text("".join(f"{t} {o}\n" for t, o in pairs))
@@ -161,7 +167,6 @@ def award_time(args: argparse.Namespace) -> dict:
     from leases import ledger
     from marketplace import services as market
     from marketplace.models import Bid, Order
-    from marketplace.spec import OrderSpecSerializer
     from providers.models import GpuModel, Provider, ProviderGpu
 
     now = datetime.now(UTC)
@@ -190,19 +195,9 @@ def award_time(args: argparse.Namespace) -> dict:
     ledger.deposit(user=client, amount=10**12, key="bench:award-client")
     timings = []
     for run in range(args.award_runs):
-        spec = OrderSpecSerializer(
-            data={
-                "workload": {"image": "ghcr.io/acme/trainer:1.4"},
-                "resources": {"gpu_count": 1, "gpu_models": ["h100-sxm-80gb"]},
-                "duration_hours": 1,
-                "max_price_per_hour": 5_000_000,
-                "bid_window_seconds": 10,
-                "pricing_rule": "second_price",
-            }
-        )
-        spec.is_valid(raise_exception=True)
         created = datetime.now(UTC)
-        order = market.order_create(client=client, spec=spec.validated_data["spec"], now=created)
+        spec = order_spec(bid_window_seconds=10, pricing_rule="second_price")
+        order = market.order_create(client=client, spec=spec, now=created)
         Bid.objects.bulk_create(
             [
                 Bid(

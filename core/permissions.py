@@ -18,28 +18,25 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
-def acting_roles(request: Request) -> set[str]:
-    """The roles this request may act with (write)."""
+def _roles(request: Request, *, reading: bool) -> set[str]:
     user = request.user
     if not user or not user.is_authenticated:
         return set()
     roles = set(user.roles)
     token = request.auth
-    if isinstance(token, ApiToken):
-        return roles & {token.scope}
-    return roles
+    if not isinstance(token, ApiToken) or (reading and token.scope == TokenScope.READ_ONLY):
+        return roles
+    return roles & {token.scope}
+
+
+def acting_roles(request: Request) -> set[str]:
+    """The roles this request may act with (write)."""
+    return _roles(request, reading=False)
 
 
 def reading_roles(request: Request) -> set[str]:
     """The roles whose data this request may read."""
-    user = request.user
-    if not user or not user.is_authenticated:
-        return set()
-    roles = set(user.roles)
-    token = request.auth
-    if isinstance(token, ApiToken) and token.scope != TokenScope.READ_ONLY:
-        return roles & {token.scope}
-    return roles
+    return _roles(request, reading=True)
 
 
 class HasRole(permissions.BasePermission):

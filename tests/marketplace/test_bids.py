@@ -185,3 +185,12 @@ def test_the_provider_feed_lists_orders_it_can_serve() -> None:
     feed = {o["id"]: o for o in api.get("/api/v1/provider/orders/").json()["results"]}
     assert needs_verified.pk in feed
     assert feed[fits.pk]["my_bid"] == {"id": bid.pk, "price_per_hour": USD}
+
+
+def test_a_disabled_provider_cannot_bid(order: Order) -> None:
+    from providers.models import Provider
+
+    p = f.provider()
+    Provider.objects.filter(pk=p.pk).update(status=Provider.Status.DISABLED)
+    response = post_bid(p, order.pk, {"price_per_hour": USD})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "not_eligible"

@@ -286,3 +286,18 @@ def test_a_failed_request_replays_its_error() -> None:
     again = api.post("/api/v1/orders/", bad, format="json", HTTP_IDEMPOTENCY_KEY="bad-1")
     assert first.status_code == again.status_code == 400
     assert first.json() == again.json()
+
+
+def test_a_retry_while_the_first_request_is_in_flight_is_409() -> None:
+    from core import idempotency
+    from core.models import IdempotencyRecord
+
+    client = f.client_user()
+    api = f.api(client, f.CLIENT)
+    payload = f.spec_payload()
+    fingerprint = idempotency.fingerprint(method="POST", path="/api/v1/orders/", payload=payload)
+    IdempotencyRecord.objects.create(user=client, key="busy", fingerprint=fingerprint)
+    response = api.post("/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY="busy")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_in_progress"
+    assert Order.objects.count() == 0
