@@ -118,7 +118,23 @@ def order_for_bidding(*, provider: Provider, order_id: int) -> tuple[Order, set[
     An order that is not open is only visible to providers that bid on it (they get a 409 from
     the service); to anyone else it does not exist.
     """
-    order = Order.objects.filter(pk=order_id).first()
+    order = (
+        Order.objects.filter(pk=order_id)
+        .only(
+            "id",
+            "client_id",
+            "status",
+            "deadline",
+            "max_price_per_hour",
+            "gpu_count",
+            "cpu_cores",
+            "memory_gib",
+            "storage_gib",
+            "verification",
+        )
+        .order_by()
+        .first()
+    )
     if order is None or (
         order.status != Order.Status.OPEN and not Bid.objects.filter(order_id=order_id, provider=provider).exists()
     ):

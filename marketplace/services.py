@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
@@ -161,17 +162,26 @@ def bid_place(
     with transaction.atomic():
         # The order's lock serializes every change to its bids and its award: a bid cannot slip
         # in after the award decided the auction.
-        status, deadline = Order.objects.select_for_update().filter(pk=order.pk).values_list("status", "deadline").get()
+        status, deadline, existing = (
+            Order.objects.select_for_update()
+            .filter(pk=order.pk)
+            .annotate(
+                open_bid=Subquery(
+                    Bid.objects.filter(order_id=OuterRef("pk"), provider=provider, status=Bid.Status.OPEN).values("pk")[
+                        :1
+                    ]
+                )
+            )
+            .values_list("status", "deadline", "open_bid")
+            .get()
+        )
         order.status, order.deadline = status, deadline
         _require_open(order, now)
-        existing = Bid.objects.filter(order_id=order.pk, provider=provider, status=Bid.Status.OPEN).values_list(
-            "pk", flat=True
-        )
-        if existing:
+        if existing is not None:
             raise Conflict(
-                f"You already have open bid {existing[0]} on this order; lower or withdraw it.",
+                f"You already have open bid {existing} on this order; lower or withdraw it.",
                 code="bid_exists",
-                fields={"bid": existing[0]},
+                fields={"bid": existing},
             )
         return Bid.objects.create(
             order=order,

@@ -23,7 +23,7 @@ def provider_is_online(provider: Provider, now: datetime | None = None) -> bool:
 
 
 def provider_for_user(*, user: User) -> Provider:
-    provider = Provider.objects.filter(user=user).first()
+    provider = Provider.objects.filter(user=user).order_by().first()
     if provider is None:
         raise NotAllowed(
             "Register a provider profile first (POST /api/v1/providers/me/).",
