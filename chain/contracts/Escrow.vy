@@ -1,0 +1,373 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title GPU Market escrow
+@notice Holds clients' balances and per-lease deposits in one ERC-20 (a 6-decimal stablecoin,
+        so amounts equal the marketplace's micro-dollars), providers' earnings and stakes.
+
+        Trust model. The operator (the marketplace) can:
+          - lock a client's free balance into a lease, only up to the allowance the client gave
+            it (`approve_operator`), and only for a positive price to a named provider;
+          - settle a lease to its provider, never more than price_per_hour * elapsed // 3600
+            since the last settlement, and never more than the lease holds;
+          - close a lease, refunding the rest to the client.
+        The operator cannot withdraw anyone's balance, cannot pay a provider beyond the agreed
+        rate, and cannot stop a client from closing its own lease or withdrawing its free
+        balance. The verifier can slash a provider's stake (including stake waiting to be
+        unstaked) to a beneficiary's free balance. The owner manages roles and can pause new
+        leases; pausing never blocks closing, withdrawing, claiming or unstaking.
+
+        Every state-changing function follows checks-effects-interactions, and the contract
+        is non-reentrant throughout. Loops run only over arrays the caller sizes.
+"""
+
+from ethereum.ercs import IERC20
+
+MAX_BATCH: constant(uint256) = 1000
+SECONDS_PER_HOUR: constant(uint256) = 3600
+
+
+struct Lease:
+    client: address
+    provider: address
+    price_per_hour: uint256
+    balance: uint256
+    settled_until: uint256
+    open: bool
+
+
+event Deposited:
+    account: indexed(address)
+    amount: uint256
+
+event Withdrawn:
+    account: indexed(address)
+    amount: uint256
+
+event OperatorApproved:
+    client: indexed(address)
+    amount: uint256
+
+event LeaseOpened:
+    lease_id: indexed(uint256)
+    client: indexed(address)
+    provider: indexed(address)
+    price_per_hour: uint256
+    deposit: uint256
+
+event LeaseToppedUp:
+    lease_id: indexed(uint256)
+    amount: uint256
+
+event Settled:
+    lease_id: indexed(uint256)
+    provider: indexed(address)
+    amount: uint256
+    settled_until: uint256
+
+event LeaseClosed:
+    lease_id: indexed(uint256)
+    closed_by: indexed(address)
+    paid: uint256
+    refunded: uint256
+
+event Claimed:
+    provider: indexed(address)
+    amount: uint256
+
+event Staked:
+    provider: indexed(address)
+    amount: uint256
+
+event UnstakeRequested:
+    provider: indexed(address)
+    amount: uint256
+    available_at: uint256
+
+event Unstaked:
+    provider: indexed(address)
+    amount: uint256
+
+event Slashed:
+    provider: indexed(address)
+    amount: uint256
+    beneficiary: indexed(address)
+
+event RoleChanged:
+    role: String[16]
+    account: indexed(address)
+
+event PausedChanged:
+    paused: bool
+
+
+token: public(immutable(IERC20))
+unstake_delay: public(immutable(uint256))
+
+owner: public(address)
+operator: public(address)
+verifier: public(address)
+paused: public(bool)
+
+balance_of: public(HashMap[address, uint256])
+operator_allowance: public(HashMap[address, uint256])
+claimable: public(HashMap[address, uint256])
+stake_of: public(HashMap[address, uint256])
+unstaking: public(HashMap[address, uint256])
+unstake_available_at: public(HashMap[address, uint256])
+leases: public(HashMap[uint256, Lease])
+total_held: public(uint256)
+
+
+@deploy
+def __init__(token_: IERC20, operator_: address, verifier_: address, unstake_delay_: uint256):
+    assert token_.address != empty(address), "token is the zero address"
+    token = token_
+    unstake_delay = unstake_delay_
+    self.owner = msg.sender
+    self.operator = operator_
+    self.verifier = verifier_
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+@external
+def deposit(amount: uint256):
+    """Move `amount` tokens from the caller (who approved this contract) to its free balance."""
+    assert amount > 0, "amount is zero"
+    self.balance_of[msg.sender] += amount
+    self.total_held += amount
+    log Deposited(account=msg.sender, amount=amount)
+    assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "transfer failed"
+
+
+@external
+def withdraw(amount: uint256):
+    """Send `amount` of the caller's free balance back to it."""
+    assert amount > 0, "amount is zero"
+    assert self.balance_of[msg.sender] >= amount, "insufficient balance"
+    self.balance_of[msg.sender] -= amount
+    self.total_held -= amount
+    log Withdrawn(account=msg.sender, amount=amount)
+    assert extcall token.transfer(msg.sender, amount, default_return_value=True), "transfer failed"
+
+
+@external
+def approve_operator(amount: uint256):
+    """Let the operator lock up to `amount` of the caller's balance into leases."""
+    self.operator_allowance[msg.sender] = amount
+    log OperatorApproved(client=msg.sender, amount=amount)
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+@external
+def open_lease(lease_id: uint256, client: address, provider: address, price_per_hour: uint256, deposit: uint256):
+    """Operator: move `deposit` from the client's free balance into a new lease."""
+    assert msg.sender == self.operator, "not the operator"
+    assert not self.paused, "paused"
+    assert lease_id != 0, "lease id is zero"
+    assert self.leases[lease_id].client == empty(address), "lease exists"
+    assert client != empty(address) and provider != empty(address), "zero address"
+    assert client != provider, "client is the provider"
+    assert price_per_hour > 0, "price is zero"
+    assert deposit > 0, "deposit is zero"
+    assert self.operator_allowance[client] >= deposit, "operator allowance exceeded"
+    assert self.balance_of[client] >= deposit, "insufficient balance"
+    self.operator_allowance[client] -= deposit
+    self.balance_of[client] -= deposit
+    self.leases[lease_id] = Lease(
+        client=client,
+        provider=provider,
+        price_per_hour=price_per_hour,
+        balance=deposit,
+        settled_until=block.timestamp,
+        open=True,
+    )
+    log LeaseOpened(lease_id=lease_id, client=client, provider=provider, price_per_hour=price_per_hour, deposit=deposit)
+
+
+@external
+def top_up(lease_id: uint256, amount: uint256):
+    """The lease's client (or the operator, within the client's allowance) adds to its deposit."""
+    lease: Lease = self.leases[lease_id]
+    assert lease.open, "lease not open"
+    assert amount > 0, "amount is zero"
+    client: address = lease.client
+    if msg.sender == self.operator:
+        assert self.operator_allowance[client] >= amount, "operator allowance exceeded"
+        self.operator_allowance[client] -= amount
+    else:
+        assert msg.sender == client, "not the lease's client"
+    assert self.balance_of[client] >= amount, "insufficient balance"
+    self.balance_of[client] -= amount
+    self.leases[lease_id].balance = lease.balance + amount
+    log LeaseToppedUp(lease_id=lease_id, amount=amount)
+
+
+@view
+@internal
+def _cap(lease: Lease) -> uint256:
+    elapsed: uint256 = 0
+    if block.timestamp > lease.settled_until:
+        elapsed = block.timestamp - lease.settled_until
+    return min(lease.price_per_hour * elapsed // SECONDS_PER_HOUR, lease.balance)
+
+
+@internal
+def _settle(lease_id: uint256, amount: uint256) -> uint256:
+    lease: Lease = self.leases[lease_id]
+    assert lease.open, "lease not open"
+    paid: uint256 = min(amount, self._cap(lease))
+    self.leases[lease_id].balance = lease.balance - paid
+    self.leases[lease_id].settled_until = block.timestamp
+    self.claimable[lease.provider] += paid
+    log Settled(lease_id=lease_id, provider=lease.provider, amount=paid, settled_until=block.timestamp)
+    return paid
+
+
+@view
+@external
+def settleable(lease_id: uint256) -> uint256:
+    """The most a settlement of this lease could pay right now."""
+    lease: Lease = self.leases[lease_id]
+    if not lease.open:
+        return 0
+    return self._cap(lease)
+
+
+@external
+def settle(lease_ids: DynArray[uint256, MAX_BATCH], amounts: DynArray[uint256, MAX_BATCH]) -> uint256:
+    """Operator: pay providers for a batch of leases, each amount capped on chain; returns the total."""
+    assert msg.sender == self.operator, "not the operator"
+    assert len(lease_ids) == len(amounts), "length mismatch"
+    total: uint256 = 0
+    for i: uint256 in range(len(lease_ids), bound=MAX_BATCH):
+        # A lease its client closed meanwhile is skipped, so it cannot block the batch.
+        if self.leases[lease_ids[i]].open:
+            total += self._settle(lease_ids[i], amounts[i])
+    return total
+
+
+@external
+def close_lease(lease_id: uint256, final_amount: uint256):
+    """Close a lease: a last capped settlement, the rest back to the client's free balance.
+
+    The operator settles `final_amount` (capped); the client or the provider closing on their
+    own settle the time cap since the last settlement.
+    """
+    lease: Lease = self.leases[lease_id]
+    assert lease.open, "lease not open"
+    amount: uint256 = max_value(uint256)
+    if msg.sender == self.operator:
+        amount = final_amount
+    else:
+        assert msg.sender == lease.client or msg.sender == lease.provider, "not a party to the lease"
+    paid: uint256 = self._settle(lease_id, amount)
+    refund: uint256 = self.leases[lease_id].balance
+    self.leases[lease_id].balance = 0
+    self.leases[lease_id].open = False
+    self.balance_of[lease.client] += refund
+    log LeaseClosed(lease_id=lease_id, closed_by=msg.sender, paid=paid, refunded=refund)
+
+
+# --- providers -------------------------------------------------------------------------------
+
+
+@external
+def claim() -> uint256:
+    """Send the caller its earnings."""
+    amount: uint256 = self.claimable[msg.sender]
+    assert amount > 0, "nothing to claim"
+    self.claimable[msg.sender] = 0
+    self.total_held -= amount
+    log Claimed(provider=msg.sender, amount=amount)
+    assert extcall token.transfer(msg.sender, amount, default_return_value=True), "transfer failed"
+    return amount
+
+
+@external
+def stake(amount: uint256):
+    """Lock collateral that the verifier can slash when the provider's GPUs fail verification."""
+    assert amount > 0, "amount is zero"
+    self.stake_of[msg.sender] += amount
+    self.total_held += amount
+    log Staked(provider=msg.sender, amount=amount)
+    assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "transfer failed"
+
+
+@external
+def request_unstake(amount: uint256):
+    """Start the unstaking delay for `amount`; it stays slashable until it is withdrawn."""
+    assert amount > 0, "amount is zero"
+    assert self.stake_of[msg.sender] >= amount, "insufficient stake"
+    self.stake_of[msg.sender] -= amount
+    self.unstaking[msg.sender] += amount
+    available_at: uint256 = block.timestamp + unstake_delay
+    self.unstake_available_at[msg.sender] = available_at
+    log UnstakeRequested(provider=msg.sender, amount=amount, available_at=available_at)
+
+
+@external
+def unstake() -> uint256:
+    """Withdraw stake whose unstaking delay has passed."""
+    amount: uint256 = self.unstaking[msg.sender]
+    assert amount > 0, "nothing to unstake"
+    assert block.timestamp >= self.unstake_available_at[msg.sender], "unstake delay not over"
+    self.unstaking[msg.sender] = 0
+    self.total_held -= amount
+    log Unstaked(provider=msg.sender, amount=amount)
+    assert extcall token.transfer(msg.sender, amount, default_return_value=True), "transfer failed"
+    return amount
+
+
+# --- verifier and owner ----------------------------------------------------------------------
+
+
+@external
+def slash(provider: address, amount: uint256, beneficiary: address) -> uint256:
+    """Verifier: move up to `amount` of a provider's stake to a beneficiary's free balance."""
+    assert msg.sender == self.verifier, "not the verifier"
+    assert beneficiary != empty(address), "zero address"
+    assert amount > 0, "amount is zero"
+    from_stake: uint256 = min(amount, self.stake_of[provider])
+    from_unstaking: uint256 = min(amount - from_stake, self.unstaking[provider])
+    taken: uint256 = from_stake + from_unstaking
+    assert taken > 0, "nothing to slash"
+    self.stake_of[provider] -= from_stake
+    self.unstaking[provider] -= from_unstaking
+    self.balance_of[beneficiary] += taken
+    log Slashed(provider=provider, amount=taken, beneficiary=beneficiary)
+    return taken
+
+
+@external
+def set_operator(account: address):
+    assert msg.sender == self.owner, "not the owner"
+    self.operator = account
+    log RoleChanged(role="operator", account=account)
+
+
+@external
+def set_verifier(account: address):
+    assert msg.sender == self.owner, "not the owner"
+    self.verifier = account
+    log RoleChanged(role="verifier", account=account)
+
+
+@external
+def transfer_ownership(account: address):
+    assert msg.sender == self.owner, "not the owner"
+    assert account != empty(address), "zero address"
+    self.owner = account
+    log RoleChanged(role="owner", account=account)
+
+
+@external
+def set_paused(paused_: bool):
+    """Owner: stop (or resume) opening new leases. Nothing else is ever paused."""
+    assert msg.sender == self.owner, "not the owner"
+    self.paused = paused_
+    log PausedChanged(paused=paused_)

@@ -1,0 +1,37 @@
+"""An in-process EVM (py-evm through eth-tester) and contract deployment from the artifacts.
+
+This is the embedded chain backend: what ``make run`` and most tests use, with no node to run.
+"""
+
+from typing import Any
+
+from eth_tester import EthereumTester, PyEVMBackend
+from web3 import Web3
+from web3.contract import Contract
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from chain.compiler import load_artifact
+
+
+def embedded_web3() -> Web3:
+    """A fresh chain with ten funded accounts, blocks mined on every transaction."""
+    tester = EthereumTester(backend=PyEVMBackend())
+    return Web3(EthereumTesterProvider(tester))
+
+
+def tester_of(w3: Web3) -> EthereumTester:
+    return w3.provider.ethereum_tester  # type: ignore[attr-defined]
+
+
+def contract_at(w3: Web3, name: str, address: str) -> Contract:
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
+
+
+def deploy(w3: Web3, name: str, *args: Any, sender: str, artifact: dict | None = None) -> Contract:
+    artifact = artifact or load_artifact(name)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    tx_hash = factory.constructor(*args).transact({"from": sender})
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"deploying {name} failed")
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
