@@ -2,6 +2,8 @@
 
 import codecs
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -27,11 +29,28 @@ def _decode(data: bytes, encoding: str) -> str:
         raise ParseError(f"Body is not valid {encoding} text.") from exc
 
 
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
+
+    Checked before parsing: the C decoder recurses once per level and a hostile body could
+    exhaust the stack.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
 class LimitedJSONParser(parsers.JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         text = _decode(_read_bounded(stream), encoding)
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise ParseError(f"JSON nests deeper than {MAX_JSON_DEPTH} levels.")
         try:
             return json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:

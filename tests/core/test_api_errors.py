@@ -66,3 +66,25 @@ def test_health_and_readiness() -> None:
     c = APIClient()
     assert c.get("/healthz").json() == {"status": "ok"}
     assert c.get("/readyz").json()["database"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ('{"a": [1, {"b": "[[[[{{{{"}]}', 3),
+        ('["\\"[[[", [[]]]', 3),
+        ("[" * 1000 + "]" * 1000, 1000),
+    ],
+)
+def test_json_depth_ignores_brackets_in_strings(text: str, depth: int) -> None:
+    from core.api.parsers import json_depth
+
+    assert json_depth(text) == depth
+
+
+def test_nesting_is_bounded_before_parsing(client_api: APIClient) -> None:
+    body = b'{"workload": ' + b"[" * 65 + b"]" * 65 + b"}"
+    response = client_api.generic("POST", "/api/v1/orders/", body, content_type="application/json")
+    error = assert_error(response, 400, "malformed_request")
+    assert "nests deeper" in error["message"]
