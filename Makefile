@@ -3,9 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
+ANVIL_VERSION := 1.7.1
+ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 PORT ?= 8000
 
-.PHONY: run test lint lock bench clean
+.PHONY: run test lint lock bench clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +27,23 @@ $(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.base-installed
 run: $(VENV)/.base-installed
 	PORT=$(PORT) scripts/run.sh
 
+## Test-only programs from the npm registry: Anvil (an Ethereum node) for the chain tests.
+$(ANVIL):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix .tools --no-save --no-package-lock --no-audit --no-fund --silent \
+	    @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION); \
+	else echo "npm not found: the Anvil tests will be skipped"; fi
+
+tools: $(ANVIL)
+
 ## Lint, Django checks, migrations check, layer contracts, then the test suite.
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py check --fail-level WARNING
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
@@ -48,4 +60,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/auction.py
 
 clean:
-	rm -rf $(VENV) var db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools var db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache

@@ -19,7 +19,7 @@ def embedded_web3() -> Web3:
     return Web3(EthereumTesterProvider(tester))
 
 
-def tester_of(w3: Web3) -> EthereumTester:
+def eth_tester_of(w3: Web3) -> EthereumTester:
     return w3.provider.ethereum_tester  # type: ignore[attr-defined]
 
 

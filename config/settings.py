@@ -259,6 +259,17 @@ TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 
+# --- Chain ---------------------------------------------------------------------------------
+# embedded: an in-process EVM with the contracts deployed at start-up; rpc: a JSON-RPC node.
+CHAIN_BACKEND = env.str("CHAIN_BACKEND", default="embedded")
+CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
+CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default="")
+CHAIN_DEPLOYER_KEY = env.str("CHAIN_DEPLOYER_KEY", default="")
+CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
+CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
+CHAIN_RECEIPT_TIMEOUT_SECONDS = env.float("CHAIN_RECEIPT_TIMEOUT_SECONDS", default=60.0)
+CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 * 24 * 3600)
+
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

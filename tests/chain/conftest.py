@@ -8,7 +8,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 
-from chain.evm import deploy, embedded_web3, tester_of
+from chain.evm import deploy, embedded_web3, eth_tester_of
 
 USD = 1_000_000
 UNSTAKE_DELAY = 7 * 24 * 3600
@@ -29,7 +29,7 @@ class Chain:
 
     @property
     def tester(self) -> Any:
-        return tester_of(self.w3)
+        return eth_tester_of(self.w3)
 
     def tx(self, fn: Any, sender: str) -> Any:
         receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}))
@@ -69,3 +69,16 @@ def chain(_deployed: tuple[Chain, Any]) -> Chain:
     deployed, snapshot = _deployed
     deployed.tester.revert_to_snapshot(snapshot)
     return deployed
+
+
+@pytest.fixture
+def anvil():  # type: ignore[no-untyped-def]
+    """A fresh Anvil node per test (it starts in well under a second)."""
+    from tests.chain.anvil import Anvil, anvil_binary
+
+    binary = anvil_binary()
+    if binary is None:
+        pytest.skip("needs anvil: `make tools` installs it (CI does)")
+    node = Anvil(binary)
+    yield node
+    node.stop()

@@ -1,0 +1,177 @@
+"""One interface to the escrow contract, over two backends chosen by settings.
+
+- ``CHAIN_BACKEND=embedded`` (the default): an in-process EVM (py-evm through eth-tester) with
+  the token and the escrow deployed when the process first needs them. It lives as long as the
+  process, so only one process (the Celery worker) should talk to it.
+- ``CHAIN_BACKEND=rpc``: any JSON-RPC node (Anvil locally, a real network in production) at
+  ``CHAIN_RPC_URL``, sending as the operator key in ``CHAIN_OPERATOR_KEY``, with the contract
+  addresses from ``CHAIN_ESCROW_ADDRESS``/``CHAIN_TOKEN_ADDRESS`` or from ``chain_deploy``.
+
+The server never holds users' keys: it signs only as the operator.
+"""
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+
+from chain import transactions
+from chain.compiler import load_artifact
+from chain.evm import contract_at, embedded_web3, eth_tester_of
+from chain.models import ChainTransaction, ContractDeployment
+
+
+@dataclass(frozen=True)
+class OnChainLease:
+    client: str
+    provider: str
+    price_per_hour: int
+    balance: int
+    settled_until: int
+    open: bool
+
+
+class EscrowClient:
+    """The operator's view of the escrow: write calls are recorded ChainTransactions."""
+
+    def __init__(
+        self,
+        *,
+        w3: Web3,
+        operator: LocalAccount,
+        escrow: Contract,
+        token: Contract,
+        policy: transactions.SendPolicy | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.operator = operator
+        self.escrow = escrow
+        self.token = token
+        self.policy = policy or transactions.SendPolicy()
+
+    @cached_property
+    def chain_id(self) -> int:
+        return self.w3.eth.chain_id
+
+    def _send(self, call: Any, *, kind: str, reference: str = "") -> ChainTransaction:
+        return transactions.send(
+            w3=self.w3, account=self.operator, call=call, kind=kind, reference=reference, policy=self.policy
+        )
+
+    # --- writes (as the operator) ---------------------------------------------------------
+    def open_lease(
+        self, *, lease_id: int, client: str, provider: str, price_per_hour: int, deposit: int
+    ) -> ChainTransaction:
+        call = self.escrow.functions.open_lease(
+            lease_id, Web3.to_checksum_address(client), Web3.to_checksum_address(provider), price_per_hour, deposit
+        )
+        return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")
+
+    def settle(self, *, amounts: dict[int, int]) -> ChainTransaction:
+        ids = sorted(amounts)
+        call = self.escrow.functions.settle(ids, [amounts[i] for i in ids])
+        return self._send(call, kind="settle", reference=f"leases:{ids[0]}-{ids[-1]}:{len(ids)}")
+
+    def close_lease(self, *, lease_id: int, final_amount: int) -> ChainTransaction:
+        call = self.escrow.functions.close_lease(lease_id, final_amount)
+        return self._send(call, kind="close_lease", reference=f"lease:{lease_id}")
+
+    # --- reads ---------------------------------------------------------------------------
+    def lease(self, lease_id: int) -> OnChainLease:
+        return OnChainLease(*self.escrow.functions.leases(lease_id).call())
+
+    def balance_of(self, address: str) -> int:
+        return self.escrow.functions.balance_of(Web3.to_checksum_address(address)).call()
+
+    def claimable(self, address: str) -> int:
+        return self.escrow.functions.claimable(Web3.to_checksum_address(address)).call()
+
+
+def deploy_contracts(
+    *, w3: Web3, owner: LocalAccount, operator: str, verifier: str, token_address: str | None, unstake_delay: int
+) -> tuple[Contract, Contract]:
+    """Deploy the escrow (and DevUSD when no token address is given); record where they live."""
+    chain_id = w3.eth.chain_id
+    deployed = {}
+    if token_address is None:
+        artifact = load_artifact("DevUSD")
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        record = transactions.send(w3=w3, account=owner, call=factory.constructor("Dev USD", "DUSD"), kind="deploy")
+        token_address = record.to
+        deployed["DevUSD"] = record
+    artifact = load_artifact("Escrow")
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    call = factory.constructor(
+        Web3.to_checksum_address(token_address),
+        Web3.to_checksum_address(operator),
+        Web3.to_checksum_address(verifier),
+        unstake_delay,
+    )
+    deployed["Escrow"] = transactions.send(w3=w3, account=owner, call=call, kind="deploy")
+    for name, record in deployed.items():
+        ContractDeployment.objects.update_or_create(
+            chain_id=chain_id,
+            name=name,
+            defaults={"address": record.to, "tx_hash": record.tx_hash, "block_number": record.block_number},
+        )
+    return contract_at(w3, "Escrow", deployed["Escrow"].to), contract_at(w3, "DevUSD", token_address)
+
+
+_embedded_lock = threading.Lock()
+_embedded: dict[str, Any] = {}
+
+
+def _embedded_client() -> EscrowClient:
+    with _embedded_lock:
+        if "client" not in _embedded:
+            w3 = embedded_web3()
+            keys = eth_tester_of(w3).backend.account_keys
+            owner = Account.from_key(keys[0].to_bytes())
+            operator = Account.from_key(keys[1].to_bytes())
+            verifier = Account.from_key(keys[2].to_bytes())
+            escrow, token = deploy_contracts(
+                w3=w3,
+                owner=owner,
+                operator=operator.address,
+                verifier=verifier.address,
+                token_address=None,
+                unstake_delay=settings.CHAIN_UNSTAKE_DELAY_SECONDS,
+            )
+            _embedded["client"] = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
+        return _embedded["client"]
+
+
+def _rpc_client() -> EscrowClient:
+    if not settings.CHAIN_RPC_URL or not settings.CHAIN_OPERATOR_KEY:
+        raise transactions.ChainUnavailable("CHAIN_BACKEND=rpc needs CHAIN_RPC_URL and CHAIN_OPERATOR_KEY.")
+    w3 = Web3(Web3.HTTPProvider(settings.CHAIN_RPC_URL, request_kwargs={"timeout": 10}))
+    chain_id = w3.eth.chain_id
+    known = dict(ContractDeployment.objects.filter(chain_id=chain_id).values_list("name", "address"))
+    escrow_address = settings.CHAIN_ESCROW_ADDRESS or known.get("Escrow")
+    token_address = settings.CHAIN_TOKEN_ADDRESS or known.get("DevUSD")
+    if not escrow_address or not token_address:
+        raise transactions.ChainUnavailable(
+            f"No escrow deployed on chain {chain_id}: run manage.py chain_deploy or set CHAIN_ESCROW_ADDRESS."
+        )
+    return EscrowClient(
+        w3=w3,
+        operator=Account.from_key(settings.CHAIN_OPERATOR_KEY),
+        escrow=contract_at(w3, "Escrow", escrow_address),
+        token=contract_at(w3, "DevUSD", token_address),
+        policy=transactions.SendPolicy(receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS),
+    )
+
+
+def escrow_client() -> EscrowClient:
+    """The configured backend's client."""
+    if settings.CHAIN_BACKEND == "embedded":
+        return _embedded_client()
+    if settings.CHAIN_BACKEND == "rpc":
+        return _rpc_client()
+    raise transactions.ChainUnavailable(f"Unknown CHAIN_BACKEND {settings.CHAIN_BACKEND!r}.")
