@@ -72,3 +72,33 @@ class ContractDeployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.address} on {self.chain_id}"
+
+
+class SiweChallenge(models.Model):
+    """A Sign-In with Ethereum (EIP-4361) message issued to a user, to be signed once."""
+
+    user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="siwe_challenges")
+    nonce = models.CharField(max_length=32, unique=True)
+    address = models.CharField(max_length=42)
+    domain = models.CharField(max_length=255)
+    message = models.TextField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"SIWE {self.nonce} for {self.address}"
+
+
+class Wallet(models.Model):
+    """An address a user proved it controls. The server never holds users' keys."""
+
+    user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="wallets")
+    address = models.CharField(max_length=42, unique=True)
+    linked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["linked_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.user_id})"

@@ -269,6 +269,8 @@ CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_RECEIPT_TIMEOUT_SECONDS = env.float("CHAIN_RECEIPT_TIMEOUT_SECONDS", default=60.0)
 CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 * 24 * 3600)
+# How long a Sign-In with Ethereum challenge may be signed and sent back.
+SIWE_CHALLENGE_TTL_SECONDS = env.int("SIWE_CHALLENGE_TTL_SECONDS", default=600)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {

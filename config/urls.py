@@ -7,6 +7,7 @@ from core.api import views as core_views
 
 api_v1 = [
     path("", include("core.api.urls")),
+    path("", include("chain.api.urls")),
     path("", include("providers.api.urls")),
     path("", include("marketplace.api.urls")),
     path("", include("leases.api.urls")),
