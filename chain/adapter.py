@@ -84,7 +84,7 @@ class EscrowClient:
 
     # --- reads ---------------------------------------------------------------------------
     def lease(self, lease_id: int) -> OnChainLease:
-        return OnChainLease(*self.escrow.functions.leases(lease_id).call())
+        return OnChainLease(*self.escrow.functions.lease(lease_id).call())
 
     def balance_of(self, address: str) -> int:
         return self.escrow.functions.balance_of(Web3.to_checksum_address(address)).call()

@@ -9,12 +9,16 @@
 
 import re
 import secrets
+import warnings
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from siwe import SiweMessage
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # siwe's grammar redefines ABNF core rules; abnf warns at import
+    from siwe import SiweMessage
 from web3 import Web3
 
 from chain.models import SiweChallenge, Wallet

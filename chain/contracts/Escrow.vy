@@ -25,6 +25,9 @@ from ethereum.ercs import IERC20
 
 MAX_BATCH: constant(uint256) = 1000
 SECONDS_PER_HOUR: constant(uint256) = 3600
+MAX_AMOUNT: constant(uint256) = 2**128 - 1
+MASK_160: constant(uint256) = 2**160 - 1
+MASK_64: constant(uint256) = 2**64 - 1
 
 
 struct Lease:
@@ -115,7 +118,13 @@ claimable: public(HashMap[address, uint256])
 stake_of: public(HashMap[address, uint256])
 unstaking: public(HashMap[address, uint256])
 unstake_available_at: public(HashMap[address, uint256])
-leases: public(HashMap[uint256, Lease])
+# A lease is packed into two storage words that settlement reads and writes, and its client apart
+# (only opening, topping up and closing need it): settling a lease touches two slots, not six.
+#   lease_terms[id] = provider | settled_until << 160 | open << 224
+#   lease_money[id] = balance | price_per_hour << 128
+lease_client: HashMap[uint256, address]
+lease_terms: HashMap[uint256, uint256]
+lease_money: HashMap[uint256, uint256]
 total_held: public(uint256)
 
 
@@ -169,22 +178,27 @@ def open_lease(lease_id: uint256, client: address, provider: address, price_per_
     assert msg.sender == self.operator, "not the operator"
     assert not self.paused, "paused"
     assert lease_id != 0, "lease id is zero"
-    assert self.leases[lease_id].client == empty(address), "lease exists"
+    assert self.lease_client[lease_id] == empty(address), "lease exists"
     assert client != empty(address) and provider != empty(address), "zero address"
     assert client != provider, "client is the provider"
     assert price_per_hour > 0, "price is zero"
     assert deposit > 0, "deposit is zero"
+    assert price_per_hour <= MAX_AMOUNT and deposit <= MAX_AMOUNT, "amount too large"
     assert self.operator_allowance[client] >= deposit, "operator allowance exceeded"
     assert self.balance_of[client] >= deposit, "insufficient balance"
     self.operator_allowance[client] -= deposit
     self.balance_of[client] -= deposit
-    self.leases[lease_id] = Lease(
-        client=client,
-        provider=provider,
-        price_per_hour=price_per_hour,
-        balance=deposit,
-        settled_until=block.timestamp,
-        open=True,
+    self.lease_client[lease_id] = client
+    self._store(
+        lease_id,
+        Lease(
+            client=client,
+            provider=provider,
+            price_per_hour=price_per_hour,
+            balance=deposit,
+            settled_until=block.timestamp,
+            open=True,
+        ),
     )
     log LeaseOpened(lease_id=lease_id, client=client, provider=provider, price_per_hour=price_per_hour, deposit=deposit)
 
@@ -192,10 +206,11 @@ def open_lease(lease_id: uint256, client: address, provider: address, price_per_
 @external
 def top_up(lease_id: uint256, amount: uint256):
     """The lease's client (or the operator, within the client's allowance) adds to its deposit."""
-    lease: Lease = self.leases[lease_id]
+    lease: Lease = self._load(lease_id)
     assert lease.open, "lease not open"
     assert amount > 0, "amount is zero"
-    client: address = lease.client
+    assert lease.balance + amount <= MAX_AMOUNT, "amount too large"
+    client: address = self.lease_client[lease_id]
     if msg.sender == self.operator:
         assert self.operator_allowance[client] >= amount, "operator allowance exceeded"
         self.operator_allowance[client] -= amount
@@ -203,8 +218,45 @@ def top_up(lease_id: uint256, amount: uint256):
         assert msg.sender == client, "not the lease's client"
     assert self.balance_of[client] >= amount, "insufficient balance"
     self.balance_of[client] -= amount
-    self.leases[lease_id].balance = lease.balance + amount
+    lease.balance += amount
+    self._store(lease_id, lease)
     log LeaseToppedUp(lease_id=lease_id, amount=amount)
+
+
+@view
+@internal
+def _load(lease_id: uint256) -> Lease:
+    """The lease without its client (a separate slot, read only where needed)."""
+    terms: uint256 = self.lease_terms[lease_id]
+    money: uint256 = self.lease_money[lease_id]
+    return Lease(
+        client=empty(address),
+        provider=convert(convert(terms & MASK_160, uint160), address),
+        price_per_hour=money >> 128,
+        balance=money & MAX_AMOUNT,
+        settled_until=(terms >> 160) & MASK_64,
+        open=(terms >> 224) & 1 == 1,
+    )
+
+
+@internal
+def _store(lease_id: uint256, lease: Lease):
+    open_bit: uint256 = 0
+    if lease.open:
+        open_bit = 1
+    self.lease_terms[lease_id] = (
+        convert(convert(lease.provider, uint160), uint256) | (lease.settled_until << 160) | (open_bit << 224)
+    )
+    self.lease_money[lease_id] = lease.balance | (lease.price_per_hour << 128)
+
+
+@view
+@external
+def lease(lease_id: uint256) -> Lease:
+    """A lease as one record (all zero for an unknown id)."""
+    lease: Lease = self._load(lease_id)
+    lease.client = self.lease_client[lease_id]
+    return lease
 
 
 @view
@@ -218,11 +270,12 @@ def _cap(lease: Lease) -> uint256:
 
 @internal
 def _settle(lease_id: uint256, amount: uint256) -> uint256:
-    lease: Lease = self.leases[lease_id]
+    lease: Lease = self._load(lease_id)
     assert lease.open, "lease not open"
     paid: uint256 = min(amount, self._cap(lease))
-    self.leases[lease_id].balance = lease.balance - paid
-    self.leases[lease_id].settled_until = block.timestamp
+    lease.balance -= paid
+    lease.settled_until = block.timestamp
+    self._store(lease_id, lease)
     self.claimable[lease.provider] += paid
     log Settled(lease_id=lease_id, provider=lease.provider, amount=paid, settled_until=block.timestamp)
     return paid
@@ -232,7 +285,7 @@ def _settle(lease_id: uint256, amount: uint256) -> uint256:
 @external
 def settleable(lease_id: uint256) -> uint256:
     """The most a settlement of this lease could pay right now."""
-    lease: Lease = self.leases[lease_id]
+    lease: Lease = self._load(lease_id)
     if not lease.open:
         return 0
     return self._cap(lease)
@@ -246,7 +299,7 @@ def settle(lease_ids: DynArray[uint256, MAX_BATCH], amounts: DynArray[uint256, M
     total: uint256 = 0
     for i: uint256 in range(len(lease_ids), bound=MAX_BATCH):
         # A lease its client closed meanwhile is skipped, so it cannot block the batch.
-        if self.leases[lease_ids[i]].open:
+        if (self.lease_terms[lease_ids[i]] >> 224) & 1 == 1:
             total += self._settle(lease_ids[i], amounts[i])
     return total
 
@@ -258,18 +311,21 @@ def close_lease(lease_id: uint256, final_amount: uint256):
     The operator settles `final_amount` (capped); the client or the provider closing on their
     own settle the time cap since the last settlement.
     """
-    lease: Lease = self.leases[lease_id]
+    lease: Lease = self._load(lease_id)
     assert lease.open, "lease not open"
+    client: address = self.lease_client[lease_id]
     amount: uint256 = max_value(uint256)
     if msg.sender == self.operator:
         amount = final_amount
     else:
-        assert msg.sender == lease.client or msg.sender == lease.provider, "not a party to the lease"
+        assert msg.sender == client or msg.sender == lease.provider, "not a party to the lease"
     paid: uint256 = self._settle(lease_id, amount)
-    refund: uint256 = self.leases[lease_id].balance
-    self.leases[lease_id].balance = 0
-    self.leases[lease_id].open = False
-    self.balance_of[lease.client] += refund
+    lease = self._load(lease_id)
+    refund: uint256 = lease.balance
+    lease.balance = 0
+    lease.open = False
+    self._store(lease_id, lease)
+    self.balance_of[client] += refund
     log LeaseClosed(lease_id=lease_id, closed_by=msg.sender, paid=paid, refunded=refund)
 
 

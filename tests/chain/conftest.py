@@ -74,7 +74,7 @@ def chain(_deployed: tuple[Chain, Any]) -> Chain:
 @pytest.fixture
 def anvil():  # type: ignore[no-untyped-def]
     """A fresh Anvil node per test (it starts in well under a second)."""
-    from tests.chain.anvil import Anvil, anvil_binary
+    from chain.devnode import Anvil, anvil_binary
 
     binary = anvil_binary()
     if binary is None:

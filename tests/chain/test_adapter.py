@@ -10,10 +10,10 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from chain.adapter import EscrowClient, deploy_contracts
+from chain.devnode import Anvil
 from chain.evm import embedded_web3, eth_tester_of
 from chain.models import ChainTransaction, ContractDeployment
 from chain.transactions import ChainReverted, SendPolicy
-from tests.chain.anvil import Anvil
 from tests.chain.conftest import USD
 
 PRICE = 3_600_000
@@ -172,7 +172,7 @@ def test_a_stuck_transaction_is_replaced_with_a_higher_fee(anvil: Anvil) -> None
     assert mined.status == ChainTransaction.Status.CONFIRMED
     assert [v.status for v in versions if v.pk != mined.pk] == [ChainTransaction.Status.REPLACED] * (len(versions) - 1)
     assert int(versions[-1].max_fee_per_gas) > int(versions[0].max_fee_per_gas)
-    assert escrow_contract.functions.leases(9).call()[5] is True
+    assert escrow_contract.functions.lease(9).call()[5] is True
 
 
 @pytest.mark.django_db(transaction=True)

@@ -27,7 +27,7 @@ def open_lease(chain: Chain, lease_id: int = 1, deposit_amount: int = 10 * USD, 
 
 
 def lease(chain: Chain, lease_id: int = 1) -> dict:
-    client, provider, price, balance, settled_until, is_open = chain.escrow.functions.leases(lease_id).call()
+    client, provider, price, balance, settled_until, is_open = chain.escrow.functions.lease(lease_id).call()
     return {
         "client": client,
         "provider": provider,

@@ -123,7 +123,7 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
             held = chain.token.functions.balanceOf(chain.escrow.address).call()
             owed = sum(e.balance_of(a).call() for a in wallets)
             owed += sum(e.claimable(a).call() + e.stake_of(a).call() + e.unstaking(a).call() for a in wallets)
-            owed += sum(e.leases(i).call()[3] for i in range(1, self.next_id))
+            owed += sum(e.lease(i).call()[3] for i in range(1, self.next_id))
             assert owed == held
             in_wallets = sum(chain.token.functions.balanceOf(a).call() for a in wallets)
             assert in_wallets + held == self.supply

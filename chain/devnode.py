@@ -1,4 +1,7 @@
-"""Start a real Anvil node on 127.0.0.1 (npm package @foundry-rs/anvil-linux-amd64)."""
+"""A local Anvil node for tests and benchmarks (npm package @foundry-rs/anvil-linux-amd64).
+
+`make tools` installs it into .tools/; nothing here runs in production.
+"""
 
 import os
 import shutil
@@ -11,7 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Anvil's well-known development mnemonic: its accounts are funded on every Anvil chain.
 MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -33,7 +36,7 @@ class Anvil:
     def __init__(self, binary: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
             [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent", "--accounts", "10"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
