@@ -88,23 +88,27 @@ def main() -> None:
     for name, gas in results["operations"].items():
         print(f"| `{name}` | {gas:,} |")
     print()
-    print("| leases in one `settle` | first tick, gas per lease | steady tick, gas per lease | steady tick, whole transaction |")
+    print("| leases in one `settle` | first tick, gas a lease | steady tick, gas a lease | steady tick, whole |")
     print("| --- | --- | --- | --- |")
     for row in results["batches"]:
-        print(
-            f"| {row['leases']:,} | {row['first_per_lease']:,} | {row['steady_per_lease']:,} | {row['steady_total']:,} |"
-        )
+        cells = [row["leases"], row["first_per_lease"], row["steady_per_lease"], row["steady_total"]]
+        print("| " + " | ".join(f"{c:,}" for c in cells) + " |")
     print()
     tps = results["tps"]
-    print(f"Transactions per second on Anvil, one sender: {tps['per_second']:.0f} ({tps['count']} in {tps['seconds']:.2f} s)")
+    print(f"Transactions per second on Anvil, one sender: {tps['per_second']:.0f}", end=" ")
+    print(f"({tps['count']} in {tps['seconds']:.2f} s)")
 
 
 def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     w3 = node.web3()
     owner, operator, verifier, client, provider, other = (Sender(w3, a) for a in node.accounts[:6])
-    providers = [a.address for a in node.accounts[4:10]] + [Web3.to_checksum_address(f"0x{i:040x}") for i in range(1, 5)]
+    providers = [a.address for a in node.accounts[4:10]] + [
+        Web3.to_checksum_address(f"0x{i:040x}") for i in range(1, 5)
+    ]
     token, _ = deploy(w3, owner, "DevUSD", "Dev USD", "DUSD")
-    escrow, escrow_deploy_gas = deploy(w3, owner, "Escrow", token.address, operator.account.address, verifier.account.address, 60)
+    escrow, escrow_deploy_gas = deploy(
+        w3, owner, "Escrow", token.address, operator.account.address, verifier.account.address, 60
+    )
     ops: dict[str, int] = {"deploy Escrow": escrow_deploy_gas}
     e = escrow.functions
 
