@@ -102,3 +102,41 @@ class Wallet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.user_id})"
+
+
+class ChainEvent(models.Model):
+    """An event the escrow emitted, recorded once per (transaction, log index)."""
+
+    chain_id = models.PositiveBigIntegerField()
+    contract = models.CharField(max_length=42)
+    name = models.CharField(max_length=40, db_index=True)
+    args = models.JSONField(help_text="Decoded arguments; integers beyond 2**53 as strings.")
+    block_number = models.PositiveBigIntegerField(db_index=True)
+    block_hash = models.CharField(max_length=66)
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    indexed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["block_number", "log_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="chain_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} in {self.tx_hash}#{self.log_index}"
+
+
+class IndexerCursor(models.Model):
+    """The next block to read for one contract on one chain."""
+
+    chain_id = models.PositiveBigIntegerField()
+    contract = models.CharField(max_length=42)
+    next_block = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chain_id", "contract"], name="indexer_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.contract}@{self.chain_id} from block {self.next_block}"

@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand, CommandParser
+
+from chain.adapter import escrow_client
+from chain.indexer import index_events
+
+
+class Command(BaseCommand):
+    help = "Read the escrow's events up to the confirmed head into the database."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--confirmations", type=int, default=1)
+
+    def handle(self, *args: object, **options: object) -> None:
+        created = index_events(client=escrow_client(), confirmations=int(options["confirmations"]))  # type: ignore[arg-type]
+        self.stdout.write(f"{created} new events")
