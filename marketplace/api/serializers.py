@@ -92,7 +92,8 @@ class OrderSerializer(serializers.ModelSerializer):
     def get_bid_count(self, obj: Order) -> int | None:
         if not self._is_owner(obj):
             return None
-        return obj.bids.filter(status=Bid.Status.OPEN).count()
+        count = getattr(obj, "open_bid_count", None)
+        return count if count is not None else obj.bids.filter(status=Bid.Status.OPEN).count()
 
     @extend_schema_field({"type": "object", "nullable": True})
     def get_my_bid(self, obj: Order) -> dict | None:

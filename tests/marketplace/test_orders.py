@@ -301,3 +301,19 @@ def test_a_retry_while_the_first_request_is_in_flight_is_409() -> None:
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_in_progress"
     assert Order.objects.count() == 0
+
+
+def test_listing_orders_takes_a_fixed_number_of_queries(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    from marketplace import services
+
+    client = f.client_user()
+    api = f.api(client, f.CLIENT)
+    for _ in range(6):
+        order = f.order(client)
+        f.bid(f.provider(), order, USD)
+    services.order_accept(client=client, order_id=order.pk, bid_id=order.bids.get().pk)
+    with django_assert_max_num_queries(8):
+        body = api.get("/api/v1/orders/").json()
+    assert body["count"] == 6
+    assert sorted(o["bid_count"] for o in body["results"]) == [0, 1, 1, 1, 1, 1]
+    assert sum(1 for o in body["results"] if o["lease"]) == 1
