@@ -26,6 +26,20 @@ def keys_for(w3: Web3, backend: str, anvil: Anvil | None) -> list[LocalAccount]:
     return anvil.accounts[:6]
 
 
+def funded_escrow(w3: Web3, accounts: list[LocalAccount], *, deposit: int) -> tuple[object, object]:
+    """Deploy; the client (accounts[3]) deposits ``deposit`` with its own key and lets the
+    operator lock it, as it would from its wallet."""
+    owner, operator, verifier, client = accounts[:4]
+    escrow_contract, token = deploy_contracts(
+        w3=w3, owner=owner, operator=operator.address, verifier=verifier.address, token_address=None, unstake_delay=3600
+    )
+    _sign(w3, owner, token.functions.mint(client.address, 100 * USD))
+    _sign(w3, client, token.functions.approve(escrow_contract.address, 2**256 - 1))
+    _sign(w3, client, escrow_contract.functions.deposit(deposit))
+    _sign(w3, client, escrow_contract.functions.approve_operator(deposit))
+    return escrow_contract, token
+
+
 @pytest.fixture(params=["embedded", "anvil"])
 def escrow(request: pytest.FixtureRequest) -> Iterator[tuple[EscrowClient, list[LocalAccount]]]:
     if request.param == "embedded":
@@ -33,19 +47,10 @@ def escrow(request: pytest.FixtureRequest) -> Iterator[tuple[EscrowClient, list[
     else:
         anvil = request.getfixturevalue("anvil")
         w3 = anvil.web3()
-    owner, operator, verifier, client, provider, other = keys_for(w3, request.param, anvil)
-    escrow_contract, token = deploy_contracts(
-        w3=w3, owner=owner, operator=operator.address, verifier=verifier.address, token_address=None, unstake_delay=3600
-    )
+    accounts = keys_for(w3, request.param, anvil)
+    escrow_contract, token = funded_escrow(w3, accounts, deposit=50 * USD)
     policy = SendPolicy(receipt_timeout=5, poll_interval=0.05)
-    adapter = EscrowClient(w3=w3, operator=operator, escrow=escrow_contract, token=token, policy=policy)
-    # the client funds its escrow balance with its own key, as it would from its wallet
-    for call in (token.functions.mint(client.address, 100 * USD),):
-        _sign(w3, owner, call)
-    _sign(w3, client, token.functions.approve(escrow_contract.address, 2**256 - 1))
-    _sign(w3, client, escrow_contract.functions.deposit(50 * USD))
-    _sign(w3, client, escrow_contract.functions.approve_operator(50 * USD))
-    yield adapter, [owner, operator, verifier, client, provider, other]
+    yield EscrowClient(w3=w3, operator=accounts[1], escrow=escrow_contract, token=token, policy=policy), accounts
 
 
 def _sign(w3: Web3, account: LocalAccount, call) -> None:  # type: ignore[no-untyped-def]
@@ -106,14 +111,8 @@ def test_a_refused_call_raises_with_the_revert_reason_and_records_nothing(escrow
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_never_share_a_nonce(anvil: Anvil) -> None:
     w3 = anvil.web3()
-    owner, operator, verifier, client, provider = anvil.accounts[:5]
-    escrow_contract, token = deploy_contracts(
-        w3=w3, owner=owner, operator=operator.address, verifier=verifier.address, token_address=None, unstake_delay=3600
-    )
-    _sign(w3, owner, token.functions.mint(client.address, 100 * USD))
-    _sign(w3, client, token.functions.approve(escrow_contract.address, 2**256 - 1))
-    _sign(w3, client, escrow_contract.functions.deposit(50 * USD))
-    _sign(w3, client, escrow_contract.functions.approve_operator(50 * USD))
+    _owner, operator, _verifier, client, provider = anvil.accounts[:5]
+    escrow_contract, token = funded_escrow(w3, anvil.accounts, deposit=50 * USD)
     errors: list[BaseException] = []
 
     def open_one(lease_id: int) -> None:
@@ -142,14 +141,8 @@ def test_concurrent_senders_never_share_a_nonce(anvil: Anvil) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_stuck_transaction_is_replaced_with_a_higher_fee(anvil: Anvil) -> None:
     w3 = anvil.web3()
-    owner, operator, verifier, client, provider = anvil.accounts[:5]
-    escrow_contract, token = deploy_contracts(
-        w3=w3, owner=owner, operator=operator.address, verifier=verifier.address, token_address=None, unstake_delay=3600
-    )
-    _sign(w3, owner, token.functions.mint(client.address, 100 * USD))
-    _sign(w3, client, token.functions.approve(escrow_contract.address, 2**256 - 1))
-    _sign(w3, client, escrow_contract.functions.deposit(10 * USD))
-    _sign(w3, client, escrow_contract.functions.approve_operator(10 * USD))
+    _owner, operator, _verifier, client, provider = anvil.accounts[:5]
+    escrow_contract, token = funded_escrow(w3, anvil.accounts, deposit=10 * USD)
     adapter = EscrowClient(
         w3=w3,
         operator=operator,
