@@ -116,6 +116,7 @@ class ChainEvent(models.Model):
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     indexed_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True, help_text="When the ledger took it into account.")
 
     class Meta:
         ordering = ["block_number", "log_index"]

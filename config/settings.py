@@ -151,6 +151,7 @@ else:
     }
 
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # tests see a failing task's error
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -163,6 +164,10 @@ CELERY_BEAT_SCHEDULE = {
     "award-due-orders": {
         "task": "marketplace.tasks.sweep_due_orders",
         "schedule": timedelta(seconds=env.int("AUCTION_SWEEP_INTERVAL_SECONDS", default=15)),
+    },
+    "sync-chain": {
+        "task": "leases.tasks.sync_chain",
+        "schedule": timedelta(seconds=env.int("CHAIN_SYNC_INTERVAL_SECONDS", default=10)),
     },
     "close-finished-leases": {
         "task": "leases.tasks.close_finished_leases",
@@ -260,6 +265,9 @@ TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 
 # --- Chain ---------------------------------------------------------------------------------
+# Where lease deposits are held: "ledger" (the database ledger alone) or "chain" (the escrow
+# contract, with the ledger mirroring what the chain confirmed).
+ESCROW_BACKEND = env.str("ESCROW_BACKEND", default="ledger")
 # embedded: an in-process EVM with the contracts deployed at start-up; rpc: a JSON-RPC node.
 CHAIN_BACKEND = env.str("CHAIN_BACKEND", default="embedded")
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
@@ -267,6 +275,7 @@ CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default="")
 CHAIN_DEPLOYER_KEY = env.str("CHAIN_DEPLOYER_KEY", default="")
 CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
+CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
 CHAIN_RECEIPT_TIMEOUT_SECONDS = env.float("CHAIN_RECEIPT_TIMEOUT_SECONDS", default=60.0)
 CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 * 24 * 3600)
 # How long a Sign-In with Ethereum challenge may be signed and sent back.

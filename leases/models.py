@@ -10,11 +10,13 @@ class Lease(models.Model):
     """
 
     class Status(models.TextChoices):
+        FUNDING = "funding", "Funding (waiting for the escrow on chain)"
         FUNDED = "funded", "Funded"
         DEPLOYING = "deploying", "Deploying"
         RUNNING = "running", "Running"
         INSUFFICIENT_FUNDS = "insufficient_funds", "Insufficient funds"
         FAILED = "failed", "Failed"
+        CLOSING = "closing", "Closing (waiting for the escrow on chain)"
         CLOSED = "closed", "Closed"
 
     class ClosedBy(models.TextChoices):
@@ -46,6 +48,12 @@ class Lease(models.Model):
     close_reason = models.CharField(max_length=200, blank=True)
     paid_to_provider = models.BigIntegerField(default=0)
     refunded_to_client = models.BigIntegerField(default=0)
+    # With the escrow on chain: the transactions that opened and closed the lease there.
+    open_tx_hash = models.CharField(max_length=66, blank=True)
+    close_tx_hash = models.CharField(max_length=66, blank=True)
+    close_requested_amount = models.BigIntegerField(
+        null=True, blank=True, help_text="What the marketplace asked the escrow to pay at close."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -116,6 +124,7 @@ class LedgerTransaction(models.Model):
 
     class Kind(models.TextChoices):
         DEPOSIT = "deposit", "Deposit"
+        WITHDRAWAL = "withdrawal", "Withdrawal"
         LEASE_FUND = "lease_fund", "Lease funded"
         LEASE_PAYOUT = "lease_payout", "Paid to provider"
         LEASE_REFUND = "lease_refund", "Refunded to client"

@@ -1,11 +1,19 @@
-"""Writes for leases: open (funded from the client's balance), close (pay and refund)."""
+"""Writes for leases: open (funded from the client's balance), close (pay and refund).
+
+With ``ESCROW_BACKEND=ledger`` the database ledger is the escrow and both happen at once. With
+``ESCROW_BACKEND=chain`` the escrow contract holds the deposit: award reserves the deposit in
+the ledger and leaves the lease ``funding`` until the chain confirms (``leases.escrow``); close
+leaves it ``closing`` and the ledger posts what the chain paid and refunded.
+"""
 
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import Conflict, NotFound
 from core.models import User
@@ -17,12 +25,27 @@ from providers.services import Reservation, capacity_release
 logger = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = (
+    Lease.Status.FUNDING,
     Lease.Status.FUNDED,
     Lease.Status.DEPLOYING,
     Lease.Status.RUNNING,
     Lease.Status.INSUFFICIENT_FUNDS,
     Lease.Status.FAILED,
 )
+
+
+def escrow_on_chain() -> bool:
+    return settings.ESCROW_BACKEND == "chain"
+
+
+def _enqueue(task_name: str, lease_id: int) -> None:
+    """Queue a chain task after commit; if the broker is down, the periodic sweep retries it."""
+    from leases import tasks  # tasks import the chain side, which imports this module
+
+    try:
+        getattr(tasks, task_name).delay(lease_id)
+    except (KombuOperationalError, OSError):
+        logger.warning("could not queue %s for lease %s", task_name, lease_id, exc_info=True)
 
 
 def reservation_for(lease: Lease) -> Reservation:
@@ -59,6 +82,7 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         bid_price_per_hour=bid.price_per_hour,
         duration_hours=order.duration_hours,
         deposit=deposit,
+        status=Lease.Status.FUNDING if escrow_on_chain() else Lease.Status.FUNDED,
         started_at=now,
         ends_at=now + timedelta(hours=order.duration_hours),
     )
@@ -71,6 +95,8 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         lease=lease,
         memo=f"Deposit for lease {lease.pk} (order {order.pk})",
     )
+    if lease.status == Lease.Status.FUNDING:
+        transaction.on_commit(lambda: _enqueue("fund_lease_on_chain", lease.pk))
     return lease
 
 
@@ -96,45 +122,77 @@ def _close(*, lease_id: int, closed_by: str, reason: str, now: datetime | None =
         lease = Lease.objects.select_for_update().get(pk=lease_id)
         if lease.status == Lease.Status.CLOSED:
             raise Conflict(f"Lease {lease.pk} is already closed.", code="lease_closed")
-        # Lock order everywhere: lease/order, then provider rows, then ledger accounts by id.
-        capacity_release(reservation=reservation_for(lease))
+        if lease.status == Lease.Status.CLOSING:
+            raise Conflict(f"Lease {lease.pk} is already closing.", code="lease_closing")
+        if lease.status == Lease.Status.FUNDING:
+            raise Conflict(
+                f"Lease {lease.pk} is waiting for the escrow to take its deposit; close it once funded.",
+                code="lease_funding",
+            )
         now = now or timezone.now()
         earned = accrued_amount(
             price_per_hour=lease.price_per_hour,
             seconds=elapsed_seconds(started_at=lease.started_at, until=now, duration_hours=lease.duration_hours),
             deposit=lease.deposit,
         )
-        refund = lease.deposit - earned
-        escrow = LedgerAccount.objects.get(lease=lease)
-        ledger.post(
-            key=f"lease:{lease.pk}:payout",
-            kind=LedgerTransaction.Kind.LEASE_PAYOUT,
-            legs=[
-                (escrow, -earned),
-                (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), earned),
-            ],
-            lease=lease,
-            memo=f"Payment for lease {lease.pk}",
-        )
-        ledger.post(
-            key=f"lease:{lease.pk}:refund",
-            kind=LedgerTransaction.Kind.LEASE_REFUND,
-            legs=[
-                (escrow, -refund),
-                (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), refund),
-            ],
-            lease=lease,
-            memo=f"Refund of the unused deposit of lease {lease.pk}",
-        )
-        lease.status = Lease.Status.CLOSED
-        lease.closed_at = now
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
-        lease.paid_to_provider = earned
-        lease.refunded_to_client = refund
-        lease.save(
-            update_fields=["status", "closed_at", "closed_by", "close_reason", "paid_to_provider", "refunded_to_client"]
-        )
+        if escrow_on_chain():
+            lease.status = Lease.Status.CLOSING
+            lease.close_requested_amount = earned
+            lease.save(update_fields=["status", "closed_by", "close_reason", "close_requested_amount"])
+            transaction.on_commit(lambda: _enqueue("close_lease_on_chain", lease.pk))
+            return lease
+        return post_close(lease=lease, paid=earned, refunded=lease.deposit - earned, now=now)
+
+
+def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash: str = "") -> Lease:
+    """Book a closed lease: pay the provider, refund the client, release the capacity.
+
+    The caller holds the lease's lock. With the escrow on chain, ``paid`` and ``refunded`` are
+    what the chain moved.
+    """
+    if paid + refunded != lease.deposit:
+        raise ValueError(f"lease {lease.pk}: paid {paid} + refunded {refunded} is not the deposit {lease.deposit}")
+    # Lock order everywhere: lease/order, then provider rows, then ledger accounts by id.
+    capacity_release(reservation=reservation_for(lease))
+    escrow = LedgerAccount.objects.get(lease=lease)
+    ledger.post(
+        key=f"lease:{lease.pk}:payout",
+        kind=LedgerTransaction.Kind.LEASE_PAYOUT,
+        legs=[
+            (escrow, -paid),
+            (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), paid),
+        ],
+        lease=lease,
+        memo=f"Payment for lease {lease.pk}",
+    )
+    ledger.post(
+        key=f"lease:{lease.pk}:refund",
+        kind=LedgerTransaction.Kind.LEASE_REFUND,
+        legs=[
+            (escrow, -refunded),
+            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), refunded),
+        ],
+        lease=lease,
+        memo=f"Refund of the unused deposit of lease {lease.pk}",
+    )
+    lease.status = Lease.Status.CLOSED
+    lease.closed_at = now
+    lease.paid_to_provider = paid
+    lease.refunded_to_client = refunded
+    lease.close_tx_hash = tx_hash
+    lease.save(
+        update_fields=[
+            "status",
+            "closed_at",
+            "closed_by",
+            "close_reason",
+            "paid_to_provider",
+            "refunded_to_client",
+            "close_tx_hash",
+        ]
+    )
     return lease
 
 
@@ -143,6 +201,7 @@ def leases_close_finished(*, now: datetime | None = None, limit: int = 500) -> i
     now = now or timezone.now()
     due = list(
         Lease.objects.filter(status__in=ACTIVE_STATUSES, ends_at__lte=now)
+        .exclude(status=Lease.Status.FUNDING)
         .order_by("ends_at")
         .values_list("pk", flat=True)[:limit]
     )

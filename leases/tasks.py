@@ -1,8 +1,64 @@
 from celery import shared_task
+from django.conf import settings
 
+from chain.transactions import ChainUnavailable
 from leases import services
 
 
 @shared_task(name="leases.tasks.close_finished_leases", ignore_result=True, soft_time_limit=50, time_limit=60)
 def close_finished_leases() -> int:
     return services.leases_close_finished()
+
+
+@shared_task(
+    name="leases.tasks.fund_lease_on_chain",
+    ignore_result=True,
+    autoretry_for=(ChainUnavailable,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=None,
+    soft_time_limit=280,
+    time_limit=300,
+)
+def fund_lease_on_chain(lease_id: int) -> None:
+    """Open a funding lease in the escrow contract; retried while the chain is unreachable."""
+    from leases import escrow
+
+    escrow.lease_fund_on_chain(lease_id=lease_id)
+
+
+@shared_task(
+    name="leases.tasks.close_lease_on_chain",
+    ignore_result=True,
+    autoretry_for=(ChainUnavailable,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=None,
+    soft_time_limit=280,
+    time_limit=300,
+)
+def close_lease_on_chain(lease_id: int) -> None:
+    """Close a closing lease in the escrow contract and book what it paid and refunded."""
+    from leases import escrow
+
+    escrow.lease_close_on_chain(lease_id=lease_id)
+
+
+@shared_task(name="leases.tasks.sync_chain", ignore_result=True, soft_time_limit=100, time_limit=120)
+def sync_chain() -> int:
+    """Periodic: index the escrow's events, apply deposits and withdrawals, and retry leases
+    whose funding or closing task was lost."""
+    if settings.ESCROW_BACKEND != "chain":
+        return 0
+    from chain.adapter import escrow_client
+    from chain.indexer import index_events
+    from leases import escrow
+    from leases.models import Lease
+
+    index_events(client=escrow_client(), confirmations=settings.CHAIN_CONFIRMATIONS)
+    applied = escrow.chain_deposits_apply()
+    for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:100]:
+        escrow.lease_fund_on_chain(lease_id=lease_id)
+    for lease_id in Lease.objects.filter(status=Lease.Status.CLOSING).values_list("pk", flat=True)[:100]:
+        escrow.lease_close_on_chain(lease_id=lease_id)
+    return applied

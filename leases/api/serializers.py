@@ -42,6 +42,8 @@ class LeaseSerializer(serializers.ModelSerializer):
             "close_reason",
             "paid_to_provider",
             "refunded_to_client",
+            "open_tx_hash",
+            "close_tx_hash",
         ]
 
     def get_price_per_gpu_hour(self, obj: Lease) -> int:

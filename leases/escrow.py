@@ -1,0 +1,149 @@
+"""The lease side of the escrow contract (``ESCROW_BACKEND=chain``).
+
+- Funding: a ``funding`` lease is opened on chain with the client's and the provider's linked
+  wallets. Confirmed: the lease is ``funded``. Refused by the contract (no allowance, not enough
+  balance on chain, no wallet): the lease is closed and its reserved deposit goes back to the
+  client's balance in the ledger. Chain unreachable: the task retries; the lease stays ``funding``.
+- Closing: a ``closing`` lease is closed on chain with the amount the marketplace computed; the
+  contract caps it, and the ledger books what the chain actually paid and refunded.
+- Deposits and withdrawals the indexer recorded for linked wallets move clients' balances.
+
+Every step is idempotent: a retried task finds the lease already moved on and does nothing.
+"""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+from web3.logs import DISCARD
+
+from chain.adapter import escrow_client
+from chain.models import ChainEvent, ChainTransaction, Wallet
+from chain.transactions import ChainReverted
+from core.errors import PaymentRequired
+from leases import ledger
+from leases.models import Lease, LedgerAccount, LedgerTransaction
+from leases.services import post_close, reservation_for
+from providers.services import capacity_release
+
+logger = logging.getLogger(__name__)
+
+
+def primary_wallet(user_id: int) -> str | None:
+    return Wallet.objects.filter(user_id=user_id).order_by("linked_at", "id").values_list("address", flat=True).first()
+
+
+def lease_fund_on_chain(*, lease_id: int) -> Lease:
+    lease = Lease.objects.select_related("provider").get(pk=lease_id)
+    if lease.status != Lease.Status.FUNDING:
+        return lease
+    client_wallet = primary_wallet(lease.client_id)
+    provider_wallet = primary_wallet(lease.provider.user_id)
+    if client_wallet is None or provider_wallet is None:
+        who = "client" if client_wallet is None else "provider"
+        return _funding_failed(lease_id=lease.pk, reason=f"the {who} has no linked wallet")
+    client = escrow_client()
+    try:
+        record = client.open_lease(
+            lease_id=lease.pk,
+            client=client_wallet,
+            provider=provider_wallet,
+            price_per_hour=lease.price_per_hour,
+            deposit=lease.deposit,
+        )
+    except ChainReverted as exc:
+        on_chain = client.lease(lease.pk)
+        if on_chain.open and on_chain.balance == lease.deposit:  # an earlier attempt got through
+            record = ChainTransaction.objects.filter(reference=f"lease:{lease.pk}", kind="open_lease").first()
+        else:
+            return _funding_failed(lease_id=lease.pk, reason=exc.message)
+    if record is not None and record.status != ChainTransaction.Status.CONFIRMED:
+        return _funding_failed(lease_id=lease.pk, reason="the escrow transaction reverted")
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().get(pk=lease_id)
+        if lease.status == Lease.Status.FUNDING:
+            lease.status = Lease.Status.FUNDED
+            lease.open_tx_hash = record.tx_hash if record else ""
+            lease.save(update_fields=["status", "open_tx_hash"])
+    return lease
+
+
+def _funding_failed(*, lease_id: int, reason: str) -> Lease:
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease_id)
+        if lease.status != Lease.Status.FUNDING:
+            return lease
+        capacity_release(reservation=reservation_for(lease))
+        escrow = LedgerAccount.objects.get(lease=lease)
+        ledger.post(
+            key=f"lease:{lease.pk}:unfunded",
+            kind=LedgerTransaction.Kind.LEASE_REFUND,
+            legs=[
+                (escrow, -lease.deposit),
+                (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), lease.deposit),
+            ],
+            lease=lease,
+            memo=f"Deposit of lease {lease.pk} returned: the escrow did not take it",
+        )
+        lease.status = Lease.Status.CLOSED
+        lease.closed_at = timezone.now()
+        lease.closed_by = Lease.ClosedBy.SYSTEM
+        lease.close_reason = f"the escrow did not take the deposit: {reason}"[:200]
+        lease.refunded_to_client = lease.deposit
+        lease.save(update_fields=["status", "closed_at", "closed_by", "close_reason", "refunded_to_client"])
+    logger.warning("lease %s not funded: %s", lease_id, reason)
+    return lease
+
+
+def lease_close_on_chain(*, lease_id: int) -> Lease:
+    lease = Lease.objects.get(pk=lease_id)
+    if lease.status != Lease.Status.CLOSING:
+        return lease
+    client = escrow_client()
+    record = client.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
+    receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
+    closed = client.escrow.events.LeaseClosed().process_receipt(receipt, errors=DISCARD)
+    if record.status != ChainTransaction.Status.CONFIRMED or not closed:
+        raise ChainReverted(f"closing lease {lease.pk} on chain did not confirm")
+    paid, refunded = closed[0]["args"]["paid"], closed[0]["args"]["refunded"]
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease_id)
+        if lease.status != Lease.Status.CLOSING:
+            return lease
+        return post_close(lease=lease, paid=paid, refunded=refunded, now=timezone.now(), tx_hash=record.tx_hash)
+
+
+def chain_deposits_apply(*, limit: int = 500) -> int:
+    """Move clients' ledger balances by the deposits and withdrawals indexed for their wallets.
+
+    Events of wallets nobody linked yet stay pending and are applied once the wallet is linked.
+    """
+    applied = 0
+    pending = ChainEvent.objects.filter(applied_at__isnull=True, name__in=["Deposited", "Withdrawn"]).order_by(
+        "block_number", "log_index"
+    )[:limit]
+    for event in pending:
+        owner = Wallet.objects.filter(address=event.args["account"]).values_list("user_id", flat=True).first()
+        if owner is None:
+            continue
+        amount = int(event.args["amount"])
+        source = ledger.external_account(name=f"chain:{event.chain_id}")
+        balance = ledger.user_account(user=owner, kind=LedgerAccount.Kind.CLIENT_BALANCE)
+        if event.name == "Deposited":
+            kind, legs = LedgerTransaction.Kind.DEPOSIT, [(source, -amount), (balance, amount)]
+        else:
+            kind, legs = LedgerTransaction.Kind.WITHDRAWAL, [(balance, -amount), (source, amount)]
+        try:
+            with transaction.atomic():
+                ledger.post(
+                    key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
+                    kind=kind,
+                    legs=legs,
+                    memo=f"{event.name} on chain, {event.tx_hash}",
+                )
+                ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+        except PaymentRequired:
+            logger.warning("withdrawal %s exceeds the ledger balance of user %s; will retry", event.tx_hash, owner)
+            continue
+        applied += 1
+    return applied

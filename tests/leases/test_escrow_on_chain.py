@@ -1,0 +1,139 @@
+"""Leases with the escrow on chain (ESCROW_BACKEND=chain) on the in-process EVM, end to end:
+deposit from a wallet → ledger balance → accept → funded on chain → close → paid and refunded
+by the chain, with the ledger equal to the chain's balances."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chain import adapter as chain_adapter
+from chain.evm import eth_tester_of
+from chain.indexer import index_events
+from chain.models import Wallet
+from leases import escrow, tasks
+from leases.models import Lease, LedgerAccount
+from tests import factories as f
+from tests.factories import USD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def chain(settings) -> Iterator[chain_adapter.EscrowClient]:  # type: ignore[no-untyped-def]
+    settings.ESCROW_BACKEND = "chain"
+    settings.CHAIN_BACKEND = "embedded"
+    chain_adapter._embedded.clear()  # a fresh in-process chain for each test
+    yield chain_adapter.escrow_client()
+    chain_adapter._embedded.clear()
+
+
+def wallet_of(client: chain_adapter.EscrowClient, index: int) -> str:
+    return client.w3.eth.accounts[index]
+
+
+def fund_from_wallet(client: chain_adapter.EscrowClient, address: str, *, amount: int, allow: int) -> None:
+    """What the client does in its own wallet: buy tokens, deposit them, let the operator lock them."""
+    owner = client.w3.eth.accounts[0]
+    client.token.functions.mint(address, amount).transact({"from": owner})
+    client.token.functions.approve(client.escrow.address, 2**256 - 1).transact({"from": address})
+    client.escrow.functions.deposit(amount).transact({"from": address})
+    client.escrow.functions.approve_operator(allow).transact({"from": address})
+
+
+def ledger_balance(user) -> int:  # type: ignore[no-untyped-def]
+    row = LedgerAccount.objects.filter(owner=user, kind=LedgerAccount.Kind.CLIENT_BALANCE).first()
+    return row.balance if row else 0
+
+
+def setup_parties(chain, *, allow: int):  # type: ignore[no-untyped-def]
+    client_user = f.client_user(balance=0)
+    provider = f.provider()
+    Wallet.objects.create(user=client_user, address=wallet_of(chain, 5))
+    Wallet.objects.create(user=provider.user, address=wallet_of(chain, 6))
+    fund_from_wallet(chain, wallet_of(chain, 5), amount=100 * USD, allow=allow)
+    index_events(client=chain, confirmations=0)
+    assert escrow.chain_deposits_apply() == 1
+    assert ledger_balance(client_user) == 100 * USD == chain.balance_of(wallet_of(chain, 5))
+    return client_user, provider
+
+
+def test_award_funds_the_lease_on_chain_and_close_books_what_the_chain_paid(
+    chain, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    client_user, provider = setup_parties(chain, allow=100 * USD)
+    order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
+    bid = f.bid(provider, order, 3_600_000)
+    api = f.api(client_user, f.CLIENT)
+    with django_capture_on_commit_callbacks(execute=True):
+        accepted = api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    assert accepted.status_code == 201 and accepted.json()["status"] == "funding"
+    lease = Lease.objects.get()
+    assert lease.status == Lease.Status.FUNDED and lease.open_tx_hash.startswith("0x")
+    on_chain = chain.lease(lease.pk)
+    assert (on_chain.open, on_chain.balance, on_chain.price_per_hour) == (True, lease.deposit, 3_600_000)
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - lease.deposit
+
+    # let half an hour pass on the chain and in the accrual, then close as the client
+    eth_tester_of(chain.w3).time_travel(chain.w3.eth.get_block("latest")["timestamp"] + 1800)
+    Lease.objects.filter(pk=lease.pk).update(started_at=timezone.now() - timedelta(seconds=1800))
+    with django_capture_on_commit_callbacks(execute=True):
+        closing = api.post(f"/api/v1/leases/{lease.pk}/close/")
+    assert closing.status_code == 200 and closing.json()["status"] == "closing"
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED and lease.close_tx_hash.startswith("0x")
+    # the ledger holds exactly what the chain did
+    assert lease.paid_to_provider == chain.claimable(wallet_of(chain, 6)) > 0
+    assert lease.paid_to_provider <= 3_600_000 * 1900 // 3600
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - lease.paid_to_provider
+    earnings = LedgerAccount.objects.get(owner=provider.user, kind=LedgerAccount.Kind.PROVIDER_EARNINGS).balance
+    assert earnings == lease.paid_to_provider
+    assert (
+        f.api(client_user, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/").json()["close_tx_hash"] == lease.close_tx_hash
+    )
+
+
+def test_a_lease_the_escrow_refuses_is_closed_and_its_deposit_returned(
+    chain, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    client_user, provider = setup_parties(chain, allow=USD)  # the client let the operator lock only $1
+    order = f.order(client_user, duration_hours=2)
+    bid = f.bid(provider, order, 3 * USD)
+    with django_capture_on_commit_callbacks(execute=True):
+        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    lease = Lease.objects.get()
+    assert lease.status == Lease.Status.CLOSED
+    assert "operator allowance exceeded" in lease.close_reason
+    assert lease.refunded_to_client == lease.deposit and lease.paid_to_provider == 0
+    assert ledger_balance(client_user) == 100 * USD == chain.balance_of(wallet_of(chain, 5))
+    assert provider.gpus.get().reserved == 0
+    assert not chain.lease(lease.pk).open
+
+
+def test_a_crash_after_the_chain_confirmed_is_repaired_by_the_sync(chain) -> None:  # type: ignore[no-untyped-def]
+    client_user, provider = setup_parties(chain, allow=100 * USD)
+    order = f.order(client_user)
+    from marketplace import services as market
+
+    lease = market.order_accept(client=client_user, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    # the escrow took the deposit, but the worker died before the database recorded it
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.FUNDING, open_tx_hash="")
+    response = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "lease_funding"
+    tasks.sync_chain()  # the periodic sync retries; the contract says "lease exists", and it is ours
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.FUNDED and lease.open_tx_hash.startswith("0x")
+    assert chain.lease(lease.pk).balance == lease.deposit
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
+
+
+def test_deposits_of_unlinked_wallets_wait_until_the_wallet_is_linked(chain) -> None:  # type: ignore[no-untyped-def]
+    client_user = f.client_user(balance=0)
+    fund_from_wallet(chain, wallet_of(chain, 7), amount=5 * USD, allow=0)
+    index_events(client=chain, confirmations=0)
+    assert escrow.chain_deposits_apply() == 0
+    Wallet.objects.create(user=client_user, address=wallet_of(chain, 7))
+    assert escrow.chain_deposits_apply() == 1
+    assert escrow.chain_deposits_apply() == 0  # once
+    assert ledger_balance(client_user) == 5 * USD
