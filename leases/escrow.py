@@ -147,3 +147,54 @@ def chain_deposits_apply(*, limit: int = 500) -> int:
             continue
         applied += 1
     return applied
+
+
+def reconcile() -> list[str]:
+    """Every difference between the ledger and the escrow contract, as sentences (empty: none).
+
+    - A client's ledger balance equals its wallets' free balances in the escrow, less the
+      deposits reserved for leases still waiting to be funded.
+    - Each lease opened on chain holds the same amount in its ledger escrow account and in the
+      contract, and a closed lease holds nothing in either.
+    - A provider's ledger earnings equal what its wallets can claim plus what they claimed.
+    """
+    client = escrow_client()
+    differences: list[str] = []
+    wallets: dict[int, list[str]] = {}
+    for user_id, address in Wallet.objects.values_list("user_id", "address"):
+        wallets.setdefault(user_id, []).append(address)
+    accounts = {
+        (owner, kind): balance
+        for owner, kind, balance in LedgerAccount.objects.filter(owner__isnull=False).values_list(
+            "owner", "kind", "balance"
+        )
+    }
+    for user_id, addresses in wallets.items():
+        on_chain = sum(client.balance_of(a) for a in addresses)
+        reserved = sum(
+            Lease.objects.filter(client_id=user_id, status=Lease.Status.FUNDING).values_list("deposit", flat=True)
+        )
+        in_ledger = accounts.get((user_id, LedgerAccount.Kind.CLIENT_BALANCE), 0)
+        if in_ledger != on_chain - reserved:
+            differences.append(
+                f"user {user_id}: ledger balance {in_ledger}, escrow {on_chain} less {reserved} reserved for funding"
+            )
+        claimed = sum(
+            int(e.args["amount"])
+            for e in ChainEvent.objects.filter(name="Claimed")
+            if e.args.get("provider") in addresses
+        )
+        earnings = accounts.get((user_id, LedgerAccount.Kind.PROVIDER_EARNINGS), 0)
+        claimable = sum(client.claimable(a) for a in addresses)
+        if earnings != claimable + claimed:
+            differences.append(
+                f"user {user_id}: ledger earnings {earnings}, escrow claimable {claimable} plus claimed {claimed}"
+            )
+    for lease in Lease.objects.exclude(open_tx_hash="").select_related("escrow_account"):
+        on_chain = client.lease(lease.pk)
+        in_ledger = lease.escrow_account.balance
+        if on_chain.balance != in_ledger:
+            differences.append(f"lease {lease.pk}: ledger escrow {in_ledger}, contract {on_chain.balance}")
+        if lease.status == Lease.Status.CLOSED and on_chain.open:
+            differences.append(f"lease {lease.pk}: closed in the ledger, open in the contract")
+    return differences

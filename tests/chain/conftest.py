@@ -69,16 +69,3 @@ def chain(_deployed: tuple[Chain, Any]) -> Chain:
     deployed, snapshot = _deployed
     deployed.tester.revert_to_snapshot(snapshot)
     return deployed
-
-
-@pytest.fixture
-def anvil():  # type: ignore[no-untyped-def]
-    """A fresh Anvil node per test (it starts in well under a second)."""
-    from chain.devnode import Anvil, anvil_binary
-
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("needs anvil: `make tools` installs it (CI does)")
-    node = Anvil(binary)
-    yield node
-    node.stop()

@@ -20,13 +20,40 @@ from tests.factories import USD
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def chain(settings) -> Iterator[chain_adapter.EscrowClient]:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["embedded", "anvil"])
+def chain(request, settings) -> Iterator[chain_adapter.EscrowClient]:  # type: ignore[no-untyped-def]
+    """The escrow on the in-process EVM, or on a real Anvil node through the RPC backend."""
     settings.ESCROW_BACKEND = "chain"
-    settings.CHAIN_BACKEND = "embedded"
-    chain_adapter._embedded.clear()  # a fresh in-process chain for each test
+    if request.param == "embedded":
+        settings.CHAIN_BACKEND = "embedded"
+        chain_adapter._embedded.clear()  # a fresh in-process chain for each test
+        yield chain_adapter.escrow_client()
+        chain_adapter._embedded.clear()
+        return
+    node = request.getfixturevalue("anvil")
+    owner, operator, verifier = node.accounts[:3]
+    settings.CHAIN_BACKEND = "rpc"
+    settings.CHAIN_RPC_URL = node.url
+    settings.CHAIN_OPERATOR_KEY = operator.key.hex()
+    settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
+    chain_adapter.deploy_contracts(
+        w3=node.web3(),
+        owner=owner,
+        operator=operator.address,
+        verifier=verifier.address,
+        token_address=None,
+        unstake_delay=60,
+    )
     yield chain_adapter.escrow_client()
-    chain_adapter._embedded.clear()
+
+
+def advance(client: chain_adapter.EscrowClient, seconds: int) -> None:
+    """Let ``seconds`` pass on the chain."""
+    if hasattr(client.w3.provider, "ethereum_tester"):
+        eth_tester_of(client.w3).time_travel(client.w3.eth.get_block("latest")["timestamp"] + seconds)
+    else:
+        client.w3.provider.make_request("evm_increaseTime", [seconds])
+        client.w3.provider.make_request("evm_mine", [])
 
 
 def wallet_of(client: chain_adapter.EscrowClient, index: int) -> str:
@@ -76,7 +103,7 @@ def test_award_funds_the_lease_on_chain_and_close_books_what_the_chain_paid(
     assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - lease.deposit
 
     # let half an hour pass on the chain and in the accrual, then close as the client
-    eth_tester_of(chain.w3).time_travel(chain.w3.eth.get_block("latest")["timestamp"] + 1800)
+    advance(chain, 1800)
     Lease.objects.filter(pk=lease.pk).update(started_at=timezone.now() - timedelta(seconds=1800))
     with django_capture_on_commit_callbacks(execute=True):
         closing = api.post(f"/api/v1/leases/{lease.pk}/close/")
@@ -137,3 +164,31 @@ def test_deposits_of_unlinked_wallets_wait_until_the_wallet_is_linked(chain) -> 
     assert escrow.chain_deposits_apply() == 1
     assert escrow.chain_deposits_apply() == 0  # once
     assert ledger_balance(client_user) == 5 * USD
+
+
+def test_reconcile_finds_no_difference_after_a_lease_and_reports_one_when_the_books_are_off(
+    chain, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    from leases import ledger
+
+    client_user, provider = setup_parties(chain, allow=100 * USD)
+    order = f.order(client_user, duration_hours=1)
+    bid = f.bid(provider, order, 3_600_000)
+    api = f.api(client_user, f.CLIENT)
+    with django_capture_on_commit_callbacks(execute=True):
+        api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    advance(chain, 600)
+    with django_capture_on_commit_callbacks(execute=True):
+        api.post(f"/api/v1/leases/{Lease.objects.get().pk}/close/")
+    out = io.StringIO()
+    call_command("chain_reconcile", stdout=out)
+    assert "agree" in out.getvalue()
+    assert escrow.reconcile() == []
+    # money that appears in the ledger but not on chain is reported
+    ledger.deposit(user=client_user, amount=USD, key="off-the-books")
+    with pytest.raises(CommandError, match="1 differences"):
+        call_command("chain_reconcile", stdout=io.StringIO())

@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from chain.adapter import escrow_client
+from chain.indexer import index_events
+from leases.escrow import chain_deposits_apply, reconcile
+
+
+class Command(BaseCommand):
+    help = "Report every difference between the ledger and the escrow contract (exit 1 if any)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        index_events(client=escrow_client(), confirmations=0)
+        chain_deposits_apply()
+        differences = reconcile()
+        if differences:
+            for line in differences:
+                self.stdout.write(f"DIFFERENT  {line}")
+            raise CommandError(f"{len(differences)} differences between the ledger and the chain")
+        self.stdout.write("The ledger and the chain agree.")
