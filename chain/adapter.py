@@ -23,8 +23,8 @@ from web3.contract import Contract
 
 from chain import transactions
 from chain.compiler import load_artifact
-from chain.evm import contract_at, embedded_web3, eth_tester_of
-from chain.models import ChainTransaction, ContractDeployment
+from chain.evm import DEMO_CLIENT_ACCOUNT, contract_at, embedded_web3, eth_tester_of
+from chain.models import ChainEvent, ChainTransaction, ContractDeployment, IndexerCursor, NonceCursor
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,10 @@ def _embedded_client() -> EscrowClient:
     with _embedded_lock:
         if "client" not in _embedded:
             w3 = embedded_web3()
+            # The chain is new: whatever the database remembers of an earlier one is stale.
+            chain_id = w3.eth.chain_id
+            for model in (ChainEvent, IndexerCursor, NonceCursor, ContractDeployment, ChainTransaction):
+                model.objects.filter(**{"chain_id": chain_id}).delete()
             keys = eth_tester_of(w3).backend.account_keys
             owner = Account.from_key(keys[0].to_bytes())
             operator = Account.from_key(keys[1].to_bytes())
@@ -143,8 +147,24 @@ def _embedded_client() -> EscrowClient:
                 token_address=None,
                 unstake_delay=settings.CHAIN_UNSTAKE_DELAY_SECONDS,
             )
-            _embedded["client"] = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
+            client = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
+            if settings.CHAIN_EMBEDDED_DEMO_FUNDS:
+                _fund_demo_wallet(client, owner=owner.address, amount=settings.CHAIN_EMBEDDED_DEMO_FUNDS)
+            _embedded["client"] = client
         return _embedded["client"]
+
+
+def _fund_demo_wallet(client: EscrowClient, *, owner: str, amount: int) -> None:
+    """Demo only: the demo client's wallet buys DevUSD, deposits it and lets the operator lock it,
+    as a real client would from its own wallet."""
+    wallet = client.w3.eth.accounts[DEMO_CLIENT_ACCOUNT]
+    for call, sender in (
+        (client.token.functions.mint(wallet, amount), owner),
+        (client.token.functions.approve(client.escrow.address, 2**256 - 1), wallet),
+        (client.escrow.functions.deposit(amount), wallet),
+        (client.escrow.functions.approve_operator(amount), wallet),
+    ):
+        client.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
 
 
 def _rpc_client() -> EscrowClient:

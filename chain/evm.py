@@ -5,12 +5,24 @@ This is the embedded chain backend: what ``make run`` and most tests use, with n
 
 from typing import Any
 
+from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import get_default_account_keys
 from web3 import Web3
 from web3.contract import Contract
 from web3.providers.eth_tester import EthereumTesterProvider
 
 from chain.compiler import load_artifact
+
+# The in-process chain's accounts are the same in every process: the demo gives two of them to
+# the demo client and the demo provider as their wallets (unlocked: it is a development chain).
+DEMO_CLIENT_ACCOUNT = 5
+DEMO_PROVIDER_ACCOUNT = 6
+
+
+def embedded_account(index: int) -> str:
+    """The address of the in-process chain's account ``index``, without starting a chain."""
+    return Account.from_key(get_default_account_keys(quantity=index + 1)[index].to_bytes()).address
 
 
 def embedded_web3() -> Web3:

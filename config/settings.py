@@ -278,6 +278,8 @@ CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
 CHAIN_RECEIPT_TIMEOUT_SECONDS = env.float("CHAIN_RECEIPT_TIMEOUT_SECONDS", default=60.0)
 CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 * 24 * 3600)
+# Demo only (make run): micro-dollars the in-process chain deposits from the demo client's wallet.
+CHAIN_EMBEDDED_DEMO_FUNDS = env.int("CHAIN_EMBEDDED_DEMO_FUNDS", default=0)
 # How long a Sign-In with Ethereum challenge may be signed and sent back.
 SIWE_CHALLENGE_TTL_SECONDS = env.int("SIWE_CHALLENGE_TTL_SECONDS", default=600)
 

@@ -6,8 +6,11 @@ Only this seed creates money out of thin air, from the ``demo_faucet`` external 
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
+from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account
+from chain.models import Wallet
 from core import services as accounts
 from core.models import ApiToken, TokenScope, User
 from leases import ledger
@@ -58,6 +61,13 @@ def seed_demo() -> Demo:
         memory_gib=providers.HostReport(total=2048, free=1900),
         storage_gib=providers.HostReport(total=30_000, free=28_000),
     )
+    if settings.ESCROW_BACKEND == "chain":
+        # Money lives in the escrow contract: the demo users get wallets on the in-process
+        # chain, and the client's balance arrives from its wallet's deposit, not from a faucet.
+        if settings.CHAIN_BACKEND == "embedded":
+            for user, index in ((client, DEMO_CLIENT_ACCOUNT), (provider_user, DEMO_PROVIDER_ACCOUNT)):
+                Wallet.objects.get_or_create(address=embedded_account(index), defaults={"user": user})
+        return _issue_tokens(client, provider, provider_user)
     balance = ledger.user_account(user=client, kind=LedgerAccount.Kind.CLIENT_BALANCE)
     if balance.balance < DEMO_BALANCE:
         ledger.deposit(
@@ -66,6 +76,10 @@ def seed_demo() -> Demo:
             key=f"demo:topup:{uuid.uuid4()}",
             memo="Demo balance",
         )
+    return _issue_tokens(client, provider, provider_user)
+
+
+def _issue_tokens(client: User, provider: Provider, provider_user: User) -> Demo:
     for user in (client, provider_user):
         for token in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked_at__isnull=True):
             accounts.token_revoke(user=user, token_id=token.pk)

@@ -3,10 +3,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-true}"
+# Lease deposits go through the escrow contract on an in-process EVM (in the Celery worker).
+export ESCROW_BACKEND="${ESCROW_BACKEND:-chain}"
+export CHAIN_BACKEND="${CHAIN_BACKEND:-embedded}"
+export CHAIN_EMBEDDED_DEMO_FUNDS="${CHAIN_EMBEDDED_DEMO_FUNDS:-1000000000}"
 PORT="${PORT:-8000}"
 BIN=.venv/bin
 
 mkdir -p var/celery/queue var/celery/processed var/log
+if [ "$ESCROW_BACKEND" = chain ] && [ "$CHAIN_BACKEND" = embedded ] && [ -z "${DATABASE_URL:-}" ]; then
+  # The in-process chain starts empty every run, so the demo database does too: money in the
+  # ledger must match the chain. (ESCROW_BACKEND=ledger, or CHAIN_BACKEND=rpc with Anvil, persist.)
+  rm -f db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+  rm -rf var/celery/queue/* var/celery-beat-schedule* var/celerybeat-schedule*
+fi
 $BIN/python manage.py migrate --noinput -v 0
 echo
 $BIN/python manage.py seed_demo
