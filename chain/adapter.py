@@ -188,9 +188,19 @@ def _rpc_client() -> EscrowClient:
     )
 
 
-def escrow_client() -> EscrowClient:
-    """The configured backend's client."""
+def escrow_client(*, start: bool = True) -> EscrowClient:
+    """The configured backend's client.
+
+    The embedded chain lives in the process that started it (the Celery worker under make run).
+    ``start=False`` refuses to start a new, empty one: a command run from another process must
+    not look at (and reset the records of) a chain that is not the worker's.
+    """
     if settings.CHAIN_BACKEND == "embedded":
+        if not start and "client" not in _embedded:
+            raise transactions.ChainUnavailable(
+                "The in-process chain lives inside the Celery worker and cannot be reached from another "
+                "process; run a node (CHAIN_BACKEND=rpc, e.g. Anvil) to inspect the chain from outside."
+            )
         return _embedded_client()
     if settings.CHAIN_BACKEND == "rpc":
         return _rpc_client()

@@ -192,3 +192,17 @@ def test_reconcile_finds_no_difference_after_a_lease_and_reports_one_when_the_bo
     ledger.deposit(user=client_user, amount=USD, key="off-the-books")
     with pytest.raises(CommandError, match="1 differences"):
         call_command("chain_reconcile", stdout=io.StringIO())
+
+
+def test_commands_never_start_a_second_in_process_chain(settings) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    settings.ESCROW_BACKEND = "chain"
+    settings.CHAIN_BACKEND = "embedded"
+    chain_adapter._embedded.clear()
+    for command in ("chain_reconcile", "chain_index"):
+        with pytest.raises(CommandError, match="inside the Celery worker"):
+            call_command(command, stdout=io.StringIO())
+    assert "client" not in chain_adapter._embedded

@@ -1,7 +1,8 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chain.adapter import escrow_client
 from chain.indexer import index_events
+from core.errors import DomainError
 
 
 class Command(BaseCommand):
@@ -11,5 +12,9 @@ class Command(BaseCommand):
         parser.add_argument("--confirmations", type=int, default=1)
 
     def handle(self, *args: object, **options: object) -> None:
-        created = index_events(client=escrow_client(), confirmations=int(options["confirmations"]))  # type: ignore[arg-type]
+        try:
+            client = escrow_client(start=False)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        created = index_events(client=client, confirmations=int(options["confirmations"]))  # type: ignore[arg-type]
         self.stdout.write(f"{created} new events")

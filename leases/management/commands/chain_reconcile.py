@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chain.adapter import escrow_client
 from chain.indexer import index_events
+from core.errors import DomainError
 from leases.escrow import chain_deposits_apply, reconcile
 
 
@@ -9,7 +10,11 @@ class Command(BaseCommand):
     help = "Report every difference between the ledger and the escrow contract (exit 1 if any)."
 
     def handle(self, *args: object, **options: object) -> None:
-        index_events(client=escrow_client(), confirmations=0)
+        try:
+            client = escrow_client(start=False)
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        index_events(client=client, confirmations=0)
         chain_deposits_apply()
         differences = reconcile()
         if differences:
