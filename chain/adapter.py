@@ -171,7 +171,11 @@ def _rpc_client() -> EscrowClient:
     if not settings.CHAIN_RPC_URL or not settings.CHAIN_OPERATOR_KEY:
         raise transactions.ChainUnavailable("CHAIN_BACKEND=rpc needs CHAIN_RPC_URL and CHAIN_OPERATOR_KEY.")
     w3 = Web3(Web3.HTTPProvider(settings.CHAIN_RPC_URL, request_kwargs={"timeout": 10}))
-    chain_id = w3.eth.chain_id
+    chain_id = transactions.with_retries(
+        lambda: w3.eth.chain_id,
+        policy=transactions.SendPolicy(retries=settings.CHAIN_RPC_RETRIES),
+        what="chain id",
+    )
     known = dict(ContractDeployment.objects.filter(chain_id=chain_id).values_list("name", "address"))
     escrow_address = settings.CHAIN_ESCROW_ADDRESS or known.get("Escrow")
     token_address = settings.CHAIN_TOKEN_ADDRESS or known.get("DevUSD")
@@ -184,7 +188,9 @@ def _rpc_client() -> EscrowClient:
         operator=Account.from_key(settings.CHAIN_OPERATOR_KEY),
         escrow=contract_at(w3, "Escrow", escrow_address),
         token=contract_at(w3, "DevUSD", token_address),
-        policy=transactions.SendPolicy(receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS),
+        policy=transactions.SendPolicy(
+            receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS, retries=settings.CHAIN_RPC_RETRIES
+        ),
     )
 
 

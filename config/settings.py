@@ -276,6 +276,7 @@ CHAIN_DEPLOYER_KEY = env.str("CHAIN_DEPLOYER_KEY", default="")
 CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
+CHAIN_RPC_RETRIES = env.int("CHAIN_RPC_RETRIES", default=4)
 CHAIN_RECEIPT_TIMEOUT_SECONDS = env.float("CHAIN_RECEIPT_TIMEOUT_SECONDS", default=60.0)
 CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 * 24 * 3600)
 # Demo only (make run): micro-dollars the in-process chain deposits from the demo client's wallet.

@@ -206,3 +206,50 @@ def test_commands_never_start_a_second_in_process_chain(settings) -> None:  # ty
         with pytest.raises(CommandError, match="inside the Celery worker"):
             call_command(command, stdout=io.StringIO())
     assert "client" not in chain_adapter._embedded
+
+
+def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings, anvil) -> None:  # type: ignore[no-untyped-def]
+    from celery.exceptions import Retry
+
+    from chain.devnode import free_port
+    from chain.transactions import ChainUnavailable
+    from marketplace import services as market
+
+    owner, operator, verifier = anvil.accounts[:3]
+    settings.ESCROW_BACKEND = "chain"
+    settings.CHAIN_BACKEND = "rpc"
+    settings.CHAIN_OPERATOR_KEY = operator.key.hex()
+    settings.CHAIN_RPC_RETRIES = 1
+    settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
+    settings.CHAIN_RPC_URL = anvil.url
+    chain_adapter.deploy_contracts(
+        w3=anvil.web3(),
+        owner=owner,
+        operator=operator.address,
+        verifier=verifier.address,
+        token_address=None,
+        unstake_delay=60,
+    )
+    client = chain_adapter.escrow_client()
+    client_user, provider = setup_parties(client, allow=100 * USD)
+    order = f.order(client_user)
+    bid = f.bid(provider, order, USD)
+
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # the node goes away
+    with pytest.raises(Retry, match="chain node did not answer"):
+        # the award itself commits; its task finds no node and Celery schedules a retry
+        market.order_accept(client=client_user, order_id=order.pk, bid_id=bid.pk)
+    lease = Lease.objects.get()
+    assert lease.status == Lease.Status.FUNDING and not lease.open_tx_hash
+    with pytest.raises(ChainUnavailable):
+        tasks.sync_chain()
+    assert Lease.objects.get().status == Lease.Status.FUNDING
+
+    settings.CHAIN_RPC_URL = anvil.url  # the node is back: the periodic sync finishes the job, once
+    tasks.sync_chain()
+    tasks.sync_chain()
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.FUNDED
+    assert client.lease(lease.pk).balance == lease.deposit
+    assert ledger_balance(client_user) == client.balance_of(wallet_of(client, 5))
+    assert escrow.reconcile() == []
