@@ -18,6 +18,7 @@ from django.utils import timezone
 from web3.logs import DISCARD
 
 from chain.adapter import escrow_client
+from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
 from chain.transactions import ChainReverted
 from core.errors import PaymentRequired
@@ -51,21 +52,42 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
             price_per_hour=lease.price_per_hour,
             deposit=lease.deposit,
         )
+        if record.status != ChainTransaction.Status.CONFIRMED:
+            return _funding_failed(lease_id=lease.pk, reason="the escrow transaction reverted")
+        tx_hash = record.tx_hash
     except ChainReverted as exc:
         on_chain = client.lease(lease.pk)
-        if on_chain.open and on_chain.balance == lease.deposit:  # an earlier attempt got through
-            record = ChainTransaction.objects.filter(reference=f"lease:{lease.pk}", kind="open_lease").first()
-        else:
+        ours = (on_chain.client, on_chain.provider, on_chain.price_per_hour) == (
+            client_wallet,
+            provider_wallet,
+            lease.price_per_hour,
+        )
+        if not (on_chain.open and ours):
             return _funding_failed(lease_id=lease.pk, reason=exc.message)
-    if record is not None and record.status != ChainTransaction.Status.CONFIRMED:
-        return _funding_failed(lease_id=lease.pk, reason="the escrow transaction reverted")
+        tx_hash = _opening_tx_hash(lease.pk)  # an earlier attempt got through: it is our lease
     with transaction.atomic():
         lease = Lease.objects.select_for_update().get(pk=lease_id)
         if lease.status == Lease.Status.FUNDING:
             lease.status = Lease.Status.FUNDED
-            lease.open_tx_hash = record.tx_hash if record else ""
+            lease.open_tx_hash = tx_hash
             lease.save(update_fields=["status", "open_tx_hash"])
     return lease
+
+
+def _opening_tx_hash(lease_id: int) -> str:
+    """The transaction that opened a lease, from our records or from the indexed events."""
+    sent = (
+        ChainTransaction.objects.filter(
+            reference=f"lease:{lease_id}", kind="open_lease", status=ChainTransaction.Status.CONFIRMED
+        )
+        .values_list("tx_hash", flat=True)
+        .first()
+    )
+    if sent:
+        return sent
+    index_events(client=escrow_client(), confirmations=0)
+    event = ChainEvent.objects.filter(name="LeaseOpened", args__lease_id=lease_id).first()
+    return event.tx_hash if event else ""
 
 
 def _funding_failed(*, lease_id: int, reason: str) -> Lease:
@@ -190,7 +212,11 @@ def reconcile() -> list[str]:
             differences.append(
                 f"user {user_id}: ledger earnings {earnings}, escrow claimable {claimable} plus claimed {claimed}"
             )
-    for lease in Lease.objects.exclude(open_tx_hash="").select_related("escrow_account"):
+    on_chain_leases = Lease.objects.exclude(status=Lease.Status.FUNDING).exclude(
+        status=Lease.Status.CLOSED,
+        open_tx_hash="",  # closed before the escrow ever took it
+    )
+    for lease in on_chain_leases.select_related("escrow_account"):
         on_chain = client.lease(lease.pk)
         in_ledger = lease.escrow_account.balance
         if on_chain.balance != in_ledger:
