@@ -24,7 +24,7 @@ from chain.transactions import ChainReverted
 from core.errors import PaymentRequired
 from leases import ledger
 from leases.models import Lease, LedgerAccount, LedgerTransaction
-from leases.services import post_close, reservation_for
+from leases.services import post_close, refund_to_client, reservation_for
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
@@ -96,16 +96,11 @@ def _funding_failed(*, lease_id: int, reason: str) -> Lease:
         if lease.status != Lease.Status.FUNDING:
             return lease
         capacity_release(reservation=reservation_for(lease))
-        escrow = LedgerAccount.objects.get(lease=lease)
-        ledger.post(
-            key=f"lease:{lease.pk}:unfunded",
-            kind=LedgerTransaction.Kind.LEASE_REFUND,
-            legs=[
-                (escrow, -lease.deposit),
-                (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), lease.deposit),
-            ],
+        refund_to_client(
             lease=lease,
-            memo=f"Deposit of lease {lease.pk} returned: the escrow did not take it",
+            amount=lease.deposit,
+            key=f"lease:{lease.pk}:unfunded",
+            memo="deposit returned, the escrow did not take it",
         )
         lease.status = Lease.Status.CLOSED
         lease.closed_at = timezone.now()

@@ -146,6 +146,20 @@ def _close(*, lease_id: int, closed_by: str, reason: str, now: datetime | None =
         return post_close(lease=lease, paid=earned, refunded=lease.deposit - earned, now=now)
 
 
+def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
+    """Move ``amount`` from the lease's escrow account back to its client's balance."""
+    ledger.post(
+        key=key,
+        kind=LedgerTransaction.Kind.LEASE_REFUND,
+        legs=[
+            (LedgerAccount.objects.get(lease=lease), -amount),
+            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
+        ],
+        lease=lease,
+        memo=f"Lease {lease.pk}: {memo}",
+    )
+
+
 def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash: str = "") -> Lease:
     """Book a closed lease: pay the provider, refund the client, release the capacity.
 
@@ -167,16 +181,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
         lease=lease,
         memo=f"Payment for lease {lease.pk}",
     )
-    ledger.post(
-        key=f"lease:{lease.pk}:refund",
-        kind=LedgerTransaction.Kind.LEASE_REFUND,
-        legs=[
-            (escrow, -refunded),
-            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), refunded),
-        ],
-        lease=lease,
-        memo=f"Refund of the unused deposit of lease {lease.pk}",
-    )
+    refund_to_client(lease=lease, amount=refunded, key=f"lease:{lease.pk}:refund", memo="the unused deposit")
     lease.status = Lease.Status.CLOSED
     lease.closed_at = now
     lease.paid_to_provider = paid

@@ -10,16 +10,19 @@ def close_finished_leases() -> int:
     return services.leases_close_finished()
 
 
-@shared_task(
-    name="leases.tasks.fund_lease_on_chain",
-    ignore_result=True,
-    autoretry_for=(ChainUnavailable,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=None,
-    soft_time_limit=280,
-    time_limit=300,
-)
+# Escrow tasks retry for as long as the chain is unreachable, backing off up to 5 minutes.
+CHAIN_TASK = {
+    "ignore_result": True,
+    "autoretry_for": (ChainUnavailable,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "max_retries": None,
+    "soft_time_limit": 280,
+    "time_limit": 300,
+}
+
+
+@shared_task(name="leases.tasks.fund_lease_on_chain", **CHAIN_TASK)
 def fund_lease_on_chain(lease_id: int) -> None:
     """Open a funding lease in the escrow contract; retried while the chain is unreachable."""
     from leases import escrow
@@ -27,16 +30,7 @@ def fund_lease_on_chain(lease_id: int) -> None:
     escrow.lease_fund_on_chain(lease_id=lease_id)
 
 
-@shared_task(
-    name="leases.tasks.close_lease_on_chain",
-    ignore_result=True,
-    autoretry_for=(ChainUnavailable,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=None,
-    soft_time_limit=280,
-    time_limit=300,
-)
+@shared_task(name="leases.tasks.close_lease_on_chain", **CHAIN_TASK)
 def close_lease_on_chain(lease_id: int) -> None:
     """Close a closing lease in the escrow contract and book what it paid and refunded."""
     from leases import escrow
