@@ -328,3 +328,12 @@ def test_pause_stops_new_leases_but_never_traps_funds(chain: Chain) -> None:
     chain.tx(chain.escrow.functions.set_paused(False), chain.owner)
     deposit(chain, chain.client, USD)
     chain.tx(chain.escrow.functions.open_lease(2, chain.client, chain.provider, PRICE, USD), chain.operator)
+
+
+def test_amounts_beyond_the_packed_width_are_refused(chain: Chain) -> None:
+    deposit(chain, chain.client, 5 * USD)
+    chain.tx(chain.escrow.functions.approve_operator(2**256 - 1), chain.client)
+    with reverts("amount too large"):
+        chain.tx(chain.escrow.functions.open_lease(1, chain.client, chain.provider, 2**128, USD), chain.operator)
+    open_lease(chain, lease_id=2, deposit_amount=USD)
+    assert lease(chain, 2)["price"] == PRICE and lease(chain, 2)["balance"] == USD  # packing round-trips
