@@ -17,6 +17,7 @@ $(BIN)/uv: | $(BIN)/python
 
 $(VENV)/.base-installed: requirements/base.lock | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/base.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.base-installed

@@ -1,0 +1,140 @@
+"""``gpumarket-agent``: init, inventory, status and run."""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from providers.agent import config as agent_config
+from providers.agent.client import MarketplaceClient, MarketplaceError
+from providers.agent.inventory import discover
+
+logger = logging.getLogger("gpumarket.agent")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: easy to ship to any log system."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from eth_account import Account  # slow to import: only init needs it
+
+    path = Path(args.config)
+    if path.exists() and not args.force:
+        print(f"{path} exists; pass --force to overwrite it.", file=sys.stderr)
+        return 1
+    cfg = agent_config.validate({"marketplace_url": args.marketplace_url, "token": args.token, "runtime": args.runtime})
+    key_path = Path(args.signing_key_file or path.with_name("signing-key.hex"))
+    if not key_path.exists():
+        account = Account.create()
+        key_path.write_text(account.key.hex() + "\n")
+        os.chmod(key_path, 0o600)
+    cfg.signing_key_file = str(key_path)
+    path.write_text(cfg.to_yaml())
+    os.chmod(path, 0o600)  # it holds the provider token
+    address = Account.from_key(key_path.read_text().strip()).address
+    print(f"wrote {path} and {key_path}")
+    print(f"signing address: {address} (link it to your provider account as a wallet)")
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    print(json.dumps(discover().as_dict(), indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = agent_config.load(args.config)
+    try:
+        me = MarketplaceClient(cfg.marketplace_url, cfg.token).me()
+    except MarketplaceError as exc:
+        print(f"marketplace: {exc}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {"provider": me["name"], "online": me["online"], "last_heartbeat_at": me["last_heartbeat_at"]}, indent=2
+        )
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = agent_config.load(args.config)
+    client = MarketplaceClient(cfg.marketplace_url, cfg.token)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        inventory = discover()
+        try:
+            client.report_inventory(inventory.report())
+            logger.info(
+                "inventory reported", extra={"fields": {"gpus": len(inventory.gpus), "note": inventory.gpu_note}}
+            )
+        except MarketplaceError as exc:
+            # the marketplace may be down: keep going, the next heartbeat tries again
+            logger.warning("inventory report failed", extra={"fields": {"error": str(exc), "status": exc.status}})
+        if args.once:
+            break
+        deadline = time.monotonic() + cfg.heartbeat_seconds
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpumarket-agent", description="The GPU Market provider agent.")
+    parser.add_argument("--config", default=os.environ.get("GPUMARKET_AGENT_CONFIG", "agent.yaml"))
+    parser.add_argument("--log-level", default="info")
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="write a configuration and a signing key")
+    init.add_argument("--marketplace-url", required=True)
+    init.add_argument("--token", required=True, help="a provider-scoped API token")
+    init.add_argument("--runtime", choices=agent_config.RUNTIMES, default="docker")
+    init.add_argument("--signing-key-file")
+    init.add_argument("--force", action="store_true")
+    init.set_defaults(handler=cmd_init)
+    sub.add_parser("inventory", help="print what this machine can rent out").set_defaults(handler=cmd_inventory)
+    sub.add_parser("status", help="ask the marketplace how it sees this provider").set_defaults(handler=cmd_status)
+    run = sub.add_parser("run", help="report inventory and heartbeats until stopped")
+    run.add_argument("--once", action="store_true", help="report once and exit")
+    run.set_defaults(handler=cmd_run)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.handler(args)
+    except agent_config.ConfigError as exc:
+        print(f"configuration: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The marketplace's REST API, as the agent uses it."""
+
+import time
+from typing import Any
+
+import requests
+
+
+class MarketplaceError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class MarketplaceClient:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, retries: int = 3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout, self.retries = timeout, retries
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": "gpumarket-agent"})
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.request(method, f"{self.base_url}{path}", json=body, timeout=self.timeout)
+            except requests.RequestException as exc:
+                if attempt == self.retries:
+                    raise MarketplaceError(f"marketplace unreachable: {exc}") from exc
+                time.sleep(min(2**attempt, 30))
+                continue
+            if response.status_code >= 500 and attempt < self.retries:
+                time.sleep(min(2**attempt, 30))
+                continue
+            if response.status_code == 204:
+                return None
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise MarketplaceError(
+                    f"unexpected answer ({response.status_code})", status=response.status_code
+                ) from exc
+            if response.status_code >= 400:
+                error = data.get("error", {}) if isinstance(data, dict) else {}
+                raise MarketplaceError(
+                    error.get("message") or f"HTTP {response.status_code}",
+                    status=response.status_code,
+                    code=error.get("code", ""),
+                )
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def me(self) -> dict:
+        return self._call("GET", "/api/v1/providers/me/")
+
+    def report_inventory(self, report: dict) -> dict:
+        """Send what the agent discovered; the marketplace counts it as a heartbeat."""
+        return self._call("PUT", "/api/v1/providers/me/inventory/", report)
+
+    def heartbeat(self) -> None:
+        self._call("POST", "/api/v1/providers/me/heartbeat/")

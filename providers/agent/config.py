@@ -1,0 +1,104 @@
+"""The agent's configuration: a YAML file, with environment variables overriding it."""
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+ENV_PREFIX = "GPUMARKET_AGENT_"
+RUNTIMES = ("docker", "kubernetes")
+
+
+class ConfigError(ValueError):
+    """The configuration is missing or invalid; the message says what to fix."""
+
+
+@dataclass
+class PricingPolicy:
+    # micro-dollars per GPU-hour, by catalog id (e.g. "h100-sxm-80gb": 2400000)
+    per_gpu_hour: dict[str, int] = field(default_factory=dict)
+    floor_per_hour: int = 0
+    max_duration_hours: int = 720
+    allowed_registries: list[str] = field(default_factory=list)
+    denied_images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AgentConfig:
+    marketplace_url: str
+    token: str
+    runtime: str = "docker"
+    signing_key_file: str = "signing-key.hex"
+    heartbeat_seconds: int = 30
+    state_dir: str = "agent-state"
+    pricing: PricingPolicy = field(default_factory=PricingPolicy)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+
+_OVERRIDES = {
+    "MARKETPLACE_URL": ("marketplace_url", str),
+    "TOKEN": ("token", str),
+    "RUNTIME": ("runtime", str),
+    "SIGNING_KEY_FILE": ("signing_key_file", str),
+    "HEARTBEAT_SECONDS": ("heartbeat_seconds", int),
+    "STATE_DIR": ("state_dir", str),
+}
+
+
+def load(path: str | Path | None, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read ``path`` (if given), apply ``GPUMARKET_AGENT_*`` overrides, and validate."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"No configuration at {path}: run `gpumarket-agent init` first.") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings.")
+        data.update(loaded)
+    for suffix, (key, kind) in _OVERRIDES.items():
+        value = environ.get(ENV_PREFIX + suffix)
+        if value is not None:
+            try:
+                data[key] = kind(value)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX + suffix} must be an integer.") from exc
+    return validate(data)
+
+
+def validate(data: dict[str, Any]) -> AgentConfig:
+    known = set(AgentConfig.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"Unknown settings: {', '.join(unknown)}.")
+    for required in ("marketplace_url", "token"):
+        if not data.get(required):
+            raise ConfigError(f"`{required}` is required (or {ENV_PREFIX}{required.upper()}).")
+    url = urlparse(str(data["marketplace_url"]))
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError("`marketplace_url` must be an http(s) URL, e.g. https://market.example.com.")
+    if data.get("runtime", "docker") not in RUNTIMES:
+        raise ConfigError(f"`runtime` must be one of: {', '.join(RUNTIMES)}.")
+    heartbeat = data.get("heartbeat_seconds", 30)
+    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 5 <= heartbeat <= 3600:
+        raise ConfigError("`heartbeat_seconds` must be an integer from 5 to 3600.")
+    pricing = data.get("pricing")
+    pricing = {} if pricing is None else pricing
+    if not isinstance(pricing, dict):
+        raise ConfigError("`pricing` must be a mapping.")
+    try:
+        policy = PricingPolicy(**pricing)
+    except TypeError as exc:
+        raise ConfigError(f"`pricing`: {exc}") from exc
+    for model, price in policy.per_gpu_hour.items():
+        if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
+            raise ConfigError(f"`pricing.per_gpu_hour.{model}` must be a positive integer (micro-dollars).")
+    return AgentConfig(**{**data, "marketplace_url": str(data["marketplace_url"]).rstrip("/"), "pricing": policy})

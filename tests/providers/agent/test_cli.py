@@ -1,0 +1,77 @@
+"""The agent as a real process (the installed ``gpumarket-agent`` program) against a live marketplace."""
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import services as accounts
+from core.models import TokenScope
+from providers.agent.inventory import discover
+from providers.models import Provider
+from tests import factories as f
+
+
+def agent(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "providers.agent.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_inventory_discovers_the_host() -> None:
+    inventory = discover()
+    assert inventory.cpu_cores >= 1 and inventory.memory_gib >= 1 and inventory.storage_gib >= 0
+    if not inventory.gpus:
+        assert inventory.gpu_note  # says why: no NVML here
+    report = inventory.report()
+    assert set(report) == {"gpus", "cpu_cores", "memory_gib", "storage_gib"}
+
+
+@pytest.mark.skipif(not discover().gpus, reason="NVML discovery needs an NVIDIA GPU and driver")
+def test_nvml_discovery_on_a_real_gpu() -> None:
+    gpus = discover().gpus
+    assert all(g.name.startswith("NVIDIA") and g.memory_mib > 1000 and g.uuid.startswith("GPU-") for g in gpus)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_init_then_run_once_reports_inventory_and_status_reads_it(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    provider = f.provider(gpus={})
+    Provider.objects.filter(pk=provider.pk).update(last_heartbeat_at=None)
+    token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
+
+    init = agent("init", "--marketplace-url", live_server.url, "--token", token, cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    config = tmp_path / "agent.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "signing-key.hex").stat().st_mode) == 0o600
+    assert "signing address: 0x" in init.stdout
+    assert agent("init", "--marketplace-url", live_server.url, "--token", token, cwd=tmp_path).returncode == 1
+
+    run = agent("run", "--once", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    log = [json.loads(line) for line in run.stderr.splitlines()]
+    assert log[-1]["event"] == "inventory reported" and log[-1]["level"] == "info"
+    provider.refresh_from_db()
+    assert provider.last_heartbeat_at is not None
+    assert provider.cpu_cores_total == discover().cpu_cores
+
+    status = agent("status", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["online"] is True
+
+
+def test_an_unreachable_marketplace_does_not_stop_the_agent(tmp_path: Path) -> None:
+    (tmp_path / "agent.yaml").write_text("marketplace_url: http://127.0.0.1:9\ntoken: gpm_x\n")
+    run = agent("run", "--once", cwd=tmp_path)
+    assert run.returncode == 0
+    assert json.loads(run.stderr.splitlines()[-1])["event"] == "inventory report failed"
+    assert agent("status", cwd=tmp_path).returncode == 1
+
+
+def test_a_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "agent.yaml").write_text("marketplace_url: nowhere\ntoken: x\n")
+    result = agent("run", "--once", cwd=tmp_path)
+    assert result.returncode == 2 and "marketplace_url" in result.stderr

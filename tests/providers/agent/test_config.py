@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from providers.agent.config import ConfigError, load, validate
+
+BASE = {"marketplace_url": "https://market.example.com/", "token": "gpm_x"}
+
+
+def test_yaml_with_environment_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "marketplace_url: http://127.0.0.1:8000\ntoken: from-file\npricing:\n  per_gpu_hour: {h100-sxm-80gb: 2400000}\n"
+    )
+    cfg = load(path, environ={"GPUMARKET_AGENT_TOKEN": "from-env", "GPUMARKET_AGENT_HEARTBEAT_SECONDS": "15"})
+    assert (cfg.token, cfg.heartbeat_seconds, cfg.runtime) == ("from-env", 15, "docker")
+    assert cfg.pricing.per_gpu_hour == {"h100-sxm-80gb": 2_400_000}
+    assert validate(dict(BASE)).marketplace_url == "https://market.example.com"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"token": "x"}, "marketplace_url"),
+        ({"marketplace_url": "http://x"}, "token"),
+        ({**BASE, "marketplace_url": "ftp://x"}, "http"),
+        ({**BASE, "runtime": "podman"}, "runtime"),
+        ({**BASE, "heartbeat_seconds": 1}, "heartbeat_seconds"),
+        ({**BASE, "heartbeat_seconds": "30"}, "heartbeat_seconds"),
+        ({**BASE, "surprise": 1}, "Unknown"),
+        ({**BASE, "pricing": {"per_gpu_hour": {"h100-sxm-80gb": -1}}}, "positive"),
+        ({**BASE, "pricing": {"colour": "red"}}, "pricing"),
+        ({**BASE, "pricing": []}, "pricing"),
+    ],
+)
+def test_bad_configurations_say_what_to_fix(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(data)
+
+
+def test_missing_or_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="init"):
+        load(tmp_path / "nope.yaml", environ={})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("marketplace_url: [unclosed")
+    with pytest.raises(ConfigError, match="YAML"):
+        load(broken, environ={})
+    with pytest.raises(ConfigError, match="integer"):
+        load(
+            None,
+            environ={
+                **{f"GPUMARKET_AGENT_{k.upper()}": v for k, v in BASE.items()},
+                "GPUMARKET_AGENT_HEARTBEAT_SECONDS": "soon",
+            },
+        )
