@@ -1,0 +1,64 @@
+"""The runtime interface: deploy, status, logs, usage, teardown, and what the agent owns."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+MANAGED_BY = "gpumarket-agent"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_LEASE = "gpumarket.io/lease"
+
+
+class RuntimeError_(Exception):  # noqa: N801 - "RuntimeError" is Python's own
+    """A lease could not be deployed or inspected; the message is for the client to read."""
+
+
+@dataclass(frozen=True)
+class LeaseManifest:
+    """What to run for a lease (from ``GET /api/v1/leases/{id}/manifest/``)."""
+
+    lease_id: int
+    image: str
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[dict] = field(default_factory=list)  # [{"port": 8888, "protocol": "tcp"}]
+    gpu_count: int = 0
+    gpu_uuids: list[str] = field(default_factory=list)
+    cpu_cores: int = 1
+    memory_gib: int = 1
+
+
+@dataclass
+class Deployment:
+    lease_id: int
+    state: str  # "running", "starting", "exited", "missing"
+    endpoints: list[str] = field(default_factory=list)
+    restarts: int = 0
+    exit_code: int | None = None
+    error: str = ""
+
+
+def labels_for(lease_id: int) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_LEASE: str(lease_id)}
+
+
+class Runtime(ABC):
+    @abstractmethod
+    def deploy(self, manifest: LeaseManifest) -> Deployment: ...
+
+    @abstractmethod
+    def status(self, lease_id: int) -> Deployment: ...
+
+    @abstractmethod
+    def logs(self, lease_id: int, *, tail: int = 200) -> str: ...
+
+    @abstractmethod
+    def running_seconds(self, lease_id: int) -> int:
+        """How long the workload has been running (for usage reports)."""
+
+    @abstractmethod
+    def teardown(self, lease_id: int) -> None: ...
+
+    @abstractmethod
+    def owned(self) -> list[int]:
+        """Lease ids of everything this agent runs, read back from the runtime's labels."""

@@ -1,0 +1,169 @@
+"""Leases as containers on one Docker host (the official ``docker`` SDK).
+
+A container per lease, named and labelled after it, with CPU and memory limits, GPUs by device
+request (a count, or the device UUIDs the agent assigned), exposed ports bound on a configured
+host address. Everything the agent owns is found again from the labels after a restart.
+"""
+
+import contextlib
+from datetime import UTC, datetime
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from providers.agent.runtimes.base import (
+    LABEL_LEASE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    Deployment,
+    LeaseManifest,
+    Runtime,
+    RuntimeError_,
+    labels_for,
+)
+
+
+def container_name(lease_id: int) -> str:
+    return f"gpumarket-lease-{lease_id}"
+
+
+class DockerRuntime(Runtime):
+    def __init__(
+        self,
+        *,
+        client: docker.DockerClient | None = None,
+        host_address: str = "0.0.0.0",  # noqa: S104 - where providers publish lease ports
+        network: str = "bridge",
+        gpus: bool = True,
+        pull_images: bool = True,
+    ) -> None:
+        try:
+            self.client = client or docker.from_env()
+        except DockerException as exc:
+            raise RuntimeError_(f"no Docker engine answers: {exc}") from exc
+        self.host_address, self.network, self.gpus = host_address, network, gpus
+        self.pull_images = pull_images
+
+    def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
+        try:
+            return self.client.containers.get(container_name(lease_id))
+        except NotFound:
+            return None
+
+    def deploy(self, manifest: LeaseManifest) -> Deployment:
+        existing = self._container(manifest.lease_id)
+        if existing is not None:  # a retried deploy, or a restart: never run a lease twice
+            return self.status(manifest.lease_id)
+        self._ensure_image(manifest.image)
+        device_requests = []
+        if self.gpus and manifest.gpu_count:
+            if manifest.gpu_uuids:
+                device_requests.append(DeviceRequest(device_ids=manifest.gpu_uuids, capabilities=[["gpu"]]))
+            else:
+                device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
+        ports = {}
+        if self.network == "bridge":
+            ports = {f"{p['port']}/{p.get('protocol', 'tcp')}": (self.host_address, None) for p in manifest.ports}
+        try:
+            container = self.client.containers.run(
+                manifest.image,
+                entrypoint=manifest.command or None,
+                command=manifest.args or None,
+                environment=manifest.env,
+                name=container_name(manifest.lease_id),
+                labels=labels_for(manifest.lease_id),
+                detach=True,
+                nano_cpus=manifest.cpu_cores * 1_000_000_000,
+                mem_limit=f"{manifest.memory_gib}g",
+                device_requests=device_requests or None,
+                network_mode=self.network,
+                ports=ports or None,
+                security_opt=["no-new-privileges"],
+                cap_drop=["ALL"],
+                restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+            )
+        except ImageNotFound as exc:
+            self._remove_quietly(manifest.lease_id)
+            raise RuntimeError_(f"the image {manifest.image} does not exist or cannot be pulled") from exc
+        except APIError as exc:
+            self._remove_quietly(manifest.lease_id)
+            raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
+        container.reload()
+        return self._describe(manifest.lease_id, container)
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            if not self.pull_images:
+                raise RuntimeError_(f"the image {image} does not exist on this host") from None
+        try:
+            self.client.images.pull(image)
+        except (ImageNotFound, APIError) as exc:
+            raise RuntimeError_(f"the image {image} does not exist or cannot be pulled") from exc
+
+    def _describe(self, lease_id: int, container) -> Deployment:  # type: ignore[no-untyped-def]
+        state = container.attrs["State"]
+        endpoints = []
+        for bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).values():
+            for binding in bindings or []:
+                endpoints.append(f"{binding['HostIp']}:{binding['HostPort']}")
+        return Deployment(
+            lease_id=lease_id,
+            state="running" if state.get("Running") else state.get("Status", "unknown"),
+            endpoints=sorted(endpoints),
+            restarts=container.attrs.get("RestartCount", 0),
+            exit_code=None if state.get("Running") else state.get("ExitCode"),
+            error=state.get("Error", ""),
+        )
+
+    def status(self, lease_id: int) -> Deployment:
+        container = self._container(lease_id)
+        if container is None:
+            return Deployment(lease_id=lease_id, state="missing")
+        container.reload()
+        return self._describe(lease_id, container)
+
+    def logs(self, lease_id: int, *, tail: int = 200) -> str:
+        container = self._container(lease_id)
+        if container is None:
+            return ""
+        return container.logs(tail=tail).decode(errors="replace")
+
+    def running_seconds(self, lease_id: int) -> int:
+        container = self._container(lease_id)
+        if container is None:
+            return 0
+        container.reload()
+        state = container.attrs["State"]
+        started = _parse_time(state.get("StartedAt"))
+        if started is None:
+            return 0
+        finished = _parse_time(state.get("FinishedAt")) if not state.get("Running") else None
+        end = finished or datetime.now(UTC)
+        return max(0, int((end - started).total_seconds()))
+
+    def teardown(self, lease_id: int) -> None:
+        self._remove_quietly(lease_id)
+
+    def _remove_quietly(self, lease_id: int) -> None:
+        container = self._container(lease_id)
+        if container is not None:
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+
+    def owned(self) -> list[int]:
+        containers = self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"})
+        return sorted(int(c.labels[LABEL_LEASE]) for c in containers if c.labels.get(LABEL_LEASE, "").isdigit())
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    trimmed = value.rstrip("Z")
+    if "." in trimmed:
+        head, fraction = trimmed.split(".", 1)
+        trimmed = f"{head}.{fraction[:6]}"
+    return datetime.fromisoformat(trimmed).replace(tzinfo=UTC)

@@ -1,0 +1,117 @@
+"""The Docker runtime against a real Docker engine, with a test image built here by
+``docker import`` of a busybox root filesystem (no image can be pulled)."""
+
+import io
+import shutil
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+docker = pytest.importorskip("docker")
+
+from providers.agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
+from providers.agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
+
+IMAGE = "gpumarket-test/busybox:1"
+BUSYBOX = Path("/bin/busybox")
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="module")
+def engine():  # type: ignore[no-untyped-def]
+    client = _engine()
+    if client is None:
+        pytest.skip("needs a Docker engine (CI starts dockerd)")
+    if not BUSYBOX.exists():
+        pytest.skip("needs /bin/busybox to build the test image (CI installs busybox-static)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in ("sh", "sleep", "echo", "cat"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    client.api.import_image_from_data(buffer.getvalue(), repository=IMAGE.split(":")[0], tag="1")
+    return client
+
+
+@pytest.fixture
+def runtime(engine) -> Iterator[DockerRuntime]:  # type: ignore[no-untyped-def]
+    rt = DockerRuntime(client=engine, network="none", gpus=False, pull_images=False)  # nothing leaves the host
+    yield rt
+    for lease_id in rt.owned():
+        if lease_id >= 900_000:
+            rt.teardown(lease_id)
+
+
+def manifest(lease_id: int, **overrides) -> LeaseManifest:  # type: ignore[no-untyped-def]
+    base = {
+        "lease_id": lease_id,
+        "image": IMAGE,
+        "command": ["sh", "-c"],
+        "args": ["echo started $GREETING; sleep 600"],
+        "env": {"GREETING": "hello"},
+        "cpu_cores": 1,
+        "memory_gib": 1,
+        "gpu_count": 1,
+    }
+    return LeaseManifest(**{**base, **overrides})
+
+
+def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
+    deployed = runtime.deploy(manifest(900_001))
+    assert deployed.state == "running"
+    container = runtime.client.containers.get(container_name(900_001))
+    host = container.attrs["HostConfig"]
+    assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 1024**3
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["NetworkMode"] == "none"
+    assert container.labels[LABEL_LEASE] == "900001"
+    deadline = time.monotonic() + 10
+    while "started hello" not in runtime.logs(900_001) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "started hello" in runtime.logs(900_001)
+    time.sleep(1.1)
+    assert runtime.running_seconds(900_001) >= 1
+    assert 900_001 in runtime.owned()
+    # deploying again (a retry, or after a restart) never starts a second container
+    assert runtime.deploy(manifest(900_001)).state == "running"
+    assert len(runtime.client.containers.list(filters={"name": container_name(900_001)})) == 1
+    runtime.teardown(900_001)
+    assert runtime.status(900_001).state == "missing"
+    assert 900_001 not in runtime.owned()
+
+
+def test_a_fresh_runtime_finds_what_it_owns_from_the_labels(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
+    runtime.deploy(manifest(900_002))
+    restarted = DockerRuntime(
+        client=docker.from_env(), network="none", gpus=False, pull_images=False
+    )  # the agent restarted
+    assert 900_002 in restarted.owned()
+    assert restarted.status(900_002).state == "running"
+
+
+def test_an_image_that_does_not_exist_is_a_clear_failure(runtime: DockerRuntime) -> None:
+    with pytest.raises(RuntimeError_, match="does not exist"):
+        runtime.deploy(manifest(900_003, image="gpumarket-test/no-such-image:1"))
+    assert runtime.status(900_003).state == "missing"
+
+
+def test_gpus_the_host_does_not_have_are_a_clear_failure(engine) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("nvidia-container-runtime"):
+        pytest.skip("this host has the NVIDIA runtime")
+    with_gpus = DockerRuntime(client=engine, network="none", gpus=True, pull_images=False)
+    with pytest.raises(RuntimeError_, match="could not start"):
+        with_gpus.deploy(manifest(900_004))
+    assert with_gpus.status(900_004).state == "missing"  # nothing left behind
