@@ -48,6 +48,8 @@ class Lease(models.Model):
     close_reason = models.CharField(max_length=200, blank=True)
     paid_to_provider = models.BigIntegerField(default=0)
     refunded_to_client = models.BigIntegerField(default=0)
+    endpoints = models.JSONField(default=list, blank=True, help_text='Where to reach the workload: ["host:port"].')
+    status_reason = models.CharField(max_length=500, blank=True, help_text="The provider's word on the state.")
     # With the escrow on chain: the transactions that opened and closed the lease there.
     open_tx_hash = models.CharField(max_length=66, blank=True)
     close_tx_hash = models.CharField(max_length=66, blank=True)

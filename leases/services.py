@@ -117,7 +117,9 @@ def lease_close(*, user: User, lease_id: int, roles: set[str], reason: str = "")
     return _close(lease_id=lease.pk, closed_by=closed_by, reason=reason or default_reason)
 
 
-def _close(*, lease_id: int, closed_by: str, reason: str, now: datetime | None = None) -> Lease:
+def _close(
+    *, lease_id: int, closed_by: str, reason: str, now: datetime | None = None, nothing_earned: bool = False
+) -> Lease:
     with transaction.atomic():
         lease = Lease.objects.select_for_update().get(pk=lease_id)
         if lease.status == Lease.Status.CLOSED:
@@ -130,10 +132,14 @@ def _close(*, lease_id: int, closed_by: str, reason: str, now: datetime | None =
                 code="lease_funding",
             )
         now = now or timezone.now()
-        earned = accrued_amount(
-            price_per_hour=lease.price_per_hour,
-            seconds=elapsed_seconds(started_at=lease.started_at, until=now, duration_hours=lease.duration_hours),
-            deposit=lease.deposit,
+        earned = (
+            0
+            if nothing_earned
+            else accrued_amount(
+                price_per_hour=lease.price_per_hour,
+                seconds=elapsed_seconds(started_at=lease.started_at, until=now, duration_hours=lease.duration_hours),
+                deposit=lease.deposit,
+            )
         )
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
@@ -220,3 +226,53 @@ def leases_close_finished(*, now: datetime | None = None, limit: int = 500) -> i
     if closed:
         logger.info("closed %d finished leases", closed)
     return closed
+
+
+# --- What the provider's agent reports ---------------------------------------------------------
+
+PROVIDER_TRANSITIONS = {
+    Lease.Status.DEPLOYING: {Lease.Status.FUNDED, Lease.Status.DEPLOYING},
+    Lease.Status.RUNNING: {Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING},
+    Lease.Status.FAILED: {Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING},
+}
+
+
+def lease_for_provider(*, user: User, lease_id: int) -> Lease:
+    lease = (
+        Lease.objects.select_related("order", "gpu_model", "provider").filter(pk=lease_id, provider__user=user).first()
+    )
+    if lease is None:
+        raise NotFound("No such lease.")
+    return lease
+
+
+def lease_report_status(
+    *, user: User, lease_id: int, status: str, endpoints: list[str] | None = None, reason: str = ""
+) -> Lease:
+    """The provider's agent moves a lease: deploying, running (with endpoints), or failed.
+
+    A failed lease is closed at once with its whole deposit refunded: the client got nothing.
+    """
+    lease = lease_for_provider(user=user, lease_id=lease_id)
+    allowed_from = PROVIDER_TRANSITIONS.get(status)
+    if allowed_from is None:
+        raise Conflict(f"A provider cannot set a lease to {status}.", code="illegal_transition")
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().get(pk=lease.pk)
+        if lease.status not in allowed_from:
+            raise Conflict(f"The lease is {lease.status}; it cannot become {status}.", code="illegal_transition")
+        if status == Lease.Status.FAILED:
+            lease.status_reason = reason[:500]
+            lease.save(update_fields=["status_reason"])
+            return _close(
+                lease_id=lease.pk,
+                closed_by=Lease.ClosedBy.PROVIDER,
+                reason=f"the deployment failed: {reason}",
+                nothing_earned=True,
+            )
+        lease.status = status
+        lease.status_reason = reason[:500]
+        if endpoints is not None:
+            lease.endpoints = endpoints
+        lease.save(update_fields=["status", "status_reason", "endpoints"])
+    return lease

@@ -42,6 +42,8 @@ class LeaseSerializer(serializers.ModelSerializer):
             "close_reason",
             "paid_to_provider",
             "refunded_to_client",
+            "endpoints",
+            "status_reason",
             "open_tx_hash",
             "close_tx_hash",
         ]
@@ -82,3 +84,39 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = LedgerEntry
         fields = ["id", "transaction", "account", "kind", "amount", "balance_after", "lease", "memo", "created_at"]
+
+
+ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}$"
+
+
+class StatusReportSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["deploying", "running", "failed"])
+    endpoints = serializers.ListField(
+        child=serializers.RegexField(ENDPOINT, max_length=260), required=False, max_length=16
+    )
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["status"] == "failed" and not attrs.get("reason"):
+            raise serializers.ValidationError({"reason": ["Say why the lease failed: the client reads it."]})
+        return attrs
+
+
+class ManifestSerializer(serializers.Serializer):
+    """Everything the agent needs to run the lease, secrets included (for its provider only)."""
+
+    lease = serializers.IntegerField(source="pk")
+    image = serializers.CharField(source="order.image")
+    command = serializers.ListField(source="order.command")
+    args = serializers.ListField(source="order.args")
+    env = serializers.SerializerMethodField()
+    ports = serializers.ListField(source="order.ports")
+    gpu_model = serializers.CharField(source="gpu_model_id")
+    gpu_count = serializers.IntegerField()
+    cpu_cores = serializers.IntegerField()
+    memory_gib = serializers.IntegerField()
+    storage_gib = serializers.IntegerField()
+    ends_at = serializers.DateTimeField()
+
+    def get_env(self, obj: Lease) -> dict[str, str]:
+        return {item["name"]: item["value"] for item in obj.order.env}

@@ -6,6 +6,8 @@ urlpatterns = [
     path("leases/", views.LeaseListView.as_view(), name="lease-list"),
     path("leases/<int:pk>/", views.LeaseDetailView.as_view(), name="lease-detail"),
     path("leases/<int:pk>/close/", views.LeaseCloseView.as_view(), name="lease-close"),
+    path("leases/<int:pk>/manifest/", views.LeaseManifestView.as_view(), name="lease-manifest"),
+    path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
     path("account/", views.AccountView.as_view(), name="account"),
     path("account/ledger/", views.LedgerView.as_view(), name="account-ledger"),
 ]

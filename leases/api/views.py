@@ -6,9 +6,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import Conflict
 from core.permissions import acting_roles, reading_roles
 from leases import selectors, services
-from leases.api.serializers import AccountSerializer, LeaseCloseSerializer, LeaseSerializer, LedgerEntrySerializer
+from leases.api.serializers import (
+    AccountSerializer,
+    LeaseCloseSerializer,
+    LeaseSerializer,
+    LedgerEntrySerializer,
+    ManifestSerializer,
+    StatusReportSerializer,
+)
 from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
 
 
@@ -92,3 +100,30 @@ class LedgerView(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return LedgerEntry.objects.none()
         return selectors.ledger_for_user(user=self.request.user)
+
+
+class LeaseManifestView(APIView):
+    """What to run for this lease, secret environment values included: its provider only."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=ManifestSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        lease = services.lease_for_provider(user=request.user, lease_id=pk)
+        if lease.status not in (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING):
+            raise Conflict(f"The lease is {lease.status}: there is nothing to run.", code="lease_not_deployable")
+        return Response(ManifestSerializer(lease).data)
+
+
+class LeaseStatusView(APIView):
+    """The provider's agent reports deploying, running (with endpoints) or failed (with a reason;
+    the client is refunded in full)."""
+
+    required_role = "provider"
+
+    @extend_schema(request=StatusReportSerializer, responses=LeaseSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        payload = StatusReportSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        lease = services.lease_report_status(user=request.user, lease_id=pk, **payload.validated_data)
+        return Response(LeaseSerializer(lease).data)
