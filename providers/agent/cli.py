@@ -7,11 +7,14 @@ import os
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from providers.agent import config as agent_config
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.inventory import discover
+from providers.agent.lifecycle import reconcile_leases
+from providers.agent.runtimes.base import Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
 
@@ -92,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    runtime = _runtime(cfg)
     while not stopping:
         inventory = discover()
         try:
@@ -102,12 +106,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         except MarketplaceError as exc:
             # the marketplace may be down: keep going, the next heartbeat tries again
             logger.warning("inventory report failed", extra={"fields": {"error": str(exc), "status": exc.status}})
+        if runtime is not None:
+            try:
+                summary = reconcile_leases(client, runtime)
+                logger.info("leases reconciled", extra={"fields": asdict(summary)})
+            except (MarketplaceError, RuntimeError_) as exc:
+                logger.warning("lease pass failed", extra={"fields": {"error": str(exc)}})
         if args.once:
             break
         deadline = time.monotonic() + cfg.heartbeat_seconds
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.2)
     return 0
+
+
+def _runtime(cfg: agent_config.AgentConfig) -> Runtime | None:
+    """The configured runtime, or None (inventory and heartbeats only) when it is unavailable."""
+    if cfg.runtime != "docker":
+        logger.warning("runtime not available yet", extra={"fields": {"runtime": cfg.runtime}})
+        return None
+    from providers.agent.runtimes.docker_runtime import DockerRuntime
+
+    try:
+        return DockerRuntime(
+            network=cfg.docker.network,
+            host_address=cfg.docker.host_address,
+            gpus=cfg.docker.gpus,
+            pull_images=cfg.docker.pull_images,
+        )
+    except RuntimeError_ as exc:
+        logger.warning("no runtime: leases will not be deployed", extra={"fields": {"error": str(exc)}})
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

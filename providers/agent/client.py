@@ -58,3 +58,20 @@ class MarketplaceClient:
 
     def heartbeat(self) -> None:
         self._call("POST", "/api/v1/providers/me/heartbeat/")
+
+    def leases(self, statuses: list[str]) -> list[dict]:
+        query = "&".join(f"status={s}" for s in statuses)
+        return self._call("GET", f"/api/v1/leases/?{query}&limit=500")["results"]
+
+    def manifest(self, lease_id: int) -> dict:
+        return self._call("GET", f"/api/v1/leases/{lease_id}/manifest/")
+
+    def report_status(
+        self, lease_id: int, status: str, *, endpoints: list[str] | None = None, reason: str = ""
+    ) -> dict:
+        body: dict = {"status": status}
+        if endpoints is not None:
+            body["endpoints"] = endpoints
+        if reason:
+            body["reason"] = reason[:500]
+        return self._call("POST", f"/api/v1/leases/{lease_id}/status/", body)

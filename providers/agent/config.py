@@ -27,6 +27,14 @@ class PricingPolicy:
 
 
 @dataclass
+class DockerSettings:
+    network: str = "bridge"
+    host_address: str = "0.0.0.0"  # noqa: S104 - where lease ports are published
+    gpus: bool = True
+    pull_images: bool = True
+
+
+@dataclass
 class AgentConfig:
     marketplace_url: str
     token: str
@@ -35,6 +43,7 @@ class AgentConfig:
     heartbeat_seconds: int = 30
     state_dir: str = "agent-state"
     pricing: PricingPolicy = field(default_factory=PricingPolicy)
+    docker: DockerSettings = field(default_factory=DockerSettings)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
@@ -101,4 +110,21 @@ def validate(data: dict[str, Any]) -> AgentConfig:
     for model, price in policy.per_gpu_hour.items():
         if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
             raise ConfigError(f"`pricing.per_gpu_hour.{model}` must be a positive integer (micro-dollars).")
-    return AgentConfig(**{**data, "marketplace_url": str(data["marketplace_url"]).rstrip("/"), "pricing": policy})
+    docker_data = data.get("docker")
+    docker_data = {} if docker_data is None else docker_data
+    if not isinstance(docker_data, dict):
+        raise ConfigError("`docker` must be a mapping.")
+    try:
+        docker_settings = DockerSettings(**docker_data)
+    except TypeError as exc:
+        raise ConfigError(f"`docker`: {exc}") from exc
+    if docker_settings.network not in ("bridge", "host", "none"):
+        raise ConfigError("`docker.network` must be bridge, host or none.")
+    return AgentConfig(
+        **{
+            **data,
+            "marketplace_url": str(data["marketplace_url"]).rstrip("/"),
+            "pricing": policy,
+            "docker": docker_settings,
+        }
+    )

@@ -1,12 +1,9 @@
 """The Docker runtime against a real Docker engine, with a test image built here by
 ``docker import`` of a busybox root filesystem (no image can be pulled)."""
 
-import io
 import shutil
-import tarfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,36 +11,7 @@ docker = pytest.importorskip("docker")
 
 from providers.agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
 from providers.agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
-
-IMAGE = "gpumarket-test/busybox:1"
-BUSYBOX = Path("/bin/busybox")
-
-
-def _engine():  # type: ignore[no-untyped-def]
-    try:
-        client = docker.from_env()
-        client.ping()
-        return client
-    except Exception:
-        return None
-
-
-@pytest.fixture(scope="module")
-def engine():  # type: ignore[no-untyped-def]
-    client = _engine()
-    if client is None:
-        pytest.skip("needs a Docker engine (CI starts dockerd)")
-    if not BUSYBOX.exists():
-        pytest.skip("needs /bin/busybox to build the test image (CI installs busybox-static)")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "sleep", "echo", "cat"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-    client.api.import_image_from_data(buffer.getvalue(), repository=IMAGE.split(":")[0], tag="1")
-    return client
+from tests.providers.agent.conftest import IMAGE  # noqa: E402
 
 
 @pytest.fixture
