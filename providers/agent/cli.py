@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from providers.agent import config as agent_config
+from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.inventory import discover
 from providers.agent.lifecycle import reconcile_leases
@@ -106,6 +107,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except MarketplaceError as exc:
             # the marketplace may be down: keep going, the next heartbeat tries again
             logger.warning("inventory report failed", extra={"fields": {"error": str(exc), "status": exc.status}})
+        if cfg.pricing.per_gpu_hour:
+            try:
+                bids = bid_pass(client, cfg.pricing)
+                logger.info("bids placed", extra={"fields": asdict(bids)})
+            except MarketplaceError as exc:
+                logger.warning("bidding pass failed", extra={"fields": {"error": str(exc)}})
         if runtime is not None:
             try:
                 summary = reconcile_leases(client, runtime)

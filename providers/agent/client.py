@@ -59,6 +59,16 @@ class MarketplaceClient:
     def heartbeat(self) -> None:
         self._call("POST", "/api/v1/providers/me/heartbeat/")
 
+    def provider_orders(self) -> list[dict]:
+        """Open orders this provider can serve now."""
+        return self._call("GET", "/api/v1/provider/orders/?limit=500")["results"]
+
+    def place_bid(self, order_id: int, *, price_per_hour: int, gpu_model: str | None = None) -> dict:
+        body: dict = {"price_per_hour": price_per_hour}
+        if gpu_model:
+            body["gpu_model"] = gpu_model
+        return self._call("POST", f"/api/v1/orders/{order_id}/bids/", body)
+
     def leases(self, statuses: list[str]) -> list[dict]:
         query = "&".join(f"status={s}" for s in statuses)
         return self._call("GET", f"/api/v1/leases/?{query}&limit=500")["results"]
