@@ -30,7 +30,11 @@ def chain(request, settings) -> Iterator[chain_adapter.EscrowClient]:  # type: i
         yield chain_adapter.escrow_client()
         chain_adapter._embedded.clear()
         return
-    node = request.getfixturevalue("anvil")
+    yield on_anvil(settings, request.getfixturevalue("anvil"))
+
+
+def on_anvil(settings, node) -> chain_adapter.EscrowClient:  # type: ignore[no-untyped-def]
+    """Point the RPC backend at an Anvil node and deploy the contracts there."""
     owner, operator, verifier = node.accounts[:3]
     settings.CHAIN_BACKEND = "rpc"
     settings.CHAIN_RPC_URL = node.url
@@ -44,7 +48,7 @@ def chain(request, settings) -> Iterator[chain_adapter.EscrowClient]:  # type: i
         token_address=None,
         unstake_delay=60,
     )
-    yield chain_adapter.escrow_client()
+    return chain_adapter.escrow_client()
 
 
 def advance(client: chain_adapter.EscrowClient, seconds: int) -> None:
@@ -215,22 +219,9 @@ def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings
     from chain.transactions import ChainUnavailable
     from marketplace import services as market
 
-    owner, operator, verifier = anvil.accounts[:3]
     settings.ESCROW_BACKEND = "chain"
-    settings.CHAIN_BACKEND = "rpc"
-    settings.CHAIN_OPERATOR_KEY = operator.key.hex()
     settings.CHAIN_RPC_RETRIES = 1
-    settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
-    settings.CHAIN_RPC_URL = anvil.url
-    chain_adapter.deploy_contracts(
-        w3=anvil.web3(),
-        owner=owner,
-        operator=operator.address,
-        verifier=verifier.address,
-        token_address=None,
-        unstake_delay=60,
-    )
-    client = chain_adapter.escrow_client()
+    client = on_anvil(settings, anvil)
     client_user, provider = setup_parties(client, allow=100 * USD)
     order = f.order(client_user)
     bid = f.bid(provider, order, USD)
