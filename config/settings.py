@@ -216,6 +216,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "core.api.parsers.LimitedJSONParser",
         "core.api.parsers.YAMLParser",
+        "core.api.parsers.LegacyYAMLParser",
+        "core.api.parsers.TextYAMLParser",
     ],
     # The browsable API only while developing: negotiating it costs every request.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]

@@ -166,6 +166,18 @@ def chain_deposits_apply(*, limit: int = 500) -> int:
     return applied
 
 
+def chain_sync(*, confirmations: int, limit: int = 100) -> int:
+    """Index the escrow's events, apply deposits and withdrawals, and finish leases whose
+    funding or closing task was lost. Returns how many deposits and withdrawals were applied."""
+    index_events(client=escrow_client(), confirmations=confirmations)
+    applied = chain_deposits_apply()
+    for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
+        lease_fund_on_chain(lease_id=lease_id)
+    for lease_id in Lease.objects.filter(status=Lease.Status.CLOSING).values_list("pk", flat=True)[:limit]:
+        lease_close_on_chain(lease_id=lease_id)
+    return applied
+
+
 def reconcile() -> list[str]:
     """Every difference between the ledger and the escrow contract, as sentences (empty: none).
 

@@ -9,7 +9,6 @@ chain, these postings mirror confirmed chain events and the API does not change.
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 
 from core.errors import PaymentRequired, ValidationFailed
 from core.models import User
@@ -126,14 +125,3 @@ def deposit(*, user: User, amount: int, key: str, source: str = DEMO_FAUCET, mem
     )
     assert txn is not None
     return txn
-
-
-def entries_for_user(*, user: User) -> QuerySet[LedgerEntry]:
-    return (
-        LedgerEntry.objects.filter(
-            account__owner=user,
-            account__kind__in=[LedgerAccount.Kind.CLIENT_BALANCE, LedgerAccount.Kind.PROVIDER_EARNINGS],
-        )
-        .select_related("transaction", "account")
-        .order_by("-id")
-    )

@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from core.models import User
 from leases.accrual import accrued_amount, elapsed_seconds
-from leases.ledger import entries_for_user
 from leases.models import Lease, LedgerAccount, LedgerEntry
 
 
@@ -51,4 +50,12 @@ def account_summary(*, user: User) -> AccountSummary:
 
 
 def ledger_for_user(*, user: User) -> QuerySet[LedgerEntry]:
-    return entries_for_user(user=user)
+    """Movements on the user's balance and earnings, newest first."""
+    return (
+        LedgerEntry.objects.filter(
+            account__owner=user,
+            account__kind__in=[LedgerAccount.Kind.CLIENT_BALANCE, LedgerAccount.Kind.PROVIDER_EARNINGS],
+        )
+        .select_related("transaction", "account")
+        .order_by("-id")
+    )

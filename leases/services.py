@@ -246,6 +246,14 @@ def lease_for_provider(*, user: User, lease_id: int) -> Lease:
     return lease
 
 
+def lease_manifest(*, user: User, lease_id: int) -> Lease:
+    """The lease its provider should run: only while there is something to run."""
+    lease = lease_for_provider(user=user, lease_id=lease_id)
+    if lease.status not in (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING):
+        raise Conflict(f"The lease is {lease.status}: there is nothing to run.", code="lease_not_deployable")
+    return lease
+
+
 def lease_report_status(
     *, user: User, lease_id: int, status: str, endpoints: list[str] | None = None, reason: str = ""
 ) -> Lease:

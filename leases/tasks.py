@@ -44,15 +44,6 @@ def sync_chain() -> int:
     whose funding or closing task was lost."""
     if settings.ESCROW_BACKEND != "chain":
         return 0
-    from chain.adapter import escrow_client
-    from chain.indexer import index_events
     from leases import escrow
-    from leases.models import Lease
 
-    index_events(client=escrow_client(), confirmations=settings.CHAIN_CONFIRMATIONS)
-    applied = escrow.chain_deposits_apply()
-    for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:100]:
-        escrow.lease_fund_on_chain(lease_id=lease_id)
-    for lease_id in Lease.objects.filter(status=Lease.Status.CLOSING).values_list("pk", flat=True)[:100]:
-        escrow.lease_close_on_chain(lease_id=lease_id)
-    return applied
+    return escrow.chain_sync(confirmations=settings.CHAIN_CONFIRMATIONS)

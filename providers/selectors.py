@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -47,18 +47,6 @@ def gpu_models_matching(*, ids: list[str] | None = None, min_vram_gib: int | Non
 
 def gpu_available_expr() -> Greatest:
     return Greatest(Least(F("free"), F("total") - F("reserved")), Value(0))
-
-
-def host_available_q(*, cpu_cores: int, memory_gib: int, storage_gib: int, prefix: str = "") -> Q:
-    """Rows (Provider, or via ``prefix`` a related one) with these host resources available."""
-    p = prefix
-
-    def fits(resource: str, amount: int) -> Q:
-        return Q(**{f"{p}{resource}_free__gte": amount}) & Q(
-            **{f"{p}{resource}_total__gte": F(f"{p}{resource}_reserved") + amount}
-        )
-
-    return fits("cpu_cores", cpu_cores) & fits("memory_gib", memory_gib) & fits("storage_gib", storage_gib)
 
 
 def host_available(provider: Provider, *, cpu_cores: int, memory_gib: int, storage_gib: int) -> bool:

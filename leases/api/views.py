@@ -6,7 +6,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import Conflict
 from core.permissions import acting_roles, reading_roles
 from leases import selectors, services
 from leases.api.serializers import (
@@ -109,10 +108,7 @@ class LeaseManifestView(APIView):
 
     @extend_schema(responses=ManifestSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        lease = services.lease_for_provider(user=request.user, lease_id=pk)
-        if lease.status not in (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING):
-            raise Conflict(f"The lease is {lease.status}: there is nothing to run.", code="lease_not_deployable")
-        return Response(ManifestSerializer(lease).data)
+        return Response(ManifestSerializer(services.lease_manifest(user=request.user, lease_id=pk)).data)
 
 
 class LeaseStatusView(APIView):
