@@ -1,3 +1,9 @@
 """WebSocket routes. Each app's consumers join here as they arrive."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from providers.consumers import ProviderConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/provider/", ProviderConsumer.as_asgi()),
+]

@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name for a choice set that several serializers share.
+    "ENUM_NAME_OVERRIDES": {"ProviderStatusEnum": "providers.models.Provider.Status"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -285,6 +287,10 @@ CHAIN_UNSTAKE_DELAY_SECONDS = env.int("CHAIN_UNSTAKE_DELAY_SECONDS", default=7 *
 CHAIN_EMBEDDED_DEMO_FUNDS = env.int("CHAIN_EMBEDDED_DEMO_FUNDS", default=0)
 # How long a Sign-In with Ethereum challenge may be signed and sent back.
 SIWE_CHALLENGE_TTL_SECONDS = env.int("SIWE_CHALLENGE_TTL_SECONDS", default=600)
+# The chain id in the EIP-712 domain of signed usage reports (set it to the escrow chain's id).
+USAGE_SIGNING_CHAIN_ID = env.int("USAGE_SIGNING_CHAIN_ID", default=31337)
+# How far in the future a usage period may end (clock skew between agent and marketplace).
+USAGE_CLOCK_SKEW_SECONDS = env.int("USAGE_CLOCK_SKEW_SECONDS", default=30)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {

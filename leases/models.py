@@ -160,3 +160,30 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount:+d} on {self.account_id}"
+
+
+class UsageReport(models.Model):
+    """What a lease used in one period, as its provider's agent signed it (EIP-712).
+
+    Periods of a lease never overlap and only move forward; settlement reads them.
+    """
+
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="usage_reports")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    gpu_seconds = models.PositiveBigIntegerField()
+    run_seconds = models.PositiveBigIntegerField(help_text="Seconds the workload actually ran in the period.")
+    restarts = models.PositiveIntegerField(default=0)
+    signer = models.CharField(max_length=42, help_text="The address that signed: one the provider linked.")
+    signature = models.CharField(max_length=132)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["lease_id", "period_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["lease", "period_start"], name="usage_report_period_unique"),
+            models.CheckConstraint(condition=Q(period_end__gt=models.F("period_start")), name="usage_period_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.lease_id} {self.period_start:%Y-%m-%dT%H:%M:%S}+{self.gpu_seconds} GPU-s"

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from core.models import User
 from leases.accrual import accrued_amount, elapsed_seconds
-from leases.models import Lease, LedgerAccount, LedgerEntry
+from leases.models import Lease, LedgerAccount, LedgerEntry, UsageReport
 
 
 def leases_visible_to(*, user: User, roles: set[str]) -> QuerySet[Lease]:
@@ -59,3 +59,7 @@ def ledger_for_user(*, user: User) -> QuerySet[LedgerEntry]:
         .select_related("transaction", "account")
         .order_by("-id")
     )
+
+
+def usage_reports_for(*, lease: Lease) -> QuerySet[UsageReport]:
+    return UsageReport.objects.filter(lease=lease).order_by("period_start")

@@ -7,7 +7,7 @@ leaves it ``closing`` and the ledger posts what the chain paid and refunded.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,11 +15,14 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from core.errors import Conflict, NotFound
+from chain.models import Wallet
+from core import realtime
+from core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from core.models import User
 from leases import ledger
 from leases.accrual import accrued_amount, elapsed_seconds
-from leases.models import Lease, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
+from providers.agent import usage
 from providers.services import Reservation, capacity_release
 
 logger = logging.getLogger(__name__)
@@ -97,7 +100,14 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
     )
     if lease.status == Lease.Status.FUNDING:
         transaction.on_commit(lambda: _enqueue("fund_lease_on_chain", lease.pk))
+    else:
+        notify_provider(lease, "lease.funded")
     return lease
+
+
+def notify_provider(lease: Lease, event: str) -> None:
+    """Tell the provider's agent, over its socket, that a lease needs it now."""
+    realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
 
 
 def _lease_for_actor(*, user: User, lease_id: int, roles: set[str]) -> tuple[Lease, str]:
@@ -193,6 +203,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
     lease.paid_to_provider = paid
     lease.refunded_to_client = refunded
     lease.close_tx_hash = tx_hash
+    notify_provider(lease, "lease.closed")
     lease.save(
         update_fields=[
             "status",
@@ -284,3 +295,98 @@ def lease_report_status(
             lease.endpoints = endpoints
         lease.save(update_fields=["status", "status_reason", "endpoints"])
     return lease
+
+
+USAGE_STATUSES = (Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.CLOSING, Lease.Status.CLOSED)
+
+
+def usage_report_accept(
+    *,
+    user: User,
+    lease_id: int,
+    period_start: int,
+    period_end: int,
+    gpu_seconds: int,
+    run_seconds: int,
+    restarts: int,
+    signature: str,
+    now: datetime | None = None,
+) -> tuple[UsageReport, bool]:
+    """Store a signed usage report from the lease's provider; returns (report, created).
+
+    The signature must recover to an address the provider linked; periods only move forward and
+    never overlap; a period fits inside the lease; GPU-seconds fit ``GPUs x period``. Sending the
+    same report again (an agent retrying after a lost answer) returns the stored one.
+    """
+    now = now or timezone.now()
+    lease = lease_for_provider(user=user, lease_id=lease_id)
+    report = usage.UsageReport(
+        lease=lease.pk,
+        period_start=period_start,
+        period_end=period_end,
+        gpu_seconds=gpu_seconds,
+        run_seconds=run_seconds,
+        restarts=restarts,
+    )
+    length = period_end - period_start
+    if length <= 0:
+        raise ValidationFailed("The period must end after it starts.", fields={"period_end": ["After period_start."]})
+    if gpu_seconds > lease.gpu_count * length:
+        raise ValidationFailed(
+            f"{gpu_seconds} GPU-seconds do not fit {lease.gpu_count} GPUs for {length} s.",
+            code="usage_exceeds_period",
+            fields={"gpu_seconds": [f"At most {lease.gpu_count * length}."]},
+        )
+    if run_seconds > length:
+        raise ValidationFailed(
+            "The workload cannot run longer than the period.",
+            code="usage_exceeds_period",
+            fields={"run_seconds": [f"At most {length}."]},
+        )
+    try:
+        signer = usage.signer_of(report, chain_id=settings.USAGE_SIGNING_CHAIN_ID, signature=signature)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "Not a valid signature.", code="invalid_signature", fields={"signature": [str(exc)[:200]]}
+        ) from exc
+    if not Wallet.objects.filter(user_id=user.pk, address=signer).exists():
+        raise NotAllowed(
+            f"The report is signed by {signer}, which is not linked to your account: link the agent's "
+            "signing address as a wallet.",
+            code="unknown_signer",
+        )
+    start = datetime.fromtimestamp(period_start, tz=UTC)
+    end = datetime.fromtimestamp(period_end, tz=UTC)
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().get(pk=lease.pk)
+        replay = UsageReport.objects.filter(lease=lease, period_start=start).first()
+        if replay is not None and replay.signature == signature:
+            return replay, False
+        if lease.status not in USAGE_STATUSES:
+            raise Conflict(f"The lease is {lease.status}: it has no usage to report.", code="lease_not_running")
+        if start < lease.started_at.replace(microsecond=0):
+            raise ValidationFailed("The period starts before the lease.", code="usage_outside_lease")
+        latest_end = now + timedelta(seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
+        if lease.closed_at is not None:
+            latest_end = min(latest_end, lease.closed_at + timedelta(seconds=1))
+        if end > latest_end:
+            raise ValidationFailed(
+                "The period ends after the lease closed or in the future.", code="usage_outside_lease"
+            )
+        last = UsageReport.objects.filter(lease=lease).order_by("-period_start").first()
+        if last is not None and start < last.period_end:
+            raise Conflict(
+                f"The period overlaps the last report, which ended at {int(last.period_end.timestamp())}.",
+                code="usage_overlap",
+            )
+        created = UsageReport.objects.create(
+            lease=lease,
+            period_start=start,
+            period_end=end,
+            gpu_seconds=gpu_seconds,
+            run_seconds=run_seconds,
+            restarts=restarts,
+            signer=signer,
+            signature=signature,
+        )
+    return created, True

@@ -93,6 +93,10 @@ def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bi
     return qs.none()
 
 
+def bids_of_provider(*, provider: Provider) -> QuerySet[Bid]:
+    return Bid.objects.filter(provider=provider).select_related("order", "provider", "gpu_model").order_by("-id")
+
+
 def bid_get_own(*, provider: Provider, bid_id: int) -> Bid:
     bid = Bid.objects.filter(pk=bid_id, provider=provider).select_related("order").first()
     if bid is None:

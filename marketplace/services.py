@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from core import realtime
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
 from core.models import User
 from leases.models import Lease
@@ -83,6 +84,7 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
         )
         order.gpu_models.set(models)
         transaction.on_commit(lambda: _schedule_award(order.pk, order.deadline))
+        realtime.publish(realtime.PROVIDERS_GROUP, {"type": "order.opened", "order": order.pk})
     return order
 
 

@@ -16,11 +16,13 @@ REQUIRED = {
     "/api/v1/orders/{id}/cancel/": {"post"},
     "/api/v1/orders/{id}/bids/": {"get", "post"},
     "/api/v1/orders/{id}/accept/": {"post"},
+    "/api/v1/bids/": {"get"},
     "/api/v1/bids/{id}/withdraw/": {"post"},
     "/api/v1/provider/orders/": {"get"},
     "/api/v1/leases/": {"get"},
     "/api/v1/leases/{id}/": {"get"},
     "/api/v1/leases/{id}/close/": {"post"},
+    "/api/v1/leases/{id}/usage/": {"get", "post"},
     "/api/v1/account/": {"get"},
     "/api/v1/account/ledger/": {"get"},
 }

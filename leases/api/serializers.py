@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from leases.models import Lease, LedgerEntry
+from leases.models import Lease, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
@@ -120,3 +120,36 @@ class ManifestSerializer(serializers.Serializer):
 
     def get_env(self, obj: Lease) -> dict[str, str]:
         return {item["name"]: item["value"] for item in obj.order.env}
+
+
+UNIX_SECONDS_MAX = 2**63 - 1
+
+
+class UsageReportWriteSerializer(serializers.Serializer):
+    """A usage report as the agent signed it (EIP-712, see ``providers.agent.usage``)."""
+
+    period_start = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")
+    period_end = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")
+    gpu_seconds = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX)
+    run_seconds = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX)
+    restarts = serializers.IntegerField(min_value=0, max_value=2**32 - 1)
+    signature = serializers.RegexField(r"0x[0-9a-fA-F]{130}", help_text="65 bytes, hex.")
+
+
+class UsageReportSerializer(serializers.ModelSerializer):
+    lease = serializers.IntegerField(source="lease_id", read_only=True)
+
+    class Meta:
+        model = UsageReport
+        fields = [
+            "id",
+            "lease",
+            "period_start",
+            "period_end",
+            "gpu_seconds",
+            "run_seconds",
+            "restarts",
+            "signer",
+            "signature",
+            "received_at",
+        ]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("leases/<int:pk>/close/", views.LeaseCloseView.as_view(), name="lease-close"),
     path("leases/<int:pk>/manifest/", views.LeaseManifestView.as_view(), name="lease-manifest"),
     path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
+    path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),
     path("account/", views.AccountView.as_view(), name="account"),
     path("account/ledger/", views.LedgerView.as_view(), name="account-ledger"),
 ]

@@ -1,7 +1,7 @@
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics
+from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,8 +15,10 @@ from leases.api.serializers import (
     LedgerEntrySerializer,
     ManifestSerializer,
     StatusReportSerializer,
+    UsageReportSerializer,
+    UsageReportWriteSerializer,
 )
-from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
+from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction, UsageReport
 
 
 class LeaseFilter(filters.FilterSet):
@@ -123,3 +125,27 @@ class LeaseStatusView(APIView):
         payload.is_valid(raise_exception=True)
         lease = services.lease_report_status(user=request.user, lease_id=pk, **payload.validated_data)
         return Response(LeaseSerializer(lease).data)
+
+
+class LeaseUsageView(generics.ListAPIView):
+    """Signed usage reports: the lease's provider sends them (POST); client and provider read them."""
+
+    required_role = {"POST": "provider"}
+    serializer_class = UsageReportSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[UsageReport]:
+        visible = selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+        lease = generics.get_object_or_404(visible, pk=self.kwargs["pk"])
+        return selectors.usage_reports_for(lease=lease)
+
+    @extend_schema(
+        request=UsageReportWriteSerializer, responses={201: UsageReportSerializer, 200: UsageReportSerializer}
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        payload = UsageReportWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        report, created = services.usage_report_accept(user=request.user, lease_id=pk, **payload.validated_data)
+        return Response(
+            UsageReportSerializer(report).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )

@@ -108,6 +108,7 @@ class BidSerializer(serializers.Serializer):
     order = serializers.IntegerField(source="order_id", read_only=True)
     provider = ProviderBriefSerializer(read_only=True)
     gpu_model = GpuModelBriefSerializer(read_only=True)
+    gpu_count = serializers.IntegerField(source="order.gpu_count", read_only=True)
     price_per_hour = serializers.IntegerField(read_only=True)
     price_per_gpu_hour = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=Bid.Status.choices, read_only=True)

@@ -139,6 +139,27 @@ class OrderBidsView(generics.ListAPIView):
         return Response(BidSerializer(bid).data, status=status.HTTP_201_CREATED)
 
 
+class BidFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=Bid.Status.choices)
+
+    class Meta:
+        model = Bid
+        fields = ["status"]
+
+
+class BidListView(generics.ListAPIView):
+    """Your bids, newest first (``?status=open`` for the ones still in play)."""
+
+    required_role = "provider"
+    serializer_class = BidSerializer
+    filterset_class = BidFilter
+
+    def get_queryset(self) -> QuerySet[Bid]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Bid.objects.none()
+        return selectors.bids_of_provider(provider=provider_for_user(user=self.request.user))
+
+
 class BidDetailView(APIView):
     """Your bid. PATCH lowers its price while the window is open."""
 

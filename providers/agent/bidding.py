@@ -5,9 +5,15 @@ skip it when it runs longer than the policy allows, uses an image from a registr
 does not allow or an image it denies, or pays less than the provider asks; otherwise bid
 ``price per GPU-hour * GPUs`` (at least the floor) on the cheapest acceptable model the provider
 prices, trying the next model when the marketplace says there is no capacity for it.
+
+Capacity is held locally while a bid is open: the GPUs each open bid would take are subtracted
+from what is available before bidding again, so the provider never promises the same GPU twice.
+Holds are read back from the marketplace's open bids on every pass: a bid that is lost, withdrawn
+or expired no longer holds anything, and a restarted agent holds exactly what it held before.
 """
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass, field
 
 from providers.agent.client import MarketplaceClient, MarketplaceError
@@ -18,6 +24,18 @@ from providers.agent.config import PricingPolicy
 class BidSummary:
     placed: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # GPUs held by open bids, by model
+
+
+def capacity_and_holds(client: MarketplaceClient) -> tuple[Counter, Counter]:
+    """(GPUs available to new leases, GPUs held by open bids), by catalog model."""
+    available: Counter = Counter()
+    for line in client.me().get("gpus") or []:
+        available[str(line["gpu_model"]["id"])] += int(line["available"])
+    held: Counter = Counter()
+    for bid in client.bids(["open"]):
+        held[str(bid["gpu_model"]["id"])] += int(bid["gpu_count"])
+    return available, held
 
 
 def registry_of(image: str) -> str:
@@ -52,6 +70,7 @@ def offers(order: dict, policy: PricingPolicy) -> tuple[list[tuple[str, int]], s
 
 def bid_pass(client: MarketplaceClient, policy: PricingPolicy) -> BidSummary:
     summary = BidSummary()
+    available, held = capacity_and_holds(client)
     for order in client.provider_orders():
         order_id = int(order["id"])
         if order.get("my_bid"):
@@ -60,7 +79,10 @@ def bid_pass(client: MarketplaceClient, policy: PricingPolicy) -> BidSummary:
         if not candidates:
             summary.skipped[order_id] = reason
             continue
+        gpus = int(order["resources"]["gpu_count"])
         for model, price in candidates:
+            if available[model] - held[model] < gpus:
+                continue  # held by open bids: try the next model
             try:
                 client.place_bid(order_id, price_per_hour=price, gpu_model=model)
             except MarketplaceError as exc:
@@ -68,8 +90,10 @@ def bid_pass(client: MarketplaceClient, policy: PricingPolicy) -> BidSummary:
                     continue  # try the next model
                 summary.skipped[order_id] = str(exc)
                 break
+            held[model] += gpus
             summary.placed.append(order_id)
             break
         else:
-            summary.skipped[order_id] = "no free capacity"
+            summary.skipped[order_id] = "no free capacity (open bids hold the rest)"
+    summary.held = {model: count for model, count in held.items() if count}
     return summary

@@ -6,15 +6,12 @@ import logging
 import os
 import signal
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 from providers.agent import config as agent_config
-from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.inventory import discover
-from providers.agent.lifecycle import reconcile_leases
+from providers.agent.runner import Agent
 from providers.agent.runtimes.base import Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
@@ -87,7 +84,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = agent_config.load(args.config)
-    client = MarketplaceClient(cfg.marketplace_url, cfg.token)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -96,45 +92,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runtime = _runtime(cfg)
-    while not stopping:
-        inventory = discover()
-        try:
-            client.report_inventory(inventory.report())
-            logger.info(
-                "inventory reported", extra={"fields": {"gpus": len(inventory.gpus), "note": inventory.gpu_note}}
-            )
-        except MarketplaceError as exc:
-            # the marketplace may be down: keep going, the next heartbeat tries again
-            logger.warning("inventory report failed", extra={"fields": {"error": str(exc), "status": exc.status}})
-        if cfg.pricing.per_gpu_hour:
-            try:
-                bids = bid_pass(client, cfg.pricing)
-                logger.info("bids placed", extra={"fields": asdict(bids)})
-            except MarketplaceError as exc:
-                logger.warning("bidding pass failed", extra={"fields": {"error": str(exc)}})
-        if runtime is not None:
-            try:
-                summary = reconcile_leases(client, runtime)
-                logger.info("leases reconciled", extra={"fields": asdict(summary)})
-            except (MarketplaceError, RuntimeError_) as exc:
-                logger.warning("lease pass failed", extra={"fields": {"error": str(exc)}})
-        if args.once:
-            break
-        deadline = time.monotonic() + cfg.heartbeat_seconds
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.2)
+    Agent(cfg, runtime=_runtime(cfg), push=not args.once).run(lambda: stopping, once=args.once)
     return 0
 
 
 def _runtime(cfg: agent_config.AgentConfig) -> Runtime | None:
     """The configured runtime, or None (inventory and heartbeats only) when it is unavailable."""
-    if cfg.runtime != "docker":
-        logger.warning("runtime not available yet", extra={"fields": {"runtime": cfg.runtime}})
-        return None
-    from providers.agent.runtimes.docker_runtime import DockerRuntime
-
     try:
+        if cfg.runtime == "kubernetes":
+            from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
+
+            return KubernetesRuntime.from_settings(cfg.kubernetes)
+        from providers.agent.runtimes.docker_runtime import DockerRuntime
+
         return DockerRuntime(
             network=cfg.docker.network,
             host_address=cfg.docker.host_address,
@@ -160,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     init.set_defaults(handler=cmd_init)
     sub.add_parser("inventory", help="print what this machine can rent out").set_defaults(handler=cmd_inventory)
     sub.add_parser("status", help="ask the marketplace how it sees this provider").set_defaults(handler=cmd_status)
-    run = sub.add_parser("run", help="report inventory and heartbeats until stopped")
-    run.add_argument("--once", action="store_true", help="report once and exit")
+    run = sub.add_parser("run", help="report inventory, bid, run leases and report usage until stopped")
+    run.add_argument("--once", action="store_true", help="one pass of everything, then exit")
     run.set_defaults(handler=cmd_run)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)

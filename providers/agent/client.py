@@ -69,6 +69,11 @@ class MarketplaceClient:
             body["gpu_model"] = gpu_model
         return self._call("POST", f"/api/v1/orders/{order_id}/bids/", body)
 
+    def bids(self, statuses: list[str]) -> list[dict]:
+        """This provider's bids in these states."""
+        query = "&".join(f"status={s}" for s in statuses)
+        return self._call("GET", f"/api/v1/bids/?{query}&limit=500")["results"]
+
     def leases(self, statuses: list[str]) -> list[dict]:
         query = "&".join(f"status={s}" for s in statuses)
         return self._call("GET", f"/api/v1/leases/?{query}&limit=500")["results"]
@@ -85,3 +90,10 @@ class MarketplaceClient:
         if reason:
             body["reason"] = reason[:500]
         return self._call("POST", f"/api/v1/leases/{lease_id}/status/", body)
+
+    def lease(self, lease_id: int) -> dict:
+        return self._call("GET", f"/api/v1/leases/{lease_id}/")
+
+    def report_usage(self, lease_id: int, body: dict) -> dict:
+        """Send one signed usage report (see ``providers.agent.usage``)."""
+        return self._call("POST", f"/api/v1/leases/{lease_id}/usage/", body)

@@ -35,15 +35,29 @@ class DockerSettings:
 
 
 @dataclass
+class KubernetesSettings:
+    kubeconfig: str = ""  # empty: the in-cluster service account, else this kubeconfig file
+    context: str = ""
+    service_type: str = "NodePort"  # or LoadBalancer
+    node_address: str = ""  # the public address NodePort endpoints are reached at
+    runtime_class: str = "nvidia"
+    namespace_prefix: str = "gpumarket-lease-"
+
+
+@dataclass
 class AgentConfig:
     marketplace_url: str
     token: str
     runtime: str = "docker"
     signing_key_file: str = "signing-key.hex"
     heartbeat_seconds: int = 30
+    usage_seconds: int = 60
+    poll_seconds: int = 15  # order polling while the push socket is down
+    deploy_timeout_seconds: int = 900
     state_dir: str = "agent-state"
     pricing: PricingPolicy = field(default_factory=PricingPolicy)
     docker: DockerSettings = field(default_factory=DockerSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
@@ -55,6 +69,8 @@ _OVERRIDES = {
     "RUNTIME": ("runtime", str),
     "SIGNING_KEY_FILE": ("signing_key_file", str),
     "HEARTBEAT_SECONDS": ("heartbeat_seconds", int),
+    "USAGE_SECONDS": ("usage_seconds", int),
+    "POLL_SECONDS": ("poll_seconds", int),
     "STATE_DIR": ("state_dir", str),
 }
 
@@ -96,9 +112,15 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError("`marketplace_url` must be an http(s) URL, e.g. https://market.example.com.")
     if data.get("runtime", "docker") not in RUNTIMES:
         raise ConfigError(f"`runtime` must be one of: {', '.join(RUNTIMES)}.")
-    heartbeat = data.get("heartbeat_seconds", 30)
-    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 5 <= heartbeat <= 3600:
-        raise ConfigError("`heartbeat_seconds` must be an integer from 5 to 3600.")
+    for name, default, low in (
+        ("heartbeat_seconds", 30, 5),
+        ("usage_seconds", 60, 5),
+        ("poll_seconds", 15, 1),
+        ("deploy_timeout_seconds", 900, 30),
+    ):
+        value = data.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 3600:
+            raise ConfigError(f"`{name}` must be an integer from {low} to 3600.")
     pricing = data.get("pricing")
     pricing = {} if pricing is None else pricing
     if not isinstance(pricing, dict):
@@ -120,11 +142,22 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`docker`: {exc}") from exc
     if docker_settings.network not in ("bridge", "host", "none"):
         raise ConfigError("`docker.network` must be bridge, host or none.")
+    kube_data = data.get("kubernetes")
+    kube_data = {} if kube_data is None else kube_data
+    if not isinstance(kube_data, dict):
+        raise ConfigError("`kubernetes` must be a mapping.")
+    try:
+        kube_settings = KubernetesSettings(**kube_data)
+    except TypeError as exc:
+        raise ConfigError(f"`kubernetes`: {exc}") from exc
+    if kube_settings.service_type not in ("NodePort", "LoadBalancer"):
+        raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
     return AgentConfig(
         **{
             **data,
             "marketplace_url": str(data["marketplace_url"]).rstrip("/"),
             "pricing": policy,
             "docker": docker_settings,
+            "kubernetes": kube_settings,
         }
     )

@@ -1,15 +1,22 @@
 """Bring the runtime in line with the marketplace's view of this provider's leases.
 
-Each pass: deploy funded leases (reporting deploying, then running with endpoints, or failed
-with the runtime's reason), redeploy running leases whose workload is missing, and tear down
-whatever the runtime still runs for leases that are no longer active. Restarting the agent
-changes nothing: the runtime's labels say what it owns.
+Each pass, for every active lease: deploy it when the runtime has nothing for it (reporting
+``deploying``), report ``running`` with its endpoints once the runtime says it runs, and
+``failed`` with the runtime's reason when it cannot run (or did not start in time); meter what
+running leases use. Then, for whatever the runtime still runs for a lease that is no longer
+active: the final usage report, then teardown. A lease the marketplace says is running but the
+runtime lost is drift: it is redeployed and logged. Restarting the agent changes nothing: the
+runtime's labels say what it owns, and the meters live on disk.
 """
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from providers.agent.client import MarketplaceClient, MarketplaceError
+from providers.agent.reporting import UsageMeter
 from providers.agent.runtimes.base import LeaseManifest, Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
@@ -20,48 +27,110 @@ ACTIVE = ["funded", "deploying", "running"]
 class PassSummary:
     active: int = 0
     deployed: list[int] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     torn_down: list[int] = field(default_factory=list)
+    drift: list[int] = field(default_factory=list)  # running on the marketplace, missing here
+    reports: int = 0
 
 
 def manifest_from(data: dict) -> LeaseManifest:
+    """The manifest as the runtime takes it; KeyError, ValueError or TypeError when malformed."""
+    ports = data.get("ports") or []
+    if not isinstance(ports, list) or any(not isinstance(p, dict) or "port" not in p for p in ports):
+        raise ValueError("malformed ports")
     return LeaseManifest(
         lease_id=int(data["lease"]),
         image=str(data["image"]),
         command=[str(c) for c in data.get("command") or []],
         args=[str(a) for a in data.get("args") or []],
         env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
-        ports=list(data.get("ports") or []),
+        ports=[{"port": int(p["port"]), "protocol": str(p.get("protocol", "tcp"))} for p in ports],
+        gpu_model=str(data.get("gpu_model") or ""),
         gpu_count=int(data.get("gpu_count") or 0),
         cpu_cores=int(data.get("cpu_cores") or 1),
         memory_gib=int(data.get("memory_gib") or 1),
+        storage_gib=int(data.get("storage_gib") or 1),
     )
 
 
-def reconcile_leases(client: MarketplaceClient, runtime: Runtime) -> PassSummary:
-    summary = PassSummary()
-    leases = client.leases(ACTIVE)
-    active = {int(lease["id"]): lease for lease in leases}
-    summary.active = len(active)
-    for lease_id, lease in active.items():
-        if lease["status"] == "running" and runtime.status(lease_id).state == "running":
-            continue
+def _timestamp(value: object) -> float:
+    return datetime.fromisoformat(str(value)).timestamp()
+
+
+def _converge(
+    client: MarketplaceClient, runtime: Runtime, lease: dict, summary: PassSummary, *, deploy_timeout: int, now: float
+) -> None:
+    lease_id, status = int(lease["id"]), lease["status"]
+    current = runtime.status(lease_id)
+    if current.state == "missing":
+        if status == "running":
+            summary.drift.append(lease_id)
+            logger.warning("drift: a running lease has no workload; redeploying", extra={"fields": {"lease": lease_id}})
         try:
             manifest = manifest_from(client.manifest(lease_id))
-            if lease["status"] == "funded":
-                client.report_status(lease_id, "deploying")
-            deployment = runtime.deploy(manifest)
-            client.report_status(lease_id, "running", endpoints=deployment.endpoints)
-            summary.deployed.append(lease_id)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RuntimeError_(f"the lease's manifest is malformed ({exc})") from exc
+        if status == "funded":
+            client.report_status(lease_id, "deploying")
+        current = runtime.deploy(manifest)
+        summary.deployed.append(lease_id)
+    if current.state == "failed":
+        raise RuntimeError_(current.error or "the workload cannot start")
+    if current.state == "running":
+        if status != "running" or sorted(lease.get("endpoints") or []) != current.endpoints:
+            client.report_status(lease_id, "running", endpoints=current.endpoints)
+        summary.running.append(lease_id)
+    elif status != "running" and now - _timestamp(lease["started_at"]) > deploy_timeout:
+        raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
+
+
+def reconcile_leases(
+    client: MarketplaceClient,
+    runtime: Runtime,
+    meter: UsageMeter | None = None,
+    *,
+    deploy_timeout: int = 900,
+    now: float | None = None,
+) -> PassSummary:
+    now = time.time() if now is None else now
+    summary = PassSummary()
+    active = {int(lease["id"]): lease for lease in client.leases(ACTIVE)}
+    summary.active = len(active)
+    for lease_id, lease in active.items():
+        try:
+            _converge(client, runtime, lease, summary, deploy_timeout=deploy_timeout, now=now)
         except RuntimeError_ as exc:
             runtime.teardown(lease_id)
-            client.report_status(lease_id, "failed", reason=str(exc))
-            summary.failed.append(lease_id)
-        except (MarketplaceError, KeyError, ValueError, TypeError) as exc:
+            try:
+                client.report_status(lease_id, "failed", reason=str(exc))
+                summary.failed.append(lease_id)
+            except MarketplaceError as report_error:  # tried again next pass: nothing runs meanwhile
+                logger.warning(
+                    "failure report failed", extra={"fields": {"lease": lease_id, "error": str(report_error)}}
+                )
+            continue
+        except (MarketplaceError, AttributeError, KeyError, ValueError, TypeError) as exc:
             # a garbled answer or a transient error: never crash, try again next pass
             logger.warning("lease pass failed", extra={"fields": {"lease": lease_id, "error": str(exc)}})
+            continue
+        if meter is not None and lease_id in summary.running:
+            meter.start(lease)
+            if meter.due(lease_id, now) and meter.record(lease_id, end=int(now)):
+                summary.reports += 1
     for lease_id in runtime.owned():
-        if lease_id not in active:
-            runtime.teardown(lease_id)
-            summary.torn_down.append(lease_id)
+        if lease_id in active:
+            continue
+        if meter is not None and meter.meter(lease_id) is not None:
+            try:
+                closed = client.lease(lease_id)
+            except MarketplaceError as exc:  # keep it running until the final report can be written
+                logger.warning("closed lease unreadable", extra={"fields": {"lease": lease_id, "error": str(exc)}})
+                continue
+            closed_at = closed.get("closed_at")
+            end = min(int(now), math.floor(_timestamp(closed_at))) if closed_at else int(now)
+            if meter.finish(lease_id, end=end):
+                summary.reports += 1
+        runtime.teardown(lease_id)
+        summary.torn_down.append(lease_id)
     return summary

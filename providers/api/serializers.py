@@ -1,5 +1,7 @@
+from django.conf import settings
 from rest_framework import serializers
 
+from providers.agent import usage
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.selectors import provider_is_online
 
@@ -105,6 +107,18 @@ class ProviderSerializer(serializers.ModelSerializer):
 
     def get_storage_gib(self, obj: Provider) -> dict[str, int]:
         return self._host(obj, "storage_gib")
+
+
+class ProviderMeSerializer(ProviderSerializer):
+    """Your own profile: what the listing shows, plus what your agent needs to sign usage reports."""
+
+    usage_signing_domain = serializers.SerializerMethodField(help_text="The EIP-712 domain of usage reports.")
+
+    class Meta(ProviderSerializer.Meta):
+        fields = [*ProviderSerializer.Meta.fields, "usage_signing_domain"]
+
+    def get_usage_signing_domain(self, obj: Provider) -> dict:
+        return usage.domain(settings.USAGE_SIGNING_CHAIN_ID)
 
 
 class ProviderWriteSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from providers.api.serializers import (
     GpuModelSerializer,
     InventorySerializer,
     OfferSerializer,
+    ProviderMeSerializer,
     ProviderSerializer,
     ProviderWriteSerializer,
 )
@@ -96,26 +97,26 @@ class ProviderMeView(APIView):
 
     required_role = "provider"
 
-    @extend_schema(responses=ProviderSerializer)
+    @extend_schema(responses=ProviderMeSerializer)
     def get(self, request: Request) -> Response:
         provider = selectors.provider_for_user(user=request.user)
-        return Response(ProviderSerializer(provider).data)
+        return Response(ProviderMeSerializer(provider).data)
 
-    @extend_schema(request=ProviderWriteSerializer, responses={201: ProviderSerializer})
+    @extend_schema(request=ProviderWriteSerializer, responses={201: ProviderMeSerializer})
     @idempotent
     def post(self, request: Request) -> Response:
         payload = ProviderWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         provider = services.provider_register(user=request.user, **payload.validated_data)
-        return Response(ProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
+        return Response(ProviderMeSerializer(provider).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ProviderWriteSerializer(partial=True), responses=ProviderSerializer)
+    @extend_schema(request=ProviderWriteSerializer(partial=True), responses=ProviderMeSerializer)
     def patch(self, request: Request) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         payload = ProviderWriteSerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         provider = services.provider_update(provider=provider, **payload.validated_data)
-        return Response(ProviderSerializer(provider).data)
+        return Response(ProviderMeSerializer(provider).data)
 
 
 class InventoryView(APIView):

@@ -22,20 +22,37 @@ class LeaseManifest:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     ports: list[dict] = field(default_factory=list)  # [{"port": 8888, "protocol": "tcp"}]
+    gpu_model: str = ""  # catalog id, e.g. "h100-sxm-80gb"
     gpu_count: int = 0
     gpu_uuids: list[str] = field(default_factory=list)
     cpu_cores: int = 1
     memory_gib: int = 1
+    storage_gib: int = 1
 
 
 @dataclass
 class Deployment:
     lease_id: int
-    state: str  # "running", "starting", "exited", "missing"
+    state: str  # "running", "starting", "exited", "failed" (cannot start), "missing"
     endpoints: list[str] = field(default_factory=list)
     restarts: int = 0
     exit_code: int | None = None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    run_seconds: int  # seconds of the period the workload was running
+    restarts: int  # restarts since it was deployed
+
+
+def run_overlap(*, started: float | None, finished: float | None, start: int, end: int) -> int:
+    """Seconds of ``[start, end]`` during which a run that began at ``started`` (and ended at
+    ``finished``, or is still going) was running."""
+    if started is None:
+        return 0
+    stop = end if finished is None else min(finished, end)
+    return max(0, int(stop - max(started, start)))
 
 
 def labels_for(lease_id: int) -> dict[str, str]:
@@ -53,11 +70,15 @@ class Runtime(ABC):
     def logs(self, lease_id: int, *, tail: int = 200) -> str: ...
 
     @abstractmethod
-    def running_seconds(self, lease_id: int) -> int:
-        """How long the workload has been running (for usage reports)."""
+    def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
+        """What the workload ran between ``start`` and ``end`` (Unix seconds), for usage reports."""
 
     @abstractmethod
     def teardown(self, lease_id: int) -> None: ...
+
+    @abstractmethod
+    def inventory_report(self) -> dict:
+        """What is free to rent, as ``PUT /api/v1/providers/me/inventory/`` takes it."""
 
     @abstractmethod
     def owned(self) -> list[int]:

@@ -12,6 +12,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
+from providers.agent.inventory import discover, discover_gpus
 from providers.agent.runtimes.base import (
     LABEL_LEASE,
     LABEL_MANAGED_BY,
@@ -20,7 +21,9 @@ from providers.agent.runtimes.base import (
     LeaseManifest,
     Runtime,
     RuntimeError_,
+    Usage,
     labels_for,
+    run_overlap,
 )
 
 
@@ -58,8 +61,9 @@ class DockerRuntime(Runtime):
         self._ensure_image(manifest.image)
         device_requests = []
         if self.gpus and manifest.gpu_count:
-            if manifest.gpu_uuids:
-                device_requests.append(DeviceRequest(device_ids=manifest.gpu_uuids, capabilities=[["gpu"]]))
+            uuids = manifest.gpu_uuids or self._assign_gpus(manifest.gpu_count)
+            if uuids:
+                device_requests.append(DeviceRequest(device_ids=list(uuids), capabilities=[["gpu"]]))
             else:
                 device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
         ports = {}
@@ -91,6 +95,30 @@ class DockerRuntime(Runtime):
             raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
         container.reload()
         return self._describe(manifest.lease_id, container)
+
+    def _assign_gpus(self, count: int) -> list[str]:
+        """Free GPUs for a new lease, by UUID, so that no two leases share one. Empty when NVML
+        cannot list the GPUs (Docker then picks ``count`` of them)."""
+        gpus, _, _ = discover_gpus()
+        if not gpus:
+            return []
+        busy = self.gpus_in_use()
+        free = [gpu.uuid for gpu in gpus if gpu.uuid not in busy and not gpu.mig_mode]
+        if len(free) < count:
+            raise RuntimeError_(f"the GPUs are gone: {len(free)} of this host's GPUs are free, the lease needs {count}")
+        return free[:count]
+
+    def gpus_in_use(self) -> set[str]:
+        """UUIDs of the GPUs the containers this agent runs hold."""
+        busy: set[str] = set()
+        for container in self._owned_containers():
+            for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []:
+                busy.update(request.get("DeviceIDs") or [])
+        return busy
+
+    def inventory_report(self) -> dict:
+        inventory = discover()
+        return inventory.report(busy_gpu_uuids=self.gpus_in_use())
 
     def _ensure_image(self, image: str) -> None:
         try:
@@ -132,18 +160,21 @@ class DockerRuntime(Runtime):
             return ""
         return container.logs(tail=tail).decode(errors="replace")
 
-    def running_seconds(self, lease_id: int) -> int:
+    def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
         container = self._container(lease_id)
         if container is None:
-            return 0
+            return Usage(run_seconds=0, restarts=0)
         container.reload()
         state = container.attrs["State"]
         started = _parse_time(state.get("StartedAt"))
-        if started is None:
-            return 0
-        finished = _parse_time(state.get("FinishedAt")) if not state.get("Running") else None
-        end = finished or datetime.now(UTC)
-        return max(0, int((end - started).total_seconds()))
+        running = bool(state.get("Running"))
+        finished = None if running else _parse_time(state.get("FinishedAt"))
+        run_seconds = 0
+        if started is not None and (running or finished is not None):
+            run_seconds = run_overlap(
+                started=started.timestamp(), finished=finished.timestamp() if finished else None, start=start, end=end
+            )
+        return Usage(run_seconds=run_seconds, restarts=int(container.attrs.get("RestartCount", 0)))
 
     def teardown(self, lease_id: int) -> None:
         self._remove_quietly(lease_id)
@@ -154,9 +185,13 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(NotFound):
                 container.remove(force=True)
 
+    def _owned_containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"})
+
     def owned(self) -> list[int]:
-        containers = self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"})
-        return sorted(int(c.labels[LABEL_LEASE]) for c in containers if c.labels.get(LABEL_LEASE, "").isdigit())
+        return sorted(
+            int(c.labels[LABEL_LEASE]) for c in self._owned_containers() if c.labels.get(LABEL_LEASE, "").isdigit()
+        )
 
 
 def _parse_time(value: str | None) -> datetime | None:

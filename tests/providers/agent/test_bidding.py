@@ -2,6 +2,7 @@ import pytest
 
 from core import services as accounts
 from core.models import TokenScope
+from marketplace import services as market
 from marketplace.models import Bid
 from providers.agent.bidding import bid_pass, offers, registry_of
 from providers.agent.client import MarketplaceClient
@@ -83,3 +84,25 @@ def test_a_bidding_pass_against_a_live_marketplace(live_server) -> None:  # type
     assert (bid.order_id, bid.price_per_hour, bid.gpu_model_id) == (wanted.pk, 2 * USD, "h100-sxm-80gb")
     # the next pass sees its own bid and leaves the order alone
     assert bid_pass(MarketplaceClient(live_server.url, token), policy).placed == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_open_bids_hold_capacity_until_they_are_lost(live_server) -> None:  # type: ignore[no-untyped-def]
+    provider = f.provider(gpus={"h100-sxm-80gb": 2})
+    token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
+    client = f.client_user()
+    first = f.order(client, resources={"gpu_count": 2}, max_price_per_hour=10 * USD)
+    second = f.order(client, resources={"gpu_count": 2}, max_price_per_hour=10 * USD)
+    policy = PricingPolicy(per_gpu_hour={"h100-sxm-80gb": 2 * USD})
+    agent = MarketplaceClient(live_server.url, token)
+
+    summary = bid_pass(agent, policy)
+    # both GPUs are promised to the first order while its bid is open: no second promise
+    assert summary.placed == [first.pk] and summary.held == {"h100-sxm-80gb": 2}
+    assert "open bids hold" in summary.skipped[second.pk]
+    assert bid_pass(agent, policy).placed == []
+    # the client cancels the first order, and the bid expires (as it would when lost or withdrawn):
+    # the hold goes with it
+    market.order_cancel(client=client, order_id=first.pk)
+    assert Bid.objects.get(order=first).status == "expired"
+    assert bid_pass(agent, policy).placed == [second.pk]

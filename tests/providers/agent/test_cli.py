@@ -68,7 +68,7 @@ def test_an_unreachable_marketplace_does_not_stop_the_agent(tmp_path: Path) -> N
     run = agent("run", "--once", cwd=tmp_path)
     assert run.returncode == 0
     events = [json.loads(line)["event"] for line in run.stderr.splitlines()]
-    assert "inventory report failed" in events
+    assert "inventory failed" in events and "leases failed" in events
     assert agent("status", cwd=tmp_path).returncode == 1
 
 

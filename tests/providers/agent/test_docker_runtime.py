@@ -50,8 +50,11 @@ def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
     while "started hello" not in runtime.logs(900_001) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "started hello" in runtime.logs(900_001)
-    time.sleep(1.1)
-    assert runtime.running_seconds(900_001) >= 1
+    time.sleep(2.1)
+    now = int(time.time())
+    used = runtime.usage(900_001, start=now - 60, end=now)
+    assert 1 <= used.run_seconds <= 30 and used.restarts == 0
+    assert runtime.usage(900_001, start=now - 3600, end=now - 1800).run_seconds == 0  # before it started
     assert 900_001 in runtime.owned()
     # deploying again (a retry, or after a restart) never starts a second container
     assert runtime.deploy(manifest(900_001)).state == "running"

@@ -1,0 +1,85 @@
+"""The marketplace's push socket (``/ws/provider/``), listened to in a background thread.
+
+Every message is a hint to act now (a new order to bid on, a lease to deploy or tear down); the
+agent then asks the REST API what to do, so a lost or garbled message costs nothing but time.
+While the socket is down the agent polls; the listener reconnects with exponential backoff.
+"""
+
+import json
+import logging
+import threading
+from urllib.parse import urlparse
+
+from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+from websockets.sync.client import connect
+
+logger = logging.getLogger("gpumarket.agent")
+
+
+def socket_url(marketplace_url: str) -> str:
+    url = urlparse(marketplace_url)
+    scheme = "wss" if url.scheme == "https" else "ws"
+    return f"{scheme}://{url.netloc}{url.path.rstrip('/')}/ws/provider/"
+
+
+class PushListener:
+    def __init__(self, marketplace_url: str, token: str, wake: threading.Event, *, max_backoff: float = 60.0) -> None:
+        self.url = socket_url(marketplace_url)
+        parsed = urlparse(marketplace_url)
+        self.origin = f"{parsed.scheme}://{parsed.netloc}"
+        self.token, self.wake, self.max_backoff = token, wake, max_backoff
+        self.connected = threading.Event()
+        self.stopping = threading.Event()
+        self.received = 0
+        self._thread = threading.Thread(target=self._run, name="push-listener", daemon=True)
+
+    def start(self) -> "PushListener":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with connect(
+                    self.url,
+                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    origin=self.origin,  # type: ignore[arg-type]
+                    open_timeout=10,
+                    user_agent_header="gpumarket-agent",
+                ) as socket:
+                    self.connected.set()
+                    backoff = 1.0
+                    logger.info("push socket connected", extra={"fields": {"url": self.url}})
+                    self.wake.set()  # catch up on whatever happened while it was down
+                    while not self.stopping.is_set():
+                        try:
+                            message = socket.recv(timeout=1.0)
+                        except TimeoutError:
+                            continue
+                        self._handle(message)
+            except (OSError, InvalidHandshake, InvalidURI, WebSocketException) as exc:
+                if self.connected.is_set():
+                    logger.warning("push socket lost; polling", extra={"fields": {"error": str(exc)}})
+                else:
+                    logger.debug("push socket unavailable", extra={"fields": {"error": str(exc)}})
+            self.connected.clear()
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    def _handle(self, message: str | bytes) -> None:
+        try:
+            event = json.loads(message)
+            kind = event.get("type") if isinstance(event, dict) else None
+        except ValueError:
+            kind = None
+        if not isinstance(kind, str):
+            logger.warning("push message not understood", extra={"fields": {"message": str(message)[:200]}})
+            return
+        self.received += 1
+        if kind != "hello":
+            self.wake.set()

@@ -1,0 +1,176 @@
+"""The agent's main loop: what is due, when.
+
+- inventory and heartbeat every ``heartbeat_seconds``;
+- a bidding pass and a lease pass when the push socket says something happened, else every
+  ``poll_seconds`` (backing off while the marketplace fails, up to two minutes);
+- usage reports for running leases every ``usage_seconds``, sent through the on-disk outbox.
+
+Nothing the marketplace or the runtime says can stop the loop: each step logs its failure and the
+next pass tries again.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from providers.agent.bidding import bid_pass
+from providers.agent.client import MarketplaceClient, MarketplaceError
+from providers.agent.config import AgentConfig
+from providers.agent.lifecycle import reconcile_leases
+from providers.agent.push import PushListener
+from providers.agent.reporting import Outbox, UsageMeter
+from providers.agent.runtimes.base import Runtime, RuntimeError_
+
+logger = logging.getLogger("gpumarket.agent")
+MAX_BACKOFF = 120.0
+
+
+def read_key(path: str | Path) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class Schedule:
+    """When each job next runs (monotonic seconds), and how long to wait after a failure."""
+
+    next_at: dict[str, float] = field(default_factory=dict)
+    backoff: dict[str, float] = field(default_factory=dict)
+
+    def due(self, job: str, now: float) -> bool:
+        return now >= self.next_at.get(job, 0.0)
+
+    def done(self, job: str, now: float, every: float, *, ok: bool) -> None:
+        if ok:
+            self.backoff.pop(job, None)
+            self.next_at[job] = now + every
+        else:
+            wait = min(max(self.backoff.get(job, every / 2) * 2, 1.0), MAX_BACKOFF)
+            self.backoff[job] = wait
+            self.next_at[job] = now + wait
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        client: MarketplaceClient | None = None,
+        runtime: Runtime | None = None,
+        push: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.client = client or MarketplaceClient(cfg.marketplace_url, cfg.token)
+        self.runtime = runtime
+        self.clock = clock
+        self.wake = threading.Event()
+        self.schedule = Schedule()
+        self.outbox = Outbox(cfg.state_dir)
+        self.meter: UsageMeter | None = None
+        self._key_missing = False
+        self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
+
+    # --- set-up -------------------------------------------------------------------------------
+    def _ensure_meter(self) -> None:
+        """Usage is metered once the signing key and the marketplace's signing domain are known."""
+        if self.meter is not None or self.runtime is None:
+            return
+        key = read_key(self.cfg.signing_key_file)
+        if key is None:
+            if self._key_missing:
+                return
+            self._key_missing = True
+            logger.warning(
+                "no signing key: usage is not reported", extra={"fields": {"key": self.cfg.signing_key_file}}
+            )
+            return
+        domain = self.client.me().get("usage_signing_domain") or {}
+        self.meter = UsageMeter(
+            self.cfg.state_dir,
+            self.runtime,
+            self.outbox,
+            key=key,
+            chain_id=int(domain["chainId"]),
+            interval=self.cfg.usage_seconds,
+        )
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def report_inventory(self) -> None:
+        if self.runtime is not None:
+            report = self.runtime.inventory_report()
+        else:
+            from providers.agent.inventory import discover
+
+            report = discover().report()
+        self.client.report_inventory(report)
+        logger.info("inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"])}})
+
+    def bid(self) -> None:
+        if not self.cfg.pricing.per_gpu_hour:
+            return
+        summary = bid_pass(self.client, self.cfg.pricing)
+        logger.info("bids placed", extra={"fields": asdict(summary)})
+
+    def leases(self) -> None:
+        if self.runtime is None:
+            return
+        self._ensure_meter()
+        summary = reconcile_leases(
+            self.client, self.runtime, self.meter, deploy_timeout=self.cfg.deploy_timeout_seconds
+        )
+        logger.info("leases reconciled", extra={"fields": asdict(summary)})
+
+    def flush(self) -> None:
+        if not self.outbox.pending():
+            return
+        summary = self.outbox.flush(self.client)
+        logger.info("usage reports sent", extra={"fields": asdict(summary)})
+        if summary.waiting:
+            raise MarketplaceError(f"{summary.waiting} usage reports wait: {summary.error}")
+
+    # --- the loop -----------------------------------------------------------------------------
+    def step(self) -> None:
+        """Run whatever is due now (or everything the push socket asked for)."""
+        woken = self.wake.is_set()
+        self.wake.clear()
+        polling = self.cfg.heartbeat_seconds if self._pushed() else self.cfg.poll_seconds
+        jobs: list[tuple[str, Callable[[], None], float]] = [
+            ("inventory", self.report_inventory, self.cfg.heartbeat_seconds),
+            ("bids", self.bid, polling),
+            ("leases", self.leases, min(polling, self.cfg.usage_seconds)),
+            ("usage", self.flush, 5.0),
+        ]
+        for name, job, every in jobs:
+            now = self.clock()
+            pushed = woken and name in ("bids", "leases")
+            if not (pushed or self.schedule.due(name, now)):
+                continue
+            try:
+                job()
+                self.schedule.done(name, now, every, ok=True)
+            except (MarketplaceError, RuntimeError_, OSError, AttributeError, KeyError, ValueError, TypeError) as exc:
+                # the marketplace may be down or answer garbage: keep going, try again later
+                logger.warning(f"{name} failed", extra={"fields": {"error": str(exc)}})
+                self.schedule.done(name, now, every, ok=False)
+
+    def _pushed(self) -> bool:
+        return self.listener is not None and self.listener.connected.is_set()
+
+    def run(self, stopping: Callable[[], bool], *, once: bool = False) -> None:
+        if self.listener is not None and not once:
+            self.listener.start()
+        try:
+            while not stopping():
+                self.step()
+                if once:
+                    break
+                self.wake.wait(timeout=1.0)
+        finally:
+            if self.listener is not None and not once:
+                self.listener.stop()

@@ -1,0 +1,158 @@
+"""The lease pass against a live marketplace and an emulated cluster: deploy, run, drift, fail, tear down;
+and an agent that a misbehaving marketplace cannot crash."""
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from core import services as accounts
+from core.models import TokenScope
+from leases.models import Lease
+from marketplace import services as market
+from providers.agent.client import MarketplaceClient
+from providers.agent.config import validate
+from providers.agent.lifecycle import reconcile_leases
+from providers.agent.runner import Agent
+from providers.agent.runtimes.base import LABEL_LEASE, LABEL_MANAGED_BY
+from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
+from tests import factories as f
+from tests.factories import USD
+from tests.providers.agent.kube import Cluster, running_status, waiting_status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with Cluster() as running:
+        running.add_node("gpu-1", gpus=8, product="NVIDIA-H100-80GB-HBM3", memory_mib=81559)
+        yield running
+
+
+@pytest.fixture
+def market_side(live_server):  # type: ignore[no-untyped-def]
+    provider = f.provider(gpus={"h100-sxm-80gb": 8})
+    token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
+    client = f.client_user(balance=1000 * USD)
+
+    def lease(**workload) -> Lease:  # type: ignore[no-untyped-def]
+        order = f.order(client, workload={"ports": [8888], **workload})
+        return market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, 2 * USD).pk)
+
+    return MarketplaceClient(live_server.url, token), lease, client
+
+
+def pod_running(cluster: Cluster, lease: Lease, name: str = "w") -> None:
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", name, labels=labels, gpus=1, **running_status(started))
+
+
+def test_deploy_run_drift_close_on_kubernetes(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    agent, new_lease, client = market_side
+    runtime = KubernetesRuntime(cluster.api_client(), node_address="203.0.113.9")
+    lease = new_lease()
+
+    first = reconcile_leases(agent, runtime)
+    assert first.deployed == [lease.pk] and first.running == []
+    lease.refresh_from_db()
+    assert lease.status == "deploying"  # until the pod runs
+
+    pod_running(cluster, lease)
+    second = reconcile_leases(agent, runtime)
+    assert second.running == [lease.pk] and second.deployed == []
+    lease.refresh_from_db()
+    assert (lease.status, lease.endpoints) == ("running", ["203.0.113.9:30000"])
+
+    # someone deleted the namespace: drift, and the lease comes back (a restarted agent does the same)
+    runtime.core.delete_namespace(f"gpumarket-lease-{lease.pk}")
+    healed = reconcile_leases(agent, KubernetesRuntime(cluster.api_client(), node_address="203.0.113.9"))
+    assert healed.drift == [lease.pk] and healed.deployed == [lease.pk]
+    assert runtime.status(lease.pk).state == "starting"
+    lease.refresh_from_db()
+    assert lease.status == "running"  # never closed, never duplicated
+
+    f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    assert reconcile_leases(agent, runtime).torn_down == [lease.pk]
+    assert runtime.owned() == []
+
+
+def test_an_image_that_cannot_be_pulled_fails_and_refunds(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    agent, new_lease, _ = market_side
+    runtime = KubernetesRuntime(cluster.api_client())
+    lease = new_lease(image="ghcr.io/acme/nope:1")
+    reconcile_leases(agent, runtime)
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    cluster.set_pod(
+        f"gpumarket-lease-{lease.pk}", "w", labels=labels, **waiting_status("ErrImagePull", "manifest unknown")
+    )
+    assert reconcile_leases(agent, runtime).failed == [lease.pk]
+    lease.refresh_from_db()
+    assert lease.status == "closed" and "ErrImagePull: manifest unknown" in lease.close_reason
+    assert lease.refunded_to_client == lease.deposit
+    assert runtime.owned() == []  # nothing left behind
+
+
+def test_a_workload_that_never_starts_fails_after_the_deploy_timeout(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    agent, new_lease, _ = market_side
+    runtime = KubernetesRuntime(cluster.api_client())
+    lease = new_lease()
+    reconcile_leases(agent, runtime)
+    Lease.objects.filter(pk=lease.pk).update(started_at=timezone.now() - timedelta(minutes=20))
+    summary = reconcile_leases(agent, runtime, deploy_timeout=900)
+    assert summary.failed == [lease.pk]
+    lease.refresh_from_db()
+    assert "did not start within 900 s" in lease.close_reason
+
+
+class Garbage(BaseHTTPRequestHandler):
+    """A marketplace gone wrong: HTML, JSON of the wrong shape, or nonsense, depending on the path."""
+
+    def do_GET(self) -> None:
+        answers = {
+            "/api/v1/providers/me/": b'{"gpus": "lots"}',
+            "/api/v1/leases/": b'{"results": [{"id": "x"}, {"status": "running"}, 7]}',
+            "/api/v1/bids/": b"[1, 2, 3]",
+        }
+        self._answer(answers.get(self.path.split("?")[0], b"<html>oops</html>"))
+
+    def do_PUT(self) -> None:
+        self._answer(b"\x00\xff")
+
+    do_POST = do_PUT  # noqa: N815
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_marketplace_that_sends_garbage_never_crashes_the_agent(cluster: Cluster, tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = validate(
+            {
+                "marketplace_url": f"http://127.0.0.1:{server.server_port}",
+                "token": "gpm_x",
+                "state_dir": str(tmp_path),
+                "pricing": {"per_gpu_hour": {"h100-sxm-80gb": 2 * USD}},
+            }
+        )
+        agent = Agent(cfg, runtime=KubernetesRuntime(cluster.api_client()), push=False)
+        for _ in range(3):
+            agent.step()
+            agent.schedule.next_at.clear()  # everything due again
+        assert set(agent.schedule.backoff) >= {"inventory", "bids", "leases"}  # each failed, and backs off
+    finally:
+        server.shutdown()
