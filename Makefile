@@ -7,7 +7,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 PORT ?= 8000
 
-.PHONY: run test lint lock bench clean tools
+.PHONY: run test lint lock bench bench-agent clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ lock: | $(BIN)/uv
 ## The auction benchmark (needs DATABASE_URL pointing at PostgreSQL).
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/auction.py
+
+## The agent benchmark (needs DATABASE_URL at PostgreSQL, REDIS_URL and a Docker engine).
+bench-agent: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/agent.py
 
 clean:
 	rm -rf $(VENV) .tools var db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache

@@ -37,18 +37,38 @@ OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
 
-def scratch_database(url: str) -> str:
+def scratch_database(url: str, suffix: str = "_bench") -> str:
     import psycopg
 
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
         sys.exit("DATABASE_URL must point at PostgreSQL")
-    name = f"{parsed.path.lstrip('/') or 'gpumarket'}_bench"
+    name = f"{parsed.path.lstrip('/') or 'gpumarket'}{suffix}"
     admin = urlunparse(parsed._replace(scheme="postgresql", path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def prepare_django(database_url: str, **settings: str) -> dict[str, str]:
+    """Point this process (and its children) at ``database_url`` with benchmark settings, migrate,
+    and set Django up. Returns the environment for child processes."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "benchmark-only-secret-key"),
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    return env
 
 
 def order_spec(**terms: object) -> object:
@@ -243,24 +263,13 @@ def main() -> None:
         sys.exit("needs wrk (apt-get install wrk)")
     source = os.environ.get("DATABASE_URL", "")
     bench_url = scratch_database(source)
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
-        "DEBUG": "false",
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "benchmark-only-secret-key"),
-        "API_THROTTLE_RATE": "100000/minute",
-        "DB_POOL": "false",  # WSGI workers serve one request at a time: one persistent connection each
-        "DB_CONN_MAX_AGE": "600",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
+    env = prepare_django(
+        bench_url,
+        API_THROTTLE_RATE="100000/minute",
+        DB_POOL="false",  # WSGI workers serve one request at a time: one persistent connection each
+        DB_CONN_MAX_AGE="600",
+        CELERY_TASK_ALWAYS_EAGER="false",
+    )
     from config.celery import app as celery_app
 
     celery_app.conf.task_always_eager = True  # seeding must not need a broker; award tasks no-op early

@@ -11,7 +11,8 @@ from pathlib import Path
 from providers.agent import config as agent_config
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.inventory import discover
-from providers.agent.runner import Agent
+from providers.agent.reporting import Outbox
+from providers.agent.runner import Agent, read_key
 from providers.agent.runtimes.base import Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
@@ -63,6 +64,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
+    """What this host (NVML) or, with ``runtime: kubernetes`` configured, the cluster can rent out."""
+    if Path(args.config).exists():
+        cfg = agent_config.load(args.config)
+        if cfg.runtime == "kubernetes":
+            runtime = _runtime(cfg)
+            if runtime is None:
+                return 1
+            print(json.dumps(runtime.inventory_report(), indent=2))
+            return 0
     print(json.dumps(discover().as_dict(), indent=2))
     return 0
 
@@ -74,11 +84,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     except MarketplaceError as exc:
         print(f"marketplace: {exc}", file=sys.stderr)
         return 1
-    print(
-        json.dumps(
-            {"provider": me["name"], "online": me["online"], "last_heartbeat_at": me["last_heartbeat_at"]}, indent=2
-        )
-    )
+    status = {"provider": me["name"], "online": me["online"], "last_heartbeat_at": me["last_heartbeat_at"]}
+    key = read_key(cfg.signing_key_file)
+    if key is not None:
+        from eth_account import Account  # slow to import: only status and init need it
+
+        status["signing_address"] = Account.from_key(key).address
+    status["reports_waiting"] = len(Outbox(cfg.state_dir).pending()) if Path(cfg.state_dir).exists() else 0
+    print(json.dumps(status, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ from providers.agent.runtimes.base import LeaseManifest, Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
 ACTIVE = ["funded", "deploying", "running"]
+DRIFT_REASON = "the workload disappeared from the provider's runtime; redeploying it"
 
 
 @dataclass
@@ -64,9 +65,10 @@ def _converge(
     lease_id, status = int(lease["id"]), lease["status"]
     current = runtime.status(lease_id)
     if current.state == "missing":
-        if status == "running":
+        if status == "running":  # drift: tell the client, then bring it back
             summary.drift.append(lease_id)
             logger.warning("drift: a running lease has no workload; redeploying", extra={"fields": {"lease": lease_id}})
+            client.report_status(lease_id, "running", endpoints=list(lease.get("endpoints") or []), reason=DRIFT_REASON)
         try:
             manifest = manifest_from(client.manifest(lease_id))
         except (KeyError, ValueError, TypeError) as exc:
@@ -78,7 +80,11 @@ def _converge(
     if current.state == "failed":
         raise RuntimeError_(current.error or "the workload cannot start")
     if current.state == "running":
-        if status != "running" or sorted(lease.get("endpoints") or []) != current.endpoints:
+        if (
+            status != "running"
+            or sorted(lease.get("endpoints") or []) != current.endpoints
+            or lease.get("status_reason")
+        ):
             client.report_status(lease_id, "running", endpoints=current.endpoints)
         summary.running.append(lease_id)
     elif status != "running" and now - _timestamp(lease["started_at"]) > deploy_timeout:

@@ -149,10 +149,13 @@ class DockerRuntime(Runtime):
 
     def status(self, lease_id: int) -> Deployment:
         container = self._container(lease_id)
-        if container is None:
-            return Deployment(lease_id=lease_id, state="missing")
-        container.reload()
-        return self._describe(lease_id, container)
+        try:
+            if container is not None:
+                container.reload()
+                return self._describe(lease_id, container)
+        except NotFound:  # removed meanwhile
+            pass
+        return Deployment(lease_id=lease_id, state="missing")
 
     def logs(self, lease_id: int, *, tail: int = 200) -> str:
         container = self._container(lease_id)
@@ -162,9 +165,12 @@ class DockerRuntime(Runtime):
 
     def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
         container = self._container(lease_id)
-        if container is None:
+        try:
+            if container is None:
+                raise NotFound("gone")
+            container.reload()
+        except NotFound:
             return Usage(run_seconds=0, restarts=0)
-        container.reload()
         state = container.attrs["State"]
         started = _parse_time(state.get("StartedAt"))
         running = bool(state.get("Running"))
@@ -186,7 +192,9 @@ class DockerRuntime(Runtime):
                 container.remove(force=True)
 
     def _owned_containers(self) -> list:
-        return self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"})
+        return self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"}, ignore_removed=True
+        )
 
     def owned(self) -> list[int]:
         return sorted(

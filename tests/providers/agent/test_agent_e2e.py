@@ -18,7 +18,7 @@ from marketplace import services as market
 from providers.agent.runtimes.docker_runtime import container_name
 from tests import factories as f
 from tests.factories import USD
-from tests.providers.agent.conftest import IMAGE
+from tests.providers.agent.images import IMAGE
 
 
 def run_agent(tmp_path: Path) -> list[dict]:

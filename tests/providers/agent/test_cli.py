@@ -13,6 +13,7 @@ from core.models import TokenScope
 from providers.agent.inventory import discover
 from providers.models import Provider
 from tests import factories as f
+from tests.providers.agent.kube import Cluster
 
 
 def agent(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -60,7 +61,32 @@ def test_init_then_run_once_reports_inventory_and_status_reads_it(live_server, t
 
     status = agent("status", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["online"] is True
+    seen = json.loads(status.stdout)
+    assert seen["online"] is True and seen["reports_waiting"] == 0
+    assert f"signing address: {seen['signing_address']}" in init.stdout
+
+
+def test_inventory_of_a_kubernetes_cluster_through_a_kubeconfig(tmp_path: Path) -> None:
+    with Cluster() as cluster:
+        cluster.add_node("gpu-1", gpus=8, product="NVIDIA-H100-80GB-HBM3", memory_mib=81559)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "lab", "cluster": {"server": cluster.url}}],
+            "users": [{"name": "agent", "user": {"token": "service-account-token"}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "agent"}}],
+            "current-context": "lab",
+        }
+        (tmp_path / "kubeconfig").write_text(json.dumps(kubeconfig))
+        (tmp_path / "agent.yaml").write_text(
+            "marketplace_url: http://127.0.0.1:9\ntoken: gpm_x\nruntime: kubernetes\n"
+            f"kubernetes: {{kubeconfig: {tmp_path / 'kubeconfig'}}}\n"
+        )
+        shown = agent("inventory", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["gpus"] == [
+        {"model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "total": 8, "free": 8}
+    ]
 
 
 def test_an_unreachable_marketplace_does_not_stop_the_agent(tmp_path: Path) -> None:

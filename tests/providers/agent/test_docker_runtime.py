@@ -11,7 +11,7 @@ docker = pytest.importorskip("docker")
 
 from providers.agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
 from providers.agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
-from tests.providers.agent.conftest import IMAGE  # noqa: E402
+from tests.providers.agent.images import IMAGE  # noqa: E402
 
 
 @pytest.fixture

@@ -3,14 +3,17 @@
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from providers.agent.runtimes.base import LABEL_LEASE, LABEL_MANAGED_BY, LeaseManifest, RuntimeError_
 from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
 from tests.providers.agent.kube import Cluster, running_status, waiting_status
 
+ROOT = Path(__file__).resolve().parents[3]
 SUPPORTED_KUBERNETES = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 H100 = "NVIDIA-H100-80GB-HBM3"
 
@@ -179,3 +182,35 @@ def test_an_unreachable_cluster_is_a_runtime_error() -> None:
     runtime.api.configuration.retries = 0
     with pytest.raises(RuntimeError_, match="unreachable"):
         runtime.owned()
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+def test_the_documented_rbac_is_valid_and_grants_what_the_runtime_does(version: str) -> None:
+    documents = list(yaml.safe_load_all((ROOT / "docs" / "agent-kubernetes.yaml").read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+    [role] = [d for d in documents if d["kind"] == "ClusterRole"]
+    granted = {
+        (group, res, verb)
+        for r in role["rules"]
+        for group in r["apiGroups"]
+        for res in r["resources"]
+        for verb in r["verbs"]
+    }
+    needed = {
+        ("", "nodes", "list"),
+        ("", "pods", "list"),
+        ("", "pods/log", "get"),
+        *(
+            (g, res, verb)
+            for g, res in [
+                ("", "namespaces"),
+                ("", "services"),
+                ("", "resourcequotas"),
+                ("apps", "deployments"),
+                ("networking.k8s.io", "networkpolicies"),
+            ]
+            for verb in ("get", "list", "create", "delete")
+        ),
+    }
+    assert needed <= granted, needed - granted

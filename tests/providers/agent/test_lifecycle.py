@@ -1,8 +1,10 @@
 """The lease pass against a live marketplace and an emulated cluster: deploy, run, drift, fail, tear down;
 and an agent that a misbehaving marketplace cannot crash."""
 
+import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,6 +78,11 @@ def test_deploy_run_drift_close_on_kubernetes(cluster: Cluster, market_side) -> 
     assert runtime.status(lease.pk).state == "starting"
     lease.refresh_from_db()
     assert lease.status == "running"  # never closed, never duplicated
+    assert "disappeared" in lease.status_reason  # the client sees what happened
+    pod_running(cluster, lease, name="w2")
+    assert reconcile_leases(agent, runtime).running == [lease.pk]
+    lease.refresh_from_db()
+    assert lease.status_reason == ""  # back to normal
 
     f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
     assert reconcile_leases(agent, runtime).torn_down == [lease.pk]
@@ -110,7 +117,31 @@ def test_a_workload_that_never_starts_fails_after_the_deploy_timeout(cluster: Cl
     assert "did not start within 900 s" in lease.close_reason
 
 
-class Garbage(BaseHTTPRequestHandler):
+class Answering(BaseHTTPRequestHandler):
+    """A stand-in marketplace over real HTTP, for answers the real one never gives."""
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+class Garbage(Answering):
     """A marketplace gone wrong: HTML, JSON of the wrong shape, or nonsense, depending on the path."""
 
     def do_GET(self) -> None:
@@ -126,24 +157,12 @@ class Garbage(BaseHTTPRequestHandler):
 
     do_POST = do_PUT  # noqa: N815
 
-    def _answer(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 def test_a_marketplace_that_sends_garbage_never_crashes_the_agent(cluster: Cluster, tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Garbage) as url:
         cfg = validate(
             {
-                "marketplace_url": f"http://127.0.0.1:{server.server_port}",
+                "marketplace_url": url,
                 "token": "gpm_x",
                 "state_dir": str(tmp_path),
                 "pricing": {"per_gpu_hour": {"h100-sxm-80gb": 2 * USD}},
@@ -154,5 +173,32 @@ def test_a_marketplace_that_sends_garbage_never_crashes_the_agent(cluster: Clust
             agent.step()
             agent.schedule.next_at.clear()  # everything due again
         assert set(agent.schedule.backoff) >= {"inventory", "bids", "leases"}  # each failed, and backs off
-    finally:
-        server.shutdown()
+
+
+class MalformedManifest(Answering):
+    """A marketplace with one funded lease whose manifest makes no sense; it records what it is told."""
+
+    posted: list[tuple[str, dict]] = []
+
+    def do_GET(self) -> None:
+        started = datetime.now(UTC).isoformat()
+        answers = {
+            "/api/v1/leases/": {"results": [{"id": 5, "status": "funded", "started_at": started, "gpu_count": 1}]},
+            "/api/v1/leases/5/manifest/": {"lease": 5, "image": "ghcr.io/acme/x:1", "ports": "all of them"},
+        }
+        self._answer(json.dumps(answers.get(self.path.split("?")[0], {})).encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.posted.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+        self._answer(b'{"id": 5, "status": "closed"}')
+
+
+def test_a_malformed_manifest_fails_the_lease_with_a_reason(cluster: Cluster) -> None:
+    with serving(MalformedManifest) as url:
+        summary = reconcile_leases(MarketplaceClient(url, "gpm_x"), KubernetesRuntime(cluster.api_client()))
+    assert summary.failed == [5]
+    [(path, body)] = MalformedManifest.posted
+    assert path == "/api/v1/leases/5/status/" and body["status"] == "failed"
+    assert body["reason"].startswith("the lease's manifest is malformed")
+    assert cluster.objects("clusternamespaces") == []  # nothing was created
