@@ -6,7 +6,8 @@ Each pass, for every active lease: deploy it when the runtime has nothing for it
 running leases use. Then, for whatever the runtime still runs for a lease that is no longer
 active: the final usage report, then teardown. A lease the marketplace says is running but the
 runtime lost is drift: it is redeployed and logged. Restarting the agent changes nothing: the
-runtime's labels say what it owns, and the meters live on disk.
+runtime's labels say what it owns, and the meters live on disk. When the runtime itself does not
+answer (``RuntimeUnavailable``), the pass stops and nothing is decided about any lease.
 """
 
 import logging
@@ -124,19 +125,21 @@ def reconcile_leases(
             meter.start(lease)
             if meter.due(lease_id, now) and meter.record(lease_id, end=int(now)):
                 summary.reports += 1
-    for lease_id in runtime.owned():
-        if lease_id in active:
-            continue
-        if meter is not None and meter.meter(lease_id) is not None:
+    owned = set(runtime.owned())
+    metered = set(meter.known()) if meter is not None else set()
+    for lease_id in sorted((owned | metered) - set(active)):
+        if meter is not None and lease_id in metered:
             try:
-                closed = client.lease(lease_id)
-            except MarketplaceError as exc:  # keep it running until the final report can be written
-                logger.warning("closed lease unreadable", extra={"fields": {"lease": lease_id, "error": str(exc)}})
-                continue
-            closed_at = closed.get("closed_at")
-            end = min(int(now), math.floor(_timestamp(closed_at))) if closed_at else int(now)
+                closed_at = client.lease(lease_id).get("closed_at")
+                end: int | None = min(int(now), math.floor(_timestamp(closed_at))) if closed_at else int(now)
+            except MarketplaceError as exc:
+                if exc.status != 404:  # keep it running until the final report can be written
+                    logger.warning("closed lease unreadable", extra={"fields": {"lease": lease_id, "error": str(exc)}})
+                    continue
+                end = None  # not a lease of this provider: nothing to report
             if meter.finish(lease_id, end=end):
                 summary.reports += 1
-        runtime.teardown(lease_id)
-        summary.torn_down.append(lease_id)
+        if lease_id in owned:
+            runtime.teardown(lease_id)
+            summary.torn_down.append(lease_id)
     return summary

@@ -124,6 +124,10 @@ class UsageMeter:
                 return None
         return self._cache[lease_id]
 
+    def known(self) -> list[int]:
+        """Leases with a meter on disk."""
+        return sorted(int(path.stem) for path in self.directory.glob("*.json") if path.stem.isdigit())
+
     def start(self, lease: dict) -> LeaseMeter:
         """The meter of a lease, begun at the lease's start the first time it is seen."""
         lease_id = int(lease["id"])
@@ -162,9 +166,9 @@ class UsageMeter:
         self._save(LeaseMeter(meter.lease, meter.gpu_count, end, max(used.restarts, meter.restarts_seen)))
         return report
 
-    def finish(self, lease_id: int, *, end: int) -> UsageReport | None:
-        """The final report of a closed lease; the meter is dropped afterwards."""
-        report = self.record(lease_id, end=end)
+    def finish(self, lease_id: int, *, end: int | None) -> UsageReport | None:
+        """The final report of a closed lease (none when ``end`` is None); the meter is dropped."""
+        report = self.record(lease_id, end=end) if end is not None else None
         self._cache.pop(lease_id, None)
         self._path(lease_id).unlink(missing_ok=True)
         return report

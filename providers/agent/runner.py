@@ -22,7 +22,7 @@ from providers.agent.config import AgentConfig
 from providers.agent.lifecycle import reconcile_leases
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
-from providers.agent.runtimes.base import Runtime, RuntimeError_
+from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
 
 logger = logging.getLogger("gpumarket.agent")
 MAX_BACKOFF = 120.0
@@ -154,7 +154,16 @@ class Agent:
             try:
                 job()
                 self.schedule.done(name, now, every, ok=True)
-            except (MarketplaceError, RuntimeError_, OSError, AttributeError, KeyError, ValueError, TypeError) as exc:
+            except (
+                MarketplaceError,
+                RuntimeError_,
+                RuntimeUnavailable,
+                OSError,
+                AttributeError,
+                KeyError,
+                ValueError,
+                TypeError,
+            ) as exc:
                 # the marketplace may be down or answer garbage: keep going, try again later
                 logger.warning(f"{name} failed", extra={"fields": {"error": str(exc)}})
                 self.schedule.done(name, now, every, ok=False)

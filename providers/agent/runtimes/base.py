@@ -12,6 +12,11 @@ class RuntimeError_(Exception):  # noqa: N801 - "RuntimeError" is Python's own
     """A lease could not be deployed or inspected; the message is for the client to read."""
 
 
+class RuntimeUnavailable(Exception):
+    """The runtime cannot be reached or refuses the agent itself: nothing is wrong with the lease, and
+    nothing is decided about it until the runtime answers again."""
+
+
 @dataclass(frozen=True)
 class LeaseManifest:
     """What to run for a lease (from ``GET /api/v1/leases/{id}/manifest/``)."""

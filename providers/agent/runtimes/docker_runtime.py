@@ -21,6 +21,7 @@ from providers.agent.runtimes.base import (
     LeaseManifest,
     Runtime,
     RuntimeError_,
+    RuntimeUnavailable,
     Usage,
     labels_for,
     run_overlap,
@@ -53,6 +54,8 @@ class DockerRuntime(Runtime):
             return self.client.containers.get(container_name(lease_id))
         except NotFound:
             return None
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
 
     def deploy(self, manifest: LeaseManifest) -> Deployment:
         existing = self._container(manifest.lease_id)
@@ -192,9 +195,12 @@ class DockerRuntime(Runtime):
                 container.remove(force=True)
 
     def _owned_containers(self) -> list:
-        return self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"}, ignore_removed=True
-        )
+        try:
+            return self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"}, ignore_removed=True
+            )
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
 
     def owned(self) -> list[int]:
         return sorted(

@@ -39,6 +39,7 @@ from providers.agent.runtimes.base import (
     LeaseManifest,
     Runtime,
     RuntimeError_,
+    RuntimeUnavailable,
     Usage,
     labels_for,
     run_overlap,
@@ -280,7 +281,7 @@ class KubernetesRuntime(Runtime):
         except ApiException:
             raise
         except (HTTPError, OSError) as exc:
-            raise RuntimeError_(f"the Kubernetes API is unreachable: {exc}") from exc
+            raise RuntimeUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
 
     def _create(self, obj: dict) -> None:
         namespace = obj["metadata"].get("namespace")
@@ -296,6 +297,8 @@ class KubernetesRuntime(Runtime):
         except ApiException as exc:
             if exc.status == 409:
                 return  # already there: a retried deploy, or after a restart
+            if exc.status in (401, 403) or (exc.status or 500) >= 500:
+                raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
             raise RuntimeError_(f"Kubernetes refused the {obj['kind']}: {exc.reason} ({exc.status})") from exc
 
     def deploy(self, manifest: LeaseManifest) -> Deployment:
@@ -316,7 +319,7 @@ class KubernetesRuntime(Runtime):
         except ApiException as exc:
             if exc.status == 404:
                 return []
-            raise RuntimeError_(f"Kubernetes: {exc.reason} ({exc.status})") from exc
+            raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
         ours = [p for p in pods if (p.metadata.labels or {}).get(LABEL_LEASE) == str(lease_id)]
         return sorted(ours, key=lambda p: str(p.metadata.creation_timestamp or ""), reverse=True)
 
@@ -327,7 +330,7 @@ class KubernetesRuntime(Runtime):
         except ApiException as exc:
             if exc.status == 404:
                 return Deployment(lease_id=lease_id, state="missing")
-            raise RuntimeError_(f"Kubernetes: {exc.reason} ({exc.status})") from exc
+            raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
         pods = self._pods(lease_id)
         if not pods:
             return Deployment(lease_id=lease_id, state="starting")
@@ -408,7 +411,7 @@ class KubernetesRuntime(Runtime):
             self._call(self.core.delete_namespace, self.namespace(lease_id), propagation_policy="Foreground")
         except ApiException as exc:
             if exc.status != 404:
-                raise RuntimeError_(f"Kubernetes: {exc.reason} ({exc.status})") from exc
+                raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
 
     def owned(self) -> list[int]:
         namespaces = self._call(self.core.list_namespace, label_selector=_selector()).items

@@ -9,7 +9,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from providers.agent.runtimes.base import LABEL_LEASE, LABEL_MANAGED_BY, LeaseManifest, RuntimeError_
+from providers.agent.runtimes.base import (
+    LABEL_LEASE,
+    LABEL_MANAGED_BY,
+    LeaseManifest,
+    RuntimeError_,
+    RuntimeUnavailable,
+)
 from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
 from tests.providers.agent.kube import Cluster, running_status, waiting_status
 
@@ -175,13 +181,15 @@ def test_inventory_is_allocatable_gpus_minus_running_pods(cluster: Cluster, runt
     assert report["memory_gib"]["total"] == 3 * 512
 
 
-def test_an_unreachable_cluster_is_a_runtime_error() -> None:
+def test_an_unreachable_cluster_is_unavailable_not_a_failed_lease() -> None:
     from kubernetes import client as k8s
 
     runtime = KubernetesRuntime(k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9")))
     runtime.api.configuration.retries = 0
-    with pytest.raises(RuntimeError_, match="unreachable"):
+    with pytest.raises(RuntimeUnavailable, match="unreachable"):
         runtime.owned()
+    with pytest.raises(RuntimeUnavailable):
+        runtime.status(1)
 
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)

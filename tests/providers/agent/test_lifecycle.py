@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from kubernetes import client as k8s
 
 from core import services as accounts
 from core.models import TokenScope
@@ -20,7 +21,7 @@ from providers.agent.client import MarketplaceClient
 from providers.agent.config import validate
 from providers.agent.lifecycle import reconcile_leases
 from providers.agent.runner import Agent
-from providers.agent.runtimes.base import LABEL_LEASE, LABEL_MANAGED_BY
+from providers.agent.runtimes.base import LABEL_LEASE, LABEL_MANAGED_BY, RuntimeUnavailable
 from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
 from tests import factories as f
 from tests.factories import USD
@@ -103,6 +104,17 @@ def test_an_image_that_cannot_be_pulled_fails_and_refunds(cluster: Cluster, mark
     assert lease.status == "closed" and "ErrImagePull: manifest unknown" in lease.close_reason
     assert lease.refunded_to_client == lease.deposit
     assert runtime.owned() == []  # nothing left behind
+
+
+def test_a_cluster_that_does_not_answer_decides_nothing(market_side) -> None:  # type: ignore[no-untyped-def]
+    agent, new_lease, _ = market_side
+    lease = new_lease()
+    down = KubernetesRuntime(k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9")))
+    down.api.configuration.retries = 0
+    with pytest.raises(RuntimeUnavailable):
+        reconcile_leases(agent, down)
+    lease.refresh_from_db()
+    assert lease.status == "funded"  # not failed, not refunded: tried again when the cluster answers
 
 
 def test_a_workload_that_never_starts_fails_after_the_deploy_timeout(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
