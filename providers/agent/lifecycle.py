@@ -88,6 +88,12 @@ def _converge(
         ):
             client.report_status(lease_id, "running", endpoints=current.endpoints)
         summary.running.append(lease_id)
+    elif current.state == "exited" and status == "running":
+        # the workload ended (a finished job, or restarts used up): the client should know, and close
+        code = "" if current.exit_code is None else f" with code {current.exit_code}"
+        reason = f"the workload exited{code}; close the lease to stop paying for it"
+        if lease.get("status_reason") != reason:
+            client.report_status(lease_id, "running", endpoints=list(lease.get("endpoints") or []), reason=reason)
     elif status != "running" and now - _timestamp(lease["started_at"]) > deploy_timeout:
         raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
 

@@ -85,6 +85,13 @@ def test_deploy_run_drift_close_on_kubernetes(cluster: Cluster, market_side) -> 
     lease.refresh_from_db()
     assert lease.status_reason == ""  # back to normal
 
+    # the job finished: the lease stays the client's to close, and the client is told
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", "w2", labels=labels, phase="Succeeded")
+    reconcile_leases(agent, runtime)
+    lease.refresh_from_db()
+    assert lease.status == "running" and lease.status_reason.startswith("the workload exited; close the lease")
+
     f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
     assert reconcile_leases(agent, runtime).torn_down == [lease.pk]
     assert runtime.owned() == []
