@@ -26,6 +26,9 @@ from chain.compiler import load_artifact
 from chain.evm import DEMO_CLIENT_ACCOUNT, contract_at, embedded_web3, eth_tester_of
 from chain.models import ChainEvent, ChainTransaction, ContractDeployment, IndexerCursor, NonceCursor
 
+# Gas a settlement of one lease may need beyond its estimate (see EscrowClient.settle).
+SETTLE_EXTRA_GAS = 40_000
+
 
 @dataclass(frozen=True)
 class OnChainLease:
@@ -59,9 +62,15 @@ class EscrowClient:
     def chain_id(self) -> int:
         return self.w3.eth.chain_id
 
-    def _send(self, call: Any, *, kind: str, reference: str = "") -> ChainTransaction:
+    def _send(self, call: Any, *, kind: str, reference: str = "", extra_gas: int = 0) -> ChainTransaction:
         return transactions.send(
-            w3=self.w3, account=self.operator, call=call, kind=kind, reference=reference, policy=self.policy
+            w3=self.w3,
+            account=self.operator,
+            call=call,
+            kind=kind,
+            reference=reference,
+            policy=self.policy,
+            extra_gas=extra_gas,
         )
 
     # --- writes (as the operator) ---------------------------------------------------------
@@ -76,11 +85,18 @@ class EscrowClient:
     def settle(self, *, amounts: dict[int, int]) -> ChainTransaction:
         ids = sorted(amounts)
         call = self.escrow.functions.settle(ids, [amounts[i] for i in ids])
-        return self._send(call, kind="settle", reference=f"leases:{ids[0]}-{ids[-1]}:{len(ids)}")
+        # Each lease may pay where the estimate paid nothing: a provider's claimable balance and
+        # the lease's written from zero (two fresh storage writes, 20,000 gas each, at most).
+        return self._send(
+            call,
+            kind="settle",
+            reference=f"leases:{ids[0]}-{ids[-1]}:{len(ids)}",
+            extra_gas=SETTLE_EXTRA_GAS * len(ids),
+        )
 
     def close_lease(self, *, lease_id: int, final_amount: int) -> ChainTransaction:
         call = self.escrow.functions.close_lease(lease_id, final_amount)
-        return self._send(call, kind="close_lease", reference=f"lease:{lease_id}")
+        return self._send(call, kind="close_lease", reference=f"lease:{lease_id}", extra_gas=SETTLE_EXTRA_GAS)
 
     # --- reads ---------------------------------------------------------------------------
     def lease(self, lease_id: int) -> OnChainLease:

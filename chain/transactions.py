@@ -97,8 +97,13 @@ def send(
     kind: str,
     reference: str = "",
     policy: SendPolicy | None = None,
+    extra_gas: int = 0,
 ) -> ChainTransaction:
     """Sign and send ``call`` (a contract function or constructor) from ``account``; wait for it.
+
+    ``extra_gas`` is added to the margin for calls whose cost depends on the block they land in
+    (a settlement estimated in the lease's first second pays nothing, and costs less, than the
+    same settlement mined a second later).
 
     Returns the mined transaction's record (CONFIRMED, or FAILED if it reverted on chain).
     Raises ChainReverted when the node refuses it up front, ChainUnavailable when the node
@@ -113,7 +118,7 @@ def send(
         if _is_revert(exc):
             raise ChainReverted(f"The escrow contract refused {kind}: {revert_reason(exc)}") from exc
         raise
-    gas_limit = estimate * (100 + policy.gas_margin_percent) // 100
+    gas_limit = estimate * (100 + policy.gas_margin_percent) // 100 + extra_gas
     tip, max_fee = _fees(w3, policy)
 
     with transaction.atomic():

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "core",
+    "notifications",
     "chain",
     "providers",
     "leases",
@@ -161,6 +162,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "send-due-webhooks": {
+        "task": "notifications.tasks.send_due_webhooks",
+        "schedule": timedelta(seconds=env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=30)),
+    },
     "award-due-orders": {
         "task": "marketplace.tasks.sweep_due_orders",
         "schedule": timedelta(seconds=env.int("AUCTION_SWEEP_INTERVAL_SECONDS", default=15)),
@@ -289,6 +294,10 @@ CHAIN_EMBEDDED_DEMO_FUNDS = env.int("CHAIN_EMBEDDED_DEMO_FUNDS", default=0)
 SIWE_CHALLENGE_TTL_SECONDS = env.int("SIWE_CHALLENGE_TTL_SECONDS", default=600)
 # The chain id in the EIP-712 domain of signed usage reports (set it to the escrow chain's id).
 USAGE_SIGNING_CHAIN_ID = env.int("USAGE_SIGNING_CHAIN_ID", default=31337)
+# Webhooks: private and loopback targets are refused unless this allows them (tests, labs).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 # How far in the future a usage period may end (clock skew between agent and marketplace).
 USAGE_CLOCK_SKEW_SECONDS = env.int("USAGE_CLOCK_SKEW_SECONDS", default=30)
 

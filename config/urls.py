@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("providers.api.urls")),
     path("", include("marketplace.api.urls")),
     path("", include("leases.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
 
 urlpatterns = [

@@ -24,7 +24,7 @@ from chain.transactions import ChainReverted
 from core.errors import PaymentRequired
 from leases import ledger
 from leases.models import Lease, LedgerAccount, LedgerTransaction
-from leases.services import notify_provider, post_close, refund_to_client, reservation_for
+from leases.services import lease_event, post_close, refund_to_client, reservation_for
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
             lease.status = Lease.Status.FUNDED
             lease.open_tx_hash = tx_hash
             lease.save(update_fields=["status", "open_tx_hash"])
-            notify_provider(lease, "lease.funded")
+            lease_event(lease, "lease.funded")
     return lease
 
 

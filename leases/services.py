@@ -22,6 +22,7 @@ from core.models import User
 from leases import ledger
 from leases.accrual import accrued_amount, elapsed_seconds
 from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
+from notifications.services import webhook_publish
 from providers.agent import usage
 from providers.services import Reservation, capacity_release
 
@@ -101,13 +102,32 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
     if lease.status == Lease.Status.FUNDING:
         transaction.on_commit(lambda: _enqueue("fund_lease_on_chain", lease.pk))
     else:
-        notify_provider(lease, "lease.funded")
+        lease_event(lease, "lease.funded")
     return lease
 
 
-def notify_provider(lease: Lease, event: str) -> None:
-    """Tell the provider's agent, over its socket, that a lease needs it now."""
-    realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
+def lease_event(lease: Lease, event: str) -> None:
+    """A lease changed: the provider's agent hears it over its socket (when it has to act), and the
+    webhooks of the client and the provider that subscribed receive it."""
+    if event in ("lease.funded", "lease.closed"):
+        realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
+    webhook_publish(
+        user_ids=[lease.client_id, lease.provider.user_id],
+        event_type=event,
+        data={
+            "object": "lease",
+            "id": lease.pk,
+            "order": lease.order_id,
+            "status": lease.status,
+            "status_reason": lease.status_reason,
+            "price_per_hour": lease.price_per_hour,
+            "deposit": lease.deposit,
+            "endpoints": lease.endpoints,
+            "paid_to_provider": lease.paid_to_provider,
+            "refunded_to_client": lease.refunded_to_client,
+            "close_reason": lease.close_reason,
+        },
+    )
 
 
 def _lease_for_actor(*, user: User, lease_id: int, roles: set[str]) -> tuple[Lease, str]:
@@ -203,7 +223,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
     lease.paid_to_provider = paid
     lease.refunded_to_client = refunded
     lease.close_tx_hash = tx_hash
-    notify_provider(lease, "lease.closed")
+    lease_event(lease, "lease.closed")
     lease.save(
         update_fields=[
             "status",
@@ -289,11 +309,14 @@ def lease_report_status(
                 reason=f"the deployment failed: {reason}",
                 nothing_earned=True,
             )
+        started_running = status == Lease.Status.RUNNING and lease.status != Lease.Status.RUNNING
         lease.status = status
         lease.status_reason = reason[:500]
         if endpoints is not None:
             lease.endpoints = endpoints
         lease.save(update_fields=["status", "status_reason", "endpoints"])
+        if started_running:
+            lease_event(lease, "lease.running")
     return lease
 
 

@@ -22,6 +22,7 @@ from marketplace import selectors
 from marketplace.auction import Candidate, clearing_price, rank
 from marketplace.models import Bid, Order
 from marketplace.spec import OrderSpec
+from notifications.services import webhook_publish
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.selectors import gpu_models_matching, host_available, provider_for_user
 from providers.services import Reservation, capacity_reserve
@@ -85,7 +86,17 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
         order.gpu_models.set(models)
         transaction.on_commit(lambda: _schedule_award(order.pk, order.deadline))
         realtime.publish(realtime.PROVIDERS_GROUP, {"type": "order.opened", "order": order.pk})
+        order_event(order, "order.created")
     return order
+
+
+def order_event(order: Order, event: str, **extra: object) -> None:
+    """Tell the client's webhooks that its order changed."""
+    webhook_publish(
+        user_ids=[order.client_id],
+        event_type=event,
+        data={"object": "order", "id": order.pk, "status": order.status, "status_reason": order.status_reason, **extra},
+    )
 
 
 def _schedule_award(order_id: int, deadline: datetime) -> None:
@@ -111,6 +122,7 @@ def order_cancel(*, client: User, order_id: int) -> Order:
         Bid.objects.filter(order=order, status=Bid.Status.OPEN).update(
             status=Bid.Status.EXPIRED, status_reason="the order was cancelled", updated_at=order.closed_at
         )
+        order_event(order, "order.cancelled")
     return order
 
 
@@ -259,6 +271,7 @@ def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datet
     Bid.objects.filter(order=order, status=Bid.Status.OPEN).exclude(pk=winner.pk).update(
         status=Bid.Status.LOST, status_reason="another bid won", updated_at=now
     )
+    order_event(order, "order.awarded", lease=lease.pk)
     return lease
 
 
@@ -310,6 +323,7 @@ def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | No
         Bid.objects.filter(order=order, status=Bid.Status.OPEN).update(
             status=Bid.Status.EXPIRED, status_reason=f"the order expired: {reason}", updated_at=now
         )
+        order_event(order, "order.expired")
         logger.info("order %s expired: %s", order.pk, reason)
         return None
 

@@ -49,7 +49,7 @@ def escrow(request: pytest.FixtureRequest) -> Iterator[tuple[EscrowClient, list[
         w3 = anvil.web3()
     accounts = keys_for(w3, request.param, anvil)
     escrow_contract, token = funded_escrow(w3, accounts, deposit=50 * USD)
-    policy = SendPolicy(receipt_timeout=5, poll_interval=0.05)
+    policy = SendPolicy(receipt_timeout=30, poll_interval=0.05)  # generous: a loaded machine is slow, not wrong
     yield EscrowClient(w3=w3, operator=accounts[1], escrow=escrow_contract, token=token, policy=policy), accounts
 
 

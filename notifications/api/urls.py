@@ -1,0 +1,11 @@
+from django.urls import path
+
+from notifications.api import views
+
+urlpatterns = [
+    path("webhooks/", views.WebhookListView.as_view(), name="webhook-list"),
+    path("webhooks/<int:pk>/", views.WebhookDetailView.as_view(), name="webhook-detail"),
+    path("webhooks/<int:pk>/roll-secret/", views.WebhookRollSecretView.as_view(), name="webhook-roll-secret"),
+    path("webhooks/<int:pk>/ping/", views.WebhookPingView.as_view(), name="webhook-ping"),
+    path("webhooks/<int:pk>/deliveries/", views.WebhookDeliveryListView.as_view(), name="webhook-deliveries"),
+]
