@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "providers",
     "leases",
     "marketplace",
+    "payments",
 ]
 
 MIDDLEWARE = [
@@ -253,7 +254,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # One name for a choice set that several serializers share.
-    "ENUM_NAME_OVERRIDES": {"ProviderStatusEnum": "providers.models.Provider.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderStatusEnum": "providers.models.Provider.Status",
+        "CardTopUpStatusEnum": "payments.models.CardTopUp.Status",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -294,6 +298,15 @@ CHAIN_EMBEDDED_DEMO_FUNDS = env.int("CHAIN_EMBEDDED_DEMO_FUNDS", default=0)
 SIWE_CHALLENGE_TTL_SECONDS = env.int("SIWE_CHALLENGE_TTL_SECONDS", default=600)
 # The chain id in the EIP-712 domain of signed usage reports (set it to the escrow chain's id).
 USAGE_SIGNING_CHAIN_ID = env.int("USAGE_SIGNING_CHAIN_ID", default=31337)
+# Card top-ups through Stripe (test mode keys in development; STRIPE_API_BASE only for a local fake).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Pinned: the shape of every object we read depends on it.
+STRIPE_API_VERSION = "2026-10-28.endive"
+CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
+CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
 # Webhooks: private and loopback targets are refused unless this allows them (tests, labs).
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
 WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("marketplace.api.urls")),
     path("", include("leases.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("payments.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,33 @@
+from rest_framework import serializers
+
+from payments.models import CardTopUp
+
+
+class TopUpCreateSerializer(serializers.Serializer):
+    amount_cents = serializers.IntegerField(min_value=1, max_value=10**9, help_text="US cents to charge the card.")
+
+
+class CardTopUpSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CardTopUp
+        fields = [
+            "id",
+            "payment_intent",
+            "amount_cents",
+            "status",
+            "credited",
+            "refunded",
+            "dispute_amount",
+            "disputed",
+            "shortfall",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class TopUpCreatedSerializer(CardTopUpSerializer):
+    client_secret = serializers.CharField(help_text="For Stripe.js's Payment Element on the page.")
+    publishable_key = serializers.CharField()
+
+    class Meta(CardTopUpSerializer.Meta):
+        fields = [*CardTopUpSerializer.Meta.fields, "client_secret", "publishable_key"]

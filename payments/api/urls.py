@@ -1,0 +1,9 @@
+from django.urls import path
+
+from payments.api import views
+
+urlpatterns = [
+    path("account/top-ups/", views.TopUpListView.as_view(), name="top-up-list"),
+    path("account/top-ups/<int:pk>/", views.TopUpDetailView.as_view(), name="top-up-detail"),
+    path("payments/stripe/webhook/", views.StripeWebhookView.as_view(), name="stripe-webhook"),
+]

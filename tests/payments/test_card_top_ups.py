@@ -1,0 +1,224 @@
+"""Card top-ups against localstripe (a stateful fake Stripe server on 127.0.0.1), with signed webhooks
+delivered to the live marketplace: once, twice, out of order, refunded, disputed."""
+
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import stripe
+from django.test import override_settings
+
+from leases import ledger
+from leases.models import LedgerAccount
+from marketplace import services as market
+from payments.models import CardTopUp, StripeEvent
+from tests import factories as f
+from tests.factories import USD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SECRET = "whsec_test_only"
+CENT = 10_000  # micro-dollars
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def fake_stripe(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    binary = Path(sys.executable).with_name("localstripe")
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port), "--from-scratch"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    with override_settings(
+        STRIPE_SECRET_KEY="sk_test_x",
+        STRIPE_PUBLISHABLE_KEY="pk_test_x",
+        STRIPE_WEBHOOK_SECRET=SECRET,
+        STRIPE_API_BASE=url,
+    ):
+        yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def stripe_api(url: str) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_x", base_addresses={"api": url})
+
+
+def pay_on_the_page(url: str, payment_intent: str) -> None:
+    """What Stripe.js does in the browser: attach a card and confirm."""
+    api = stripe_api(url)
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    method = api.v1.payment_methods.create(params={"type": "card", "card": card})
+    api.v1.payment_intents.update(payment_intent, params={"payment_method": method.id})
+    api.v1.payment_intents.confirm(payment_intent)
+
+
+def signed(event: dict, *, secret: str = SECRET, at: int | None = None) -> tuple[bytes, str]:
+    body = json.dumps(event).encode()
+    timestamp = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={timestamp},v1={digest}"
+
+
+def send(live_server, event: dict, **signing) -> requests.Response:  # type: ignore[no-untyped-def]
+    body, header = signed(event, **signing)
+    return requests.post(
+        f"{live_server.url}/api/v1/payments/stripe/webhook/",
+        data=body,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def event(kind: str, obj: dict) -> dict:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": kind,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+
+
+def balance_of(user) -> int:  # type: ignore[no-untyped-def]
+    return ledger.user_account(user=user, kind=LedgerAccount.Kind.CLIENT_BALANCE).balance
+
+
+def start_top_up(client, cents: int) -> dict:  # type: ignore[no-untyped-def]
+    response = f.api(client, f.CLIENT).post("/api/v1/account/top-ups/", {"amount_cents": cents}, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def test_a_card_payment_credits_the_balance_exactly_once(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
+    hook = f"{live_server.url}/api/v1/payments/stripe/webhook/"
+    requests.post(f"{fake_stripe}/_config/webhooks/market", data={"url": hook, "secret": SECRET}, timeout=5)
+    client = f.client_user(balance=0)
+    started = start_top_up(client, 2500)
+    assert started["client_secret"].startswith(started["payment_intent"]) and started["publishable_key"] == "pk_test_x"
+
+    pay_on_the_page(fake_stripe, started["payment_intent"])  # Stripe then calls the webhook itself
+    deadline = time.monotonic() + 15
+    while CardTopUp.objects.get().status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    top_up = CardTopUp.objects.get()
+    assert (top_up.status, top_up.credited) == ("succeeded", 2500 * CENT)
+    assert balance_of(client) == 25 * USD
+
+    # the same event again (Stripe retries), and a late copy under a new id: no second credit
+    [recorded] = StripeEvent.objects.filter(type="payment_intent.succeeded")
+    assert send(live_server, recorded.payload).json()["outcome"] == "duplicate"
+    again = {**recorded.payload, "id": "evt_late_copy"}
+    assert send(live_server, again).status_code == 200
+    assert balance_of(client) == 25 * USD
+
+    # a partial refund from the dashboard: the balance gives it back
+    api = stripe_api(fake_stripe)
+    refund = api.v1.refunds.create(params={"payment_intent": started["payment_intent"], "amount": 1000}).to_dict()
+    charge = api.v1.charges.retrieve(refund["charge"]).to_dict()
+    assert send(live_server, event("charge.refunded", charge)).status_code == 200
+    assert send(live_server, event("charge.refunded", charge)).status_code == 200  # told twice, debited once
+    top_up.refresh_from_db()
+    assert (top_up.refunded, balance_of(client)) == (1000 * CENT, 15 * USD)
+    listed = f.api(client, f.CLIENT).get("/api/v1/account/top-ups/").json()["results"]
+    assert [(t["status"], t["credited"], t["refunded"]) for t in listed] == [("succeeded", 25 * USD, 10 * USD)]
+
+
+def test_a_refund_seen_before_the_success_is_applied_after_the_credit(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
+    client = f.client_user(balance=0)
+    started = start_top_up(client, 4000)
+    pay_on_the_page(fake_stripe, started["payment_intent"])  # no webhook configured: we deliver, out of order
+    api = stripe_api(fake_stripe)
+    refund = api.v1.refunds.create(params={"payment_intent": started["payment_intent"], "amount": 4000}).to_dict()
+    charge = api.v1.charges.retrieve(refund["charge"]).to_dict()
+    intent = api.v1.payment_intents.retrieve(started["payment_intent"]).to_dict()
+    assert send(live_server, event("charge.refunded", charge)).json()["outcome"] == "credited"
+    assert send(live_server, event("payment_intent.succeeded", intent)).status_code == 200
+    top_up = CardTopUp.objects.get()
+    assert (top_up.credited, top_up.refunded, top_up.shortfall) == (40 * USD, 40 * USD, 0)
+    assert balance_of(client) == 0
+
+
+def test_a_dispute_holds_what_is_left_and_a_won_dispute_gives_it_back(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
+    client = f.client_user(balance=0)
+    started = start_top_up(client, 3000)
+    pay_on_the_page(fake_stripe, started["payment_intent"])
+    intent = stripe_api(fake_stripe).v1.payment_intents.retrieve(started["payment_intent"]).to_dict()
+    send(live_server, event("payment_intent.succeeded", intent))
+    assert balance_of(client) == 30 * USD
+    # the client spends $20, then disputes the whole $30 charge
+    order = f.order(client)
+    provider = f.provider()
+    market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, 2 * USD).pk)  # $16 deposit
+    spent_down = balance_of(client)
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "amount": 3000,
+        "status": "needs_response",
+        "payment_intent": intent["id"],
+    }
+    send(live_server, event("charge.dispute.created", dispute))
+    top_up = CardTopUp.objects.get()
+    assert (top_up.disputed, top_up.shortfall) == (spent_down, 30 * USD - spent_down)
+    assert balance_of(client) == 0  # never below zero: the rest is recorded as owed
+    send(live_server, event("charge.dispute.closed", {**dispute, "status": "won"}))
+    top_up.refresh_from_db()
+    assert (top_up.disputed, top_up.shortfall, balance_of(client)) == (0, 0, spent_down)
+
+
+@pytest.mark.parametrize(
+    ("signing", "why"),
+    [
+        ({"secret": "whsec_someone_else"}, "wrong secret"),
+        ({"at": 1_000_000_000}, "stale timestamp: a replay"),
+    ],
+)
+def test_events_that_are_not_from_stripe_are_refused(live_server, fake_stripe: str, signing: dict, why: str) -> None:  # type: ignore[no-untyped-def]
+    client = f.client_user(balance=0)
+    started = start_top_up(client, 2500)
+    forged = event("payment_intent.succeeded", {"id": started["payment_intent"], "object": "payment_intent"})
+    response = send(live_server, forged, **signing)
+    assert response.status_code == 400, why
+    assert response.json()["error"]["code"] == "invalid_signature"
+    garbage = requests.post(
+        f"{live_server.url}/api/v1/payments/stripe/webhook/",
+        data=b"\x00{",
+        headers={"Stripe-Signature": "t=1,v1=00"},
+        timeout=5,
+    )
+    assert garbage.status_code == 400
+    assert balance_of(client) == 0 and not StripeEvent.objects.exists()
+
+
+@pytest.mark.parametrize("amount", [0, -500, 499, 1_000_001, "ten", None, 12.5])
+def test_top_ups_of_absurd_amounts_are_refused(fake_stripe: str, amount: object) -> None:
+    response = f.api(f.client_user(), f.CLIENT).post(
+        "/api/v1/account/top-ups/", {"amount_cents": amount}, format="json"
+    )
+    assert response.status_code == 400
+    assert not CardTopUp.objects.exists()
