@@ -163,6 +163,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "settle-leases": {
+        "task": "leases.tasks.settle_leases",
+        "schedule": timedelta(seconds=env.int("SETTLEMENT_INTERVAL_SECONDS", default=300)),
+    },
     "send-due-webhooks": {
         "task": "notifications.tasks.send_due_webhooks",
         "schedule": timedelta(seconds=env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=30)),
@@ -311,6 +315,13 @@ CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
 WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# The settlement tick: how often running leases pay their providers, and how many leases one
+# on-chain settle call carries.
+SETTLEMENT_INTERVAL_SECONDS = env.int("SETTLEMENT_INTERVAL_SECONDS", default=300)
+SETTLEMENT_BATCH_SIZE = env.int("SETTLEMENT_BATCH_SIZE", default=200)
+# Seconds after the last usage report that are paid as running, when that report showed the
+# workload running to its end (the report covering them may arrive after the lease closed).
+USAGE_TAIL_SECONDS = env.int("USAGE_TAIL_SECONDS", default=120)
 # How far in the future a usage period may end (clock skew between agent and marketplace).
 USAGE_CLOCK_SKEW_SECONDS = env.int("USAGE_CLOCK_SKEW_SECONDS", default=30)
 

@@ -1,7 +1,9 @@
 """How much of a lease's deposit has been earned: pure arithmetic, integer micro-dollars.
 
-Accrual comes from elapsed whole seconds, ``price_per_hour * seconds // 3600``, never from a
-rounded per-second rate, so totals do not drift; it is capped at the deposit.
+Amounts come from whole seconds, ``price_per_hour * seconds // 3600``, never from a rounded
+per-second rate, so totals do not drift. What a provider is owed is the lesser of the time cap
+(seconds since the lease started) and the usage (seconds its agent reported the workload running),
+never beyond the deposit: downtime is not paid, and the client's refund grows by it.
 """
 
 from datetime import datetime
@@ -14,3 +16,11 @@ def elapsed_seconds(*, started_at: datetime, until: datetime, duration_hours: in
 
 def accrued_amount(*, price_per_hour: int, seconds: int, deposit: int) -> int:
     return min(price_per_hour * max(0, seconds) // 3600, deposit)
+
+
+def owed_amount(*, price_per_hour: int, deposit: int, elapsed_seconds: int, run_seconds: int) -> int:
+    """The lesser of the time cap and the usage-based amount, within the deposit."""
+    return min(
+        accrued_amount(price_per_hour=price_per_hour, seconds=elapsed_seconds, deposit=deposit),
+        accrued_amount(price_per_hour=price_per_hour, seconds=run_seconds, deposit=deposit),
+    )

@@ -13,6 +13,7 @@ Every step is idempotent: a retried task finds the lease already moved on and do
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from web3.logs import DISCARD
@@ -20,11 +21,11 @@ from web3.logs import DISCARD
 from chain.adapter import escrow_client
 from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
-from chain.transactions import ChainReverted
+from chain.transactions import ChainReverted, ChainUnavailable
 from core.errors import PaymentRequired
 from leases import ledger
 from leases.models import Lease, LedgerAccount, LedgerTransaction
-from leases.services import lease_event, post_close, refund_to_client, reservation_for
+from leases.services import lease_event, post_close, refund_to_client, reservation_for, settlement_mirror
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
@@ -113,11 +114,63 @@ def _funding_failed(*, lease_id: int, reason: str) -> Lease:
     return lease
 
 
+def leases_settle_on_chain(*, due: dict[int, int], batch_size: int) -> int:
+    """Send ``due`` (lease id → amount) in batched ``settle`` calls and book what the chain paid."""
+    client = escrow_client()
+    paid = 0
+    ids = sorted(due)
+    for start in range(0, len(ids), batch_size):
+        batch = {lease_id: due[lease_id] for lease_id in ids[start : start + batch_size]}
+        try:
+            record = client.settle(amounts=batch)
+        except (ChainUnavailable, ChainReverted) as exc:  # the next tick tries again from the ledger's view
+            logger.warning("settling %d leases failed: %s", len(batch), exc)
+            continue
+        if record.status != ChainTransaction.Status.CONFIRMED:
+            logger.warning("settle transaction %s did not confirm", record.tx_hash)
+            continue
+        receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
+        for log in client.escrow.events.Settled().process_receipt(receipt, errors=DISCARD):
+            paid += settlement_mirror(
+                lease_id=int(log["args"]["lease_id"]),
+                amount=int(log["args"]["amount"]),
+                key=f"chain:{client.chain_id}:{record.tx_hash}:{log['logIndex']}",
+                memo=f"Settled on chain, {record.tx_hash}",
+            )
+    return paid
+
+
+def chain_settlements_apply(*, limit: int = 1000) -> int:
+    """Book indexed ``Settled`` events the tick did not (its receipt was lost). Settlements made by
+    closing a lease are booked with the close (``LeaseClosed``), so they are left alone here."""
+    applied = 0
+    closing_txs = ChainEvent.objects.filter(name="LeaseClosed").values("tx_hash")
+    pending = (
+        ChainEvent.objects.filter(applied_at__isnull=True, name="Settled")
+        .exclude(tx_hash__in=closing_txs)
+        .order_by("block_number", "log_index")[:limit]
+    )
+    for event in pending:
+        lease_id = int(event.args["lease_id"])
+        if Lease.objects.filter(pk=lease_id).exists():
+            applied += settlement_mirror(
+                lease_id=lease_id,
+                amount=int(event.args["amount"]),
+                key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
+                memo=f"Settled on chain, {event.tx_hash}",
+            )
+        ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+    return applied
+
+
 def lease_close_on_chain(*, lease_id: int) -> Lease:
     lease = Lease.objects.get(pk=lease_id)
     if lease.status != Lease.Status.CLOSING:
         return lease
     client = escrow_client()
+    # every settlement the chain made must be in the books before the close is booked on top
+    index_events(client=client, confirmations=settings.CHAIN_CONFIRMATIONS)
+    chain_settlements_apply()
     record = client.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
     receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
     closed = client.escrow.events.LeaseClosed().process_receipt(receipt, errors=DISCARD)
@@ -172,6 +225,7 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     funding or closing task was lost. Returns how many deposits and withdrawals were applied."""
     index_events(client=escrow_client(), confirmations=confirmations)
     applied = chain_deposits_apply()
+    chain_settlements_apply()
     for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
         lease_fund_on_chain(lease_id=lease_id)
     for lease_id in Lease.objects.filter(status=Lease.Status.CLOSING).values_list("pk", flat=True)[:limit]:

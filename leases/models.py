@@ -46,6 +46,9 @@ class Lease(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.CharField(max_length=16, choices=ClosedBy.choices, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
+    settled_amount = models.BigIntegerField(
+        default=0, help_text="Paid to the provider by settlements while it runs (on chain: confirmed)."
+    )
     paid_to_provider = models.BigIntegerField(default=0)
     refunded_to_client = models.BigIntegerField(default=0)
     endpoints = models.JSONField(default=list, blank=True, help_text='Where to reach the workload: ["host:port"].')

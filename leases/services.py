@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -19,9 +20,9 @@ from chain.models import Wallet
 from core import realtime
 from core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from core.models import User
-from leases import ledger
-from leases.accrual import accrued_amount, elapsed_seconds
+from leases import ledger, selectors
 from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
+from leases.selectors import lease_owed
 from notifications.services import webhook_publish
 from providers.agent import usage
 from providers.services import Reservation, capacity_release
@@ -162,15 +163,8 @@ def _close(
                 code="lease_funding",
             )
         now = now or timezone.now()
-        earned = (
-            0
-            if nothing_earned
-            else accrued_amount(
-                price_per_hour=lease.price_per_hour,
-                seconds=elapsed_seconds(started_at=lease.started_at, until=now, duration_hours=lease.duration_hours),
-                deposit=lease.deposit,
-            )
-        )
+        earned = 0 if nothing_earned else max(lease.settled_amount, lease_owed(lease=lease, until=now))
+        earned -= lease.settled_amount  # what closing pays on top of the settlements
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
         if escrow_on_chain():
@@ -179,7 +173,7 @@ def _close(
             lease.save(update_fields=["status", "closed_by", "close_reason", "close_requested_amount"])
             transaction.on_commit(lambda: _enqueue("close_lease_on_chain", lease.pk))
             return lease
-        return post_close(lease=lease, paid=earned, refunded=lease.deposit - earned, now=now)
+        return post_close(lease=lease, paid=earned, refunded=lease.deposit - lease.settled_amount - earned, now=now)
 
 
 def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
@@ -199,11 +193,15 @@ def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
 def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash: str = "") -> Lease:
     """Book a closed lease: pay the provider, refund the client, release the capacity.
 
-    The caller holds the lease's lock. With the escrow on chain, ``paid`` and ``refunded`` are
-    what the chain moved.
+    The caller holds the lease's lock. ``paid`` is what closing pays on top of the settlements made
+    while the lease ran (``settled_amount``); with the escrow on chain, ``paid`` and ``refunded``
+    are what the chain moved.
     """
-    if paid + refunded != lease.deposit:
-        raise ValueError(f"lease {lease.pk}: paid {paid} + refunded {refunded} is not the deposit {lease.deposit}")
+    if lease.settled_amount + paid + refunded != lease.deposit:
+        raise ValueError(
+            f"lease {lease.pk}: settled {lease.settled_amount} + paid {paid} + refunded {refunded} "
+            f"is not the deposit {lease.deposit}"
+        )
     # Lock order everywhere: lease/order, then provider rows, then ledger accounts by id.
     capacity_release(reservation=reservation_for(lease))
     escrow = LedgerAccount.objects.get(lease=lease)
@@ -220,7 +218,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
     refund_to_client(lease=lease, amount=refunded, key=f"lease:{lease.pk}:refund", memo="the unused deposit")
     lease.status = Lease.Status.CLOSED
     lease.closed_at = now
-    lease.paid_to_provider = paid
+    lease.paid_to_provider = lease.settled_amount + paid
     lease.refunded_to_client = refunded
     lease.close_tx_hash = tx_hash
     lease_event(lease, "lease.closed")
@@ -413,3 +411,75 @@ def usage_report_accept(
             signature=signature,
         )
     return created, True
+
+
+# --- settlement -----------------------------------------------------------------------------
+SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING)
+
+
+def settlement_mirror(*, lease_id: int, amount: int, key: str, memo: str) -> bool:
+    """Book a settlement of ``amount`` (escrow → provider earnings) once per ``key``; True if new."""
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease_id)
+        if amount <= 0 or LedgerTransaction.objects.filter(idempotency_key=key).exists():
+            return False
+        ledger.post(
+            key=key,
+            kind=LedgerTransaction.Kind.LEASE_PAYOUT,
+            legs=[
+                (LedgerAccount.objects.get(lease=lease), -amount),
+                (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), amount),
+            ],
+            lease=lease,
+            memo=memo,
+        )
+        Lease.objects.filter(pk=lease.pk).update(settled_amount=F("settled_amount") + amount)
+    return True
+
+
+def settlements_due(*, now: datetime, limit: int) -> dict[int, int]:
+    """Lease id → what its provider has earned and was not paid yet, for running leases.
+
+    Only reported usage counts here (not the tail since the last report, which the next report may
+    show as downtime): a settlement never pays what a later report could take back.
+    """
+    due: dict[int, int] = {}
+    leases = selectors.with_usage(Lease.objects.filter(status__in=SETTLING)).order_by("pk")[:limit]
+    for lease in leases:
+        owed = selectors.lease_owed(lease=lease, until=now, tail=False)
+        if owed > lease.settled_amount:
+            due[lease.pk] = owed - lease.settled_amount
+    return due
+
+
+def leases_settle(*, now: datetime | None = None, batch_size: int | None = None, limit: int = 10_000) -> int:
+    """The settlement tick: pay providers what running leases earned since the last tick.
+
+    With the ledger as escrow each lease is booked at once, idempotent per (lease, amount owed).
+    With the escrow on chain the amounts go out in batched ``settle`` calls; the ledger books what
+    the chain's ``Settled`` events say, once per event, so a retried or lost transaction never
+    pays twice (the chain also caps each lease at its rate since its last settlement).
+    Returns how many leases were paid.
+    """
+    now = now or timezone.now()
+    due = settlements_due(now=now, limit=limit)
+    if not due:
+        return 0
+    if not escrow_on_chain():
+        paid = 0
+        for lease_id, amount in due.items():
+            with transaction.atomic():
+                lease = Lease.objects.select_for_update().get(pk=lease_id)
+                if lease.status not in SETTLING:
+                    continue  # closed meanwhile: closing paid it
+                owed = lease.settled_amount + amount
+                paid += settlement_mirror(
+                    lease_id=lease_id,
+                    amount=amount,
+                    key=f"lease:{lease_id}:settle:{owed}",
+                    memo=f"Settlement of lease {lease_id} up to {ledger.format_usd(owed)}",
+                )
+        return paid
+    from leases.escrow import leases_settle_on_chain  # the chain side lives with the other chain code
+
+    return leases_settle_on_chain(due=due, batch_size=batch_size or settings.SETTLEMENT_BATCH_SIZE)

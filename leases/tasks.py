@@ -10,6 +10,12 @@ def close_finished_leases() -> int:
     return services.leases_close_finished()
 
 
+@shared_task(name="leases.tasks.settle_leases", ignore_result=True, soft_time_limit=280, time_limit=300)
+def settle_leases() -> int:
+    """Periodic: pay providers what running leases earned since the last tick."""
+    return services.leases_settle()
+
+
 # Escrow tasks retry for as long as the chain is unreachable, backing off up to 5 minutes.
 CHAIN_TASK = {
     "ignore_result": True,

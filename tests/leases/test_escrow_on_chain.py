@@ -12,7 +12,7 @@ from chain import adapter as chain_adapter
 from chain.evm import eth_tester_of
 from chain.indexer import index_events
 from chain.models import Wallet
-from leases import escrow, tasks
+from leases import escrow, services, tasks
 from leases.models import Lease, LedgerAccount
 from tests import factories as f
 from tests.factories import USD
@@ -109,6 +109,8 @@ def test_award_funds_the_lease_on_chain_and_close_books_what_the_chain_paid(
     # let half an hour pass on the chain and in the accrual, then close as the client
     advance(chain, 1800)
     Lease.objects.filter(pk=lease.pk).update(started_at=timezone.now() - timedelta(seconds=1800))
+    lease.refresh_from_db()
+    f.usage(lease, seconds=1740)  # the provider's agent reported it running
     with django_capture_on_commit_callbacks(execute=True):
         closing = api.post(f"/api/v1/leases/{lease.pk}/close/")
     assert closing.status_code == 200 and closing.json()["status"] == "closing"
@@ -243,4 +245,41 @@ def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings
     assert lease.status == Lease.Status.FUNDED
     assert client.lease(lease.pk).balance == lease.deposit
     assert ledger_balance(client_user) == client.balance_of(wallet_of(client, 5))
+    assert escrow.reconcile() == []
+
+
+def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    client_user, provider = setup_parties(chain, allow=100 * USD)
+    order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
+    bid = f.bid(provider, order, 3_600_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    lease = Lease.objects.get()
+    assert lease.status == Lease.Status.FUNDED
+    advance(chain, 1200)
+    Lease.objects.filter(pk=lease.pk).update(
+        started_at=timezone.now() - timedelta(seconds=1200), status=Lease.Status.RUNNING
+    )
+    lease.refresh_from_db()
+    f.usage(lease, seconds=600)
+
+    assert services.leases_settle() == 1
+    lease.refresh_from_db()
+    provider_wallet = wallet_of(chain, 6)
+    assert lease.settled_amount == 600_000 == chain.claimable(provider_wallet)
+    assert LedgerAccount.objects.get(lease=lease).balance == chain.lease(lease.pk).balance == lease.deposit - 600_000
+    assert services.leases_settle() == 0  # nothing new: nothing sent
+
+    # the same events indexed later (a worker that lost the receipt) change nothing
+    index_events(client=chain, confirmations=0)
+    assert escrow.chain_settlements_apply() == 0
+
+    advance(chain, 300)  # the chain pays a close at most the rate since the last settlement
+    with django_capture_on_commit_callbacks(execute=True):
+        f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED
+    assert lease.paid_to_provider == chain.claimable(provider_wallet) > 600_000  # settled, then the tail
+    assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
     assert escrow.reconcile() == []

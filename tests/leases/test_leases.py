@@ -36,6 +36,8 @@ def started_ago(lease: Lease, seconds: int) -> None:
 def test_client_close_pays_elapsed_time_and_refunds_the_rest() -> None:
     client, p, lease = awarded(price=3_600_001, hours=2)  # an awkward price: no rounded per-second rate
     started_ago(lease, 1800)  # half an hour, give or take the test's own runtime
+    lease.refresh_from_db()
+    f.usage(lease, seconds=1740)  # the agent reported it running; the last minute is the tail
     response = f.api(client, f.CLIENT).post(
         f"/api/v1/leases/{lease.pk}/close/", {"reason": "done early"}, format="json"
     )
@@ -50,6 +52,25 @@ def test_client_close_pays_elapsed_time_and_refunds_the_rest() -> None:
     assert account(client, LedgerAccount.Kind.CLIENT_BALANCE) == 100 * USD - body["paid_to_provider"]
     assert account(p.user, LedgerAccount.Kind.PROVIDER_EARNINGS) == body["paid_to_provider"]
     assert LedgerAccount.objects.get(lease=lease).balance == 0
+
+
+def test_downtime_is_not_paid_and_the_refund_grows_by_it() -> None:
+    client, p, lease = awarded(price=3600 * 1000, hours=2)  # $0.001 a second
+    started_ago(lease, 1200)
+    lease.refresh_from_db()
+    f.usage(lease, seconds=600, run_seconds=600)
+    f.usage(lease, seconds=540, run_seconds=240, after=600)  # down 5 of those 9 minutes, and still down
+    body = f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/").json()
+    assert body["paid_to_provider"] == 840 * 1000  # 600 + 240 s ran; no tail after a period that ended down
+    assert body["refunded_to_client"] == body["deposit"] - 840 * 1000
+    assert account(p.user, LedgerAccount.Kind.PROVIDER_EARNINGS) == 840 * 1000
+
+
+def test_without_usage_reports_nothing_is_earned() -> None:
+    client, _p, lease = awarded()
+    started_ago(lease, 900)
+    body = f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/").json()
+    assert (body["paid_to_provider"], body["refunded_to_client"]) == (0, body["deposit"])
 
 
 def test_provider_can_close_too_and_capacity_is_released() -> None:
@@ -84,6 +105,8 @@ def test_other_tenants_cannot_see_or_close_a_lease() -> None:
 def test_a_finished_lease_is_closed_with_the_whole_deposit_paid() -> None:
     client, _p, lease = awarded(price=2 * USD, hours=1)
     started_ago(lease, 3700)
+    lease.refresh_from_db()
+    f.usage(lease, seconds=3600)
     assert tasks.close_finished_leases() == 1
     lease.refresh_from_db()
     assert (lease.status, lease.closed_by) == (Lease.Status.CLOSED, Lease.ClosedBy.SYSTEM)
@@ -96,6 +119,8 @@ def test_a_finished_lease_is_closed_with_the_whole_deposit_paid() -> None:
 def test_lease_shows_accrual_while_running() -> None:
     client, _p, lease = awarded(price=3600 * 1000, hours=2)
     started_ago(lease, 600)
+    lease.refresh_from_db()
+    f.usage(lease, seconds=540)  # reported running up to a minute ago: the last minute is the tail
     body = f.api(client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/").json()
     assert 600 * 1000 <= body["accrued"] <= 605 * 1000
     assert body["remaining_deposit"] == body["deposit"] - body["accrued"]

@@ -83,6 +83,10 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         first, final = reports
         assert final.period_start == first.period_end and final.period_end <= lease.closed_at
         assert not list((tmp_path / "agent-state" / "outbox").iterdir())  # nothing left waiting
+        # paid for the time the workload ran, within the time cap; the rest refunded
+        elapsed = (lease.closed_at - lease.started_at).total_seconds()
+        assert 0 < lease.paid_to_provider <= lease.price_per_hour * elapsed // 3600
+        assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     finally:
         for c in engine.containers.list(all=True, filters={"label": f"gpumarket.io/lease={lease.pk}"}):
             c.remove(force=True)

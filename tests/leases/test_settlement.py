@@ -1,0 +1,96 @@
+"""The settlement tick with the ledger as escrow: providers are paid for reported usage while leases
+run, and closing pays the rest; the books stay exact (every test ends with them balanced)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core.errors import Conflict
+from leases import services, tasks
+from leases.models import Lease, LedgerAccount
+from tests import factories as f
+from tests.leases.test_leases import account, awarded, started_ago
+from tests.marketplace.test_races import race
+
+pytestmark = pytest.mark.django_db
+RATE = 3600 * 1000  # $0.001 a second
+
+
+def running(seconds_ago: int) -> Lease:
+    _client, _p, lease = awarded(price=RATE, hours=2)
+    started_ago(lease, seconds_ago)
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.RUNNING)
+    lease.refresh_from_db()
+    return lease
+
+
+def test_the_tick_pays_reported_usage_once_and_close_pays_the_rest() -> None:
+    lease = running(1200)
+    f.usage(lease, seconds=600)
+    assert tasks.settle_leases() == 1
+    lease.refresh_from_db()
+    assert lease.settled_amount == 600 * 1000
+    assert account(lease.provider.user, LedgerAccount.Kind.PROVIDER_EARNINGS) == 600 * 1000
+    assert LedgerAccount.objects.get(lease=lease).balance == lease.deposit - 600 * 1000
+    assert services.leases_settle() == 0  # nothing new was reported: nothing paid twice
+
+    f.usage(lease, seconds=300, run_seconds=100, after=600)  # mostly down, and it ended down
+    assert services.leases_settle() == 1
+    lease.refresh_from_db()
+    assert lease.settled_amount == 700 * 1000
+
+    closed = services.lease_close(user=lease.client, lease_id=lease.pk, roles={"client"})
+    assert closed.paid_to_provider == 700 * 1000  # no tail: the last report ended with the workload down
+    assert closed.refunded_to_client == closed.deposit - 700 * 1000
+    assert LedgerAccount.objects.get(lease=lease).balance == 0
+
+
+def test_the_tick_never_pays_the_tail_that_a_later_report_could_take_back() -> None:
+    lease = running(700)
+    f.usage(lease, seconds=600)  # ran to the end of its period, 100 s ago
+    services.leases_settle()
+    lease.refresh_from_db()
+    assert lease.settled_amount == 600 * 1000  # the last 100 s wait for their report
+    closed = services.lease_close(user=lease.client, lease_id=lease.pk, roles={"client"})
+    assert 700 * 1000 <= closed.paid_to_provider <= 705 * 1000  # closing pays them as the tail
+
+
+def test_no_usage_no_settlement_and_closed_leases_are_left_alone() -> None:
+    idle = running(900)
+    done = running(900)
+    f.usage(done, seconds=300)
+    services.lease_close(user=done.client, lease_id=done.pk, roles={"client"})
+    assert services.leases_settle() == 0
+    idle.refresh_from_db()
+    assert idle.settled_amount == 0
+
+
+def test_a_lease_settled_to_its_deposit_closes_with_nothing_left() -> None:
+    lease = running(3 * 3600)  # past its two hours
+    f.usage(lease, seconds=2 * 3600)
+    services.leases_settle(now=timezone.now() - timedelta(seconds=1))
+    lease.refresh_from_db()
+    assert lease.settled_amount == lease.deposit
+    assert tasks.close_finished_leases() == 1
+    lease.refresh_from_db()
+    assert (lease.paid_to_provider, lease.refunded_to_client) == (lease.deposit, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("round_", range(4))
+def test_a_close_racing_the_tick_pays_exactly_once(round_: int) -> None:
+    lease = running(1200)
+    f.usage(lease, seconds=900)
+    results = race(
+        lambda: services.leases_settle(),
+        lambda: services.lease_close(user=lease.client, lease_id=lease.pk, roles={"client"}),
+    )
+    assert not any(isinstance(r, Exception) and not isinstance(r, Conflict) for r in results), results
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED
+    earned = account(lease.provider.user, LedgerAccount.Kind.PROVIDER_EARNINGS)
+    assert earned == lease.paid_to_provider and 900 * 1000 <= earned <= 1020 * 1000  # reported, plus the tail
+    assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
+    assert LedgerAccount.objects.get(lease=lease).balance == 0
