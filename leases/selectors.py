@@ -1,7 +1,7 @@
 """Reads for leases, balances and the ledger."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -104,3 +104,104 @@ def ledger_for_user(*, user: User) -> QuerySet[LedgerEntry]:
 
 def usage_reports_for(*, lease: Lease) -> QuerySet[UsageReport]:
     return UsageReport.objects.filter(lease=lease).order_by("period_start")
+
+
+# --- statements ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StatementPeriod:
+    period_start: datetime
+    period_end: datetime
+    run_seconds: int
+    gpu_seconds: int
+    amount: int  # what the period's running time is worth at the lease's price
+
+
+@dataclass(frozen=True)
+class LeaseStatement:
+    lease: Lease
+    periods: list[StatementPeriod]
+    run_seconds: int
+    gpu_seconds: int
+    usage_amount: int  # the periods' worth, before the time cap and the deposit
+    settled: int
+    paid_to_provider: int
+    refunded_to_client: int
+
+
+def lease_statement(*, lease: Lease) -> LeaseStatement:
+    """A lease's periods of reported usage with what each is worth, and what was paid and refunded.
+
+    Amounts are cut from the running total (``price * seconds so far // 3600``, less the same for
+    the periods before), so the periods add up exactly to the total.
+    """
+    periods, cumulative, before = [], 0, 0
+    for report in usage_reports_for(lease=lease):
+        cumulative += report.run_seconds
+        worth = lease.price_per_hour * cumulative // 3600
+        periods.append(
+            StatementPeriod(
+                period_start=report.period_start,
+                period_end=report.period_end,
+                run_seconds=report.run_seconds,
+                gpu_seconds=report.gpu_seconds,
+                amount=worth - before,
+            )
+        )
+        before = worth
+    return LeaseStatement(
+        lease=lease,
+        periods=periods,
+        run_seconds=cumulative,
+        gpu_seconds=sum(p.gpu_seconds for p in periods),
+        usage_amount=before,
+        settled=lease.settled_amount,
+        paid_to_provider=lease.paid_to_provider,
+        refunded_to_client=lease.refunded_to_client,
+    )
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    kind: str
+    count: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AccountStatement:
+    account: str  # client_balance or provider_earnings
+    month: str  # YYYY-MM
+    opening_balance: int
+    lines: list[StatementLine]
+    closing_balance: int
+    entries: list[LedgerEntry]
+
+
+def account_statements(*, user: User, year: int, month: int) -> list[AccountStatement]:
+    """For each of the user's accounts: the month's opening balance, its movements by kind, and
+    its closing balance (opening + movements = closing, always)."""
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    statements = []
+    for account in LedgerAccount.objects.filter(owner=user).order_by("kind"):
+        before = account.entries.filter(created_at__lt=start).order_by("-id").first()
+        entries = list(
+            account.entries.filter(created_at__gte=start, created_at__lt=end)
+            .select_related("transaction")
+            .order_by("id")
+        )
+        by_kind: dict[str, list[int]] = {}
+        for entry in entries:
+            by_kind.setdefault(entry.transaction.kind, []).append(entry.amount)
+        opening = before.balance_after if before else 0
+        statements.append(
+            AccountStatement(
+                account=account.kind,
+                month=f"{year:04d}-{month:02d}",
+                opening_balance=opening,
+                lines=[StatementLine(kind, len(amounts), sum(amounts)) for kind, amounts in sorted(by_kind.items())],
+                closing_balance=opening + sum(e.amount for e in entries),
+                entries=entries,
+            )
+        )
+    return statements

@@ -26,6 +26,8 @@ REQUIRED = {
     "/api/v1/account/": {"get"},
     "/api/v1/account/ledger/": {"get"},
     "/api/v1/account/top-ups/": {"get", "post"},
+    "/api/v1/account/statements/{month}/": {"get"},
+    "/api/v1/leases/{id}/statement/": {"get"},
     "/api/v1/payments/stripe/webhook/": {"post"},
     "/api/v1/webhooks/": {"get", "post"},
     "/api/v1/webhooks/{id}/": {"get", "patch", "delete"},

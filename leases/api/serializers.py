@@ -153,3 +153,46 @@ class UsageReportSerializer(serializers.ModelSerializer):
             "signature",
             "received_at",
         ]
+
+
+class StatementPeriodSerializer(serializers.Serializer):
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    run_seconds = serializers.IntegerField()
+    gpu_seconds = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="Micro-dollars the period's running time is worth.")
+
+
+class LeaseStatementSerializer(serializers.Serializer):
+    lease = serializers.IntegerField(source="lease.pk")
+    gpu_model = serializers.CharField(source="lease.gpu_model_id")
+    gpu_count = serializers.IntegerField(source="lease.gpu_count")
+    price_per_hour = serializers.IntegerField(source="lease.price_per_hour")
+    status = serializers.CharField(source="lease.status")
+    started_at = serializers.DateTimeField(source="lease.started_at")
+    closed_at = serializers.DateTimeField(source="lease.closed_at", allow_null=True)
+    deposit = serializers.IntegerField(source="lease.deposit")
+    periods = StatementPeriodSerializer(many=True)
+    run_seconds = serializers.IntegerField()
+    gpu_hours = serializers.SerializerMethodField()
+    usage_amount = serializers.IntegerField()
+    settled = serializers.IntegerField()
+    paid_to_provider = serializers.IntegerField()
+    refunded_to_client = serializers.IntegerField()
+
+    def get_gpu_hours(self, obj) -> str:  # type: ignore[no-untyped-def]
+        return f"{obj.gpu_seconds / 3600:.4f}"
+
+
+class StatementLineSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    count = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class AccountStatementSerializer(serializers.Serializer):
+    account = serializers.CharField()
+    month = serializers.CharField()
+    opening_balance = serializers.IntegerField()
+    lines = StatementLineSerializer(many=True)
+    closing_balance = serializers.IntegerField()

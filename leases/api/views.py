@@ -2,16 +2,21 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.renderers import CSVRenderer, to_csv
+from core.errors import ValidationFailed
 from core.permissions import acting_roles, reading_roles
 from leases import selectors, services
 from leases.api.serializers import (
     AccountSerializer,
+    AccountStatementSerializer,
     LeaseCloseSerializer,
     LeaseSerializer,
+    LeaseStatementSerializer,
     LedgerEntrySerializer,
     ManifestSerializer,
     StatusReportSerializer,
@@ -149,3 +154,76 @@ class LeaseUsageView(generics.ListAPIView):
         return Response(
             UsageReportSerializer(report).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
+
+
+class LeaseStatementView(APIView):
+    """The lease's statement: periods of reported usage, what each is worth, what was paid and
+    refunded. ``?format=csv`` for a spreadsheet."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(responses=LeaseStatementSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        lease = generics.get_object_or_404(
+            selectors.leases_visible_to(user=request.user, roles=reading_roles(request)), pk=pk
+        )
+        statement = selectors.lease_statement(lease=lease)
+        if request.accepted_renderer.format != "csv":
+            return Response(LeaseStatementSerializer(statement).data)
+        rows: list[list] = [["period_start", "period_end", "run_seconds", "gpu_hours", "price_per_hour", "amount"]]
+        for p in statement.periods:
+            rows.append(
+                [
+                    p.period_start.isoformat(),
+                    p.period_end.isoformat(),
+                    p.run_seconds,
+                    f"{p.gpu_seconds / 3600:.4f}",
+                    lease.price_per_hour,
+                    p.amount,
+                ]
+            )
+        rows += [
+            ["total", "", statement.run_seconds, f"{statement.gpu_seconds / 3600:.4f}", "", statement.usage_amount],
+            ["paid_to_provider", "", "", "", "", statement.paid_to_provider or statement.settled],
+            ["refunded_to_client", "", "", "", "", statement.refunded_to_client],
+        ]
+        return _csv(rows, f"lease-{lease.pk}-statement.csv")
+
+
+class AccountStatementView(APIView):
+    """Your monthly statement (``YYYY-MM``): for each of your accounts, the opening balance, the
+    month's movements by kind, and the closing balance. ``?format=csv`` lists every movement."""
+
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(responses=AccountStatementSerializer(many=True))
+    def get(self, request: Request, month: str) -> Response:
+        try:
+            year, number = (int(part) for part in month.split("-"))
+            if not (2000 <= year <= 9999 and 1 <= number <= 12):
+                raise ValueError(month)
+        except ValueError as exc:
+            raise ValidationFailed("The month is YYYY-MM.", fields={"month": ["For example 2026-11."]}) from exc
+        statements = selectors.account_statements(user=request.user, year=year, month=number)
+        if request.accepted_renderer.format != "csv":
+            return Response(AccountStatementSerializer(statements, many=True).data)
+        rows: list[list] = [["account", "time", "kind", "memo", "amount", "balance_after"]]
+        for statement in statements:
+            rows.append([statement.account, "", "opening_balance", "", "", statement.opening_balance])
+            for entry in statement.entries:
+                rows.append(
+                    [
+                        statement.account,
+                        entry.created_at.isoformat(),
+                        entry.transaction.kind,
+                        entry.transaction.memo,
+                        entry.amount,
+                        entry.balance_after,
+                    ]
+                )
+            rows.append([statement.account, "", "closing_balance", "", "", statement.closing_balance])
+        return _csv(rows, f"statement-{month}.csv")
+
+
+def _csv(rows: list[list], filename: str) -> Response:
+    return Response(to_csv(rows), headers={"Content-Disposition": f'attachment; filename="{filename}"'})
