@@ -25,7 +25,14 @@ from chain.transactions import ChainReverted, ChainUnavailable
 from core.errors import PaymentRequired
 from leases import ledger
 from leases.models import Lease, LedgerAccount, LedgerTransaction
-from leases.services import lease_event, post_close, refund_to_client, reservation_for, settlement_mirror
+from leases.services import (
+    lease_event,
+    post_close,
+    refund_to_client,
+    reservation_for,
+    settlement_mirror,
+    settlements_book,
+)
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
@@ -130,13 +137,17 @@ def leases_settle_on_chain(*, due: dict[int, int], batch_size: int) -> int:
             logger.warning("settle transaction %s did not confirm", record.tx_hash)
             continue
         receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
-        for log in client.escrow.events.Settled().process_receipt(receipt, errors=DISCARD):
-            paid += settlement_mirror(
-                lease_id=int(log["args"]["lease_id"]),
-                amount=int(log["args"]["amount"]),
-                key=f"chain:{client.chain_id}:{record.tx_hash}:{log['logIndex']}",
-                memo=f"Settled on chain, {record.tx_hash}",
-            )
+        paid += settlements_book(
+            [
+                (
+                    int(log["args"]["lease_id"]),
+                    int(log["args"]["amount"]),
+                    f"chain:{client.chain_id}:{record.tx_hash}:{log['logIndex']}",
+                    f"Settled on chain, {record.tx_hash}",
+                )
+                for log in client.escrow.events.Settled().process_receipt(receipt, errors=DISCARD)
+            ]
+        )
     return paid
 
 

@@ -7,9 +7,11 @@ chain, these postings mirror confirmed chain events and the API does not change.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from core.bulk import update_column
 from core.errors import PaymentRequired, ValidationFailed
 from core.models import User
 from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
@@ -108,6 +110,58 @@ def post(
             LedgerAccount.objects.filter(pk=pk).update(balance=locked[pk].balance)
         LedgerEntry.objects.bulk_create(entries)
         return txn
+
+
+@dataclass(frozen=True)
+class Posting:
+    key: str
+    kind: str
+    legs: Sequence[Leg]
+    lease: Lease | None = None
+    memo: str = ""
+
+
+def post_many(postings: Sequence[Posting]) -> set[str]:
+    """Post many balanced transactions at once: one set of account locks, bulk inserts, each
+    posting once per key (as ``post``). Returns the keys posted now. If any internal account would
+    go below zero, nothing is written (PaymentRequired)."""
+    todo: dict[str, Posting] = {}
+    for posting in postings:
+        legs = [(account, amount) for account, amount in posting.legs if amount != 0]
+        if sum(amount for _, amount in legs) != 0:
+            raise ValueError(f"unbalanced ledger transaction {posting.key}: {legs}")
+        if legs and posting.key not in todo:
+            todo[posting.key] = Posting(posting.key, posting.kind, legs, posting.lease, posting.memo)
+    if not todo:
+        return set()
+    with transaction.atomic():
+        for done in LedgerTransaction.objects.filter(idempotency_key__in=list(todo)).values_list(
+            "idempotency_key", flat=True
+        ):
+            todo.pop(done)
+        if not todo:
+            return set()
+        ids = sorted({account.pk for posting in todo.values() for account, _ in posting.legs})
+        locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        txns = LedgerTransaction.objects.bulk_create(
+            LedgerTransaction(idempotency_key=p.key, kind=p.kind, lease=p.lease, memo=p.memo) for p in todo.values()
+        )
+        entries = []
+        for txn, posting in zip(txns, todo.values(), strict=True):
+            for account, amount in posting.legs:
+                row = locked[account.pk]
+                row.balance += amount
+                if row.kind != LedgerAccount.Kind.EXTERNAL and row.balance < 0:
+                    raise PaymentRequired(
+                        f"Insufficient funds: the {row.get_kind_display().lower()} cannot pay {format_usd(-amount)}.",
+                        fields={"balance": row.balance - amount, "required": -amount},
+                    )
+                entries.append(
+                    LedgerEntry(transaction=txn, account_id=row.pk, amount=amount, balance_after=row.balance)
+                )
+        LedgerEntry.objects.bulk_create(entries)
+        update_column(LedgerAccount, "balance", {pk: row.balance for pk, row in locked.items()})
+    return set(todo)
 
 
 def deposit(*, user: User, amount: int, key: str, source: str = DEMO_FAUCET, memo: str = "") -> LedgerTransaction:

@@ -12,12 +12,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from chain.models import Wallet
 from core import realtime
+from core.bulk import update_column
 from core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from core.models import User
 from leases import ledger, selectors
@@ -25,6 +25,7 @@ from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
 from leases.selectors import lease_owed
 from notifications.services import webhook_publish
 from providers.agent import usage
+from providers.models import Provider
 from providers.services import Reservation, capacity_release
 
 logger = logging.getLogger(__name__)
@@ -417,28 +418,49 @@ def usage_report_accept(
 SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING)
 
 
-def settlement_mirror(*, lease_id: int, amount: int, key: str, memo: str) -> bool:
-    """Book a settlement of ``amount`` (escrow → provider earnings) once per ``key``; True if new."""
+def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
+    """Book settlements, ``(lease id, amount, key, memo)`` each: escrow → provider earnings, once per
+    key, all in one transaction with bulk writes. Returns how many were booked now."""
+    wanted = {lease_id: (amount, key, memo) for lease_id, amount, key, memo in payouts if amount > 0}
+    if not wanted:
+        return 0
     with transaction.atomic():
-        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease_id)
-        if amount <= 0 or LedgerTransaction.objects.filter(idempotency_key=key).exists():
-            return False
-        ledger.post(
-            key=key,
-            kind=LedgerTransaction.Kind.LEASE_PAYOUT,
-            legs=[
-                (LedgerAccount.objects.get(lease=lease), -amount),
-                (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), amount),
-            ],
-            lease=lease,
-            memo=memo,
+        # lock order everywhere: leases, then ledger accounts by id (post_many)
+        leases = list(
+            Lease.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk").only("settled_amount")
         )
-        Lease.objects.filter(pk=lease.pk).update(settled_amount=F("settled_amount") + amount)
-    return True
+        escrows = {a.lease_id: a for a in LedgerAccount.objects.filter(lease_id__in=[lease.pk for lease in leases])}
+        owners = dict(Provider.objects.filter(leases__in=leases).values_list("leases__pk", "user_id"))
+        earnings = {
+            user_id: ledger.user_account(user=user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS)
+            for user_id in set(owners.values())
+        }
+        posted = ledger.post_many(
+            [
+                ledger.Posting(
+                    key=wanted[lease.pk][1],
+                    kind=LedgerTransaction.Kind.LEASE_PAYOUT,
+                    legs=[(escrows[lease.pk], -wanted[lease.pk][0]), (earnings[owners[lease.pk]], wanted[lease.pk][0])],
+                    lease=lease,
+                    memo=wanted[lease.pk][2],
+                )
+                for lease in leases
+            ]
+        )
+        booked = [lease for lease in leases if wanted[lease.pk][1] in posted]
+        update_column(
+            Lease, "settled_amount", {lease.pk: lease.settled_amount + wanted[lease.pk][0] for lease in booked}
+        )
+    return len(booked)
+
+
+def settlement_mirror(*, lease_id: int, amount: int, key: str, memo: str) -> bool:
+    """Book one settlement (see ``settlements_book``); True if it is new."""
+    return settlements_book([(lease_id, amount, key, memo)]) == 1
 
 
 def settlements_due(*, now: datetime, limit: int) -> dict[int, int]:
-    """Lease id → what its provider has earned and was not paid yet, for running leases.
+    """Lease id → what its provider has earned in all (for running leases that owe something).
 
     Only reported usage counts here (not the tail since the last report, which the next report may
     show as downtime): a settlement never pays what a later report could take back.
@@ -448,14 +470,14 @@ def settlements_due(*, now: datetime, limit: int) -> dict[int, int]:
     for lease in leases:
         owed = selectors.lease_owed(lease=lease, until=now, tail=False)
         if owed > lease.settled_amount:
-            due[lease.pk] = owed - lease.settled_amount
+            due[lease.pk] = owed
     return due
 
 
 def leases_settle(*, now: datetime | None = None, batch_size: int | None = None, limit: int = 10_000) -> int:
     """The settlement tick: pay providers what running leases earned since the last tick.
 
-    With the ledger as escrow each lease is booked at once, idempotent per (lease, amount owed).
+    With the ledger as escrow the leases are booked in batches, idempotent per (lease, amount owed).
     With the escrow on chain the amounts go out in batched ``settle`` calls; the ledger books what
     the chain's ``Settled`` events say, once per event, so a retried or lost transaction never
     pays twice (the chain also caps each lease at its rate since its last settlement).
@@ -465,21 +487,33 @@ def leases_settle(*, now: datetime | None = None, batch_size: int | None = None,
     due = settlements_due(now=now, limit=limit)
     if not due:
         return 0
+    size = batch_size or settings.SETTLEMENT_BATCH_SIZE
     if not escrow_on_chain():
-        paid = 0
-        for lease_id, amount in due.items():
+        paid, ids = 0, sorted(due)
+        for start in range(0, len(ids), size):
             with transaction.atomic():
-                lease = Lease.objects.select_for_update().get(pk=lease_id)
-                if lease.status not in SETTLING:
-                    continue  # closed meanwhile: closing paid it
-                owed = lease.settled_amount + amount
-                paid += settlement_mirror(
-                    lease_id=lease_id,
-                    amount=amount,
-                    key=f"lease:{lease_id}:settle:{owed}",
-                    memo=f"Settlement of lease {lease_id} up to {ledger.format_usd(owed)}",
+                batch = ids[start : start + size]
+                # under the lock: closed meanwhile (closing paid it) or already settled are left out
+                settled = dict(
+                    Lease.objects.select_for_update()
+                    .filter(pk__in=batch, status__in=SETTLING)
+                    .order_by("pk")
+                    .values_list("pk", "settled_amount")
+                )
+                paid += settlements_book(
+                    [
+                        (
+                            lease_id,
+                            due[lease_id] - settled[lease_id],
+                            f"lease:{lease_id}:settle:{due[lease_id]}",
+                            f"Settlement of lease {lease_id} up to {ledger.format_usd(due[lease_id])}",
+                        )
+                        for lease_id in batch
+                        if lease_id in settled
+                    ]
                 )
         return paid
+    settled = dict(Lease.objects.filter(pk__in=list(due)).values_list("pk", "settled_amount"))
     from leases.escrow import leases_settle_on_chain  # the chain side lives with the other chain code
 
-    return leases_settle_on_chain(due=due, batch_size=batch_size or settings.SETTLEMENT_BATCH_SIZE)
+    return leases_settle_on_chain(due={i: owed - settled[i] for i, owed in due.items()}, batch_size=size)

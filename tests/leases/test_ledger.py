@@ -57,3 +57,34 @@ def test_zero_legs_write_nothing() -> None:
 )
 def test_format_usd(amount: int, text: str) -> None:
     assert ledger.format_usd(amount) == text
+
+
+def test_many_postings_at_once_each_once_and_all_or_nothing() -> None:
+    a, b = f.client_user(balance=0), f.client_user(balance=0)
+    source = ledger.external_account(name="test source")
+    bal = {u: ledger.user_account(user=u, kind=LedgerAccount.Kind.CLIENT_BALANCE) for u in (a, b)}
+    postings = [
+        ledger.Posting("many:1", LedgerTransaction.Kind.DEPOSIT, [(source, -5), (bal[a], 5)]),
+        ledger.Posting("many:2", LedgerTransaction.Kind.DEPOSIT, [(source, -7), (bal[b], 7)]),
+        ledger.Posting("many:3", LedgerTransaction.Kind.DEPOSIT, [(source, -1), (bal[a], 1)]),
+        ledger.Posting("many:1", LedgerTransaction.Kind.DEPOSIT, [(source, -5), (bal[a], 5)]),  # the same key twice
+        ledger.Posting("many:0", LedgerTransaction.Kind.DEPOSIT, [(source, 0), (bal[a], 0)]),  # nothing moves
+    ]
+    assert ledger.post_many(postings) == {"many:1", "many:2", "many:3"}
+    assert ledger.post_many(postings) == set()  # replayed: nothing new
+    for account in (*bal.values(), source):
+        account.refresh_from_db()
+    assert (bal[a].balance, bal[b].balance, source.balance) == (6, 7, -13)
+    entries = list(bal[a].entries.order_by("id").values_list("amount", "balance_after"))
+    assert entries == [(5, 5), (1, 6)]
+
+    overdraw = [
+        ledger.Posting("many:4", LedgerTransaction.Kind.WITHDRAWAL, [(bal[b], -7), (source, 7)]),
+        ledger.Posting("many:5", LedgerTransaction.Kind.WITHDRAWAL, [(bal[a], -7), (source, 7)]),  # a holds 6
+    ]
+    with pytest.raises(PaymentRequired):
+        ledger.post_many(overdraw)
+    bal[b].refresh_from_db()
+    assert bal[b].balance == 7 and not LedgerTransaction.objects.filter(idempotency_key="many:4").exists()
+    with pytest.raises(ValueError, match="unbalanced"):
+        ledger.post_many([ledger.Posting("many:6", LedgerTransaction.Kind.DEPOSIT, [(source, -1), (bal[a], 2)])])
