@@ -163,6 +163,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
+    "warn-low-funds": {"task": "leases.tasks.warn_low_funds", "schedule": timedelta(seconds=60)},
     "settle-leases": {
         "task": "leases.tasks.settle_leases",
         "schedule": timedelta(seconds=env.int("SETTLEMENT_INTERVAL_SECONDS", default=300)),
@@ -311,6 +312,12 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_API_VERSION = "2026-10-28.endive"
 CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
 CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
+# Warn a client when a lease's deposit runs out within this many seconds.
+LOW_FUNDS_WARNING_SECONDS = env.int("LOW_FUNDS_WARNING_SECONDS", default=3600)
+# Email (notifications): the console in development, SMTP (EMAIL_URL) in production.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+globals().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="GPU Market <noreply@localhost>")
 # Webhooks: private and loopback targets are refused unless this allows them (tests, labs).
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
 WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)

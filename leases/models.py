@@ -49,6 +49,7 @@ class Lease(models.Model):
     settled_amount = models.BigIntegerField(
         default=0, help_text="Paid to the provider by settlements while it runs (on chain: confirmed)."
     )
+    low_funds_warned_at = models.DateTimeField(null=True, blank=True, help_text="When the client was told it runs out.")
     paid_to_provider = models.BigIntegerField(default=0)
     refunded_to_client = models.BigIntegerField(default=0)
     endpoints = models.JSONField(default=list, blank=True, help_text='Where to reach the workload: ["host:port"].')

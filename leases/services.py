@@ -23,7 +23,7 @@ from core.models import User
 from leases import ledger, selectors
 from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
 from leases.selectors import lease_owed
-from notifications.services import webhook_publish
+from notifications.services import notify, webhook_publish
 from providers.agent import usage
 from providers.models import Provider
 from providers.services import Reservation, capacity_release
@@ -517,3 +517,44 @@ def leases_settle(*, now: datetime | None = None, batch_size: int | None = None,
     from leases.escrow import leases_settle_on_chain  # the chain side lives with the other chain code
 
     return leases_settle_on_chain(due={i: owed - settled[i] for i, owed in due.items()}, batch_size=size)
+
+
+# --- funds running out --------------------------------------------------------------------------
+def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Warn the clients of active leases whose deposit runs out within ``LOW_FUNDS_WARNING_SECONDS``
+    (in the app, by email, and to ``balance.low`` webhooks), once per lease."""
+    now = now or timezone.now()
+    horizon = now + timedelta(seconds=settings.LOW_FUNDS_WARNING_SECONDS)
+    due = Lease.objects.filter(
+        status__in=(Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING),
+        ends_at__lte=horizon,
+        ends_at__gt=now,
+        low_funds_warned_at__isnull=True,
+    ).values_list("pk", flat=True)[:limit]
+    warned = 0
+    for lease_id in list(due):
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().select_related("client").get(pk=lease_id)
+            if lease.low_funds_warned_at is not None:
+                continue
+            minutes = max(1, int((lease.ends_at - now).total_seconds()) // 60)
+            notify(
+                user=lease.client,
+                kind="balance.low",
+                title=f"Lease {lease.pk} runs out of funds in {minutes} minutes",
+                body=(
+                    f"The deposit of lease {lease.pk} covers it until {lease.ends_at:%Y-%m-%d %H:%M} UTC, "
+                    f"{minutes} minutes from now. When it runs out the lease closes and its workload stops."
+                ),
+                data={
+                    "object": "lease",
+                    "id": lease.pk,
+                    "ends_at": lease.ends_at.isoformat(),
+                    "seconds_left": int((lease.ends_at - now).total_seconds()),
+                    "remaining_deposit": lease.deposit - lease_owed(lease=lease, until=now),
+                },
+            )
+            lease.low_funds_warned_at = now
+            lease.save(update_fields=["low_funds_warned_at"])
+            warned += 1
+    return warned

@@ -16,6 +16,12 @@ def settle_leases() -> int:
     return services.leases_settle()
 
 
+@shared_task(name="leases.tasks.warn_low_funds", ignore_result=True, soft_time_limit=50, time_limit=60)
+def warn_low_funds() -> int:
+    """Periodic: warn clients whose lease deposits run out soon."""
+    return services.leases_warn_low_funds()
+
+
 # Escrow tasks retry for as long as the chain is unreachable, backing off up to 5 minutes.
 CHAIN_TASK = {
     "ignore_result": True,

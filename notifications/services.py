@@ -16,13 +16,14 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import User
 from notifications import signing
-from notifications.models import WebhookDelivery, WebhookEndpoint, new_secret
+from notifications.models import Notification, WebhookDelivery, WebhookEndpoint, new_secret
 from notifications.targets import TargetRefused, check_url
 
 logger = logging.getLogger(__name__)
@@ -237,3 +238,32 @@ def webhooks_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
         .values_list("pk", flat=True)[:limit]
     )
     return sum(1 for delivery_id in due if webhook_deliver(delivery_id=delivery_id, now=now) is not None)
+
+
+# --- in-app notifications and email -------------------------------------------------------------
+def notify(*, user: User, kind: str, title: str, body: str, data: dict) -> Notification:
+    """Tell a user: in the app, by email (after commit, when the user has an address), and to the
+    webhooks subscribed to ``kind``."""
+    notification = Notification.objects.create(user=user, kind=kind, title=title[:200], body=body, data=data)
+    if user.email:
+        transaction.on_commit(lambda: _email(user.email, title, body))
+    if kind in EVENT_TYPES:
+        webhook_publish(user_ids=[user.pk], event_type=kind, data=data)
+    return notification
+
+
+def _email(address: str, title: str, body: str) -> None:
+    try:
+        send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [address])
+    except Exception:  # mail is best effort: the notification is in the app either way
+        logger.warning("could not email %s", address, exc_info=True)
+
+
+def notification_read(*, user: User, notification_id: int) -> Notification:
+    notification = Notification.objects.filter(user=user, pk=notification_id).first()
+    if notification is None:
+        raise NotFound("No such notification.")
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])
+    return notification

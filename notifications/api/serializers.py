@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from notifications.models import WebhookDelivery, WebhookEndpoint
+from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
@@ -43,3 +43,9 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "created_at",
             "delivered_at",
         ]
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "kind", "title", "body", "data", "created_at", "read_at"]

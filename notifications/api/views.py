@@ -7,12 +7,13 @@ from rest_framework.views import APIView
 
 from notifications import selectors, services
 from notifications.api.serializers import (
+    NotificationSerializer,
     WebhookDeliverySerializer,
     WebhookEndpointSecretSerializer,
     WebhookEndpointSerializer,
     WebhookEndpointWriteSerializer,
 )
-from notifications.models import WebhookDelivery, WebhookEndpoint
+from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 
 
 class WebhookListView(generics.ListAPIView):
@@ -87,3 +88,22 @@ class WebhookDeliveryListView(generics.ListAPIView):
             return WebhookDelivery.objects.none()
         services.webhook_endpoint_get(user=self.request.user, endpoint_id=self.kwargs["pk"])
         return selectors.deliveries_for(user=self.request.user, endpoint_id=self.kwargs["pk"])
+
+
+class NotificationListView(generics.ListAPIView):
+    """Your notifications, newest first (``?unread=true`` for the unread ones)."""
+
+    serializer_class = NotificationSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[Notification]:
+        if getattr(self, "swagger_fake_view", False):
+            return Notification.objects.none()
+        unread = self.request.query_params.get("unread") in ("1", "true", "yes")
+        return selectors.notifications_for(user=self.request.user, unread=unread)
+
+
+class NotificationReadView(APIView):
+    @extend_schema(request=None, responses=NotificationSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        return Response(NotificationSerializer(services.notification_read(user=request.user, notification_id=pk)).data)
