@@ -164,8 +164,9 @@ def _close(
                 code="lease_funding",
             )
         now = now or timezone.now()
-        earned = 0 if nothing_earned else max(lease.settled_amount, lease_owed(lease=lease, until=now))
-        earned -= lease.settled_amount  # what closing pays on top of the settlements
+        # what closing pays on top of the settlements already made (never taken back: a lease that
+        # fails after running keeps what its reported usage was settled for)
+        earned = 0 if nothing_earned else max(0, lease_owed(lease=lease, until=now) - lease.settled_amount)
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
         if escrow_on_chain():
@@ -289,7 +290,8 @@ def lease_report_status(
 ) -> Lease:
     """The provider's agent moves a lease: deploying, running (with endpoints), or failed.
 
-    A failed lease is closed at once with its whole deposit refunded: the client got nothing.
+    A failed lease is closed at once and earns nothing more: its client gets back all of the deposit
+    that settlements of reported usage did not already pay.
     """
     lease = lease_for_provider(user=user, lease_id=lease_id)
     allowed_from = PROVIDER_TRANSITIONS.get(status)

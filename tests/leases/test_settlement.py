@@ -94,3 +94,14 @@ def test_a_close_racing_the_tick_pays_exactly_once(round_: int) -> None:
     assert earned == lease.paid_to_provider and 900 * 1000 <= earned <= 1020 * 1000  # reported, plus the tail
     assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     assert LedgerAccount.objects.get(lease=lease).balance == 0
+
+
+def test_a_lease_that_fails_after_settlements_keeps_them_and_refunds_the_rest() -> None:
+    lease = running(1200)
+    f.usage(lease, seconds=600)
+    services.leases_settle()
+    failed = services.lease_report_status(
+        user=lease.provider.user, lease_id=lease.pk, status="failed", reason="the GPU fell off the bus"
+    )
+    assert failed.status == Lease.Status.CLOSED
+    assert (failed.paid_to_provider, failed.refunded_to_client) == (600 * 1000, failed.deposit - 600 * 1000)
