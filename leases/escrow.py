@@ -25,6 +25,7 @@ from chain.transactions import ChainReverted, ChainUnavailable
 from core.errors import PaymentRequired
 from leases import ledger
 from leases.models import Lease, LedgerAccount, LedgerTransaction
+from leases.selectors import claimed_by
 from leases.services import (
     lease_event,
     post_close,
@@ -274,11 +275,7 @@ def reconcile() -> list[str]:
             differences.append(
                 f"user {user_id}: ledger balance {in_ledger}, escrow {on_chain} less {reserved} reserved for funding"
             )
-        claimed = sum(
-            int(e.args["amount"])
-            for e in ChainEvent.objects.filter(name="Claimed")
-            if e.args.get("provider") in addresses
-        )
+        claimed = claimed_by(addresses=addresses)
         earnings = accounts.get((user_id, LedgerAccount.Kind.PROVIDER_EARNINGS), 0)
         claimable = sum(client.claimable(a) for a in addresses)
         if earnings != claimable + claimed:

@@ -8,6 +8,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
 from leases.models import Lease, LedgerAccount, LedgerEntry, UsageReport
@@ -205,3 +206,54 @@ def account_statements(*, user: User, year: int, month: int) -> list[AccountStat
             )
         )
     return statements
+
+
+# --- provider earnings --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeaseEarning:
+    lease: Lease
+    owed: int  # earned so far (for a closed lease: what it was paid)
+    settled: int  # of which already paid out of its escrow
+
+
+@dataclass(frozen=True)
+class ProviderEarnings:
+    accrued: int  # earned by active leases and not settled yet
+    earned: int  # paid into the provider's earnings: settlements and closes
+    claimed: int  # sent to the provider's wallets by the escrow contract (``claim``)
+    claimable: int  # earned and not claimed yet
+    leases: list[LeaseEarning]
+
+
+def provider_earnings(*, user: User, limit: int = 100) -> ProviderEarnings:
+    """What a provider earned, was paid and claimed, in total and for its most recent leases."""
+    now = timezone.now()
+    rows = []
+    for lease in with_usage(Lease.objects.filter(provider__user=user)).order_by("-created_at", "-id")[:limit]:
+        if lease.status in (Lease.Status.CLOSED, Lease.Status.CLOSING):
+            owed = lease.paid_to_provider or lease.settled_amount
+        else:
+            owed = lease_owed(lease=lease, until=now)
+        rows.append(LeaseEarning(lease=lease, owed=owed, settled=lease.settled_amount))
+    accrued = 0
+    active = Lease.objects.filter(provider__user=user).exclude(status__in=(Lease.Status.CLOSED, Lease.Status.CLOSING))
+    for lease in with_usage(active):
+        accrued += max(0, lease_owed(lease=lease, until=now, tail=False) - lease.settled_amount)
+    earned = (
+        LedgerAccount.objects.filter(owner=user, kind=LedgerAccount.Kind.PROVIDER_EARNINGS)
+        .values_list("balance", flat=True)
+        .first()
+        or 0
+    )
+    claimed = claimed_by(addresses=list(user.wallets.values_list("address", flat=True)))
+    return ProviderEarnings(
+        accrued=accrued, earned=earned, claimed=claimed, claimable=max(0, earned - claimed), leases=rows
+    )
+
+
+def claimed_by(*, addresses: list[str]) -> int:
+    """What the escrow contract sent to these provider wallets (indexed ``Claimed`` events)."""
+    wanted = set(addresses)
+    return sum(
+        int(e.args["amount"]) for e in ChainEvent.objects.filter(name="Claimed") if e.args.get("provider") in wanted
+    )

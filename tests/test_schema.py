@@ -30,6 +30,7 @@ REQUIRED = {
     "/api/v1/leases/{id}/statement/": {"get"},
     "/api/v1/payments/stripe/webhook/": {"post"},
     "/api/v1/notifications/": {"get"},
+    "/api/v1/provider/earnings/": {"get"},
     "/api/v1/webhooks/": {"get", "post"},
     "/api/v1/webhooks/{id}/": {"get", "patch", "delete"},
     "/api/v1/webhooks/{id}/deliveries/": {"get"},

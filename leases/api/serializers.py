@@ -196,3 +196,21 @@ class AccountStatementSerializer(serializers.Serializer):
     opening_balance = serializers.IntegerField()
     lines = StatementLineSerializer(many=True)
     closing_balance = serializers.IntegerField()
+
+
+class LeaseEarningSerializer(serializers.Serializer):
+    lease = serializers.IntegerField(source="lease.pk")
+    status = serializers.CharField(source="lease.status")
+    price_per_hour = serializers.IntegerField(source="lease.price_per_hour")
+    started_at = serializers.DateTimeField(source="lease.started_at")
+    closed_at = serializers.DateTimeField(source="lease.closed_at", allow_null=True)
+    owed = serializers.IntegerField(help_text="Earned so far (closed: what it paid).")
+    settled = serializers.IntegerField(help_text="Of which already paid out of its escrow.")
+
+
+class ProviderEarningsSerializer(serializers.Serializer):
+    accrued = serializers.IntegerField(help_text="Earned by active leases, not settled yet.")
+    earned = serializers.IntegerField(help_text="Paid into your earnings: settlements and closes.")
+    claimed = serializers.IntegerField(help_text="Sent to your wallets by the escrow contract.")
+    claimable = serializers.IntegerField(help_text="Earned and not claimed yet.")
+    leases = LeaseEarningSerializer(many=True)

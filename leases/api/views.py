@@ -19,6 +19,7 @@ from leases.api.serializers import (
     LeaseStatementSerializer,
     LedgerEntrySerializer,
     ManifestSerializer,
+    ProviderEarningsSerializer,
     StatusReportSerializer,
     UsageReportSerializer,
     UsageReportWriteSerializer,
@@ -227,3 +228,14 @@ class AccountStatementView(APIView):
 
 def _csv(rows: list[list], filename: str) -> Response:
     return Response(to_csv(rows), headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+class ProviderEarningsView(APIView):
+    """Your earnings as a provider: accrued, earned, claimed and claimable, and per recent lease.
+    Claim on chain with the escrow contract's ``claim()`` from your linked wallet."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=ProviderEarningsSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(ProviderEarningsSerializer(selectors.provider_earnings(user=request.user)).data)

@@ -283,3 +283,14 @@ def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_
     assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
     assert escrow.reconcile() == []
+
+    # the provider claims from its wallet; the earnings view follows the indexed claim
+    chain.escrow.functions.claim().transact({"from": provider_wallet})
+    index_events(client=chain, confirmations=0)
+    earnings = f.api(provider.user, f.PROVIDER).get("/api/v1/provider/earnings/").json()
+    assert (earnings["earned"], earnings["claimed"], earnings["claimable"]) == (
+        lease.paid_to_provider,
+        lease.paid_to_provider,
+        0,
+    )
+    assert chain.claimable(provider_wallet) == 0 and escrow.reconcile() == []

@@ -105,3 +105,17 @@ def test_a_lease_that_fails_after_settlements_keeps_them_and_refunds_the_rest() 
     )
     assert failed.status == Lease.Status.CLOSED
     assert (failed.paid_to_provider, failed.refunded_to_client) == (600 * 1000, failed.deposit - 600 * 1000)
+
+
+def test_the_provider_sees_accrued_earned_and_claimable() -> None:
+    lease = running(1200)
+    f.usage(lease, seconds=600)
+    services.leases_settle()
+    f.usage(lease, seconds=300, after=600)  # reported since the tick: accrued, not settled yet
+    api = f.api(lease.provider.user, f.PROVIDER)
+    body = api.get("/api/v1/provider/earnings/").json()
+    assert (body["earned"], body["accrued"], body["claimed"], body["claimable"]) == (600_000, 300_000, 0, 600_000)
+    [row] = body["leases"]
+    assert (row["lease"], row["settled"], row["status"]) == (lease.pk, 600_000, "running")
+    assert 900_000 <= row["owed"] <= 1_020_000  # with the tail since the last report
+    assert f.api(lease.client, f.CLIENT).get("/api/v1/provider/earnings/").status_code == 403
