@@ -253,7 +253,7 @@ def provider_earnings(*, user: User, limit: int = 100) -> ProviderEarnings:
 
 def claimed_by(*, addresses: list[str]) -> int:
     """What the escrow contract sent to these provider wallets (indexed ``Claimed`` events)."""
-    wanted = set(addresses)
-    return sum(
-        int(e.args["amount"]) for e in ChainEvent.objects.filter(name="Claimed") if e.args.get("provider") in wanted
-    )
+    if not addresses:
+        return 0
+    claims = ChainEvent.objects.filter(name="Claimed", args__provider__in=addresses).values_list("args", flat=True)
+    return sum(int(args["amount"]) for args in claims)

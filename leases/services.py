@@ -421,8 +421,11 @@ SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING)
 
 
 def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
-    """Book settlements, ``(lease id, amount, key, memo)`` each: escrow → provider earnings, once per
-    key, all in one transaction with bulk writes. Returns how many were booked now."""
+    """Book settlements, ``(lease id, amount, key, memo)`` each, at most one per lease: escrow →
+    provider earnings, once per key, all in one transaction with bulk writes. Returns how many
+    were booked now."""
+    if len({lease_id for lease_id, *_ in payouts}) != len(payouts):
+        raise ValueError("one settlement per lease in a booking")
     wanted = {lease_id: (amount, key, memo) for lease_id, amount, key, memo in payouts if amount > 0}
     if not wanted:
         return 0
@@ -461,18 +464,19 @@ def settlement_mirror(*, lease_id: int, amount: int, key: str, memo: str) -> boo
     return settlements_book([(lease_id, amount, key, memo)]) == 1
 
 
-def settlements_due(*, now: datetime, limit: int) -> dict[int, int]:
-    """Lease id → what its provider has earned in all (for running leases that owe something).
+def settlements_due(*, now: datetime, limit: int) -> dict[int, tuple[int, int]]:
+    """Lease id → (what its provider has earned in all, what was settled so far), for running
+    leases that owe something.
 
     Only reported usage counts here (not the tail since the last report, which the next report may
     show as downtime): a settlement never pays what a later report could take back.
     """
-    due: dict[int, int] = {}
+    due: dict[int, tuple[int, int]] = {}
     leases = selectors.with_usage(Lease.objects.filter(status__in=SETTLING)).order_by("pk")[:limit]
     for lease in leases:
         owed = selectors.lease_owed(lease=lease, until=now, tail=False)
         if owed > lease.settled_amount:
-            due[lease.pk] = owed
+            due[lease.pk] = (owed, lease.settled_amount)
     return due
 
 
@@ -506,19 +510,18 @@ def leases_settle(*, now: datetime | None = None, batch_size: int | None = None,
                     [
                         (
                             lease_id,
-                            due[lease_id] - settled[lease_id],
-                            f"lease:{lease_id}:settle:{due[lease_id]}",
-                            f"Settlement of lease {lease_id} up to {ledger.format_usd(due[lease_id])}",
+                            due[lease_id][0] - settled[lease_id],
+                            f"lease:{lease_id}:settle:{due[lease_id][0]}",
+                            f"Settlement of lease {lease_id} up to {ledger.format_usd(due[lease_id][0])}",
                         )
                         for lease_id in batch
                         if lease_id in settled
                     ]
                 )
         return paid
-    settled = dict(Lease.objects.filter(pk__in=list(due)).values_list("pk", "settled_amount"))
     from leases.escrow import leases_settle_on_chain  # the chain side lives with the other chain code
 
-    return leases_settle_on_chain(due={i: owed - settled[i] for i, owed in due.items()}, batch_size=size)
+    return leases_settle_on_chain(due={i: owed - settled for i, (owed, settled) in due.items()}, batch_size=size)
 
 
 # --- funds running out --------------------------------------------------------------------------

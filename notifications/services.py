@@ -125,15 +125,20 @@ def _envelope(event_id: str, event_type: str, data: dict, now: datetime) -> dict
 
 def webhook_publish(*, user_ids: list[int], event_type: str, data: dict) -> int:
     """Record ``event_type`` for the subscribed endpoints of ``user_ids``; they are sent after commit."""
-    now = timezone.now()
-    event_id = f"evt_{uuid.uuid4().hex}"
     endpoints = [
         e
         for e in WebhookEndpoint.objects.filter(user_id__in=set(user_ids), is_active=True)
         if any(fnmatch.fnmatchcase(event_type, pattern) for pattern in e.events)
     ]
+    return len(_deliveries(endpoints, event_type, data))
+
+
+def _deliveries(endpoints: list[WebhookEndpoint], event_type: str, data: dict) -> list[WebhookDelivery]:
+    """One event for these endpoints: recorded now, sent once the transaction commits."""
     if not endpoints:
-        return 0
+        return []
+    now = timezone.now()
+    event_id = f"evt_{uuid.uuid4().hex}"
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
             endpoint=endpoint,
@@ -146,22 +151,13 @@ def webhook_publish(*, user_ids: list[int], event_type: str, data: dict) -> int:
     )
     ids = [d.pk for d in deliveries]
     transaction.on_commit(lambda: _enqueue(ids))
-    return len(ids)
+    return deliveries
 
 
 def webhook_ping(*, user: User, endpoint_id: int) -> WebhookDelivery:
     """Send a ``webhook.ping`` event to one endpoint, to check the receiver."""
     endpoint = webhook_endpoint_get(user=user, endpoint_id=endpoint_id)
-    now = timezone.now()
-    event_id = f"evt_{uuid.uuid4().hex}"
-    delivery = WebhookDelivery.objects.create(
-        endpoint=endpoint,
-        event_id=event_id,
-        event_type=PING,
-        payload=_envelope(event_id, PING, {"endpoint": endpoint.pk}, now),
-        next_attempt_at=now,
-    )
-    transaction.on_commit(lambda: _enqueue([delivery.pk]))
+    [delivery] = _deliveries([endpoint], PING, {"endpoint": endpoint.pk})
     return delivery
 
 

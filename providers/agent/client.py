@@ -69,14 +69,16 @@ class MarketplaceClient:
             body["gpu_model"] = gpu_model
         return self._call("POST", f"/api/v1/orders/{order_id}/bids/", body)
 
+    def _in_states(self, path: str, statuses: list[str]) -> list[dict]:
+        query = "&".join(f"status={s}" for s in statuses)
+        return self._call("GET", f"{path}?{query}&limit=500")["results"]
+
     def bids(self, statuses: list[str]) -> list[dict]:
         """This provider's bids in these states."""
-        query = "&".join(f"status={s}" for s in statuses)
-        return self._call("GET", f"/api/v1/bids/?{query}&limit=500")["results"]
+        return self._in_states("/api/v1/bids/", statuses)
 
     def leases(self, statuses: list[str]) -> list[dict]:
-        query = "&".join(f"status={s}" for s in statuses)
-        return self._call("GET", f"/api/v1/leases/?{query}&limit=500")["results"]
+        return self._in_states("/api/v1/leases/", statuses)
 
     def manifest(self, lease_id: int) -> dict:
         return self._call("GET", f"/api/v1/leases/{lease_id}/manifest/")

@@ -50,6 +50,7 @@ class DockerRuntime(Runtime):
         self.pull_images = pull_images
 
     def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
+        """The lease's container, freshly inspected, or None (also when it is removed meanwhile)."""
         try:
             return self.client.containers.get(container_name(lease_id))
         except NotFound:
@@ -152,13 +153,9 @@ class DockerRuntime(Runtime):
 
     def status(self, lease_id: int) -> Deployment:
         container = self._container(lease_id)
-        try:
-            if container is not None:
-                container.reload()
-                return self._describe(lease_id, container)
-        except NotFound:  # removed meanwhile
-            pass
-        return Deployment(lease_id=lease_id, state="missing")
+        if container is None:
+            return Deployment(lease_id=lease_id, state="missing")
+        return self._describe(lease_id, container)
 
     def logs(self, lease_id: int, *, tail: int = 200) -> str:
         container = self._container(lease_id)
@@ -168,11 +165,7 @@ class DockerRuntime(Runtime):
 
     def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
         container = self._container(lease_id)
-        try:
-            if container is None:
-                raise NotFound("gone")
-            container.reload()
-        except NotFound:
+        if container is None:
             return Usage(run_seconds=0, restarts=0)
         state = container.attrs["State"]
         started = _parse_time(state.get("StartedAt"))

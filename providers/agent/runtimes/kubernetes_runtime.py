@@ -324,8 +324,7 @@ class KubernetesRuntime(Runtime):
         return sorted(ours, key=lambda p: str(p.metadata.creation_timestamp or ""), reverse=True)
 
     def status(self, lease_id: int) -> Deployment:
-        try:
-            self._call(self.core.read_namespace, self.namespace(lease_id))
+        try:  # 404 when the namespace is gone too
             self._call(self.apps.read_namespaced_deployment, WORKLOAD, self.namespace(lease_id))
         except ApiException as exc:
             if exc.status == 404:
