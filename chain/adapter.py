@@ -82,6 +82,10 @@ class EscrowClient:
         )
         return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")
 
+    def top_up(self, *, lease_id: int, amount: int, reference: str) -> ChainTransaction:
+        """Add to a lease's deposit from its client's free balance, within the operator allowance."""
+        return self._send(self.escrow.functions.top_up(lease_id, amount), kind="top_up", reference=reference)
+
     def settle(self, *, amounts: dict[int, int]) -> ChainTransaction:
         ids = sorted(amounts)
         call = self.escrow.functions.settle(ids, [amounts[i] for i in ids])

@@ -314,6 +314,8 @@ CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
 CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
 # Warn a client when a lease's deposit runs out within this many seconds.
 LOW_FUNDS_WARNING_SECONDS = env.int("LOW_FUNDS_WARNING_SECONDS", default=3600)
+# When a lease's paid time runs out its workload is stopped but kept this long for a top-up.
+LEASE_GRACE_SECONDS = env.int("LEASE_GRACE_SECONDS", default=1800)
 # Email (notifications): the console in development, SMTP (EMAIL_URL) in production.
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 globals().update(EMAIL_CONFIG)

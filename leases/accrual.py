@@ -9,9 +9,10 @@ never beyond the deposit: downtime is not paid, and the client's refund grows by
 from datetime import datetime
 
 
-def elapsed_seconds(*, started_at: datetime, until: datetime, duration_hours: int) -> int:
-    seconds = int((until - started_at).total_seconds())
-    return max(0, min(seconds, duration_hours * 3600))
+def elapsed_seconds(*, started_at: datetime, until: datetime) -> int:
+    """Whole seconds from ``started_at`` to ``until`` (the deposit, not the time, caps what is owed:
+    a top-up extends a lease beyond its ordered duration)."""
+    return max(0, int((until - started_at).total_seconds()))
 
 
 def accrued_amount(*, price_per_hour: int, seconds: int, deposit: int) -> int:

@@ -6,16 +6,22 @@
   client's balance in the ledger. Chain unreachable: the task retries; the lease stays ``funding``.
 - Closing: a ``closing`` lease is closed on chain with the amount the marketplace computed; the
   contract caps it, and the ledger books what the chain actually paid and refunded.
+- Top-ups: the amount is reserved from the client's ledger balance into the lease's escrow
+  account, then sent to the contract's ``top_up``; confirmed, the lease's deposit grows (and a
+  lease waiting in its grace period resumes); refused, the amount goes back to the balance.
 - Deposits and withdrawals the indexer recorded for linked wallets move clients' balances.
 
 Every step is idempotent: a retried task finds the lease already moved on and does nothing.
 """
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from chain.adapter import escrow_client
@@ -24,7 +30,7 @@ from chain.models import ChainEvent, ChainTransaction, Wallet
 from chain.transactions import ChainReverted, ChainUnavailable
 from core.errors import PaymentRequired
 from leases import ledger
-from leases.models import Lease, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
 from leases.selectors import claimed_by
 from leases.services import (
     lease_event,
@@ -33,10 +39,13 @@ from leases.services import (
     reservation_for,
     settlement_mirror,
     settlements_book,
+    top_up_confirm,
+    top_up_fail,
 )
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
+TOP_UP_LOCK_SECONDS = 600  # longer than sending one transaction may take
 
 
 def primary_wallet(user_id: int) -> str | None:
@@ -120,6 +129,46 @@ def _funding_failed(*, lease_id: int, reason: str) -> Lease:
         lease.save(update_fields=["status", "closed_at", "closed_by", "close_reason", "refunded_to_client"])
     logger.warning("lease %s not funded: %s", lease_id, reason)
     return lease
+
+
+def top_up_on_chain(*, top_up_id: int) -> LeaseTopUp:
+    """Send a pending top-up to the escrow (once: a lock and the recorded transaction keep a retried
+    task or the sync from sending it twice), then confirm it or give the amount back."""
+    top_up = LeaseTopUp.objects.get(pk=top_up_id)
+    if top_up.status != LeaseTopUp.Status.PENDING:
+        return top_up
+    lock = f"leases:top-up:{top_up.pk}:sending"
+    if not cache.add(lock, 1, timeout=TOP_UP_LOCK_SECONDS):
+        raise ChainUnavailable(f"top-up {top_up.pk} is being sent by another worker")
+    try:
+        client = escrow_client()
+        reference = f"top-up:{top_up.pk}"
+        record = (
+            ChainTransaction.objects.filter(chain_id=client.chain_id, kind="top_up", reference=reference)
+            .exclude(status=ChainTransaction.Status.REPLACED)
+            .order_by("-id")
+            .first()
+        )
+        if record is None:
+            try:
+                record = client.top_up(lease_id=top_up.lease_id, amount=top_up.amount, reference=reference)
+            except ChainReverted as exc:
+                return top_up_fail(top_up_id=top_up.pk, reason=exc.message)
+        try:
+            receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
+        except TransactionNotFound as exc:
+            raise ChainUnavailable(f"top-up {top_up.pk}: {record.tx_hash} is not mined yet") from exc
+    finally:
+        cache.delete(lock)
+    topped_up = client.escrow.events.LeaseToppedUp().process_receipt(receipt, errors=DISCARD)
+    if receipt["status"] != 1 or not topped_up:
+        return top_up_fail(top_up_id=top_up.pk, reason="the escrow transaction reverted")
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("provider").get(pk=top_up.lease_id)
+        top_up = LeaseTopUp.objects.select_for_update().get(pk=top_up.pk)
+        if top_up.status == LeaseTopUp.Status.PENDING:
+            top_up_confirm(top_up=top_up, lease=lease, tx_hash=record.tx_hash)
+    return top_up
 
 
 def leases_settle_on_chain(*, due: dict[int, int], batch_size: int) -> int:
@@ -240,9 +289,23 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     chain_settlements_apply()
     for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
         lease_fund_on_chain(lease_id=lease_id)
+    stale = timezone.now() - timedelta(seconds=60)  # younger ones are still with their task
+    pending = LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING, created_at__lte=stale)
+    for top_up_id in pending.values_list("pk", flat=True)[:limit]:
+        try:
+            top_up_on_chain(top_up_id=top_up_id)
+        except ChainUnavailable as exc:
+            logger.info("top-up %s still pending: %s", top_up_id, exc)
     for lease_id in Lease.objects.filter(status=Lease.Status.CLOSING).values_list("pk", flat=True)[:limit]:
         lease_close_on_chain(lease_id=lease_id)
     return applied
+
+
+def _pending_top_ups(**filters: object) -> dict[int, int]:
+    """Lease id → the amount of its top-up reserved in the ledger and not yet in the contract."""
+    return dict(
+        LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING, **filters).values_list("lease_id", "amount")
+    )
 
 
 def reconcile() -> list[str]:
@@ -269,11 +332,12 @@ def reconcile() -> list[str]:
         on_chain = sum(client.balance_of(a) for a in addresses)
         reserved = sum(
             Lease.objects.filter(client_id=user_id, status=Lease.Status.FUNDING).values_list("deposit", flat=True)
-        )
+        ) + sum(_pending_top_ups(lease__client_id=user_id).values())
         in_ledger = accounts.get((user_id, LedgerAccount.Kind.CLIENT_BALANCE), 0)
         if in_ledger != on_chain - reserved:
             differences.append(
-                f"user {user_id}: ledger balance {in_ledger}, escrow {on_chain} less {reserved} reserved for funding"
+                f"user {user_id}: ledger balance {in_ledger}, escrow {on_chain} less {reserved} reserved for "
+                "funding and top-ups"
             )
         claimed = claimed_by(addresses=addresses)
         earnings = accounts.get((user_id, LedgerAccount.Kind.PROVIDER_EARNINGS), 0)
@@ -286,11 +350,14 @@ def reconcile() -> list[str]:
         status=Lease.Status.CLOSED,
         open_tx_hash="",  # closed before the escrow ever took it
     )
+    top_ups = _pending_top_ups()
     for lease in on_chain_leases.select_related("escrow_account"):
         on_chain = client.lease(lease.pk)
-        in_ledger = lease.escrow_account.balance
+        in_ledger = lease.escrow_account.balance - top_ups.get(lease.pk, 0)
         if on_chain.balance != in_ledger:
-            differences.append(f"lease {lease.pk}: ledger escrow {in_ledger}, contract {on_chain.balance}")
+            differences.append(
+                f"lease {lease.pk}: ledger escrow {in_ledger} (less pending top-ups), contract {on_chain.balance}"
+            )
         if lease.status == Lease.Status.CLOSED and on_chain.open:
             differences.append(f"lease {lease.pk}: closed in the ledger, open in the contract")
     return differences

@@ -50,6 +50,17 @@ class Lease(models.Model):
         default=0, help_text="Paid to the provider by settlements while it runs (on chain: confirmed)."
     )
     low_funds_warned_at = models.DateTimeField(null=True, blank=True, help_text="When the client was told it runs out.")
+    suspended_at = models.DateTimeField(
+        null=True, blank=True, help_text="While insufficient_funds: when its paid time ran out (accrual stops)."
+    )
+    grace_ends_at = models.DateTimeField(
+        null=True, blank=True, help_text="While insufficient_funds: closed then unless topped up."
+    )
+    resumed_at = models.DateTimeField(null=True, blank=True, help_text="When a top-up last resumed it.")
+    auto_top_up_limit = models.BigIntegerField(
+        default=0, help_text="The most the marketplace may add from the client's balance on its own, in all."
+    )
+    auto_topped_up = models.BigIntegerField(default=0, help_text="What automatic top-ups added so far.")
     paid_to_provider = models.BigIntegerField(default=0)
     refunded_to_client = models.BigIntegerField(default=0)
     endpoints = models.JSONField(default=list, blank=True, help_text='Where to reach the workload: ["host:port"].')
@@ -70,6 +81,9 @@ class Lease(models.Model):
                 condition=Q(status="closed") | Q(closed_at__isnull=True), name="lease_closed_at_only_when_closed"
             ),
             models.CheckConstraint(
+                condition=Q(auto_top_up_limit__gte=0) & Q(auto_topped_up__gte=0), name="lease_auto_top_up_nonnegative"
+            ),
+            models.CheckConstraint(
                 condition=Q(paid_to_provider__gte=0)
                 & Q(refunded_to_client__gte=0)
                 & Q(paid_to_provider__lte=models.F("deposit")),
@@ -80,6 +94,42 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.pk} ({self.status})"
+
+
+class LeaseTopUp(models.Model):
+    """Money a client adds to a running lease's deposit, from its balance.
+
+    With the escrow on chain a top-up is ``pending`` until the contract confirms it; at most one is
+    pending per lease (the database refuses a second), and a lease does not close meanwhile.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (waiting for the escrow on chain)"
+        CONFIRMED = "confirmed", "Confirmed"
+        FAILED = "failed", "Failed (returned to the balance)"
+
+    class Source(models.TextChoices):
+        CLIENT = "client", "The client"
+        AUTO = "auto", "Automatic top-up"
+
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="top_ups")
+    amount = models.BigIntegerField()
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.CLIENT)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="lease_top_up_positive"),
+            models.UniqueConstraint(fields=["lease"], condition=Q(status="pending"), name="lease_top_up_one_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-up {self.pk} of lease {self.lease_id} ({self.status})"
 
 
 class LedgerAccount(models.Model):
@@ -132,6 +182,7 @@ class LedgerTransaction(models.Model):
         DEPOSIT = "deposit", "Deposit"
         WITHDRAWAL = "withdrawal", "Withdrawal"
         LEASE_FUND = "lease_fund", "Lease funded"
+        LEASE_TOP_UP = "lease_top_up", "Lease topped up"
         LEASE_PAYOUT = "lease_payout", "Paid to provider"
         LEASE_REFUND = "lease_refund", "Refunded to client"
 

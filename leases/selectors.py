@@ -54,11 +54,14 @@ def lease_run_seconds(*, lease: Lease, until: datetime, tail: bool = True) -> in
 
 def lease_owed(*, lease: Lease, until: datetime, tail: bool = True) -> int:
     """What the provider has earned by ``until``: see ``leases.accrual``. Without ``tail``, only
-    reported usage counts."""
+    reported usage counts. A lease waiting for a top-up (``insufficient_funds``) earns nothing
+    after its paid time ran out."""
+    if lease.suspended_at is not None:
+        until = min(until, lease.suspended_at)
     return owed_amount(
         price_per_hour=lease.price_per_hour,
         deposit=lease.deposit,
-        elapsed_seconds=elapsed_seconds(started_at=lease.started_at, until=until, duration_hours=lease.duration_hours),
+        elapsed_seconds=elapsed_seconds(started_at=lease.started_at, until=until),
         run_seconds=lease_run_seconds(lease=lease, until=until, tail=tail),
     )
 

@@ -18,10 +18,10 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from chain.models import Wallet
 from core import realtime
 from core.bulk import update_column
-from core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
+from core.errors import Conflict, DomainError, NotAllowed, NotFound, ValidationFailed
 from core.models import User
 from leases import ledger, selectors
-from leases.models import Lease, LedgerAccount, LedgerTransaction, UsageReport
+from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction, UsageReport
 from leases.selectors import lease_owed
 from notifications.services import notify, webhook_publish
 from providers.agent import usage
@@ -44,14 +44,14 @@ def escrow_on_chain() -> bool:
     return settings.ESCROW_BACKEND == "chain"
 
 
-def _enqueue(task_name: str, lease_id: int) -> None:
+def _enqueue(task_name: str, object_id: int) -> None:
     """Queue a chain task after commit; if the broker is down, the periodic sweep retries it."""
     from leases import tasks  # tasks import the chain side, which imports this module
 
     try:
-        getattr(tasks, task_name).delay(lease_id)
+        getattr(tasks, task_name).delay(object_id)
     except (KombuOperationalError, OSError):
-        logger.warning("could not queue %s for lease %s", task_name, lease_id, exc_info=True)
+        logger.warning("could not queue %s for %s", task_name, object_id, exc_info=True)
 
 
 def reservation_for(lease: Lease) -> Reservation:
@@ -111,7 +111,7 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
 def lease_event(lease: Lease, event: str) -> None:
     """A lease changed: the provider's agent hears it over its socket (when it has to act), and the
     webhooks of the client and the provider that subscribed receive it."""
-    if event in ("lease.funded", "lease.closed"):
+    if event in ("lease.funded", "lease.closed", "lease.insufficient_funds", "lease.resumed"):
         realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
     webhook_publish(
         user_ids=[lease.client_id, lease.provider.user_id],
@@ -162,6 +162,11 @@ def _close(
             raise Conflict(
                 f"Lease {lease.pk} is waiting for the escrow to take its deposit; close it once funded.",
                 code="lease_funding",
+            )
+        if LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists():
+            raise Conflict(
+                f"Lease {lease.pk} is being topped up on chain; close it once the top-up is confirmed.",
+                code="lease_topping_up",
             )
         now = now or timezone.now()
         # what closing pays on top of the settlements already made (never taken back: a lease that
@@ -238,24 +243,224 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
     return lease
 
 
-def leases_close_finished(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Close leases whose duration has elapsed (their deposit is fully earned)."""
+# --- top-ups, running out, the grace period -------------------------------------------------------
+TOP_UP_STATUSES = (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.INSUFFICIENT_FUNDS)
+RUNNABLE = (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING)
+
+
+def _has_pending_top_up(lease: Lease) -> bool:
+    return LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists()
+
+
+def lease_top_up(
+    *, user: User, lease_id: int, amount: Any, source: str = LeaseTopUp.Source.CLIENT, now: datetime | None = None
+) -> LeaseTopUp:
+    """Add ``amount`` from the client's balance to its lease's deposit.
+
+    The lease runs ``amount * 3600 // price_per_hour`` seconds longer; a lease waiting in its grace
+    period (``insufficient_funds``) resumes. With the ledger as escrow this happens at once; with
+    the escrow on chain the amount is reserved from the balance and the top-up stays ``pending``
+    until the contract confirms it (or refuses it, and the amount goes back).
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed("The amount is whole micro-dollars.", fields={"amount": ["An integer."]})
+    if amount <= 0 or amount > ledger.MAX_DEPOSIT:
+        raise ValidationFailed(
+            f"A top-up is between 1 and {ledger.MAX_DEPOSIT} micro-dollars.",
+            code="invalid_amount",
+            fields={"amount": [f"Between 1 and {ledger.MAX_DEPOSIT}."]},
+        )
+    lease = Lease.objects.filter(pk=lease_id, client=user).first()
+    if lease is None:
+        raise NotFound("No such lease.")
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease.pk)
+        if lease.status not in TOP_UP_STATUSES:
+            raise Conflict(f"Lease {lease.pk} is {lease.status}: it cannot be topped up.", code="lease_not_active")
+        if _has_pending_top_up(lease):
+            raise Conflict(f"Lease {lease.pk} has a top-up waiting for the escrow.", code="top_up_pending")
+        top_up = LeaseTopUp.objects.create(lease=lease, amount=amount, source=source)
+        ledger.post(
+            key=f"lease:{lease.pk}:top-up:{top_up.pk}",
+            kind=LedgerTransaction.Kind.LEASE_TOP_UP,
+            legs=[
+                (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
+                (LedgerAccount.objects.get(lease=lease), amount),
+            ],
+            lease=lease,
+            memo=f"Top-up of lease {lease.pk}",
+        )
+        if escrow_on_chain():
+            transaction.on_commit(lambda: _enqueue("top_up_lease_on_chain", top_up.pk))
+        else:
+            top_up_confirm(top_up=top_up, lease=lease, now=now)
+    return top_up
+
+
+def top_up_confirm(*, top_up: LeaseTopUp, lease: Lease, now: datetime | None = None, tx_hash: str = "") -> None:
+    """The escrow holds the top-up: extend the lease, and resume it if it was waiting for one.
+    The caller holds the lease's lock."""
+    now = now or timezone.now()
+    top_up.status = LeaseTopUp.Status.CONFIRMED
+    top_up.confirmed_at = now
+    top_up.tx_hash = tx_hash
+    top_up.save(update_fields=["status", "confirmed_at", "tx_hash"])
+    lease.deposit += top_up.amount
+    lease.ends_at = max(lease.ends_at, now) + timedelta(seconds=top_up.amount * 3600 // lease.price_per_hour)
+    if lease.ends_at - now > timedelta(seconds=settings.LOW_FUNDS_WARNING_SECONDS):
+        lease.low_funds_warned_at = None  # warned again when the new deposit runs low
+    if top_up.source == LeaseTopUp.Source.AUTO:
+        lease.auto_topped_up += top_up.amount
+    resumed = lease.status == Lease.Status.INSUFFICIENT_FUNDS
+    if resumed:
+        lease.status = Lease.Status.DEPLOYING
+        lease.resumed_at = now
+        lease.suspended_at = lease.grace_ends_at = None
+        lease.status_reason = "topped up: the provider restarts the workload"
+    lease.save(
+        update_fields=[
+            "deposit",
+            "ends_at",
+            "low_funds_warned_at",
+            "auto_topped_up",
+            "status",
+            "resumed_at",
+            "suspended_at",
+            "grace_ends_at",
+            "status_reason",
+        ]
+    )
+    lease_event(lease, "lease.topped_up")
+    if resumed:
+        lease_event(lease, "lease.resumed")
+
+
+def top_up_fail(*, top_up_id: int, reason: str) -> LeaseTopUp:
+    """The escrow refused a pending top-up: its amount goes back to the client's balance."""
+    with transaction.atomic():
+        lease_id = LeaseTopUp.objects.values_list("lease_id", flat=True).get(pk=top_up_id)
+        lease = Lease.objects.select_for_update().get(pk=lease_id)  # lock order: the lease first
+        top_up = LeaseTopUp.objects.select_for_update().get(pk=top_up_id)
+        if top_up.status != LeaseTopUp.Status.PENDING:
+            return top_up
+        refund_to_client(
+            lease=lease,
+            amount=top_up.amount,
+            key=f"lease:{lease.pk}:top-up:{top_up.pk}:returned",
+            memo="top-up refused",
+        )
+        top_up.status = LeaseTopUp.Status.FAILED
+        top_up.failure_reason = reason[:200]
+        top_up.save(update_fields=["status", "failure_reason"])
+    logger.warning("top-up %s of lease %s failed: %s", top_up.pk, top_up.lease_id, reason)
+    return top_up
+
+
+def lease_auto_top_up_set(*, user: User, lease_id: int, limit: Any) -> Lease:
+    """Let the marketplace top the lease up from the client's balance, up to ``limit`` in all."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= ledger.MAX_DEPOSIT:
+        raise ValidationFailed(
+            "The limit is whole micro-dollars, 0 (off) or more.",
+            code="invalid_amount",
+            fields={"auto_top_up_limit": [f"Between 0 and {ledger.MAX_DEPOSIT}."]},
+        )
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().filter(pk=lease_id, client=user).first()
+        if lease is None:
+            raise NotFound("No such lease.")
+        if lease.status not in (*TOP_UP_STATUSES, Lease.Status.FUNDING):
+            raise Conflict(f"Lease {lease.pk} is {lease.status}.", code="lease_not_active")
+        lease.auto_top_up_limit = limit
+        lease.save(update_fields=["auto_top_up_limit"])
+    return lease
+
+
+def _auto_top_up(lease: Lease, *, now: datetime) -> bool:
+    """Top the lease up from its client's balance when it allowed that: by the deposit of its
+    ordered duration, within what is left of its limit and its balance. True when it did."""
+    allowed = min(lease.auto_top_up_limit - lease.auto_topped_up, lease.price_per_hour * lease.duration_hours)
+    balance = ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE).balance
+    amount = min(allowed, balance)
+    if amount <= 0 or _has_pending_top_up(lease):
+        return False
+    try:
+        lease_top_up(user=lease.client, lease_id=lease.pk, amount=amount, source=LeaseTopUp.Source.AUTO, now=now)
+    except DomainError as exc:  # the balance moved meanwhile: warn or suspend as without it
+        logger.info("auto top-up of lease %s not made: %s", lease.pk, exc)
+        return False
+    return True
+
+
+def leases_suspend_exhausted(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Leases whose paid time ran out go ``insufficient_funds``: accrual stops, the provider's agent
+    stops the workload but keeps it, and the client has ``LEASE_GRACE_SECONDS`` to top up (tried
+    first automatically, when the client allowed it)."""
     now = now or timezone.now()
     due = list(
-        Lease.objects.filter(status__in=ACTIVE_STATUSES, ends_at__lte=now)
-        .exclude(status=Lease.Status.FUNDING)
+        Lease.objects.filter(status__in=RUNNABLE, ends_at__lte=now)
+        .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
         .order_by("ends_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    suspended = 0
+    for lease_id in due:
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().select_related("client", "provider").get(pk=lease_id)
+            if lease.status not in RUNNABLE or lease.ends_at > now or _has_pending_top_up(lease):
+                continue
+            if lease.auto_top_up_limit > lease.auto_topped_up and _auto_top_up(lease, now=now):
+                continue
+            grace_ends = now + timedelta(seconds=settings.LEASE_GRACE_SECONDS)
+            lease.status = Lease.Status.INSUFFICIENT_FUNDS
+            lease.suspended_at = lease.ends_at
+            lease.grace_ends_at = grace_ends
+            lease.status_reason = (
+                f"its paid time ran out: the workload is stopped and kept until {grace_ends:%Y-%m-%d %H:%M} UTC; "
+                "top up to resume it"
+            )
+            lease.save(update_fields=["status", "suspended_at", "grace_ends_at", "status_reason"])
+            lease_event(lease, "lease.insufficient_funds")
+            notify(
+                user=lease.client,
+                kind="lease.insufficient_funds",
+                title=f"Lease {lease.pk} ran out of funds: its workload is stopped",
+                body=(
+                    f"The deposit of lease {lease.pk} is used up. Its workload is stopped but kept until "
+                    f"{grace_ends:%Y-%m-%d %H:%M} UTC: top the lease up before then to resume it where it "
+                    "stopped. After that the lease closes and the workload is removed."
+                ),
+                data={"object": "lease", "id": lease.pk, "grace_ends_at": grace_ends.isoformat()},
+                webhook=False,  # the lease.insufficient_funds event went out above
+            )
+            suspended += 1
+    return suspended
+
+
+def leases_close_finished(*, now: datetime | None = None, limit: int = 500) -> int:
+    """The lease sweep: suspend leases whose paid time ran out, and close those whose grace period
+    ended without a top-up. Returns how many were closed."""
+    now = now or timezone.now()
+    leases_suspend_exhausted(now=now, limit=limit)
+    due = list(
+        Lease.objects.filter(status=Lease.Status.INSUFFICIENT_FUNDS, grace_ends_at__lte=now)
+        .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
+        .order_by("grace_ends_at")
         .values_list("pk", flat=True)[:limit]
     )
     closed = 0
     for lease_id in due:
         try:
-            _close(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason="the lease's duration ended", now=now)
+            _close(
+                lease_id=lease_id,
+                closed_by=Lease.ClosedBy.SYSTEM,
+                reason="its funds ran out and it was not topped up within the grace period",
+                now=now,
+            )
             closed += 1
         except Conflict:
-            continue  # closed meanwhile by its client or provider
+            continue  # closed meanwhile by its client or provider, or a top-up is on its way
     if closed:
-        logger.info("closed %d finished leases", closed)
+        logger.info("closed %d leases after their grace period", closed)
     return closed
 
 
@@ -321,7 +526,13 @@ def lease_report_status(
     return lease
 
 
-USAGE_STATUSES = (Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.CLOSING, Lease.Status.CLOSED)
+USAGE_STATUSES = (
+    Lease.Status.DEPLOYING,
+    Lease.Status.RUNNING,
+    Lease.Status.INSUFFICIENT_FUNDS,
+    Lease.Status.CLOSING,
+    Lease.Status.CLOSED,
+)
 
 
 def usage_report_accept(
@@ -417,7 +628,7 @@ def usage_report_accept(
 
 
 # --- settlement -----------------------------------------------------------------------------
-SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING)
+SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.INSUFFICIENT_FUNDS)
 
 
 def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
@@ -540,8 +751,10 @@ def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> 
     for lease_id in list(due):
         with transaction.atomic():
             lease = Lease.objects.select_for_update().select_related("client").get(pk=lease_id)
-            if lease.low_funds_warned_at is not None:
+            if lease.low_funds_warned_at is not None or _has_pending_top_up(lease):
                 continue
+            if lease.auto_top_up_limit > lease.auto_topped_up and _auto_top_up(lease, now=now):
+                continue  # extended (or on its way, on chain): nothing to warn about
             minutes = max(1, int((lease.ends_at - now).total_seconds()) // 60)
             notify(
                 user=lease.client,
@@ -549,7 +762,9 @@ def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> 
                 title=f"Lease {lease.pk} runs out of funds in {minutes} minutes",
                 body=(
                     f"The deposit of lease {lease.pk} covers it until {lease.ends_at:%Y-%m-%d %H:%M} UTC, "
-                    f"{minutes} minutes from now. When it runs out the lease closes and its workload stops."
+                    f"{minutes} minutes from now. Top it up to keep it running. When it runs out its workload "
+                    f"is stopped but kept for {settings.LEASE_GRACE_SECONDS // 60} minutes for a top-up; then "
+                    "the lease closes."
                 ),
                 data={
                     "object": "lease",

@@ -50,6 +50,14 @@ def close_lease_on_chain(lease_id: int) -> None:
     escrow.lease_close_on_chain(lease_id=lease_id)
 
 
+@shared_task(name="leases.tasks.top_up_lease_on_chain", **CHAIN_TASK)
+def top_up_lease_on_chain(top_up_id: int) -> None:
+    """Send a pending lease top-up to the escrow contract and book the outcome."""
+    from leases import escrow
+
+    escrow.top_up_on_chain(top_up_id=top_up_id)
+
+
 @shared_task(name="leases.tasks.sync_chain", ignore_result=True, soft_time_limit=100, time_limit=120)
 def sync_chain() -> int:
     """Periodic: index the escrow's events, apply deposits and withdrawals, and retry leases

@@ -35,6 +35,9 @@ EVENT_TYPES = (
     "order.expired",
     "lease.funded",
     "lease.running",
+    "lease.topped_up",
+    "lease.insufficient_funds",
+    "lease.resumed",
     "lease.closed",
     "balance.low",
 )
@@ -237,13 +240,13 @@ def webhooks_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
 
 
 # --- in-app notifications and email -------------------------------------------------------------
-def notify(*, user: User, kind: str, title: str, body: str, data: dict) -> Notification:
+def notify(*, user: User, kind: str, title: str, body: str, data: dict, webhook: bool = True) -> Notification:
     """Tell a user: in the app, by email (after commit, when the user has an address), and to the
-    webhooks subscribed to ``kind``."""
+    webhooks subscribed to ``kind`` (unless the caller publishes the event itself)."""
     notification = Notification.objects.create(user=user, kind=kind, title=title[:200], body=body, data=data)
     if user.email:
         transaction.on_commit(lambda: _email(user.email, title, body))
-    if kind in EVENT_TYPES:
+    if webhook and kind in EVENT_TYPES:
         webhook_publish(user_ids=[user.pk], event_type=kind, data=data)
     return notification
 

@@ -59,3 +59,38 @@ def anvil():  # type: ignore[no-untyped-def]
     node = Anvil(binary)
     yield node
     node.stop()
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def chain(request, settings):  # type: ignore[no-untyped-def]
+    """The escrow on the in-process EVM, or on a real Anvil node through the RPC backend."""
+    from chain import adapter
+
+    settings.ESCROW_BACKEND = "chain"
+    if request.param == "embedded":
+        settings.CHAIN_BACKEND = "embedded"
+        adapter._embedded.clear()  # a fresh in-process chain for each test
+        yield adapter.escrow_client()
+        adapter._embedded.clear()
+        return
+    yield on_anvil(settings, request.getfixturevalue("anvil"))
+
+
+def on_anvil(settings, node):  # type: ignore[no-untyped-def]
+    """Point the RPC backend at an Anvil node and deploy the contracts there."""
+    from chain import adapter
+
+    owner, operator, verifier = node.accounts[:3]
+    settings.CHAIN_BACKEND = "rpc"
+    settings.CHAIN_RPC_URL = node.url
+    settings.CHAIN_OPERATOR_KEY = operator.key.hex()
+    settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
+    adapter.deploy_contracts(
+        w3=node.web3(),
+        owner=owner,
+        operator=operator.address,
+        verifier=verifier.address,
+        token_address=None,
+        unstake_delay=60,
+    )
+    return adapter.escrow_client()

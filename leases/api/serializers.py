@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from leases.models import Lease, LedgerEntry, UsageReport
+from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
@@ -44,6 +44,11 @@ class LeaseSerializer(serializers.ModelSerializer):
             "refunded_to_client",
             "endpoints",
             "status_reason",
+            "suspended_at",
+            "grace_ends_at",
+            "resumed_at",
+            "auto_top_up_limit",
+            "auto_topped_up",
             "open_tx_hash",
             "close_tx_hash",
         ]
@@ -58,6 +63,35 @@ class LeaseSerializer(serializers.ModelSerializer):
         if obj.status == Lease.Status.CLOSED:
             return 0
         return obj.deposit - lease_accrued_now(obj)
+
+
+class LeaseUpdateSerializer(serializers.Serializer):
+    auto_top_up_limit = serializers.IntegerField(
+        help_text="The most the marketplace may add from your balance on its own, in all (0: never). When the "
+        "lease runs low it adds the deposit of the ordered duration, within this and your balance."
+    )
+
+
+class LeaseTopUpSerializer(serializers.ModelSerializer):
+    lease = serializers.IntegerField(source="lease_id", read_only=True)
+
+    class Meta:
+        model = LeaseTopUp
+        fields = [
+            "id",
+            "lease",
+            "amount",
+            "source",
+            "status",
+            "failure_reason",
+            "tx_hash",
+            "created_at",
+            "confirmed_at",
+        ]
+
+
+class LeaseTopUpWriteSerializer(serializers.Serializer):
+    amount = serializers.IntegerField(help_text="Micro-dollars from your balance; the lease runs amount/price longer.")
 
 
 class LeaseCloseSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ urlpatterns = [
     path("leases/<int:pk>/close/", views.LeaseCloseView.as_view(), name="lease-close"),
     path("leases/<int:pk>/manifest/", views.LeaseManifestView.as_view(), name="lease-manifest"),
     path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
+    path("leases/<int:pk>/top-ups/", views.LeaseTopUpView.as_view(), name="lease-top-ups"),
     path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),
     path("leases/<int:pk>/statement/", views.LeaseStatementView.as_view(), name="lease-statement"),
     path("account/statements/<str:month>/", views.AccountStatementView.as_view(), name="account-statement"),

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.idempotency import idempotent
 from core.api.renderers import CSVRenderer, to_csv
 from core.errors import ValidationFailed
 from core.permissions import acting_roles, reading_roles
@@ -17,6 +18,9 @@ from leases.api.serializers import (
     LeaseCloseSerializer,
     LeaseSerializer,
     LeaseStatementSerializer,
+    LeaseTopUpSerializer,
+    LeaseTopUpWriteSerializer,
+    LeaseUpdateSerializer,
     LedgerEntrySerializer,
     ManifestSerializer,
     ProviderEarningsSerializer,
@@ -24,7 +28,7 @@ from leases.api.serializers import (
     UsageReportSerializer,
     UsageReportWriteSerializer,
 )
-from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction, UsageReport
+from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerEntry, LedgerTransaction, UsageReport
 
 
 class LeaseFilter(filters.FilterSet):
@@ -47,11 +51,48 @@ class LeaseListView(generics.ListAPIView):
 
 
 class LeaseDetailView(generics.RetrieveAPIView):
+    """A lease; its client may change its automatic top-up limit (PATCH)."""
+
     serializer_class = LeaseSerializer
     filter_backends: list = []
+    required_role = {"PATCH": "client"}
 
     def get_queryset(self) -> QuerySet[Lease]:
         return selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+
+    @extend_schema(request=LeaseUpdateSerializer, responses=LeaseSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        payload = LeaseUpdateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.lease_auto_top_up_set(
+            user=request.user, lease_id=pk, limit=payload.validated_data["auto_top_up_limit"]
+        )
+        return Response(LeaseSerializer(self.get_queryset().get(pk=pk)).data)
+
+
+class LeaseTopUpView(generics.ListAPIView):
+    """Top-ups of a lease: its client adds to the deposit from its balance (POST; the lease runs
+    longer, and one waiting in its grace period resumes); client and provider read them."""
+
+    required_role = {"POST": "client"}
+    serializer_class = LeaseTopUpSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[LeaseTopUp]:
+        visible = selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+        lease = generics.get_object_or_404(visible, pk=self.kwargs["pk"])
+        return LeaseTopUp.objects.filter(lease=lease).order_by("-created_at", "-id")
+
+    @extend_schema(request=LeaseTopUpWriteSerializer, responses={201: LeaseTopUpSerializer, 202: LeaseTopUpSerializer})
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        payload = LeaseTopUpWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        top_up = services.lease_top_up(user=request.user, lease_id=pk, amount=payload.validated_data["amount"])
+        pending = top_up.status == LeaseTopUp.Status.PENDING
+        return Response(
+            LeaseTopUpSerializer(top_up).data, status=status.HTTP_202_ACCEPTED if pending else status.HTTP_201_CREATED
+        )
 
 
 class LeaseCloseView(APIView):

@@ -3,7 +3,9 @@
 Each pass, for every active lease: deploy it when the runtime has nothing for it (reporting
 ``deploying``), report ``running`` with its endpoints once the runtime says it runs, and
 ``failed`` with the runtime's reason when it cannot run (or did not start in time); meter what
-running leases use. Then, for whatever the runtime still runs for a lease that is no longer
+running leases use. A lease out of funds (``insufficient_funds``) has its workload stopped but
+kept; a top-up makes it ``deploying`` again with ``resumed_at`` set, and the workload is started
+as it was. Then, for whatever the runtime still runs for a lease that is no longer
 active: the final usage report, then teardown. A lease the marketplace says is running but the
 runtime lost is drift: it is redeployed and logged. Restarting the agent changes nothing: the
 runtime's labels say what it owns, and the meters live on disk. When the runtime itself does not
@@ -21,7 +23,9 @@ from providers.agent.reporting import UsageMeter
 from providers.agent.runtimes.base import LeaseManifest, Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
-ACTIVE = ["funded", "deploying", "running"]
+ACTIVE = ["funded", "deploying", "running", "insufficient_funds"]
+SUSPENDED = "insufficient_funds"
+RUNNING_STATES = ("running", "starting", "restarting")
 DRIFT_REASON = "the workload disappeared from the provider's runtime; redeploying it"
 
 
@@ -33,6 +37,8 @@ class PassSummary:
     failed: list[int] = field(default_factory=list)
     torn_down: list[int] = field(default_factory=list)
     drift: list[int] = field(default_factory=list)  # running on the marketplace, missing here
+    suspended: list[int] = field(default_factory=list)  # out of funds: stopped, kept
+    resumed: list[int] = field(default_factory=list)  # topped up: started again
     reports: int = 0
 
 
@@ -65,6 +71,21 @@ def _converge(
 ) -> None:
     lease_id, status = int(lease["id"]), lease["status"]
     current = runtime.status(lease_id)
+    if status == SUSPENDED:  # out of funds: stop it, keep it, and wait for a top-up or the close
+        if current.state in RUNNING_STATES:
+            runtime.suspend(lease_id)
+            summary.suspended.append(lease_id)
+            logger.info("suspended: the lease ran out of funds", extra={"fields": {"lease": lease_id}})
+        return
+    resumed_at = _timestamp(lease["resumed_at"]) if lease.get("resumed_at") else None
+    if (
+        resumed_at is not None
+        and status != "running"
+        and current.state in ("stopped", "exited")
+        and (current.finished_at is None or current.finished_at <= resumed_at)
+    ):  # topped up: start what was stopped (once: a workload that exits after this is just exited)
+        current = runtime.resume(lease_id)
+        summary.resumed.append(lease_id)
     if current.state == "missing":
         if status == "running":  # drift: tell the client, then bring it back
             summary.drift.append(lease_id)
@@ -94,7 +115,7 @@ def _converge(
         reason = f"the workload exited{code}; close the lease to stop paying for it"
         if lease.get("status_reason") != reason:
             client.report_status(lease_id, "running", endpoints=list(lease.get("endpoints") or []), reason=reason)
-    elif status != "running" and now - _timestamp(lease["started_at"]) > deploy_timeout:
+    elif status != "running" and now - max(_timestamp(lease["started_at"]), resumed_at or 0) > deploy_timeout:
         raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
 
 
@@ -127,10 +148,18 @@ def reconcile_leases(
             # a garbled answer or a transient error: never crash, try again next pass
             logger.warning("lease pass failed", extra={"fields": {"lease": lease_id, "error": str(exc)}})
             continue
-        if meter is not None and lease_id in summary.running:
+        if meter is None:
+            continue
+        # a suspended lease goes on reporting: what ran until it stopped, then the stopped time as not running
+        suspended = lease["status"] == SUSPENDED and lease_id in meter.known()
+        if lease_id in summary.running:
             meter.start(lease)
-            if meter.due(lease_id, now) and meter.record(lease_id, end=int(now)):
-                summary.reports += 1
+        if (
+            (suspended or lease_id in summary.running)
+            and meter.due(lease_id, now)
+            and meter.record(lease_id, end=int(now))
+        ):
+            summary.reports += 1
     owned = set(runtime.owned())
     metered = set(meter.known()) if meter is not None else set()
     for lease_id in sorted((owned | metered) - set(active)):

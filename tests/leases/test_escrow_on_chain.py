@@ -2,7 +2,6 @@
 deposit from a wallet → ledger balance → accept → funded on chain → close → paid and refunded
 by the chain, with the ledger equal to the chain's balances."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,42 +12,12 @@ from chain.evm import eth_tester_of
 from chain.indexer import index_events
 from chain.models import Wallet
 from leases import escrow, services, tasks
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease, LeaseTopUp, LedgerAccount
 from tests import factories as f
+from tests.conftest import on_anvil
 from tests.factories import USD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(params=["embedded", "anvil"])
-def chain(request, settings) -> Iterator[chain_adapter.EscrowClient]:  # type: ignore[no-untyped-def]
-    """The escrow on the in-process EVM, or on a real Anvil node through the RPC backend."""
-    settings.ESCROW_BACKEND = "chain"
-    if request.param == "embedded":
-        settings.CHAIN_BACKEND = "embedded"
-        chain_adapter._embedded.clear()  # a fresh in-process chain for each test
-        yield chain_adapter.escrow_client()
-        chain_adapter._embedded.clear()
-        return
-    yield on_anvil(settings, request.getfixturevalue("anvil"))
-
-
-def on_anvil(settings, node) -> chain_adapter.EscrowClient:  # type: ignore[no-untyped-def]
-    """Point the RPC backend at an Anvil node and deploy the contracts there."""
-    owner, operator, verifier = node.accounts[:3]
-    settings.CHAIN_BACKEND = "rpc"
-    settings.CHAIN_RPC_URL = node.url
-    settings.CHAIN_OPERATOR_KEY = operator.key.hex()
-    settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
-    chain_adapter.deploy_contracts(
-        w3=node.web3(),
-        owner=owner,
-        operator=operator.address,
-        verifier=verifier.address,
-        token_address=None,
-        unstake_delay=60,
-    )
-    return chain_adapter.escrow_client()
 
 
 def advance(client: chain_adapter.EscrowClient, seconds: int) -> None:
@@ -249,13 +218,7 @@ def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings
 
 
 def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
-    client_user, provider = setup_parties(chain, allow=100 * USD)
-    order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
-    bid = f.bid(provider, order, 3_600_000)
-    with django_capture_on_commit_callbacks(execute=True):
-        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
-    lease = Lease.objects.get()
-    assert lease.status == Lease.Status.FUNDED
+    client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
     advance(chain, 1200)
     Lease.objects.filter(pk=lease.pk).update(
         started_at=timezone.now() - timedelta(seconds=1200), status=Lease.Status.RUNNING
@@ -294,3 +257,64 @@ def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_
         0,
     )
     assert chain.claimable(provider_wallet) == 0 and escrow.reconcile() == []
+
+
+def funded_lease(chain, django_capture_on_commit_callbacks, *, allow: int):  # type: ignore[no-untyped-def]
+    client_user, provider = setup_parties(chain, allow=allow)
+    order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
+    bid = f.bid(provider, order, 3_600_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    lease = Lease.objects.get()
+    assert lease.status == Lease.Status.FUNDED
+    return client_user, provider, lease
+
+
+def test_a_top_up_reaches_the_escrow_and_resumes_a_lease_out_of_funds(
+    chain, django_capture_on_commit_callbacks, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.RUNNING, ends_at=timezone.now())
+    services.leases_close_finished()
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.INSUFFICIENT_FUNDS
+    api = f.api(client_user, f.CLIENT)
+    queued: list[tuple[str, int]] = []
+    monkeypatch.setattr(services, "_enqueue", lambda task, object_id: queued.append((task, object_id)))
+    pending = api.post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": 2 * USD}, format="json")
+    assert pending.status_code == 202 and pending.json()["status"] == "pending"
+    # reserved in the ledger, not yet in the contract: the books still reconcile, and nothing closes meanwhile
+    assert escrow.reconcile() == []
+    closing = api.post(f"/api/v1/leases/{lease.pk}/close/")
+    assert closing.status_code == 409 and closing.json()["error"]["code"] == "lease_topping_up"
+    again = api.post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": USD}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "top_up_pending"
+    assert services.leases_close_finished(now=timezone.now() + timedelta(hours=1)) == 0  # grace over, top-up on its way
+    top_up = LeaseTopUp.objects.get()
+    assert queued == [("top_up_lease_on_chain", top_up.pk)]
+    tasks.top_up_lease_on_chain(top_up.pk)  # the worker picks it up
+    top_up.refresh_from_db()
+    lease.refresh_from_db()
+    assert top_up.status == LeaseTopUp.Status.CONFIRMED and top_up.tx_hash.startswith("0x")
+    assert lease.status == Lease.Status.DEPLOYING and lease.deposit == 9_200_000
+    assert chain.lease(lease.pk).balance == lease.deposit == LedgerAccount.objects.get(lease=lease).balance
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
+    tasks.top_up_lease_on_chain(top_up.pk)  # a retried task sends nothing twice
+    assert chain.lease(lease.pk).balance == lease.deposit
+    assert escrow.reconcile() == []
+
+
+def test_a_top_up_the_escrow_refuses_goes_back_to_the_balance(chain, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    # the client let the operator lock only the first deposit: the contract refuses the top-up
+    client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=7_200_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = f.api(client_user, f.CLIENT).post(
+            f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": USD}, format="json"
+        )
+    assert response.status_code == 202
+    top_up = LeaseTopUp.objects.get()
+    assert top_up.status == LeaseTopUp.Status.FAILED and "allowance" in top_up.failure_reason
+    lease.refresh_from_db()
+    assert lease.deposit == 7_200_000 == chain.lease(lease.pk).balance == LedgerAccount.objects.get(lease=lease).balance
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - 7_200_000
+    assert escrow.reconcile() == []

@@ -102,12 +102,19 @@ def test_other_tenants_cannot_see_or_close_a_lease() -> None:
     assert f.api(p.user, f.PROVIDER).get(f"/api/v1/leases/{lease.pk}/").status_code == 200
 
 
-def test_a_finished_lease_is_closed_with_the_whole_deposit_paid() -> None:
+def test_a_lease_whose_time_ran_out_waits_out_its_grace_then_closes_with_the_whole_deposit_paid() -> None:
     client, _p, lease = awarded(price=2 * USD, hours=1)
     started_ago(lease, 3700)
     lease.refresh_from_db()
     f.usage(lease, seconds=3600)
-    assert tasks.close_finished_leases() == 1
+    assert tasks.close_finished_leases() == 0  # not closed yet: stopped, and kept for a top-up
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.INSUFFICIENT_FUNDS
+    assert lease.suspended_at == lease.ends_at
+    assert lease.grace_ends_at is not None
+    assert 1790 <= (lease.grace_ends_at - timezone.now()).total_seconds() <= 1800
+    assert services.leases_close_finished(now=lease.grace_ends_at - timedelta(seconds=1)) == 0
+    assert services.leases_close_finished(now=lease.grace_ends_at) == 1
     lease.refresh_from_db()
     assert (lease.status, lease.closed_by) == (Lease.Status.CLOSED, Lease.ClosedBy.SYSTEM)
     assert (lease.paid_to_provider, lease.refunded_to_client) == (2 * USD, 0)

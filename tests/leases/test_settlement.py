@@ -4,6 +4,7 @@ run, and closing pays the rest; the books stay exact (every test ends with them 
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from core.errors import Conflict
@@ -72,7 +73,9 @@ def test_a_lease_settled_to_its_deposit_closes_with_nothing_left() -> None:
     services.leases_settle(now=timezone.now() - timedelta(seconds=1))
     lease.refresh_from_db()
     assert lease.settled_amount == lease.deposit
-    assert tasks.close_finished_leases() == 1
+    assert tasks.close_finished_leases() == 0  # out of funds: its grace period starts
+    grace_over = timezone.now() + timedelta(seconds=settings.LEASE_GRACE_SECONDS + 1)
+    assert services.leases_close_finished(now=grace_over) == 1
     lease.refresh_from_db()
     assert (lease.paid_to_provider, lease.refunded_to_client) == (lease.deposit, 0)
 

@@ -38,11 +38,13 @@ class LeaseManifest:
 @dataclass
 class Deployment:
     lease_id: int
-    state: str  # "running", "starting", "exited", "failed" (cannot start), "missing"
+    # "running", "starting", "exited", "stopped" (suspended, kept), "failed" (cannot start), "missing"
+    state: str
     endpoints: list[str] = field(default_factory=list)
     restarts: int = 0
     exit_code: int | None = None
     error: str = ""
+    finished_at: float | None = None  # when it last stopped running (Unix seconds), where known
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class Runtime(ABC):
     @abstractmethod
     def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
         """What the workload ran between ``start`` and ``end`` (Unix seconds), for usage reports."""
+
+    @abstractmethod
+    def suspend(self, lease_id: int) -> None:
+        """Stop the workload but keep it (its container, or its namespace and volumes) for a resume."""
+
+    @abstractmethod
+    def resume(self, lease_id: int) -> Deployment:
+        """Start a suspended workload again, as it was."""
 
     @abstractmethod
     def teardown(self, lease_id: int) -> None: ...

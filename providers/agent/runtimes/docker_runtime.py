@@ -27,6 +27,8 @@ from providers.agent.runtimes.base import (
     run_overlap,
 )
 
+STOP_TIMEOUT_SECONDS = 10  # SIGTERM, then SIGKILL after this long, as `docker stop`
+
 
 def container_name(lease_id: int) -> str:
     return f"gpumarket-lease-{lease_id}"
@@ -142,6 +144,7 @@ class DockerRuntime(Runtime):
         for bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).values():
             for binding in bindings or []:
                 endpoints.append(f"{binding['HostIp']}:{binding['HostPort']}")
+        finished = _parse_time(state.get("FinishedAt"))
         return Deployment(
             lease_id=lease_id,
             state="running" if state.get("Running") else state.get("Status", "unknown"),
@@ -149,6 +152,7 @@ class DockerRuntime(Runtime):
             restarts=container.attrs.get("RestartCount", 0),
             exit_code=None if state.get("Running") else state.get("ExitCode"),
             error=state.get("Error", ""),
+            finished_at=None if state.get("Running") or finished is None else finished.timestamp(),
         )
 
     def status(self, lease_id: int) -> Deployment:
@@ -177,6 +181,28 @@ class DockerRuntime(Runtime):
                 started=started.timestamp(), finished=finished.timestamp() if finished else None, start=start, end=end
             )
         return Usage(run_seconds=run_seconds, restarts=int(container.attrs.get("RestartCount", 0)))
+
+    def suspend(self, lease_id: int) -> None:
+        """``docker stop``: the container, its writable layer and volumes stay for a resume."""
+        container = self._container(lease_id)
+        if container is None:
+            return
+        try:
+            container.stop(timeout=STOP_TIMEOUT_SECONDS)
+        except NotFound:
+            return
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not stop the container: {exc}") from exc
+
+    def resume(self, lease_id: int) -> Deployment:
+        container = self._container(lease_id)
+        if container is None:
+            return Deployment(lease_id=lease_id, state="missing")
+        try:
+            container.start()
+        except APIError as exc:
+            raise RuntimeError_(f"the container could not start again: {exc.explanation or exc}") from exc
+        return self.status(lease_id)
 
     def teardown(self, lease_id: int) -> None:
         self._remove_quietly(lease_id)

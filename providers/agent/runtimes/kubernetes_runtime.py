@@ -325,11 +325,13 @@ class KubernetesRuntime(Runtime):
 
     def status(self, lease_id: int) -> Deployment:
         try:  # 404 when the namespace is gone too
-            self._call(self.apps.read_namespaced_deployment, WORKLOAD, self.namespace(lease_id))
+            deployment = self._call(self.apps.read_namespaced_deployment, WORKLOAD, self.namespace(lease_id))
         except ApiException as exc:
             if exc.status == 404:
                 return Deployment(lease_id=lease_id, state="missing")
             raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
+        if deployment.spec is not None and deployment.spec.replicas == 0:
+            return Deployment(lease_id=lease_id, state="stopped")
         pods = self._pods(lease_id)
         if not pods:
             return Deployment(lease_id=lease_id, state="starting")
@@ -404,6 +406,27 @@ class KubernetesRuntime(Runtime):
                     continue
                 run_seconds = max(run_seconds, run_overlap(started=started, finished=finished, start=start, end=end))
         return Usage(run_seconds=run_seconds, restarts=restarts)
+
+    def _scale(self, lease_id: int, replicas: int) -> None:
+        try:
+            self._call(
+                self.apps.patch_namespaced_deployment,
+                WORKLOAD,
+                self.namespace(lease_id),
+                {"spec": {"replicas": replicas}},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise RuntimeUnavailable(f"Kubernetes: {exc.reason} ({exc.status})") from exc
+
+    def suspend(self, lease_id: int) -> None:
+        """Scale the workload to zero: the namespace, its volumes and the Service stay for a resume."""
+        self._scale(lease_id, 0)
+
+    def resume(self, lease_id: int) -> Deployment:
+        self._scale(lease_id, 1)
+        return self.status(lease_id)
 
     def teardown(self, lease_id: int) -> None:
         try:

@@ -86,3 +86,25 @@ def test_gpus_the_host_does_not_have_are_a_clear_failure(engine) -> None:  # typ
     with pytest.raises(RuntimeError_, match="could not start"):
         with_gpus.deploy(manifest(900_004))
     assert with_gpus.status(900_004).state == "missing"  # nothing left behind
+
+
+def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(runtime: DockerRuntime) -> None:
+    script = "date +%s >> /starts; trap 'exit 0' TERM; sleep 600 & wait"
+    assert runtime.deploy(manifest(900_005, args=[script])).state == "running"
+    time.sleep(1.1)
+    runtime.suspend(900_005)
+    stopped = runtime.status(900_005)
+    assert stopped.state == "exited" and stopped.finished_at is not None
+    assert 900_005 in runtime.owned()  # kept, with its filesystem
+    later = int(time.time()) + 2
+    time.sleep(2.1)
+    assert runtime.usage(900_005, start=later, end=later + 1).run_seconds == 0  # stopped time is not running
+    resumed = runtime.resume(900_005)
+    assert resumed.state == "running"
+    starts = runtime.client.containers.get(container_name(900_005)).exec_run(["cat", "/starts"]).output
+    assert len(starts.decode().split()) == 2  # the same container, started twice
+    runtime.suspend(900_005)
+    runtime.suspend(900_005)  # twice is harmless
+    runtime.teardown(900_005)
+    runtime.suspend(900_005)  # and so is a container that is gone
+    assert runtime.resume(900_005).state == "missing"

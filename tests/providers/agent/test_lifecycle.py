@@ -221,3 +221,51 @@ def test_a_malformed_manifest_fails_the_lease_with_a_reason(cluster: Cluster) ->
     assert path == "/api/v1/leases/5/status/" and body["status"] == "failed"
     assert body["reason"].startswith("the lease's manifest is malformed")
     assert cluster.objects("clusternamespaces") == []  # nothing was created
+
+
+def test_out_of_funds_scales_to_zero_keeps_everything_and_a_top_up_resumes(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    from leases import services as leases
+
+    agent, new_lease, client = market_side
+    runtime = KubernetesRuntime(cluster.api_client(), node_address="203.0.113.9")
+    lease = new_lease()
+    reconcile_leases(agent, runtime)
+    pod_running(cluster, lease)
+    assert reconcile_leases(agent, runtime).running == [lease.pk]
+
+    # its paid time runs out: the marketplace suspends it, the agent scales it to zero and keeps it
+    Lease.objects.filter(pk=lease.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
+    leases.leases_close_finished()
+    lease.refresh_from_db()
+    assert lease.status == "insufficient_funds"
+    stopped = reconcile_leases(agent, runtime)
+    assert stopped.suspended == [lease.pk] and stopped.torn_down == []
+    namespace = f"gpumarket-lease-{lease.pk}"
+    [deployment] = cluster.objects("deployments", namespace)
+    assert deployment["spec"]["replicas"] == 0
+    assert runtime.status(lease.pk).state == "stopped"
+    assert runtime.owned() == [lease.pk]  # namespace, volumes and Service stay
+    assert cluster.objects("services", namespace)
+    assert reconcile_leases(agent, runtime).suspended == []  # once
+
+    # a top-up within the grace: deploying again, and the agent scales it back up
+    f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": 4 * USD}, format="json")
+    lease.refresh_from_db()
+    assert lease.status == "deploying" and lease.resumed_at is not None
+    resumed = reconcile_leases(agent, runtime)
+    assert resumed.resumed == [lease.pk] and resumed.deployed == []
+    [deployment] = cluster.objects("deployments", namespace)
+    assert deployment["spec"]["replicas"] == 1
+    assert reconcile_leases(agent, runtime).running == [lease.pk]
+    lease.refresh_from_db()
+    assert lease.status == "running"
+
+    # out of funds again, and no top-up within the grace: closed, and only then torn down
+    Lease.objects.filter(pk=lease.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
+    leases.leases_close_finished()
+    assert reconcile_leases(agent, runtime).suspended == [lease.pk]
+    leases.leases_close_finished(now=timezone.now() + timedelta(hours=1))
+    lease.refresh_from_db()
+    assert lease.status == "closed" and "grace" in lease.close_reason
+    assert reconcile_leases(agent, runtime).torn_down == [lease.pk]
+    assert runtime.owned() == []
