@@ -20,6 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
@@ -301,13 +302,6 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     return applied
 
 
-def _pending_top_ups(**filters: object) -> dict[int, int]:
-    """Lease id → the amount of its top-up reserved in the ledger and not yet in the contract."""
-    return dict(
-        LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING, **filters).values_list("lease_id", "amount")
-    )
-
-
 def reconcile() -> list[str]:
     """Every difference between the ledger and the escrow contract, as sentences (empty: none).
 
@@ -328,11 +322,20 @@ def reconcile() -> list[str]:
             "owner", "kind", "balance"
         )
     }
+    # top-ups reserved in the ledger and not yet in the contract
+    pending = LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING)
+    top_ups_by_lease = dict(pending.values_list("lease_id", "amount"))
+    top_ups_by_client = dict(
+        pending.order_by()
+        .values("lease__client_id")
+        .annotate(total=Sum("amount"))
+        .values_list("lease__client_id", "total")
+    )
     for user_id, addresses in wallets.items():
         on_chain = sum(client.balance_of(a) for a in addresses)
         reserved = sum(
             Lease.objects.filter(client_id=user_id, status=Lease.Status.FUNDING).values_list("deposit", flat=True)
-        ) + sum(_pending_top_ups(lease__client_id=user_id).values())
+        ) + top_ups_by_client.get(user_id, 0)
         in_ledger = accounts.get((user_id, LedgerAccount.Kind.CLIENT_BALANCE), 0)
         if in_ledger != on_chain - reserved:
             differences.append(
@@ -350,10 +353,9 @@ def reconcile() -> list[str]:
         status=Lease.Status.CLOSED,
         open_tx_hash="",  # closed before the escrow ever took it
     )
-    top_ups = _pending_top_ups()
     for lease in on_chain_leases.select_related("escrow_account"):
         on_chain = client.lease(lease.pk)
-        in_ledger = lease.escrow_account.balance - top_ups.get(lease.pk, 0)
+        in_ledger = lease.escrow_account.balance - top_ups_by_lease.get(lease.pk, 0)
         if on_chain.balance != in_ledger:
             differences.append(
                 f"lease {lease.pk}: ledger escrow {in_ledger} (less pending top-ups), contract {on_chain.balance}"

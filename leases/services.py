@@ -163,7 +163,7 @@ def _close(
                 f"Lease {lease.pk} is waiting for the escrow to take its deposit; close it once funded.",
                 code="lease_funding",
             )
-        if LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists():
+        if _has_pending_top_up(lease):
             raise Conflict(
                 f"Lease {lease.pk} is being topped up on chain; close it once the top-up is confirmed.",
                 code="lease_topping_up",
@@ -270,11 +270,10 @@ def lease_top_up(
             code="invalid_amount",
             fields={"amount": [f"Between 1 and {ledger.MAX_DEPOSIT}."]},
         )
-    lease = Lease.objects.filter(pk=lease_id, client=user).first()
-    if lease is None:
-        raise NotFound("No such lease.")
     with transaction.atomic():
-        lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease.pk)
+        lease = Lease.objects.select_for_update().select_related("provider").filter(pk=lease_id, client=user).first()
+        if lease is None:
+            raise NotFound("No such lease.")
         if lease.status not in TOP_UP_STATUSES:
             raise Conflict(f"Lease {lease.pk} is {lease.status}: it cannot be topped up.", code="lease_not_active")
         if _has_pending_top_up(lease):
@@ -377,11 +376,14 @@ def lease_auto_top_up_set(*, user: User, lease_id: int, limit: Any) -> Lease:
 
 def _auto_top_up(lease: Lease, *, now: datetime) -> bool:
     """Top the lease up from its client's balance when it allowed that: by the deposit of its
-    ordered duration, within what is left of its limit and its balance. True when it did."""
+    ordered duration, within what is left of its limit and its balance. True when it did. The
+    caller holds the lease's lock and has seen no top-up pending."""
     allowed = min(lease.auto_top_up_limit - lease.auto_topped_up, lease.price_per_hour * lease.duration_hours)
+    if allowed <= 0:
+        return False
     balance = ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE).balance
     amount = min(allowed, balance)
-    if amount <= 0 or _has_pending_top_up(lease):
+    if amount <= 0:
         return False
     try:
         lease_top_up(user=lease.client, lease_id=lease.pk, amount=amount, source=LeaseTopUp.Source.AUTO, now=now)
@@ -408,7 +410,7 @@ def leases_suspend_exhausted(*, now: datetime | None = None, limit: int = 500) -
             lease = Lease.objects.select_for_update().select_related("client", "provider").get(pk=lease_id)
             if lease.status not in RUNNABLE or lease.ends_at > now or _has_pending_top_up(lease):
                 continue
-            if lease.auto_top_up_limit > lease.auto_topped_up and _auto_top_up(lease, now=now):
+            if _auto_top_up(lease, now=now):
                 continue
             grace_ends = now + timedelta(seconds=settings.LEASE_GRACE_SECONDS)
             lease.status = Lease.Status.INSUFFICIENT_FUNDS
@@ -753,7 +755,7 @@ def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> 
             lease = Lease.objects.select_for_update().select_related("client").get(pk=lease_id)
             if lease.low_funds_warned_at is not None or _has_pending_top_up(lease):
                 continue
-            if lease.auto_top_up_limit > lease.auto_topped_up and _auto_top_up(lease, now=now):
+            if _auto_top_up(lease, now=now):
                 continue  # extended (or on its way, on chain): nothing to warn about
             minutes = max(1, int((lease.ends_at - now).total_seconds()) // 60)
             notify(

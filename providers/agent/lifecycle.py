@@ -151,7 +151,7 @@ def reconcile_leases(
         if meter is None:
             continue
         # a suspended lease goes on reporting: what ran until it stopped, then the stopped time as not running
-        suspended = lease["status"] == SUSPENDED and lease_id in meter.known()
+        suspended = lease["status"] == SUSPENDED and meter.meter(lease_id) is not None
         if lease_id in summary.running:
             meter.start(lease)
         if (
