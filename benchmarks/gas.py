@@ -88,11 +88,12 @@ def main() -> None:
     for name, gas in results["operations"].items():
         print(f"| `{name}` | {gas:,} |")
     print()
-    print("| leases in one `settle` | first tick, gas a lease | steady tick, gas a lease | steady tick, whole |")
-    print("| --- | --- | --- | --- |")
+    print("| leases in one `settle` | platform fee | first tick, gas a lease | steady tick, gas a lease |", end="")
+    print(" steady tick, whole |")
+    print("| --- | --- | --- | --- | --- |")
     for row in results["batches"]:
         cells = [row["leases"], row["first_per_lease"], row["steady_per_lease"], row["steady_total"]]
-        print("| " + " | ".join(f"{c:,}" for c in cells) + " |")
+        print(f"| {cells[0]:,} | {row['fee_bps']} bps | " + " | ".join(f"{c:,}" for c in cells[1:]) + " |")
     print()
     tps = results["tps"]
     print(f"Transactions per second on Anvil, one sender: {tps['per_second']:.0f}", end=" ")
@@ -115,7 +116,7 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     def gas(name: str, sender: Sender, call: Any) -> None:
         ops[name] = sender.send(call)["gasUsed"]
 
-    total_leases = sum(batches) + 1
+    total_leases = sum(batches) + max(batches) + 1
     owner.send(token.functions.mint(client.account.address, 10**15))
     owner.send(token.functions.mint(provider.account.address, 10**12))
     client.send(token.functions.approve(escrow.address, 2**256 - 1))
@@ -140,7 +141,10 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
 
     rows = []
     next_id = 2
-    for size in batches:
+    # the batches without a platform fee, then the largest again with one (2.5 % to its recipient)
+    for size, fee_bps in [(size, 0) for size in batches] + [(max(batches), 250)]:
+        if fee_bps:
+            gas("set_fee", owner, e.set_fee(fee_bps, other.account.address))
         ids = list(range(next_id, next_id + size))
         next_id += size
         # open the leases back to back, then wait for the last one
@@ -161,13 +165,14 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
         rows.append(
             {
                 "leases": size,
+                "fee_bps": fee_bps,
                 "first_total": first,
                 "first_per_lease": first // size,
                 "steady_total": steady,
                 "steady_per_lease": steady // size,
             }
         )
-        print(f"  settled {size} leases: {steady // size:,} gas a lease", flush=True)
+        print(f"  settled {size} leases, fee {fee_bps} bps: {steady // size:,} gas a lease", flush=True)
     assert total_leases >= next_id - 1
 
     signed = [operator.sign(e.approve_operator(i), gas=60_000) for i in range(tps_count)]  # any cheap call

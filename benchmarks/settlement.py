@@ -14,8 +14,11 @@ usage report each), so the tick sees ``--leases`` running leases that each owe s
 2. **Tick, chain escrow, database part**: the same ``due`` computation, plus booking one
    ``Settled`` event per lease the way the chain side does (``settlement_mirror``); the on-chain
    ``settle`` calls themselves are in ``benchmarks/gas.py``.
-3. **Usage reports**: ``usage_report_accept`` for ``--reports`` reports signed with EIP-712: signature
-   recovery, the checks, the insert (no HTTP: the API layer's cost is in ``auction.py``).
+3. **Usage reports**: ``--reports`` reports signed with EIP-712 (signature recovery, the checks, the
+   insert), one at a time (``usage_report_accept``), in batches of ``--batch``
+   (``usage_reports_accept``, what the agent's outbox sends), and in batches through
+   ``POST /api/v1/usage-reports/`` (Django's in-process test client: routing, token
+   authentication, throttling, serializers, no network).
 
 Prints Markdown for ``benchmarks/RESULTS.md``; raw numbers go to ``benchmarks/out/settlement.json``.
 """
@@ -131,41 +134,83 @@ def tick_chain_database_part(lease_ids: list[int]) -> dict:
     return {"due": len(due), "due_seconds": found, "seconds": time.perf_counter() - begin}
 
 
-def usage_reports(count: int, key) -> dict:  # type: ignore[no-untyped-def]
-    from django.utils import timezone
-
-    from leases import services
-    from leases.models import Lease
+def _signed_reports(leases: list, key, *, after: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    """One report a lease for the minute ``after`` seconds into it (after the seeded report)."""
     from providers.agent.usage import UsageReport, sign
 
-    leases = list(Lease.objects.filter(status="running").select_related("provider__user").order_by("pk")[:count])
-    now = timezone.now()
     bodies = []
     for lease in leases:
-        start = int(lease.started_at.timestamp()) + 601  # after the seeded report
+        start = int(lease.started_at.timestamp()) + after
         report = UsageReport(lease.pk, start, start + 60, 60, 60, 0)
-        bodies.append((lease, report, sign(report, chain_id=31337, key=key.key)))
+        bodies.append({"lease": lease.pk, **report.body(sign(report, chain_id=31337, key=key.key))})
+    return bodies
+
+
+def usage_reports(count: int, key, *, batch: int) -> dict:  # type: ignore[no-untyped-def]
+    """Signed usage reports verified and stored three ways, each over its own minute of ``count``
+    leases: one at a time (``usage_report_accept``), in batches (``usage_reports_accept``), and in
+    batches through the API (``POST /api/v1/usage-reports/`` with a provider token, in-process)."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from core import services as accounts
+    from core.models import TokenScope
+    from leases import services
+    from leases.models import Lease
+
+    leases = list(Lease.objects.filter(status="running").select_related("provider__user").order_by("pk")[:count])
+    user = leases[0].provider.user
+    now = timezone.now()
+    results = {}
+
+    bodies = _signed_reports(leases, key, after=601)
     begin = time.perf_counter()
-    for lease, report, signature in bodies:
+    for body in bodies:
         services.usage_report_accept(
-            user=lease.provider.user,
-            lease_id=lease.pk,
-            period_start=report.period_start,
-            period_end=report.period_end,
-            gpu_seconds=report.gpu_seconds,
-            run_seconds=report.run_seconds,
-            restarts=0,
-            signature=signature,
+            user=user,
+            lease_id=body["lease"],
+            period_start=body["period_start"],
+            period_end=body["period_end"],
+            gpu_seconds=body["gpu_seconds"],
+            run_seconds=body["run_seconds"],
+            restarts=body["restarts"],
+            signature=body["signature"],
             now=now,
         )
-    seconds = time.perf_counter() - begin
-    return {"reports": len(bodies), "seconds": seconds, "per_second": len(bodies) / seconds}
+    results["one_by_one"] = _rate(len(bodies), time.perf_counter() - begin)
+
+    bodies = _signed_reports(leases, key, after=661)
+    begin = time.perf_counter()
+    for start in range(0, len(bodies), batch):
+        outcomes = services.usage_reports_accept(user=user, reports=bodies[start : start + batch], now=now)
+        assert all(o.created for o in outcomes), [o.error for o in outcomes if o.error][:3]
+    results["batched"] = _rate(len(bodies), time.perf_counter() - begin)
+
+    bodies = _signed_reports(leases, key, after=721)
+    token = accounts.token_issue(user=user, name="bench", scope=TokenScope.PROVIDER).secret
+    http = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_HOST="localhost")
+    # warm up: the first request imports the URL configuration and the views
+    assert http.post("/api/v1/usage-reports/", {"reports": []}, content_type="application/json").status_code == 400
+    begin = time.perf_counter()
+    for start in range(0, len(bodies), batch):
+        response = http.post(
+            "/api/v1/usage-reports/", {"reports": bodies[start : start + batch]}, content_type="application/json"
+        )
+        assert response.status_code == 200 and response.json()["created"] == len(bodies[start : start + batch])
+    results["batched_http"] = _rate(len(bodies), time.perf_counter() - begin)
+    results["batch"] = batch
+    return results
+
+
+def _rate(count: int, seconds: float) -> dict:
+    return {"reports": count, "seconds": seconds, "per_second": count / seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leases", type=int, default=10_000)
     parser.add_argument("--reports", type=int, default=2_000)
+    parser.add_argument("--batch", type=int, default=200, help="usage reports a request (the agent's default)")
     args = parser.parse_args()
     bench_url = scratch_database(os.environ.get("DATABASE_URL", ""), suffix="_bench_settlement")
     prepare_django(bench_url, CELERY_TASK_ALWAYS_EAGER="true")
@@ -179,7 +224,7 @@ def main() -> None:
     print("tick, chain escrow (database part)…", flush=True)
     chain_tick = tick_chain_database_part(lease_ids)
     print(f"{args.reports} signed usage reports…", flush=True)
-    reports = usage_reports(args.reports, key)
+    reports = usage_reports(args.reports, key, batch=args.batch)
     results = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -201,7 +246,13 @@ def main() -> None:
         f"| settlement tick, chain escrow, database part, {args.leases} leases | {chain_tick['seconds']:.2f} s "
         f"(what is due: {chain_tick['due_seconds']:.2f} s) | < 5 s |"
     )
-    print(f"| signed usage reports verified and stored | {reports['per_second']:.0f}/s | ≥ 1,000/s |")
+    for mode, label in (
+        ("one_by_one", "one at a time"),
+        ("batched", f"in batches of {args.batch}"),
+        ("batched_http", f"in batches of {args.batch}, through the API"),
+    ):
+        rate = reports[mode]["per_second"]
+        print(f"| signed usage reports verified and stored, {label} | {rate:.0f}/s | ≥ 1,000/s |")
 
 
 if __name__ == "__main__":

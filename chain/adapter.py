@@ -38,6 +38,7 @@ class OnChainLease:
     balance: int
     settled_until: int
     open: bool
+    fee_bps: int  # the platform's share of its settlements, fixed when it opened
 
 
 class EscrowClient:
@@ -113,10 +114,27 @@ class EscrowClient:
         return self.escrow.functions.claimable(Web3.to_checksum_address(address)).call()
 
 
+def set_platform_fee(*, w3: Web3, owner: LocalAccount, escrow: Contract, fee_bps: int, recipient: str) -> None:
+    """As the escrow's owner: the platform's share of settlements of leases opened from now on."""
+    call = escrow.functions.set_fee(fee_bps, Web3.to_checksum_address(recipient))
+    record = transactions.send(w3=w3, account=owner, call=call, kind="set_fee", reference=f"fee:{fee_bps}")
+    if record.status != ChainTransaction.Status.CONFIRMED:
+        raise transactions.ChainReverted(f"setting the platform fee did not confirm ({record.tx_hash})")
+
+
 def deploy_contracts(
-    *, w3: Web3, owner: LocalAccount, operator: str, verifier: str, token_address: str | None, unstake_delay: int
+    *,
+    w3: Web3,
+    owner: LocalAccount,
+    operator: str,
+    verifier: str,
+    token_address: str | None,
+    unstake_delay: int,
+    fee_bps: int = 0,
+    fee_recipient: str = "",
 ) -> tuple[Contract, Contract]:
-    """Deploy the escrow (and DevUSD when no token address is given); record where they live."""
+    """Deploy the escrow (and DevUSD when no token address is given), set the platform fee when
+    there is one (paid to ``fee_recipient``, the owner by default); record where they live."""
     chain_id = w3.eth.chain_id
     deployed = {}
     if token_address is None:
@@ -140,7 +158,10 @@ def deploy_contracts(
             name=name,
             defaults={"address": record.to, "tx_hash": record.tx_hash, "block_number": record.block_number},
         )
-    return contract_at(w3, "Escrow", deployed["Escrow"].to), contract_at(w3, "DevUSD", token_address)
+    escrow = contract_at(w3, "Escrow", deployed["Escrow"].to)
+    if fee_bps:
+        set_platform_fee(w3=w3, owner=owner, escrow=escrow, fee_bps=fee_bps, recipient=fee_recipient or owner.address)
+    return escrow, contract_at(w3, "DevUSD", token_address)
 
 
 _embedded_lock = threading.Lock()
@@ -166,6 +187,8 @@ def _embedded_client() -> EscrowClient:
                 verifier=verifier.address,
                 token_address=None,
                 unstake_delay=settings.CHAIN_UNSTAKE_DELAY_SECONDS,
+                fee_bps=settings.PLATFORM_FEE_BPS,
+                fee_recipient=settings.PLATFORM_FEE_RECIPIENT,
             )
             client = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
             if settings.CHAIN_EMBEDDED_DEMO_FUNDS:

@@ -314,6 +314,13 @@ CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
 CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
 # Warn a client when a lease's deposit runs out within this many seconds.
 LOW_FUNDS_WARNING_SECONDS = env.int("LOW_FUNDS_WARNING_SECONDS", default=3600)
+# The platform's share of every settlement, in basis points (0 to 2000), fixed per lease when it
+# opens. On chain the escrow's owner sets it (chain_set_fee) and it is paid to PLATFORM_FEE_RECIPIENT
+# (an address of the platform's own, linked to no user; the owner's by default).
+PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=0)
+if not 0 <= PLATFORM_FEE_BPS <= 2000:
+    raise ImproperlyConfigured("PLATFORM_FEE_BPS must be from 0 to 2000 basis points.")
+PLATFORM_FEE_RECIPIENT = env.str("PLATFORM_FEE_RECIPIENT", default="")
 # When a lease's paid time runs out its workload is stopped but kept this long for a top-up.
 LEASE_GRACE_SECONDS = env.int("LEASE_GRACE_SECONDS", default=1800)
 # Email (notifications): the console in development, SMTP (EMAIL_URL) in production.

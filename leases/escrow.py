@@ -1,9 +1,10 @@
 """The lease side of the escrow contract (``ESCROW_BACKEND=chain``).
 
 - Funding: a ``funding`` lease is opened on chain with the client's and the provider's linked
-  wallets. Confirmed: the lease is ``funded``. Refused by the contract (no allowance, not enough
-  balance on chain, no wallet): the lease is closed and its reserved deposit goes back to the
-  client's balance in the ledger. Chain unreachable: the task retries; the lease stays ``funding``.
+  wallets. Confirmed: the lease is ``funded``, with the platform fee the contract fixed for it.
+  Refused by the contract (no allowance, not enough balance on chain, no wallet): the lease is
+  closed and its reserved deposit goes back to the client's balance in the ledger. Chain
+  unreachable: the task retries; the lease stays ``funding``.
 - Closing: a ``closing`` lease is closed on chain with the amount the marketplace computed; the
   contract caps it, and the ledger books what the chain actually paid and refunded.
 - Top-ups: the amount is reserved from the client's ledger balance into the lease's escrow
@@ -74,6 +75,7 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
         if record.status != ChainTransaction.Status.CONFIRMED:
             return _funding_failed(lease_id=lease.pk, reason="the escrow transaction reverted")
         tx_hash = record.tx_hash
+        on_chain = client.lease(lease.pk)
     except ChainReverted as exc:
         on_chain = client.lease(lease.pk)
         ours = (on_chain.client, on_chain.provider, on_chain.price_per_hour) == (
@@ -89,7 +91,8 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
         if lease.status == Lease.Status.FUNDING:
             lease.status = Lease.Status.FUNDED
             lease.open_tx_hash = tx_hash
-            lease.save(update_fields=["status", "open_tx_hash"])
+            lease.platform_fee_bps = on_chain.fee_bps  # the contract fixed it: the books follow
+            lease.save(update_fields=["status", "open_tx_hash", "platform_fee_bps"])
             lease_event(lease, "lease.funded")
     return lease
 
@@ -310,6 +313,8 @@ def reconcile() -> list[str]:
     - Each lease opened on chain holds the same amount in its ledger escrow account and in the
       contract, and a closed lease holds nothing in either.
     - A provider's ledger earnings equal what its wallets can claim plus what they claimed.
+    - The platform's fees equal what its fee recipients (all it ever had) can claim plus what they
+      claimed.
     """
     client = escrow_client()
     differences: list[str] = []
@@ -349,6 +354,17 @@ def reconcile() -> list[str]:
             differences.append(
                 f"user {user_id}: ledger earnings {earnings}, escrow claimable {claimable} plus claimed {claimed}"
             )
+    recipients = {
+        args["recipient"] for args in ChainEvent.objects.filter(name="FeeChanged").values_list("args", flat=True)
+    }
+    fees = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.PLATFORM_FEES).values_list("balance", flat=True)
+    fees_in_ledger = fees.first() or 0
+    fees_on_chain = sum(client.claimable(a) for a in recipients) + claimed_by(addresses=sorted(recipients))
+    if fees_in_ledger != fees_on_chain:
+        differences.append(
+            f"platform fees: ledger {fees_in_ledger}, escrow claimable plus claimed by the fee recipients "
+            f"{fees_on_chain}"
+        )
     on_chain_leases = Lease.objects.exclude(status=Lease.Status.FUNDING).exclude(
         status=Lease.Status.CLOSED,
         open_tx_hash="",  # closed before the escrow ever took it

@@ -43,15 +43,39 @@ def user_account(*, user: User | int, kind: str) -> LedgerAccount:
         return LedgerAccount.objects.get(kind=kind, owner_id=owner_id)
 
 
-def external_account(*, name: str) -> LedgerAccount:
-    account = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.EXTERNAL, name=name).first()
+def _named_account(*, kind: str, name: str) -> LedgerAccount:
+    account = LedgerAccount.objects.filter(kind=kind, name=name).first()
     if account is not None:
         return account
     try:
         with transaction.atomic():
-            return LedgerAccount.objects.create(kind=LedgerAccount.Kind.EXTERNAL, name=name)
-    except IntegrityError:
-        return LedgerAccount.objects.get(kind=LedgerAccount.Kind.EXTERNAL, name=name)
+            return LedgerAccount.objects.create(kind=kind, name=name)
+    except IntegrityError:  # created concurrently
+        return LedgerAccount.objects.get(kind=kind, name=name)
+
+
+def external_account(*, name: str) -> LedgerAccount:
+    return _named_account(kind=LedgerAccount.Kind.EXTERNAL, name=name)
+
+
+def platform_fees_account() -> LedgerAccount:
+    return _named_account(kind=LedgerAccount.Kind.PLATFORM_FEES, name="platform")
+
+
+def platform_fee(amount: int, bps: int) -> int:
+    """The platform's share of a payment to a provider, rounded down, as the escrow contract does."""
+    return amount * bps // 10_000
+
+
+def payout_legs(
+    *, escrow: LedgerAccount, earnings: LedgerAccount, amount: int, fee_bps: int, platform: LedgerAccount | None = None
+) -> list[Leg]:
+    """A lease's escrow pays ``amount``: the provider's earnings get it less the platform's fee
+    (``platform``: the platform fees account, when the caller has it at hand)."""
+    fee = platform_fee(amount, fee_bps)
+    if not fee:
+        return [(escrow, -amount), (earnings, amount)]
+    return [(escrow, -amount), (earnings, amount - fee), (platform or platform_fees_account(), fee)]
 
 
 def escrow_account_open(*, lease: Lease) -> LedgerAccount:

@@ -62,6 +62,12 @@ class Lease(models.Model):
     )
     auto_topped_up = models.BigIntegerField(default=0, help_text="What automatic top-ups added so far.")
     paid_to_provider = models.BigIntegerField(default=0)
+    platform_fee_bps = models.PositiveSmallIntegerField(
+        default=0, help_text="The platform's share of what the provider is paid, fixed when the lease opened."
+    )
+    platform_fee = models.BigIntegerField(
+        default=0, help_text="Of what the provider was paid (settled and at close), the platform's share."
+    )
     refunded_to_client = models.BigIntegerField(default=0)
     endpoints = models.JSONField(default=list, blank=True, help_text='Where to reach the workload: ["host:port"].')
     status_reason = models.CharField(max_length=500, blank=True, help_text="The provider's word on the state.")
@@ -88,6 +94,9 @@ class Lease(models.Model):
                 & Q(refunded_to_client__gte=0)
                 & Q(paid_to_provider__lte=models.F("deposit")),
                 name="lease_payout_within_deposit",
+            ),
+            models.CheckConstraint(
+                condition=Q(platform_fee_bps__lte=2000) & Q(platform_fee__gte=0), name="lease_platform_fee_in_range"
             ),
         ]
         indexes = [models.Index(fields=["status", "ends_at"], name="lease_status_ends")]
@@ -141,6 +150,8 @@ class LedgerAccount(models.Model):
         LEASE_ESCROW = "lease_escrow", "Lease escrow"
         # Where money enters or leaves the books (card top-ups, chain deposits, the demo faucet).
         EXTERNAL = "external", "External"
+        # The platform's share of settlements (one account; on chain, claimable by the fee recipient).
+        PLATFORM_FEES = "platform_fees", "Platform fees"
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     owner = models.ForeignKey(
@@ -160,13 +171,17 @@ class LedgerAccount(models.Model):
                 name="ledger_one_user_account_per_kind",
             ),
             models.UniqueConstraint(fields=["name"], condition=Q(kind="external"), name="ledger_unique_external_name"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(kind="platform_fees"), name="ledger_one_platform_fees_account"
+            ),
             models.CheckConstraint(
                 condition=Q(kind="external") | Q(balance__gte=0), name="ledger_internal_balance_nonnegative"
             ),
             models.CheckConstraint(
                 condition=(Q(kind="lease_escrow") & Q(lease__isnull=False))
                 | (Q(kind__in=["client_balance", "provider_earnings"]) & Q(owner__isnull=False))
-                | (Q(kind="external") & ~Q(name="")),
+                | (Q(kind="external") & ~Q(name=""))
+                | (Q(kind="platform_fees") & Q(owner__isnull=True) & Q(lease__isnull=True)),
                 name="ledger_account_kind_shape",
             ),
         ]

@@ -129,6 +129,7 @@ class LeaseStatement:
     usage_amount: int  # the periods' worth, before the time cap and the deposit
     settled: int
     paid_to_provider: int
+    platform_fee: int
     refunded_to_client: int
 
 
@@ -160,6 +161,7 @@ def lease_statement(*, lease: Lease) -> LeaseStatement:
         usage_amount=before,
         settled=lease.settled_amount,
         paid_to_provider=lease.paid_to_provider,
+        platform_fee=lease.platform_fee,
         refunded_to_client=lease.refunded_to_client,
     )
 
@@ -221,8 +223,9 @@ class LeaseEarning:
 
 @dataclass(frozen=True)
 class ProviderEarnings:
-    accrued: int  # earned by active leases and not settled yet
-    earned: int  # paid into the provider's earnings: settlements and closes
+    accrued: int  # earned by active leases and not settled yet (before the platform fee)
+    earned: int  # paid into the provider's earnings: settlements and closes, less platform fees
+    platform_fees: int  # the platform's share of what the provider's leases paid out
     claimed: int  # sent to the provider's wallets by the escrow contract (``claim``)
     claimable: int  # earned and not claimed yet
     leases: list[LeaseEarning]
@@ -249,8 +252,14 @@ def provider_earnings(*, user: User, limit: int = 100) -> ProviderEarnings:
         or 0
     )
     claimed = claimed_by(addresses=list(user.wallets.values_list("address", flat=True)))
+    fees = Lease.objects.filter(provider__user=user).aggregate(total=Sum("platform_fee"))["total"] or 0
     return ProviderEarnings(
-        accrued=accrued, earned=earned, claimed=claimed, claimable=max(0, earned - claimed), leases=rows
+        accrued=accrued,
+        earned=earned,
+        platform_fees=fees,
+        claimed=claimed,
+        claimable=max(0, earned - claimed),
+        leases=rows,
     )
 
 

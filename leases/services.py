@@ -7,11 +7,13 @@ leaves it ``closing`` and the ledger posts what the chain paid and refunded.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -88,6 +90,8 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         bid_price_per_hour=bid.price_per_hour,
         duration_hours=order.duration_hours,
         deposit=deposit,
+        # on chain, the fee the escrow fixes when it opens the lease replaces this once funded
+        platform_fee_bps=settings.PLATFORM_FEE_BPS,
         status=Lease.Status.FUNDING if escrow_on_chain() else Lease.Status.FUNDED,
         started_at=now,
         ends_at=now + timedelta(hours=order.duration_hours),
@@ -211,14 +215,16 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
         )
     # Lock order everywhere: lease/order, then provider rows, then ledger accounts by id.
     capacity_release(reservation=reservation_for(lease))
-    escrow = LedgerAccount.objects.get(lease=lease)
+    earnings = ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS)
     ledger.post(
         key=f"lease:{lease.pk}:payout",
         kind=LedgerTransaction.Kind.LEASE_PAYOUT,
-        legs=[
-            (escrow, -paid),
-            (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), paid),
-        ],
+        legs=ledger.payout_legs(
+            escrow=LedgerAccount.objects.get(lease=lease),
+            earnings=earnings,
+            amount=paid,
+            fee_bps=lease.platform_fee_bps,
+        ),
         lease=lease,
         memo=f"Payment for lease {lease.pk}",
     )
@@ -226,6 +232,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
     lease.status = Lease.Status.CLOSED
     lease.closed_at = now
     lease.paid_to_provider = lease.settled_amount + paid
+    lease.platform_fee += ledger.platform_fee(paid, lease.platform_fee_bps)
     lease.refunded_to_client = refunded
     lease.close_tx_hash = tx_hash
     lease_event(lease, "lease.closed")
@@ -236,6 +243,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
             "closed_by",
             "close_reason",
             "paid_to_provider",
+            "platform_fee",
             "refunded_to_client",
             "close_tx_hash",
         ]
@@ -537,6 +545,20 @@ USAGE_STATUSES = (
 )
 
 
+USAGE_BATCH_MAX = 500  # reports in one request
+
+
+@dataclass(frozen=True)
+class UsageOutcome:
+    """What became of one report of a batch: stored now, stored before (a resend), or refused."""
+
+    lease_id: int
+    period_start: int
+    report: UsageReport | None = None
+    created: bool = False
+    error: DomainError | None = None
+
+
 def usage_report_accept(
     *,
     user: User,
@@ -549,84 +571,190 @@ def usage_report_accept(
     signature: str,
     now: datetime | None = None,
 ) -> tuple[UsageReport, bool]:
-    """Store a signed usage report from the lease's provider; returns (report, created).
-
-    The signature must recover to an address the provider linked; periods only move forward and
-    never overlap; a period fits inside the lease; GPU-seconds fit ``GPUs x period``. Sending the
-    same report again (an agent retrying after a lost answer) returns the stored one.
-    """
-    now = now or timezone.now()
-    lease = lease_for_provider(user=user, lease_id=lease_id)
-    report = usage.UsageReport(
-        lease=lease.pk,
-        period_start=period_start,
-        period_end=period_end,
-        gpu_seconds=gpu_seconds,
-        run_seconds=run_seconds,
-        restarts=restarts,
+    """Store one signed usage report (see ``usage_reports_accept``); returns (report, created), or
+    raises why it was refused."""
+    [outcome] = usage_reports_accept(
+        user=user,
+        reports=[
+            {
+                "lease": lease_id,
+                "period_start": period_start,
+                "period_end": period_end,
+                "gpu_seconds": gpu_seconds,
+                "run_seconds": run_seconds,
+                "restarts": restarts,
+                "signature": signature,
+            }
+        ],
+        now=now,
     )
-    length = period_end - period_start
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.report is not None
+    return outcome.report, outcome.created
+
+
+def _usage_checked(report: dict, lease: Lease | None, wallets: set[str]) -> tuple[str, DomainError | None]:
+    """The checks of one report that need no lock: the lease is the provider's, the numbers fit
+    the period, the signature recovers to an address the provider linked. Returns (signer, error)."""
+    if lease is None:
+        return "", NotFound("No such lease.")
+    length = report["period_end"] - report["period_start"]
     if length <= 0:
-        raise ValidationFailed("The period must end after it starts.", fields={"period_end": ["After period_start."]})
-    if gpu_seconds > lease.gpu_count * length:
-        raise ValidationFailed(
-            f"{gpu_seconds} GPU-seconds do not fit {lease.gpu_count} GPUs for {length} s.",
+        return "", ValidationFailed(
+            "The period must end after it starts.", fields={"period_end": ["After period_start."]}
+        )
+    if report["gpu_seconds"] > lease.gpu_count * length:
+        return "", ValidationFailed(
+            f"{report['gpu_seconds']} GPU-seconds do not fit {lease.gpu_count} GPUs for {length} s.",
             code="usage_exceeds_period",
             fields={"gpu_seconds": [f"At most {lease.gpu_count * length}."]},
         )
-    if run_seconds > length:
-        raise ValidationFailed(
+    if report["run_seconds"] > length:
+        return "", ValidationFailed(
             "The workload cannot run longer than the period.",
             code="usage_exceeds_period",
             fields={"run_seconds": [f"At most {length}."]},
         )
+    signed = usage.UsageReport(
+        lease=lease.pk,
+        period_start=report["period_start"],
+        period_end=report["period_end"],
+        gpu_seconds=report["gpu_seconds"],
+        run_seconds=report["run_seconds"],
+        restarts=report["restarts"],
+    )
     try:
-        signer = usage.signer_of(report, chain_id=settings.USAGE_SIGNING_CHAIN_ID, signature=signature)
+        signer = usage.signer_of(signed, chain_id=settings.USAGE_SIGNING_CHAIN_ID, signature=report["signature"])
     except ValueError as exc:
-        raise ValidationFailed(
+        return "", ValidationFailed(
             "Not a valid signature.", code="invalid_signature", fields={"signature": [str(exc)[:200]]}
-        ) from exc
-    if not Wallet.objects.filter(user_id=user.pk, address=signer).exists():
-        raise NotAllowed(
+        )
+    if signer not in wallets:
+        return "", NotAllowed(
             f"The report is signed by {signer}, which is not linked to your account: link the agent's "
             "signing address as a wallet.",
             code="unknown_signer",
         )
-    start = datetime.fromtimestamp(period_start, tz=UTC)
-    end = datetime.fromtimestamp(period_end, tz=UTC)
+    return signer, None
+
+
+def usage_reports_accept(*, user: User, reports: list[dict], now: datetime | None = None) -> list[UsageOutcome]:
+    """Store signed usage reports from a provider's agent, many leases at once; one outcome per
+    report, in the order given.
+
+    A report is refused (its outcome carries the error; the others are stored) unless: its lease
+    is the provider's; the signature recovers to an address the provider linked; GPU-seconds fit
+    ``GPUs x period`` and running time fits the period; the period lies inside the lease, ends
+    no later than now (with ``USAGE_CLOCK_SKEW_SECONDS``) and starts at or after the end of the
+    lease's last report (periods only move forward, never overlap). A report sent again (an agent
+    retrying after a lost answer) is recognised by its lease, start and signature and returns the
+    stored one. Signatures are checked before any lock; one transaction then locks the leases,
+    reads each one's last period and inserts the accepted reports in bulk.
+    """
+    now = now or timezone.now()
+    lease_ids = {int(r["lease"]) for r in reports}
+    leases = {
+        lease.pk: lease for lease in Lease.objects.filter(pk__in=lease_ids, provider__user=user).only("pk", "gpu_count")
+    }
+    wallets = set(Wallet.objects.filter(user_id=user.pk).values_list("address", flat=True))
+    outcomes: list[UsageOutcome | None] = [None] * len(reports)
+    checked: list[tuple[int, dict, str]] = []  # (position, report, signer) of those that passed
+    for position, report in enumerate(reports):
+        signer, error = _usage_checked(report, leases.get(int(report["lease"])), wallets)
+        if error is not None:
+            outcomes[position] = UsageOutcome(int(report["lease"]), report["period_start"], error=error)
+        else:
+            checked.append((position, report, signer))
+    if checked:
+        _usage_store(checked, outcomes, now=now)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _usage_store(checked: list[tuple[int, dict, str]], outcomes: list, *, now: datetime) -> None:
+    """Under the leases' locks: the checks that depend on what is stored, then one bulk insert."""
+    latest = now + timedelta(seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
+    ids = sorted({int(report["lease"]) for _, report, _ in checked})
+    starts = {datetime.fromtimestamp(report["period_start"], tz=UTC) for _, report, _ in checked}
     with transaction.atomic():
-        lease = Lease.objects.select_for_update().get(pk=lease.pk)
-        replay = UsageReport.objects.filter(lease=lease, period_start=start).first()
-        if replay is not None and replay.signature == signature:
-            return replay, False
-        if lease.status not in USAGE_STATUSES:
-            raise Conflict(f"The lease is {lease.status}: it has no usage to report.", code="lease_not_running")
-        if start < lease.started_at.replace(microsecond=0):
-            raise ValidationFailed("The period starts before the lease.", code="usage_outside_lease")
-        latest_end = now + timedelta(seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
-        if lease.closed_at is not None:
-            latest_end = min(latest_end, lease.closed_at + timedelta(seconds=1))
-        if end > latest_end:
-            raise ValidationFailed(
-                "The period ends after the lease closed or in the future.", code="usage_outside_lease"
-            )
-        last = UsageReport.objects.filter(lease=lease).order_by("-period_start").first()
-        if last is not None and start < last.period_end:
-            raise Conflict(
-                f"The period overlaps the last report, which ended at {int(last.period_end.timestamp())}.",
-                code="usage_overlap",
-            )
-        created = UsageReport.objects.create(
-            lease=lease,
-            period_start=start,
-            period_end=end,
-            gpu_seconds=gpu_seconds,
-            run_seconds=run_seconds,
-            restarts=restarts,
-            signer=signer,
-            signature=signature,
+        last_end = Subquery(
+            UsageReport.objects.filter(lease=OuterRef("pk")).order_by("-period_start").values("period_end")[:1]
         )
-    return created, True
+        leases = {
+            lease.pk: lease
+            for lease in Lease.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .only("pk", "status", "started_at", "closed_at")
+            .annotate(last_end=last_end)
+        }
+        stored = {
+            (r.lease_id, r.period_start): r
+            for r in UsageReport.objects.filter(lease_id__in=ids, period_start__in=starts)
+        }
+        new: list[UsageReport] = []
+        positions: list[int] = []
+        # each lease's reports in period order, so an agent's backlog is taken in one go
+        for position, report, signer in sorted(checked, key=lambda c: (int(c[1]["lease"]), c[1]["period_start"])):
+            lease = leases[int(report["lease"])]
+            start = datetime.fromtimestamp(report["period_start"], tz=UTC)
+            end = datetime.fromtimestamp(report["period_end"], tz=UTC)
+            error = _usage_refusal(
+                lease, start=start, end=end, latest=latest, signature=report["signature"], stored=stored
+            )
+            if isinstance(error, UsageReport):  # the same report again
+                outcomes[position] = UsageOutcome(lease.pk, report["period_start"], report=error)
+                continue
+            if error is not None:
+                outcomes[position] = UsageOutcome(lease.pk, report["period_start"], error=error)
+                continue
+            row = UsageReport(
+                lease=lease,
+                period_start=start,
+                period_end=end,
+                gpu_seconds=report["gpu_seconds"],
+                run_seconds=report["run_seconds"],
+                restarts=report["restarts"],
+                signer=signer,
+                signature=report["signature"],
+                received_at=now,
+            )
+            stored[(lease.pk, start)] = row
+            lease.last_end = end
+            new.append(row)
+            positions.append(position)
+        UsageReport.objects.bulk_create(new)
+    for position, row in zip(positions, new, strict=True):
+        outcomes[position] = UsageOutcome(row.lease_id, int(row.period_start.timestamp()), report=row, created=True)
+
+
+def _usage_refusal(
+    lease: Lease,
+    *,
+    start: datetime,
+    end: datetime,
+    latest: datetime,
+    signature: str,
+    stored: dict[tuple[int, datetime], UsageReport],
+) -> DomainError | UsageReport | None:
+    """Why a report cannot be stored now (None: it can), or the stored report it repeats."""
+    replay = stored.get((lease.pk, start))
+    if replay is not None and replay.signature == signature:
+        return replay
+    if lease.status not in USAGE_STATUSES:
+        return Conflict(f"The lease is {lease.status}: it has no usage to report.", code="lease_not_running")
+    if start < lease.started_at.replace(microsecond=0):
+        return ValidationFailed("The period starts before the lease.", code="usage_outside_lease")
+    if lease.closed_at is not None:
+        latest = min(latest, lease.closed_at + timedelta(seconds=1))
+    if end > latest:
+        return ValidationFailed("The period ends after the lease closed or in the future.", code="usage_outside_lease")
+    if lease.last_end is not None and start < lease.last_end:
+        return Conflict(
+            f"The period overlaps the last report, which ended at {int(lease.last_end.timestamp())}.",
+            code="usage_overlap",
+        )
+    return None
 
 
 # --- settlement -----------------------------------------------------------------------------
@@ -635,8 +763,8 @@ SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.INSUFFICI
 
 def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
     """Book settlements, ``(lease id, amount, key, memo)`` each, at most one per lease: escrow →
-    provider earnings, once per key, all in one transaction with bulk writes. Returns how many
-    were booked now."""
+    provider earnings less the lease's platform fee, once per key, all in one transaction with
+    bulk writes. Returns how many were booked now."""
     if len({lease_id for lease_id, *_ in payouts}) != len(payouts):
         raise ValueError("one settlement per lease in a booking")
     wanted = {lease_id: (amount, key, memo) for lease_id, amount, key, memo in payouts if amount > 0}
@@ -645,7 +773,10 @@ def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
     with transaction.atomic():
         # lock order everywhere: leases, then ledger accounts by id (post_many)
         leases = list(
-            Lease.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk").only("settled_amount")
+            Lease.objects.select_for_update()
+            .filter(pk__in=list(wanted))
+            .order_by("pk")
+            .only("settled_amount", "platform_fee_bps", "platform_fee")
         )
         escrows = {a.lease_id: a for a in LedgerAccount.objects.filter(lease_id__in=[lease.pk for lease in leases])}
         owners = dict(Provider.objects.filter(leases__in=leases).values_list("leases__pk", "user_id"))
@@ -653,12 +784,19 @@ def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
             user_id: ledger.user_account(user=user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS)
             for user_id in set(owners.values())
         }
+        platform = ledger.platform_fees_account() if any(lease.platform_fee_bps for lease in leases) else None
         posted = ledger.post_many(
             [
                 ledger.Posting(
                     key=wanted[lease.pk][1],
                     kind=LedgerTransaction.Kind.LEASE_PAYOUT,
-                    legs=[(escrows[lease.pk], -wanted[lease.pk][0]), (earnings[owners[lease.pk]], wanted[lease.pk][0])],
+                    legs=ledger.payout_legs(
+                        escrow=escrows[lease.pk],
+                        earnings=earnings[owners[lease.pk]],
+                        amount=wanted[lease.pk][0],
+                        fee_bps=lease.platform_fee_bps,
+                        platform=platform,
+                    ),
                     lease=lease,
                     memo=wanted[lease.pk][2],
                 )
@@ -669,6 +807,16 @@ def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
         update_column(
             Lease, "settled_amount", {lease.pk: lease.settled_amount + wanted[lease.pk][0] for lease in booked}
         )
+        charged = [lease for lease in booked if lease.platform_fee_bps]
+        if charged:
+            update_column(
+                Lease,
+                "platform_fee",
+                {
+                    lease.pk: lease.platform_fee + ledger.platform_fee(wanted[lease.pk][0], lease.platform_fee_bps)
+                    for lease in charged
+                },
+            )
     return len(booked)
 
 

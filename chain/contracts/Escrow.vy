@@ -13,7 +13,9 @@
           - close a lease, refunding the rest to the client.
         The operator cannot withdraw anyone's balance, cannot pay a provider beyond the agreed
         rate, and cannot stop a client from closing its own lease or withdrawing its free
-        balance. The verifier can slash a provider's stake (including stake waiting to be
+        balance. The owner sets the platform fee (at most MAX_FEE_BPS basis points of each
+        settlement, to a fee recipient); a lease keeps the fee it was opened with, so changing
+        the fee never touches a running lease. The verifier can slash a provider's stake (including stake waiting to be
         unstaked) to a beneficiary's free balance. The owner manages roles and can pause new
         leases; pausing never blocks closing, withdrawing, claiming or unstaking.
 
@@ -28,6 +30,9 @@ SECONDS_PER_HOUR: constant(uint256) = 3600
 MAX_AMOUNT: constant(uint256) = 2**128 - 1
 MASK_160: constant(uint256) = 2**160 - 1
 MASK_64: constant(uint256) = 2**64 - 1
+MASK_16: constant(uint256) = 2**16 - 1
+BPS: constant(uint256) = 10000
+MAX_FEE_BPS: constant(uint256) = 2000
 
 
 struct Lease:
@@ -37,6 +42,7 @@ struct Lease:
     balance: uint256
     settled_until: uint256
     open: bool
+    fee_bps: uint256
 
 
 event Deposited:
@@ -57,6 +63,7 @@ event LeaseOpened:
     provider: indexed(address)
     price_per_hour: uint256
     deposit: uint256
+    fee_bps: uint256
 
 event LeaseToppedUp:
     lease_id: indexed(uint256)
@@ -66,6 +73,7 @@ event Settled:
     lease_id: indexed(uint256)
     provider: indexed(address)
     amount: uint256
+    fee: uint256
     settled_until: uint256
 
 event LeaseClosed:
@@ -103,6 +111,10 @@ event RoleChanged:
 event PausedChanged:
     paused: bool
 
+event FeeChanged:
+    fee_bps: uint256
+    recipient: indexed(address)
+
 
 token: public(immutable(IERC20))
 unstake_delay: public(immutable(uint256))
@@ -111,6 +123,8 @@ owner: public(address)
 operator: public(address)
 verifier: public(address)
 paused: public(bool)
+fee_bps: public(uint256)
+fee_recipient: public(address)
 
 balance_of: public(HashMap[address, uint256])
 operator_allowance: public(HashMap[address, uint256])
@@ -120,7 +134,7 @@ unstaking: public(HashMap[address, uint256])
 unstake_available_at: public(HashMap[address, uint256])
 # A lease is packed into two storage words that settlement reads and writes, and its client apart
 # (only opening, topping up and closing need it): settling a lease touches two slots, not six.
-#   lease_terms[id] = provider | settled_until << 160 | open << 224
+#   lease_terms[id] = provider | settled_until << 160 | open << 224 | fee_bps << 225
 #   lease_money[id] = balance | price_per_hour << 128
 lease_client: HashMap[uint256, address]
 lease_terms: HashMap[uint256, uint256]
@@ -198,9 +212,17 @@ def open_lease(lease_id: uint256, client: address, provider: address, price_per_
             balance=deposit,
             settled_until=block.timestamp,
             open=True,
+            fee_bps=self.fee_bps,
         ),
     )
-    log LeaseOpened(lease_id=lease_id, client=client, provider=provider, price_per_hour=price_per_hour, deposit=deposit)
+    log LeaseOpened(
+        lease_id=lease_id,
+        client=client,
+        provider=provider,
+        price_per_hour=price_per_hour,
+        deposit=deposit,
+        fee_bps=self.fee_bps,
+    )
 
 
 @external
@@ -236,6 +258,7 @@ def _load(lease_id: uint256) -> Lease:
         balance=money & MAX_AMOUNT,
         settled_until=(terms >> 160) & MASK_64,
         open=(terms >> 224) & 1 == 1,
+        fee_bps=(terms >> 225) & MASK_16,
     )
 
 
@@ -245,7 +268,10 @@ def _store(lease_id: uint256, lease: Lease):
     if lease.open:
         open_bit = 1
     self.lease_terms[lease_id] = (
-        convert(convert(lease.provider, uint160), uint256) | (lease.settled_until << 160) | (open_bit << 224)
+        convert(convert(lease.provider, uint160), uint256)
+        | (lease.settled_until << 160)
+        | (open_bit << 224)
+        | (lease.fee_bps << 225)
     )
     self.lease_money[lease_id] = lease.balance | (lease.price_per_hour << 128)
 
@@ -269,16 +295,25 @@ def _cap(lease: Lease) -> uint256:
 
 
 @internal
-def _settle(lease_id: uint256, amount: uint256) -> uint256:
+def _settle(lease_id: uint256, amount: uint256) -> (uint256, uint256):
+    """Pay the provider; returns (paid, the platform's fee out of it), the fee still to credit."""
     lease: Lease = self._load(lease_id)
     assert lease.open, "lease not open"
     paid: uint256 = min(amount, self._cap(lease))
+    # the platform's share, rounded down: the provider gets the rest
+    fee: uint256 = paid * lease.fee_bps // BPS
     lease.balance -= paid
     lease.settled_until = block.timestamp
     self._store(lease_id, lease)
-    self.claimable[lease.provider] += paid
-    log Settled(lease_id=lease_id, provider=lease.provider, amount=paid, settled_until=block.timestamp)
-    return paid
+    self.claimable[lease.provider] += paid - fee
+    log Settled(lease_id=lease_id, provider=lease.provider, amount=paid, fee=fee, settled_until=block.timestamp)
+    return paid, fee
+
+
+@internal
+def _credit_fee(fee: uint256):
+    if fee > 0:
+        self.claimable[self.fee_recipient] += fee
 
 
 @view
@@ -297,10 +332,16 @@ def settle(lease_ids: DynArray[uint256, MAX_BATCH], amounts: DynArray[uint256, M
     assert msg.sender == self.operator, "not the operator"
     assert len(lease_ids) == len(amounts), "length mismatch"
     total: uint256 = 0
+    fees: uint256 = 0
     for i: uint256 in range(len(lease_ids), bound=MAX_BATCH):
         # A lease its client closed meanwhile is skipped, so it cannot block the batch.
         if (self.lease_terms[lease_ids[i]] >> 224) & 1 == 1:
-            total += self._settle(lease_ids[i], amounts[i])
+            paid: uint256 = 0
+            fee: uint256 = 0
+            paid, fee = self._settle(lease_ids[i], amounts[i])
+            total += paid
+            fees += fee
+    self._credit_fee(fees)  # once for the batch
     return total
 
 
@@ -319,7 +360,10 @@ def close_lease(lease_id: uint256, final_amount: uint256):
         amount = final_amount
     else:
         assert msg.sender == client or msg.sender == lease.provider, "not a party to the lease"
-    paid: uint256 = self._settle(lease_id, amount)
+    paid: uint256 = 0
+    fee: uint256 = 0
+    paid, fee = self._settle(lease_id, amount)
+    self._credit_fee(fee)
     lease = self._load(lease_id)
     refund: uint256 = lease.balance
     lease.balance = 0
@@ -419,6 +463,18 @@ def transfer_ownership(account: address):
     assert account != empty(address), "zero address"
     self.owner = account
     log RoleChanged(role="owner", account=account)
+
+
+@external
+def set_fee(fee_bps_: uint256, recipient: address):
+    """Owner: the platform's share of every settlement of leases opened from now on, in basis
+    points (at most MAX_FEE_BPS), and where it goes (claimable there, like a provider's earnings)."""
+    assert msg.sender == self.owner, "not the owner"
+    assert fee_bps_ <= MAX_FEE_BPS, "fee too high"
+    assert recipient != empty(address), "zero address"
+    self.fee_bps = fee_bps_
+    self.fee_recipient = recipient
+    log FeeChanged(fee_bps=fee_bps_, recipient=recipient)
 
 
 @external

@@ -1,7 +1,9 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now
+from leases.services import USAGE_BATCH_MAX
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
 
@@ -41,6 +43,8 @@ class LeaseSerializer(serializers.ModelSerializer):
             "closed_by",
             "close_reason",
             "paid_to_provider",
+            "platform_fee_bps",
+            "platform_fee",
             "refunded_to_client",
             "endpoints",
             "status_reason",
@@ -170,6 +174,50 @@ class UsageReportWriteSerializer(serializers.Serializer):
     signature = serializers.RegexField(r"0x[0-9a-fA-F]{130}", help_text="65 bytes, hex.")
 
 
+class UsageBatchItemSerializer(UsageReportWriteSerializer):
+    lease = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+class UsageBatchSerializer(serializers.Serializer):
+    """Many signed usage reports, of any of your leases, in one request."""
+
+    reports = UsageBatchItemSerializer(many=True, allow_empty=False, max_length=USAGE_BATCH_MAX)
+
+
+class UsageErrorSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="The HTTP status the report alone would have got.")
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField()
+
+
+class UsageOutcomeSerializer(serializers.Serializer):
+    lease = serializers.IntegerField(source="lease_id")
+    period_start = serializers.IntegerField()
+    result = serializers.SerializerMethodField(help_text="created, duplicate (stored before) or rejected.")
+    report = serializers.IntegerField(source="report.pk", allow_null=True, default=None)
+    error = serializers.SerializerMethodField()
+
+    def get_result(self, obj) -> str:  # type: ignore[no-untyped-def]
+        if obj.error is not None:
+            return "rejected"
+        return "created" if obj.created else "duplicate"
+
+    @extend_schema_field(UsageErrorSerializer(allow_null=True))
+    def get_error(self, obj) -> dict | None:  # type: ignore[no-untyped-def]
+        if obj.error is None:
+            return None
+        error = obj.error
+        return {"status": error.status_code, "code": error.code, "message": error.message, "fields": error.fields}
+
+
+class UsageBatchResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = UsageOutcomeSerializer(many=True, help_text="One per report, in the order sent.")
+
+
 class UsageReportSerializer(serializers.ModelSerializer):
     lease = serializers.IntegerField(source="lease_id", read_only=True)
 
@@ -212,6 +260,10 @@ class LeaseStatementSerializer(serializers.Serializer):
     usage_amount = serializers.IntegerField()
     settled = serializers.IntegerField()
     paid_to_provider = serializers.IntegerField()
+    platform_fee_bps = serializers.IntegerField(source="lease.platform_fee_bps")
+    platform_fee = serializers.IntegerField(
+        help_text="Of what the provider was paid, the platform's share (the provider gets the rest)."
+    )
     refunded_to_client = serializers.IntegerField()
 
     def get_gpu_hours(self, obj) -> str:  # type: ignore[no-untyped-def]
@@ -238,13 +290,18 @@ class LeaseEarningSerializer(serializers.Serializer):
     price_per_hour = serializers.IntegerField(source="lease.price_per_hour")
     started_at = serializers.DateTimeField(source="lease.started_at")
     closed_at = serializers.DateTimeField(source="lease.closed_at", allow_null=True)
-    owed = serializers.IntegerField(help_text="Earned so far (closed: what it paid).")
+    owed = serializers.IntegerField(help_text="Earned so far (closed: what it paid), before the platform fee.")
     settled = serializers.IntegerField(help_text="Of which already paid out of its escrow.")
+    platform_fee_bps = serializers.IntegerField(source="lease.platform_fee_bps")
+    platform_fee = serializers.IntegerField(
+        source="lease.platform_fee", help_text="The platform's share of what was paid out so far."
+    )
 
 
 class ProviderEarningsSerializer(serializers.Serializer):
-    accrued = serializers.IntegerField(help_text="Earned by active leases, not settled yet.")
-    earned = serializers.IntegerField(help_text="Paid into your earnings: settlements and closes.")
+    accrued = serializers.IntegerField(help_text="Earned by active leases, not settled yet (before the platform fee).")
+    earned = serializers.IntegerField(help_text="Paid into your earnings: settlements and closes, less platform fees.")
+    platform_fees = serializers.IntegerField(help_text="The platform's share of what your leases paid out.")
     claimed = serializers.IntegerField(help_text="Sent to your wallets by the escrow contract.")
     claimable = serializers.IntegerField(help_text="Earned and not claimed yet.")
     leases = LeaseEarningSerializer(many=True)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
     path("leases/<int:pk>/top-ups/", views.LeaseTopUpView.as_view(), name="lease-top-ups"),
     path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),
+    path("usage-reports/", views.UsageBatchView.as_view(), name="usage-reports"),
     path("leases/<int:pk>/statement/", views.LeaseStatementView.as_view(), name="lease-statement"),
     path("account/statements/<str:month>/", views.AccountStatementView.as_view(), name="account-statement"),
     path("provider/earnings/", views.ProviderEarningsView.as_view(), name="provider-earnings"),

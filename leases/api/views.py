@@ -25,6 +25,8 @@ from leases.api.serializers import (
     ManifestSerializer,
     ProviderEarningsSerializer,
     StatusReportSerializer,
+    UsageBatchResultSerializer,
+    UsageBatchSerializer,
     UsageReportSerializer,
     UsageReportWriteSerializer,
 )
@@ -198,6 +200,30 @@ class LeaseUsageView(generics.ListAPIView):
         )
 
 
+class UsageBatchView(APIView):
+    """Signed usage reports of any of your leases, up to 500 in one request (what the agent's
+    outbox sends). Each report is taken or refused on its own, with the checks and errors of
+    ``POST /leases/{id}/usage/``: the answer has one result per report, in the order sent.
+    Sending a report again is safe: it comes back as a duplicate."""
+
+    required_role = "provider"
+
+    @extend_schema(request=UsageBatchSerializer, responses=UsageBatchResultSerializer)
+    def post(self, request: Request) -> Response:
+        payload = UsageBatchSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        outcomes = services.usage_reports_accept(user=request.user, reports=payload.validated_data["reports"])
+        rejected = sum(1 for o in outcomes if o.error is not None)
+        created = sum(1 for o in outcomes if o.created)
+        body = {
+            "created": created,
+            "duplicates": len(outcomes) - created - rejected,
+            "rejected": rejected,
+            "results": outcomes,
+        }
+        return Response(UsageBatchResultSerializer(body).data)
+
+
 class LeaseStatementView(APIView):
     """The lease's statement: periods of reported usage, what each is worth, what was paid and
     refunded. ``?format=csv`` for a spreadsheet."""
@@ -227,6 +253,7 @@ class LeaseStatementView(APIView):
         rows += [
             ["total", "", statement.run_seconds, f"{statement.gpu_seconds / 3600:.4f}", "", statement.usage_amount],
             ["paid_to_provider", "", "", "", "", statement.paid_to_provider or statement.settled],
+            [f"of_which_platform_fee_{lease.platform_fee_bps}_bps", "", "", "", "", statement.platform_fee],
             ["refunded_to_client", "", "", "", "", statement.refunded_to_client],
         ]
         return _csv(rows, f"lease-{lease.pk}-statement.csv")

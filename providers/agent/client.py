@@ -99,3 +99,8 @@ class MarketplaceClient:
     def report_usage(self, lease_id: int, body: dict) -> dict:
         """Send one signed usage report (see ``providers.agent.usage``)."""
         return self._call("POST", f"/api/v1/leases/{lease_id}/usage/", body)
+
+    def report_usage_batch(self, reports: list[dict]) -> dict:
+        """Send signed usage reports of many leases at once (each with its ``lease``); the answer
+        has one result per report, in order."""
+        return self._call("POST", "/api/v1/usage-reports/", {"reports": reports})

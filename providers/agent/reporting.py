@@ -4,7 +4,8 @@ The meter remembers, per lease, where its last report ended (``<state>/usage/<le
 each report covers the time since then. A signed report goes to the outbox
 (``<state>/outbox/``, one file each, written atomically) before the meter moves on, and leaves it
 only when the marketplace accepted it, or refused it for good (then it is kept in
-``<state>/rejected/`` with the reason, for the provider to look at). If the marketplace is down,
+``<state>/rejected/`` with the reason, for the provider to look at). Reports go out in batches
+(``POST /api/v1/usage-reports/``), each taken or refused on its own. If the marketplace is down,
 reports wait, in order, and nothing is lost; running leases keep running meanwhile.
 """
 
@@ -24,6 +25,12 @@ from providers.agent.usage import UsageReport, sign
 
 logger = logging.getLogger("gpumarket.agent")
 RETRYABLE = {408, 425, 429}
+FLUSH_BATCH = 200  # reports a request
+
+
+def _refused_for_good(status: int | None) -> bool:
+    """A 4xx other than "try again later": sending the same again cannot succeed."""
+    return status is not None and 400 <= status < 500 and status not in RETRYABLE
 
 
 def _write_atomically(path: Path, data: dict) -> None:
@@ -58,31 +65,65 @@ class Outbox:
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json"))
 
-    def flush(self, client: MarketplaceClient) -> FlushSummary:
-        """Send what waits, oldest first; stop at the first transient failure to keep the order."""
+    def flush(self, client: MarketplaceClient, *, batch: int = FLUSH_BATCH) -> FlushSummary:
+        """Send what waits, oldest first, ``batch`` reports a request; stop at the first transient
+        failure to keep the order."""
         summary = FlushSummary()
-        pending = self.pending()
-        for index, path in enumerate(pending):
+        entries: list[tuple[Path, int, dict]] = []
+        for path in self.pending():
             try:
                 entry = json.loads(path.read_text())
-                lease_id, body = int(entry["lease"]), dict(entry["body"])
+                entries.append((path, int(entry["lease"]), dict(entry["body"])))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self._reject(path, f"unreadable: {exc}")
                 summary.rejected += 1
+        for start in range(0, len(entries), batch):
+            chunk = entries[start : start + batch]
+            try:
+                answer = client.report_usage_batch([{"lease": lease_id, **body} for _, lease_id, body in chunk])
+                results = list(answer["results"])
+            except MarketplaceError as exc:
+                if not _refused_for_good(exc.status):
+                    summary.waiting, summary.error = len(entries) - start, str(exc)
+                    return summary
+                # the request as a whole was refused: one at a time finds the report at fault
+                if not self._flush_one_by_one(client, chunk, summary):
+                    summary.waiting += len(entries) - start - len(chunk)
+                    return summary
                 continue
+            except (KeyError, TypeError) as exc:
+                summary.waiting, summary.error = len(entries) - start, f"unexpected answer: {exc}"
+                return summary
+            for (path, _, _), result in zip(chunk, results, strict=False):
+                error = result.get("error") or {}
+                if result.get("result") in ("created", "duplicate"):
+                    path.unlink()
+                    summary.sent += 1
+                elif _refused_for_good(error.get("status")):
+                    self._reject(path, f"{error.get('status')} {error.get('code', '')}: {error.get('message', '')}")
+                    summary.rejected += 1
+                else:
+                    summary.waiting += 1
+                    summary.error = str(error.get("message") or "no result")
+        return summary
+
+    def _flush_one_by_one(
+        self, client: MarketplaceClient, chunk: list[tuple[Path, int, dict]], summary: FlushSummary
+    ) -> bool:
+        """Send ``chunk`` report by report; False (with ``summary.waiting`` set) at a transient failure."""
+        for index, (path, lease_id, body) in enumerate(chunk):
             try:
                 client.report_usage(lease_id, body)
             except MarketplaceError as exc:
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status not in RETRYABLE:
+                if _refused_for_good(exc.status):
                     self._reject(path, f"{exc.status} {exc.code}: {exc}")
                     summary.rejected += 1
                     continue
-                summary.waiting = len(pending) - index
-                summary.error = str(exc)
-                return summary
+                summary.waiting, summary.error = len(chunk) - index, str(exc)
+                return False
             path.unlink()
             summary.sent += 1
-        return summary
+        return True
 
     def _reject(self, path: Path, reason: str) -> None:
         logger.warning("usage report refused", extra={"fields": {"file": path.name, "reason": reason}})

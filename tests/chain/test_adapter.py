@@ -182,6 +182,7 @@ def test_chain_deploy_then_the_rpc_backend_finds_the_contracts(anvil: Anvil, set
     settings.CHAIN_OPERATOR_KEY = operator.key.hex()
     settings.CHAIN_DEPLOYER_KEY = anvil.accounts[0].key.hex()
     settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
+    settings.PLATFORM_FEE_BPS = 150
     out = io.StringIO()
     call_command("chain_deploy", stdout=out)
     assert "CHAIN_ESCROW_ADDRESS=0x" in out.getvalue()
@@ -189,3 +190,30 @@ def test_chain_deploy_then_the_rpc_backend_finds_the_contracts(anvil: Anvil, set
     assert adapter.escrow.functions.operator().call() == operator.address
     assert adapter.escrow.functions.owner().call() == anvil.accounts[0].address
     assert adapter.token.functions.decimals().call() == 6
+    # the fee from the settings, to the owner unless a recipient is set
+    assert adapter.escrow.functions.fee_bps().call() == 150
+    assert adapter.escrow.functions.fee_recipient().call() == anvil.accounts[0].address
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owner_changes_the_platform_fee_from_the_command_line(anvil: Anvil, settings) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    from tests.conftest import on_anvil
+
+    adapter = on_anvil(settings, anvil)
+    owner, operator, recipient = anvil.accounts[0], anvil.accounts[1], anvil.accounts[7]
+    out = io.StringIO()
+    call_command("chain_set_fee", "300", "--owner-key", owner.key.hex(), "--recipient", recipient.address, stdout=out)
+    assert "300 bps" in out.getvalue()
+    assert adapter.escrow.functions.fee_bps().call() == 300
+    assert adapter.escrow.functions.fee_recipient().call() == recipient.address
+    with pytest.raises(CommandError, match="0 to 2000"):
+        call_command("chain_set_fee", "2001", "--owner-key", owner.key.hex(), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="not the owner"):
+        call_command("chain_set_fee", "10", "--owner-key", operator.key.hex(), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="not an address"):
+        call_command("chain_set_fee", "10", "--owner-key", owner.key.hex(), "--recipient", "nope", stdout=io.StringIO())
+    assert adapter.escrow.functions.fee_bps().call() == 300

@@ -27,7 +27,7 @@ def open_lease(chain: Chain, lease_id: int = 1, deposit_amount: int = 10 * USD, 
 
 
 def lease(chain: Chain, lease_id: int = 1) -> dict:
-    client, provider, price, balance, settled_until, is_open = chain.escrow.functions.lease(lease_id).call()
+    client, provider, price, balance, settled_until, is_open, fee_bps = chain.escrow.functions.lease(lease_id).call()
     return {
         "client": client,
         "provider": provider,
@@ -35,6 +35,7 @@ def lease(chain: Chain, lease_id: int = 1) -> dict:
         "balance": balance,
         "settled": settled_until,
         "open": is_open,
+        "fee_bps": fee_bps,
     }
 
 
@@ -91,6 +92,7 @@ def test_open_lease_moves_the_deposit_out_of_the_free_balance(chain: Chain) -> N
             "provider": chain.provider,
             "price_per_hour": PRICE,
             "deposit": 10 * USD,
+            "fee_bps": 0,
         }
     ]
     assert lease(chain, 7)["balance"] == 10 * USD and lease(chain, 7)["open"]
@@ -145,7 +147,13 @@ def test_settlement_is_capped_by_rate_times_elapsed(chain: Chain) -> None:
     chain.at(start + 1800)
     receipt = chain.tx(chain.escrow.functions.settle([1], [10 * USD]), chain.operator)
     assert chain.events(receipt, "Settled") == [
-        {"lease_id": 1, "provider": chain.provider, "amount": PRICE * 1800 // 3600, "settled_until": start + 1800}
+        {
+            "lease_id": 1,
+            "provider": chain.provider,
+            "amount": PRICE * 1800 // 3600,
+            "fee": 0,
+            "settled_until": start + 1800,
+        }
     ]
     assert chain.escrow.functions.claimable(chain.provider).call() == 1_800_000
     assert lease(chain)["balance"] == 10 * USD - 1_800_000
@@ -183,6 +191,51 @@ def test_settle_refusals(chain: Chain) -> None:
         chain.tx(chain.escrow.functions.settle([1], [1]), chain.provider)
     with reverts("length mismatch"):
         chain.tx(chain.escrow.functions.settle([1], [1, 2]), chain.operator)
+
+
+def test_the_platform_fee_is_split_off_each_settlement_at_the_rate_the_lease_opened_with(chain: Chain) -> None:
+    platform = chain.beneficiary
+    receipt = chain.tx(chain.escrow.functions.set_fee(250, platform), chain.owner)  # 2.5 %
+    assert chain.events(receipt, "FeeChanged") == [{"fee_bps": 250, "recipient": platform}]
+    open_lease(chain)
+    assert lease(chain)["fee_bps"] == 250
+    # raising the fee later does not touch the running lease
+    chain.tx(chain.escrow.functions.set_fee(2000, platform), chain.owner)
+    start = lease(chain)["settled"]
+    chain.at(start + 1001)
+    receipt = chain.tx(chain.escrow.functions.settle([1], [10 * USD]), chain.operator)
+    paid = PRICE * 1001 // 3600  # 1_001_000
+    fee = paid * 250 // 10_000  # 25_025, rounded down
+    assert chain.events(receipt, "Settled")[0]["fee"] == fee
+    assert chain.escrow.functions.claimable(chain.provider).call() == paid - fee
+    assert chain.escrow.functions.claimable(platform).call() == fee
+    # closing splits its last settlement the same way; the platform claims like a provider
+    chain.at(start + 1601)
+    receipt = chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
+    assert chain.events(receipt, "Settled")[0] == {
+        "lease_id": 1,
+        "provider": chain.provider,
+        "amount": 600_000,
+        "fee": 15_000,
+        "settled_until": start + 1601,
+    }
+    assert chain.events(receipt, "LeaseClosed")[0]["paid"] == 600_000
+    assert chain.escrow.functions.claimable(platform).call() == fee + 15_000
+    chain.tx(chain.escrow.functions.claim(), platform)
+    assert chain.token.functions.balanceOf(platform).call() == fee + 15_000
+    # a lease opened now pays the new fee
+    open_lease(chain, lease_id=2)
+    assert lease(chain, 2)["fee_bps"] == 2000
+
+
+def test_only_the_owner_sets_the_fee_within_its_limit(chain: Chain) -> None:
+    with reverts("not the owner"):
+        chain.tx(chain.escrow.functions.set_fee(100, chain.operator), chain.operator)
+    with reverts("fee too high"):
+        chain.tx(chain.escrow.functions.set_fee(2001, chain.beneficiary), chain.owner)
+    with reverts("zero address"):
+        chain.tx(chain.escrow.functions.set_fee(100, "0x" + "00" * 20), chain.owner)
+    assert chain.escrow.functions.fee_bps().call() == 0
 
 
 def test_client_closes_paying_the_time_cap_and_getting_the_rest_back(chain: Chain) -> None:

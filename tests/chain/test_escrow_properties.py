@@ -27,7 +27,8 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
             chain.tester.revert_to_snapshot(snapshot)
             self.supply = chain.token.functions.totalSupply().call()
             self.next_id = 1
-            self.leases: dict[int, dict] = {}  # lease id -> {price, opened, paid, funded}
+            self.leases: dict[int, dict] = {}  # lease id -> {price, opened, paid, funded, fee_bps}
+            self.fee_bps = 0
             # eth-tester stamps new blocks with the wall clock: start our clock safely after it
             self.clock = max(chain.now(), int(time.time())) + 5
 
@@ -45,6 +46,8 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
                 return
             for event in chain.events(receipt, "Settled"):
                 lease = self.leases[event["lease_id"]]
+                # the fee a lease was opened with, whatever the fee is now
+                assert event["fee"] == event["amount"] * lease["fee_bps"] // 10_000
                 lease["paid"] += event["amount"]
                 lease["settled_until"] = event["settled_until"]
 
@@ -72,7 +75,13 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
                 chain.escrow.functions.open_lease(self.next_id, who, chain.provider, price, amount), chain.operator
             )
             if receipt is not None:
-                self.leases[self.next_id] = {"price": price, "opened": self.clock, "paid": 0, "funded": amount}
+                self.leases[self.next_id] = {
+                    "price": price,
+                    "opened": self.clock,
+                    "paid": 0,
+                    "funded": amount,
+                    "fee_bps": self.fee_bps,
+                }
             self.next_id += 1
 
         @rule(elapsed=seconds)
@@ -90,9 +99,14 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
         def close(self, lease_id: int, by: str, final: int) -> None:
             self.record_settlements(self.send(chain.escrow.functions.close_lease(lease_id, final), getattr(chain, by)))
 
-        @rule()
-        def claim(self) -> None:
-            self.send(chain.escrow.functions.claim(), chain.provider)
+        @rule(who=st.sampled_from([chain.provider, chain.beneficiary]))
+        def claim(self, who: str) -> None:
+            self.send(chain.escrow.functions.claim(), who)
+
+        @rule(fee_bps=st.integers(min_value=0, max_value=2500))
+        def set_fee(self, fee_bps: int) -> None:
+            if self.send(chain.escrow.functions.set_fee(fee_bps, chain.beneficiary), chain.owner) is not None:
+                self.fee_bps = fee_bps
 
         @rule(amount=amounts)
         def stake(self, amount: int) -> None:

@@ -45,6 +45,7 @@ def test_events_are_recorded_once_with_their_arguments() -> None:
         "provider": provider.address,
         "price_per_hour": 3_600_000,
         "deposit": 10 * USD,
+        "fee_bps": 0,
     }
     assert opened.tx_hash.startswith("0x") and opened.block_hash.startswith("0x")
     # a rerun finds nothing new, and the cursor sits past the head

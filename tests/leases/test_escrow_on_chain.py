@@ -217,13 +217,18 @@ def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings
     assert escrow.reconcile() == []
 
 
-def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
-    client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
-    advance(chain, 1200)
+def ran_for(chain, lease: Lease, seconds: int) -> None:  # type: ignore[no-untyped-def]
+    """The lease has been running for ``seconds``, on the chain's clock and in the database."""
+    advance(chain, seconds)
     Lease.objects.filter(pk=lease.pk).update(
-        started_at=timezone.now() - timedelta(seconds=1200), status=Lease.Status.RUNNING
+        started_at=timezone.now() - timedelta(seconds=seconds), status=Lease.Status.RUNNING
     )
     lease.refresh_from_db()
+
+
+def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    ran_for(chain, lease, 1200)
     f.usage(lease, seconds=600)
 
     assert services.leases_settle() == 1
@@ -257,6 +262,45 @@ def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_
         0,
     )
     assert chain.claimable(provider_wallet) == 0 and escrow.reconcile() == []
+
+
+def test_the_platform_fee_the_escrow_fixed_for_a_lease_is_split_off_in_the_books_as_on_chain(
+    chain, settings, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    settings.PLATFORM_FEE_BPS = 0  # the escrow's fee is the one that counts
+    platform = wallet_of(chain, 8)  # the platform's own address, linked to no user
+    chain.escrow.functions.set_fee(500, platform).transact({"from": chain.w3.eth.accounts[0]})
+    client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    assert lease.platform_fee_bps == 500 == chain.lease(lease.pk).fee_bps
+    ran_for(chain, lease, 1200)
+    f.usage(lease, seconds=601)
+
+    assert services.leases_settle() == 1
+    lease.refresh_from_db()
+    provider_wallet = wallet_of(chain, 6)
+    assert (lease.settled_amount, lease.platform_fee) == (601_000, 30_050)
+    assert chain.claimable(provider_wallet) == 601_000 - 30_050
+    assert chain.claimable(platform) == 30_050
+    assert LedgerAccount.objects.get(kind=LedgerAccount.Kind.PLATFORM_FEES).balance == 30_050
+
+    advance(chain, 300)
+    with django_capture_on_commit_callbacks(execute=True):
+        f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED
+    assert lease.platform_fee == chain.claimable(platform) > 30_050  # the close's settlement paid it too
+    assert lease.paid_to_provider - lease.platform_fee == chain.claimable(provider_wallet)
+    assert escrow.reconcile() == []
+
+    # the platform claims its fees like a provider; the books still agree with the chain
+    chain.escrow.functions.claim().transact({"from": platform})
+    index_events(client=chain, confirmations=0)
+    assert chain.claimable(platform) == 0 and escrow.reconcile() == []
+    earnings = f.api(provider.user, f.PROVIDER).get("/api/v1/provider/earnings/").json()
+    assert (earnings["earned"], earnings["platform_fees"]) == (
+        lease.paid_to_provider - lease.platform_fee,
+        lease.platform_fee,
+    )
 
 
 def funded_lease(chain, django_capture_on_commit_callbacks, *, allow: int):  # type: ignore[no-untyped-def]

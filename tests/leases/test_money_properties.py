@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as settings_
+from django.db.models import Sum
+from django.test import override_settings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from leases import services
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease, LedgerAccount, LedgerEntry
 from tests import factories as f
 from tests.conftest import assert_books_balance
 from tests.factories import USD
@@ -35,9 +37,13 @@ step = st.one_of(
     hours=st.integers(1, 3),
     steps=st.lists(step, max_size=12),
     close_after=st.integers(0, 600),
+    fee_bps=st.sampled_from([0, 1, 250, 2000]),
 )
-def test_money_is_conserved_and_downtime_is_never_paid(price: int, hours: int, steps: list, close_after: int) -> None:
-    client, provider, lease = awarded(price=price, hours=hours)
+def test_money_is_conserved_and_downtime_is_never_paid(
+    price: int, hours: int, steps: list, close_after: int, fee_bps: int
+) -> None:
+    with override_settings(PLATFORM_FEE_BPS=fee_bps):
+        client, provider, lease = awarded(price=price, hours=hours)
     Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.RUNNING)
     lease.refresh_from_db()
     start = lease.started_at.replace(microsecond=0)
@@ -63,6 +69,9 @@ def test_money_is_conserved_and_downtime_is_never_paid(price: int, hours: int, s
     assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     assert 0 <= lease.paid_to_provider <= min(time_cap, usage_cap, lease.deposit)
     assert lease.paid_to_provider >= min(price * ran // 3600, time_cap)  # what it reported, within the cap, is paid
+    # the fee is cut from each payment, rounded down: never more than the rate of the whole
+    most = lease.paid_to_provider * fee_bps // 10_000
+    assert most - len(ticks) - 1 <= lease.platform_fee <= most
     assert_paid_and_charged_exactly(client, provider, lease)
 
 
@@ -150,9 +159,14 @@ def test_money_is_conserved_through_top_ups_exhaustion_and_grace(
 
 
 def assert_paid_and_charged_exactly(client, provider, lease: Lease) -> None:  # type: ignore[no-untyped-def]
-    """The provider earned what the lease paid, the client was charged that and nothing more."""
+    """The provider earned what the lease paid less the platform's fee, the client was charged
+    that and nothing more."""
     earnings = LedgerAccount.objects.get(owner=provider.user, kind=LedgerAccount.Kind.PROVIDER_EARNINGS).balance
-    assert earnings == lease.paid_to_provider
+    fees = LedgerEntry.objects.filter(
+        account__kind=LedgerAccount.Kind.PLATFORM_FEES, transaction__lease=lease
+    ).aggregate(total=Sum("amount"))["total"]
+    assert earnings + (fees or 0) == lease.paid_to_provider
+    assert (fees or 0) == lease.platform_fee
     assert LedgerAccount.objects.get(lease=lease).balance == 0
     balance = LedgerAccount.objects.get(owner=client, kind=LedgerAccount.Kind.CLIENT_BALANCE).balance
     assert balance == 100 * USD - lease.paid_to_provider

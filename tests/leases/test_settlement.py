@@ -122,3 +122,37 @@ def test_the_provider_sees_accrued_earned_and_claimable() -> None:
     assert (row["lease"], row["settled"], row["status"]) == (lease.pk, 600_000, "running")
     assert 900_000 <= row["owed"] <= 1_020_000  # with the tail since the last report
     assert f.api(lease.client, f.CLIENT).get("/api/v1/provider/earnings/").status_code == 403
+
+
+def test_a_platform_fee_is_fixed_when_the_lease_opens_and_split_off_every_payment(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PLATFORM_FEE_BPS = 250  # 2.5 %
+    lease = running(1001)
+    settings.PLATFORM_FEE_BPS = 2000  # a later change does not reach a running lease
+    assert lease.platform_fee_bps == 250
+    f.usage(lease, seconds=601)  # worth 601_000
+    services.leases_settle()
+    lease.refresh_from_db()
+    fee = 601_000 * 250 // 10_000  # 15_025, rounded down in the provider's favour
+    assert (lease.settled_amount, lease.platform_fee) == (601_000, fee)
+    assert account(lease.provider.user, LedgerAccount.Kind.PROVIDER_EARNINGS) == 601_000 - fee
+    assert LedgerAccount.objects.get(kind=LedgerAccount.Kind.PLATFORM_FEES).balance == fee
+
+    f.usage(lease, seconds=400, after=601)
+    closed = services.lease_close(user=lease.client, lease_id=lease.pk, roles={"client"})
+    assert 1_001_000 <= closed.paid_to_provider <= 1_005_000  # with the tail since the last report
+    assert closed.platform_fee == fee + (closed.paid_to_provider - 601_000) * 250 // 10_000
+    earnings = f.api(lease.provider.user, f.PROVIDER).get("/api/v1/provider/earnings/").json()
+    assert earnings["earned"] == closed.paid_to_provider - closed.platform_fee
+    assert earnings["platform_fees"] == closed.platform_fee
+    [row] = earnings["leases"]
+    assert (row["owed"], row["platform_fee_bps"], row["platform_fee"]) == (
+        closed.paid_to_provider,
+        250,
+        closed.platform_fee,
+    )
+    # the client pays the same either way: the fee comes out of the provider's side
+    assert closed.paid_to_provider + closed.refunded_to_client == closed.deposit
+    statement = f.api(lease.client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/").json()
+    assert (statement["platform_fee_bps"], statement["platform_fee"]) == (250, closed.platform_fee)
+    csv = f.api(lease.client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/?format=csv").content.decode()
+    assert f"of_which_platform_fee_250_bps,,,,,{closed.platform_fee}" in csv

@@ -139,3 +139,81 @@ def test_malformed_bodies_are_400s(lease: Lease) -> None:
     for body in ({}, {"period_start": "soon"}, {"period_start": 1, "period_end": 2, "signature": "0x12"}, []):
         response = post(lease, body)
         assert response.status_code == 400, body
+
+
+# --- many reports in one request -------------------------------------------------------------------
+
+
+def post_batch(user, reports: list[dict]):  # type: ignore[no-untyped-def]
+    return f.api(user, f.PROVIDER).post("/api/v1/usage-reports/", {"reports": reports}, format="json")
+
+
+def test_a_batch_takes_each_report_on_its_own_and_answers_in_order(lease: Lease, key) -> None:  # type: ignore[no-untyped-def]
+    # a second lease of the same provider, and a backlog of reports for each, sent out of order
+    order = f.order(lease.client)
+    second = market.order_accept(client=lease.client, order_id=order.pk, bid_id=f.bid(lease.provider, order, USD).pk)
+    Lease.objects.filter(pk=second.pk).update(started_at=lease.started_at, status="running")
+    second.refresh_from_db()
+    t0 = start_of(lease)
+    first_period = signed(lease, key, start=t0, end=t0 + 60)
+    assert post(lease, first_period).status_code == 201  # sent before; its answer was lost
+    reports = [
+        {"lease": lease.pk, **signed(lease, key, start=t0 + 120, end=t0 + 180)},
+        {"lease": second.pk, **signed(second, key, start=t0, end=t0 + 60)},
+        {"lease": lease.pk, **signed(lease, key, start=t0 + 60, end=t0 + 120)},  # the backlog, out of order
+        {"lease": lease.pk, **first_period},  # a resend
+        {"lease": second.pk, **signed(second, key, start=t0 + 30, end=t0 + 90)},  # overlaps the one above
+        {"lease": lease.pk, **signed(lease, key, start=t0 + 180, end=t0 + 240, gpu_seconds=999)},  # too much
+        {"lease": second.pk, **signed(second, Account.create(), start=t0 + 60, end=t0 + 120)},  # a stranger's key
+        {"lease": 10**9, **signed(lease, key, start=t0, end=t0 + 60)},  # no such lease
+    ]
+    response = post_batch(lease.provider.user, reports)
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["created"], body["duplicates"], body["rejected"]) == (3, 1, 4)
+    assert [r["result"] for r in body["results"]] == [
+        "created",
+        "created",
+        "created",
+        "duplicate",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
+    assert [(r["lease"], r["period_start"]) for r in body["results"]] == [
+        (r["lease"], r["period_start"]) for r in reports
+    ]
+    errors = [(r["error"]["status"], r["error"]["code"]) for r in body["results"][4:]]
+    assert errors == [
+        (409, "usage_overlap"),
+        (400, "usage_exceeds_period"),
+        (403, "unknown_signer"),
+        (404, "not_found"),
+    ]
+    assert body["results"][3]["report"] == UsageReport.objects.get(lease=lease, signature=first_period["signature"]).pk
+    assert list(UsageReport.objects.filter(lease=lease).values_list("gpu_seconds", flat=True)) == [120, 120, 120]
+    assert UsageReport.objects.filter(lease=second).count() == 1
+    # the whole batch again changes nothing
+    again = post_batch(lease.provider.user, reports[:4]).json()
+    assert (again["created"], again["duplicates"]) == (0, 4)
+    assert UsageReport.objects.count() == 4
+
+
+def test_a_malformed_or_oversized_batch_is_a_400_and_stores_nothing(lease: Lease, key) -> None:  # type: ignore[no-untyped-def]
+    t0 = start_of(lease)
+    good = {"lease": lease.pk, **signed(lease, key, start=t0, end=t0 + 60)}
+    for body in ({}, {"reports": []}, {"reports": "many"}, {"reports": [good, {"lease": lease.pk}]}):
+        response = f.api(lease.provider.user, f.PROVIDER).post("/api/v1/usage-reports/", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] == "validation_error"
+    assert post_batch(lease.provider.user, [good] * (services.USAGE_BATCH_MAX + 1)).status_code == 400
+    assert (
+        f.api(lease.client, f.CLIENT).post("/api/v1/usage-reports/", {"reports": [good]}, format="json").status_code
+        == 403
+    )
+    assert not UsageReport.objects.exists()
+    # the same report twice in one batch: stored once
+    body = post_batch(lease.provider.user, [good, good]).json()
+    assert [r["result"] for r in body["results"]] == ["created", "duplicate"]
+    assert body["results"][0]["report"] == body["results"][1]["report"] == UsageReport.objects.get().pk

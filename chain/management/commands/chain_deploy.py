@@ -32,6 +32,8 @@ class Command(BaseCommand):
                 verifier=str(options["verifier"] or operator.address),
                 token_address=options["token"] or None,  # type: ignore[arg-type]
                 unstake_delay=settings.CHAIN_UNSTAKE_DELAY_SECONDS,
+                fee_bps=settings.PLATFORM_FEE_BPS,
+                fee_recipient=settings.PLATFORM_FEE_RECIPIENT,
             )
         except DomainError as exc:
             raise CommandError(exc.message) from exc

@@ -81,6 +81,25 @@ def test_a_report_the_marketplace_refuses_is_set_aside_with_the_reason(setup, tm
     assert any("usage_overlap" in r for r in reasons) and any("unreadable" in r for r in reasons)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_reports_go_out_in_batches_and_a_malformed_one_is_found_one_by_one(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lease, key, token, url = setup
+    t0 = int(lease.started_at.timestamp()) + 1
+    outbox = Outbox(tmp_path)
+    for start in range(t0, t0 + 5 * 60, 60):
+        outbox.put(lease.pk, body(lease, key, start, start + 60))
+    broken = body(lease, key, t0 + 300, t0 + 360)
+    outbox.put(lease.pk, {**broken, "signature": "0x12"})  # malformed: the batch it is in is a 400
+    outbox.put(lease.pk, body(lease, key, t0 + 360, t0 + 420))
+
+    summary = outbox.flush(MarketplaceClient(url, token), batch=2)
+    assert (summary.sent, summary.rejected, summary.waiting) == (6, 1, 0)
+    assert UsageReport.objects.filter(lease=lease).count() == 6
+    [reason] = (tmp_path / "rejected").glob("*.reason.txt")
+    assert "400 validation_error" in reason.read_text()
+    assert outbox.pending() == []
+
+
 def test_the_meter_survives_a_restart_without_gaps_or_overlaps(tmp_path: Path) -> None:
     with Cluster() as cluster:
         cluster.add_node("gpu-1", gpus=8, product="NVIDIA-H100-80GB-HBM3", memory_mib=81559)
