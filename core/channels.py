@@ -5,6 +5,7 @@ from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.middleware import BaseMiddleware
 
 from core import services
@@ -29,3 +30,52 @@ class _BearerMiddleware(BaseMiddleware):
 def TokenAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the middleware class it builds
     """Session auth first, then a bearer token, if present, overrides the user."""
     return AuthMiddlewareStack(_BearerMiddleware(inner))
+
+
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+
+
+class WatchConsumer(AsyncJsonWebsocketConsumer):
+    """A page watching one object (an order, a lease): it joins the object's group if the user may
+    see the object, and forwards each event, which tells the page to refresh. Subclasses say who
+    may watch (``group_for``); the URL's ``pk`` names the object."""
+
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not getattr(user, "is_authenticated", False):
+            await self.close(code=UNAUTHORIZED)
+            return
+        try:
+            object_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        except (KeyError, TypeError, ValueError):
+            await self.close(code=FORBIDDEN)
+            return
+        group = await database_sync_to_async(self.group_for)(user, object_id)
+        if group is None:
+            await self.close(code=FORBIDDEN)
+            return
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    def group_for(self, user: Any, object_id: int) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        return  # pages only listen
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    async def market_event(self, event: dict) -> None:
+        await self.send_json(event["payload"])

@@ -30,4 +30,14 @@ def provider_group(provider_id: int) -> str:
     return f"provider.{provider_id}"
 
 
+def order_group(order_id: int) -> str:
+    """The web pages watching an order (its client's, and providers' that bid)."""
+    return f"order.{order_id}"
+
+
+def lease_group(lease_id: int) -> str:
+    """The web pages watching a lease (its client's and its provider's)."""
+    return f"lease.{lease_id}"
+
+
 PROVIDERS_GROUP = "providers"

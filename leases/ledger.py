@@ -14,21 +14,13 @@ from django.db import IntegrityError, transaction
 from core.bulk import update_column
 from core.errors import PaymentRequired, ValidationFailed
 from core.models import User
+from core.money import format_usd
 from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
 
 DEMO_FAUCET = "demo_faucet"
 MAX_DEPOSIT = 10**15  # one billion dollars: anything beyond is a mistake, not a deposit
 
 Leg = tuple[LedgerAccount, int]
-
-
-def format_usd(amount: int) -> str:
-    """Micro-dollars as dollars: 1_500_000 -> "$1.50", 1_234_567 -> "$1.234567"."""
-    sign = "-" if amount < 0 else ""
-    dollars, micros = divmod(abs(amount), 1_000_000)
-    fraction = f"{micros:06d}"
-    fraction = fraction[:2] if fraction[2:] == "0000" else fraction.rstrip("0")
-    return f"{sign}${dollars:,}.{fraction}"
 
 
 def user_account(*, user: User | int, kind: str) -> LedgerAccount:

@@ -112,9 +112,15 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
     return lease
 
 
+def lease_changed(lease: Lease) -> None:
+    """Pages showing the lease refresh (after the transaction commits)."""
+    realtime.publish(realtime.lease_group(lease.pk), {"type": "lease.changed", "lease": lease.pk})
+
+
 def lease_event(lease: Lease, event: str) -> None:
     """A lease changed: the provider's agent hears it over its socket (when it has to act), and the
     webhooks of the client and the provider that subscribed receive it."""
+    lease_changed(lease)
     if event in ("lease.funded", "lease.closed", "lease.insufficient_funds", "lease.resumed"):
         realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
     webhook_publish(
@@ -182,6 +188,7 @@ def _close(
             lease.status = Lease.Status.CLOSING
             lease.close_requested_amount = earned
             lease.save(update_fields=["status", "closed_by", "close_reason", "close_requested_amount"])
+            lease_changed(lease)
             transaction.on_commit(lambda: _enqueue("close_lease_on_chain", lease.pk))
             return lease
         return post_close(lease=lease, paid=earned, refunded=lease.deposit - lease.settled_amount - earned, now=now)
@@ -533,6 +540,8 @@ def lease_report_status(
         lease.save(update_fields=["status", "status_reason", "endpoints"])
         if started_running:
             lease_event(lease, "lease.running")
+        else:
+            lease_changed(lease)
     return lease
 
 

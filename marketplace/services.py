@@ -90,8 +90,14 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
     return order
 
 
+def order_changed(order_id: int) -> None:
+    """Pages showing the order refresh its bids and state (after the transaction commits)."""
+    realtime.publish(realtime.order_group(order_id), {"type": "order.changed", "order": order_id})
+
+
 def order_event(order: Order, event: str, **extra: object) -> None:
-    """Tell the client's webhooks that its order changed."""
+    """Tell the client's webhooks (and its open pages) that its order changed."""
+    order_changed(order.pk)
     webhook_publish(
         user_ids=[order.client_id],
         event_type=event,
@@ -197,13 +203,15 @@ def bid_place(
                 code="bid_exists",
                 fields={"bid": existing},
             )
-        return Bid.objects.create(
+        bid = Bid.objects.create(
             order=order,
             provider=provider,
             gpu_model=chosen.gpu_model,
             price_per_hour=price_per_hour,
             created_at=now,
         )
+        order_changed(order.pk)
+        return bid
 
 
 def _own_open_bid_locked(*, user: User, bid_id: int, now: datetime) -> Bid:
@@ -229,6 +237,7 @@ def bid_lower(*, user: User, bid_id: int, price_per_hour: int, now: datetime | N
             )
         bid.price_per_hour = price_per_hour
         bid.save(update_fields=["price_per_hour", "updated_at"])
+        order_changed(bid.order_id)
     return bid
 
 
@@ -239,6 +248,7 @@ def bid_withdraw(*, user: User, bid_id: int, now: datetime | None = None) -> Bid
         bid.status = Bid.Status.WITHDRAWN
         bid.status_reason = "withdrawn by the provider"
         bid.save(update_fields=["status", "status_reason", "updated_at"])
+        order_changed(bid.order_id)
     return bid
 
 

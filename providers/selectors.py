@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from statistics import median
 
 from django.conf import settings
 from django.db.models import F, QuerySet, Value
@@ -91,3 +92,33 @@ def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
     if filters.verified is not None:
         qs = qs.filter(verified=filters.verified)
     return qs
+
+
+@dataclass(frozen=True)
+class ModelGlance:
+    gpu_model: GpuModel
+    gpus_online: int
+    median_price_per_gpu_hour: int | None  # of the providers' asking prices
+    verified_share: float  # of the GPUs online
+
+
+def market_at_a_glance() -> list[ModelGlance]:
+    """For the landing page: per GPU model, the GPUs online providers can rent out now, their
+    median asking price per GPU-hour, and how many of them are verified."""
+    by_model: dict[str, list[ProviderGpu]] = {}
+    for offer in offers_list(filters=OfferFilters()):
+        by_model.setdefault(offer.gpu_model_id, []).append(offer)
+    rows = []
+    for offers in by_model.values():
+        online = sum(o.available_count for o in offers)
+        prices = sorted(o.price_per_gpu_hour for o in offers if o.price_per_gpu_hour)
+        verified = sum(o.available_count for o in offers if o.verified)
+        rows.append(
+            ModelGlance(
+                gpu_model=offers[0].gpu_model,
+                gpus_online=online,
+                median_price_per_gpu_hour=int(median(prices)) if prices else None,
+                verified_share=verified / online if online else 0.0,
+            )
+        )
+    return sorted(rows, key=lambda r: (-r.gpu_model.vram_gib, r.gpu_model.name))

@@ -27,6 +27,7 @@ $BIN/celery -A config worker --beat --pool=solo --loglevel=warning \
 CELERY_PID=$!
 trap 'kill $CELERY_PID 2>/dev/null || true' EXIT INT TERM
 
+echo "Web UI:   http://127.0.0.1:${PORT}/ (log in as demo-client or demo-provider, password demo-password)"
 echo "API:      http://127.0.0.1:${PORT}/api/v1/"
 echo "API docs: http://127.0.0.1:${PORT}/api/docs/"
 echo "Worker log: var/log/celery.log. Press Ctrl-C to stop."

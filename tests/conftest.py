@@ -94,3 +94,35 @@ def on_anvil(settings, node):  # type: ignore[no-untyped-def]
         unstake_delay=60,
     )
     return adapter.escrow_client()
+
+
+@pytest.fixture
+def asgi_server():  # type: ignore[no-untyped-def]
+    """The real ASGI application (HTTP and WebSockets) on uvicorn, on a free loopback port."""
+    import threading
+    import time
+
+    import uvicorn
+    from django.db import connections
+
+    from chain.devnode import free_port
+    from config.asgi import application
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://localhost:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    # the server's requests drew connections from the pool: give them back, or the test database
+    # cannot be dropped at the end of the run
+    for wrapper in connections.all():
+        if hasattr(wrapper, "close_pool"):
+            wrapper.close_pool()

@@ -80,6 +80,14 @@ _SafeLoader.yaml_implicit_resolvers = {
 }
 
 
+def load_yaml(text: str) -> Any:
+    """A workload file's YAML, safely (no aliases, no custom tags); raises ValueError."""
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"Malformed YAML: {exc}") from exc
+
+
 class YAMLParser(parsers.BaseParser):
     """``application/yaml`` bodies, e.g. a workload file posted as an order."""
 
@@ -90,9 +98,9 @@ class YAMLParser(parsers.BaseParser):
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         text = _decode(_read_bounded(stream), encoding)
         try:
-            return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ParseError(f"Malformed YAML: {exc}") from exc
+            return load_yaml(text)
+        except ValueError as exc:
+            raise ParseError(str(exc)) from exc
 
 
 class LegacyYAMLParser(YAMLParser):

@@ -1,13 +1,10 @@
 """The agent's push listener against the real ASGI application served by uvicorn."""
 
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from core import services as accounts
 from core.models import TokenScope
@@ -18,31 +15,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="pushes between processes need the Redis channel layer"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def asgi_server() -> Iterator[str]:
-    from config.asgi import application
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://localhost:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_socket_urls() -> None:

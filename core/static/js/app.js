@@ -1,0 +1,109 @@
+// GPU Market pages: local times, countdowns, copy buttons, tabs, and live updates over WebSockets.
+(function () {
+  "use strict";
+
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (!isNaN(d)) el.textContent = d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    });
+  }
+
+  function countdowns(root) {
+    root.querySelectorAll("[data-deadline]").forEach(function (el) {
+      if (el.dataset.ticking) return;
+      el.dataset.ticking = "1";
+      var end = new Date(el.dataset.deadline).getTime();
+      function tick() {
+        var left = Math.max(0, Math.round((end - Date.now()) / 1000));
+        var m = Math.floor(left / 60), s = left % 60;
+        el.textContent = left > 0 ? m + ":" + String(s).padStart(2, "0") : "closed";
+        if (left > 0) setTimeout(tick, 1000);
+      }
+      tick();
+    });
+  }
+
+  // A cost meter that ticks between updates: data-rate (micro-dollars per hour), data-base
+  // (the amount at data-since), data-cap (never beyond).
+  function meters(root) {
+    root.querySelectorAll("[data-meter-rate]").forEach(function (el) {
+      if (el.dataset.ticking) return;
+      el.dataset.ticking = "1";
+      var rate = Number(el.dataset.meterRate), base = Number(el.dataset.meterBase);
+      var cap = Number(el.dataset.meterCap), since = new Date(el.dataset.meterSince).getTime();
+      function tick() {
+        if (!document.body.contains(el)) return;
+        var amount = Math.min(cap, base + Math.floor(rate * Math.max(0, Date.now() - since) / 3600000));
+        el.textContent = "$" + (amount / 1e6).toLocaleString([], { minimumFractionDigits: 4, maximumFractionDigits: 4 });
+        setTimeout(tick, 1000);
+      }
+      tick();
+    });
+  }
+
+  function copyButtons(root) {
+    root.querySelectorAll("button[data-copy]").forEach(function (button) {
+      if (button.dataset.bound) return;
+      button.dataset.bound = "1";
+      button.addEventListener("click", function () {
+        var text = button.dataset.copy;
+        var done = function () { button.textContent = "Copied"; setTimeout(function () { button.textContent = "Copy"; }, 1500); };
+        if (navigator.clipboard) navigator.clipboard.writeText(text).then(done, done); else done();
+      });
+    });
+  }
+
+  function tabs(root) {
+    root.querySelectorAll("[role=tablist]").forEach(function (list) {
+      if (list.dataset.bound) return;
+      list.dataset.bound = "1";
+      var buttons = list.querySelectorAll("[role=tab]");
+      buttons.forEach(function (button) {
+        button.addEventListener("click", function () {
+          buttons.forEach(function (other) {
+            var selected = other === button;
+            other.setAttribute("aria-selected", String(selected));
+            document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
+          });
+          var input = list.parentElement.querySelector("input[name=mode]");
+          if (input) input.value = button.dataset.mode;
+        });
+      });
+    });
+  }
+
+  // <div data-live="/ws/orders/7/" hx-get="..." hx-trigger="live"> reloads itself on every event
+  // from its socket; it reconnects with backoff and reloads once when back (events may be lost).
+  function live(root) {
+    root.querySelectorAll("[data-live]").forEach(function (el) {
+      if (el.dataset.bound) return;
+      el.dataset.bound = "1";
+      var delay = 500, opened = false;
+      function connect() {
+        var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+        var socket = new WebSocket(scheme + location.host + el.dataset.live);
+        socket.onopen = function () {
+          el.dataset.state = "online";
+          if (opened) htmx.trigger(el, "live");
+          opened = true;
+          delay = 500;
+        };
+        socket.onmessage = function () { htmx.trigger(el, "live"); };
+        socket.onclose = function (event) {
+          el.dataset.state = "offline";
+          if (event.code === 4403 || !document.body.contains(el)) return;
+          setTimeout(connect, delay);
+          delay = Math.min(delay * 2, 15000);
+        };
+      }
+      connect();
+    });
+  }
+
+  function enhance(root) {
+    localTimes(root); countdowns(root); meters(root); copyButtons(root); tabs(root); live(root);
+  }
+  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { enhance(event.target); });
+})();

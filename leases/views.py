@@ -1,0 +1,109 @@
+"""Web pages of a lease: its state, endpoints, what it costs as it runs, top-up and close."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from core.errors import DomainError
+from core.web import perform
+from leases import selectors, services
+from leases.forms import TopUpForm
+from leases.models import Lease
+
+# The states a lease goes through, in order, for the page's timeline.
+TIMELINE = [
+    (Lease.Status.FUNDING, "Funding"),
+    (Lease.Status.FUNDED, "Funded"),
+    (Lease.Status.DEPLOYING, "Deploying"),
+    (Lease.Status.RUNNING, "Running"),
+    (Lease.Status.CLOSED, "Closed"),
+]
+
+
+def _lease(request: HttpRequest, pk: int) -> Lease:
+    roles = set(request.user.roles)
+    lease = (
+        selectors.leases_visible_to(user=request.user, roles=roles)
+        .select_related("provider", "gpu_model", "order")
+        .filter(pk=pk)
+        .first()
+    )
+    if lease is None:
+        raise Http404("No such lease.")
+    return lease
+
+
+def _context(request: HttpRequest, lease: Lease) -> dict:
+    now = timezone.now()
+    accrued = selectors.lease_accrued_now(lease)
+    order = [status for status, _ in TIMELINE]
+    # states off the main line sit where they branch from it
+    current = {
+        Lease.Status.INSUFFICIENT_FUNDS: Lease.Status.RUNNING,
+        Lease.Status.CLOSING: Lease.Status.RUNNING,
+        Lease.Status.FAILED: Lease.Status.DEPLOYING,
+    }.get(lease.status, lease.status)
+    reached = order.index(current)
+    closed = lease.status == Lease.Status.CLOSED
+    return {
+        "lease": lease,
+        "is_client": lease.client_id == request.user.pk,
+        "accrued": accrued,
+        "remaining": 0 if closed else lease.deposit - accrued,
+        "seconds_left": 0 if closed else max(0, int((lease.ends_at - now).total_seconds())),
+        "now": now,
+        "ticking": lease.status == Lease.Status.RUNNING,
+        "timeline": [
+            {"label": label, "state": "current" if i == reached else ("done" if i < reached else "")}
+            for i, (_, label) in enumerate(TIMELINE)
+        ],
+        "top_up_form": TopUpForm(),
+    }
+
+
+@login_required
+@require_GET
+def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    return render(request, "leases/lease.html", _context(request, lease))
+
+
+@login_required
+@require_GET
+def lease_panel(request: HttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    return render(request, "leases/_lease_live.html", _context(request, lease))
+
+
+@login_required
+@require_POST
+def lease_close(request: HttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    perform(
+        request,
+        lambda: services.lease_close(user=request.user, lease_id=lease.pk, roles=set(request.user.roles)),
+        success="Lease closed: what was not used goes back to your balance.",
+    )
+    return redirect("web:lease", pk=lease.pk)
+
+
+@login_required
+@require_POST
+def lease_top_up(request: HttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    form = TopUpForm(request.POST)
+    if not form.is_valid():
+        context = {**_context(request, lease), "top_up_form": form}
+        return render(request, "leases/lease.html", context, status=400)
+    try:
+        services.lease_top_up(user=request.user, lease_id=lease.pk, amount=form.cleaned_data["amount"])
+    except DomainError as exc:
+        form.add_error("amount", exc.message)
+        return render(
+            request, "leases/lease.html", {**_context(request, lease), "top_up_form": form}, status=exc.status_code
+        )
+    messages.success(request, "Topped up.")
+    return redirect("web:lease", pk=lease.pk)

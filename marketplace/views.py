@@ -1,0 +1,229 @@
+"""Web pages: the landing page, offers, the dashboard, the account, orders and their live bids.
+
+Views parse the request, call one service or selector, and render; rules live in services. Pages
+work without JavaScript; htmx swaps fragments and a WebSocket tells a page when to refresh one.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from core import selectors as core_selectors
+from core import services as core_services
+from core.errors import DomainError, NotFound
+from core.forms import TokenForm
+from core.web import perform
+from leases import selectors as lease_selectors
+from marketplace import selectors, services
+from marketplace.forms import TEMPLATES, OrderForm
+from marketplace.models import Bid, Order
+from providers import selectors as provider_selectors
+from providers.models import Provider
+
+
+def _roles(request: HttpRequest) -> set[str]:
+    return set(request.user.roles) if request.user.is_authenticated else set()
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    glance = provider_selectors.market_at_a_glance()
+    online = sum(row.gpus_online for row in glance)
+    verified = sum(round(row.gpus_online * row.verified_share) for row in glance)
+    return render(
+        request,
+        "marketplace/home.html",
+        {"glance": glance, "gpus_online": online, "verified_share": verified / online if online else 0},
+    )
+
+
+@require_GET
+def offers(request: HttpRequest) -> HttpResponse:
+    def number(name: str) -> int | None:
+        value = request.GET.get(name, "")
+        return int(value) if value.isdigit() else None
+
+    verified = {"yes": True, "no": False}.get(request.GET.get("verified", ""))
+    filters = provider_selectors.OfferFilters(
+        gpu_model=request.GET.get("gpu_model") or None,
+        min_vram_gib=number("min_vram"),
+        gpu_count=number("gpu_count"),
+        region=(request.GET.get("region") or "").strip()[:64] or None,
+        verified=verified,
+    )
+    sort = request.GET.get("sort", "price")
+    ordering = {
+        "price": ["price_per_gpu_hour", "-provider__reputation"],
+        "vram": ["-gpu_model__vram_gib", "price_per_gpu_hour"],
+        "reliability": ["-provider__reputation", "price_per_gpu_hour"],
+        "available": ["-available_count", "price_per_gpu_hour"],
+    }.get(sort, ["price_per_gpu_hour"])
+    rows = provider_selectors.offers_list(filters=filters).order_by(*ordering)[:200]
+    max_price = number("max_price")
+    if max_price is not None:  # dollars per GPU-hour
+        rows = [r for r in rows if r.price_per_gpu_hour is not None and r.price_per_gpu_hour <= max_price * 1_000_000]
+    context = {
+        "rows": rows,
+        "models": provider_selectors.gpu_models(),
+        "query": request.GET,
+        "sort": sort,
+    }
+    template = "marketplace/_offers_table.html" if request.htmx else "marketplace/offers.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    roles = _roles(request)
+    context: dict = {"roles": roles}
+    if "client" in roles:
+        context["orders"] = selectors.orders_listed_for(user=request.user, roles={"client"})[:20]
+        context["client_leases"] = lease_selectors.leases_visible_to(user=request.user, roles={"client"})[:20]
+        context["summary"] = lease_selectors.account_summary(user=request.user)
+    provider = Provider.objects.filter(user=request.user).first() if "provider" in roles else None
+    if provider is not None:
+        context["provider"] = provider
+        context["bids"] = selectors.bids_of_provider(provider=provider).filter(status=Bid.Status.OPEN)[:20]
+        context["provider_leases"] = lease_selectors.leases_visible_to(user=request.user, roles={"provider"})[:20]
+        context["earnings"] = lease_selectors.provider_earnings(user=request.user, limit=10)
+    return render(request, "marketplace/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    return _account(request, TokenForm())
+
+
+def _account(request: HttpRequest, token_form: TokenForm, *, new_secret: str = "", status: int = 200) -> HttpResponse:
+    ledger = Paginator(lease_selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("page"))
+    context = {
+        "summary": lease_selectors.account_summary(user=request.user),
+        "ledger": ledger,
+        "tokens": core_selectors.tokens_for_user(user=request.user).order_by("-created_at"),
+        "token_form": token_form,
+        "new_secret": new_secret,
+    }
+    return render(request, "marketplace/account.html", context, status=status)
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _account(request, form, status=400)
+    try:
+        issued = core_services.token_issue(
+            user=request.user, name=form.cleaned_data["name"], scope=form.cleaned_data["scope"]
+        )
+    except DomainError as exc:
+        form.add_error(None, exc.message)
+        return _account(request, form, status=exc.status_code)
+    return _account(request, TokenForm(), new_secret=issued.secret)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    perform(
+        request,
+        lambda: core_services.token_revoke(user=request.user, token_id=pk),
+        success=lambda token: f"Token “{token.name}” revoked.",
+    )
+    return redirect("web:account")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def order_new(request: HttpRequest) -> HttpResponse:
+    if "client" not in _roles(request):
+        messages.error(request, "Renting GPUs needs a client account.")
+        return redirect("web:dashboard")
+    if request.method == "GET":
+        template = TEMPLATES["pytorch-jupyter"]
+        form = OrderForm(initial={**{k: v for k, v in template.items() if k != "label"}})
+        return render(request, "marketplace/order_new.html", {"form": form, "templates": TEMPLATES})
+    form = OrderForm(request.POST)
+    if form.is_valid() and form.spec is not None:
+        try:
+            order = services.order_create(client=request.user, spec=form.spec)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("web:order", pk=order.pk)
+    context = {"form": form, "templates": TEMPLATES, "estimate": form.estimate() if not form.errors else None}
+    return render(request, "marketplace/order_new.html", context, status=400)
+
+
+@login_required
+@require_POST
+def order_check(request: HttpRequest) -> HttpResponse:
+    """Live validation of the new-order form (htmx): the problems and the cost estimate."""
+    form = OrderForm(request.POST)
+    form.is_valid()
+    return render(request, "marketplace/_order_check.html", {"form": form, "estimate": form.estimate()})
+
+
+@login_required
+@require_GET
+def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    order = _get_or_404(request, pk)
+    return render(request, "marketplace/order.html", {"order": order, **_bids_context(request, order)})
+
+
+def _get_or_404(request: HttpRequest, pk: int) -> Order:
+    try:
+        return selectors.order_get_visible(user=request.user, roles=_roles(request), order_id=pk)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def _bids_context(request: HttpRequest, order: Order) -> dict:
+    bids = list(
+        selectors.bids_visible_to(user=request.user, roles=_roles(request), order=order).order_by(
+            "price_per_hour", "created_at"
+        )
+    )
+    lease = getattr(order, "lease", None) if order.status == Order.Status.AWARDED else None
+    return {
+        "bids": bids,
+        "lease": lease,
+        "is_owner": order.client_id == request.user.pk,
+        "can_accept": order.status == Order.Status.OPEN and timezone.now() < order.deadline,
+    }
+
+
+@login_required
+@require_GET
+def order_bids(request: HttpRequest, pk: int) -> HttpResponse:
+    order = _get_or_404(request, pk)
+    return render(request, "marketplace/_order_live.html", {"order": order, **_bids_context(request, order)})
+
+
+@login_required
+@require_POST
+def order_accept(request: HttpRequest, pk: int) -> HttpResponse:
+    order = _get_or_404(request, pk)
+    bid_id = request.POST.get("bid", "")
+    lease = perform(
+        request,
+        lambda: services.order_accept(
+            client=request.user, order_id=order.pk, bid_id=int(bid_id) if bid_id.isdigit() else 0
+        ),
+        success="Bid accepted: your lease is starting.",
+    )
+    return redirect("web:lease", pk=lease.pk) if lease else redirect("web:order", pk=order.pk)
+
+
+@login_required
+@require_POST
+def order_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    order = _get_or_404(request, pk)
+    perform(request, lambda: services.order_cancel(client=request.user, order_id=order.pk), success="Order cancelled.")
+    return redirect("web:order", pk=order.pk)

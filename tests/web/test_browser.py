@@ -1,0 +1,165 @@
+"""The main journey in a real browser (Debian's Chromium, driven by Playwright) against the real
+ASGI application on uvicorn: sign up, post an order, watch bids arrive live, accept one, watch the
+lease start running, close it and find the refund in the ledger. Screenshots of each page go to
+``BROWSER_SCREENSHOTS`` (default ``test-artifacts/screenshots``)."""
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connections
+
+from core import services as accounts
+from core.models import TokenScope, User
+from leases import ledger
+from leases.models import Lease
+from marketplace.models import Order
+from tests import factories as f
+from tests.factories import USD
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(
+    os.environ.get("BROWSER_SCREENSHOTS", Path(__file__).resolve().parents[2] / "test-artifacts/screenshots")
+)
+# Nothing leaves the machine: every host but the test server fails to resolve, and Chromium's own
+# background traffic (updates, sync, metrics) is off.
+OFFLINE_ARGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: apt-get install chromium (CI does)"),
+    pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="live pages need the Redis channel layer"),
+]
+
+
+@pytest.fixture
+def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
+    """A browser page; it closes before the server stops (so no request is cut off half-way)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM calls
+    # are ordinary blocking calls all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        yield page
+        context.close()
+        browser.close()
+        # the test's ORM calls ran while Playwright's loop was running, in a context of their own
+        # (asgiref locals): close that context's connections, or they outlive the test database
+        connections.close_all()
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    response = requests.request(
+        method, f"{base}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    base = asgi_server
+    cheap, dear = f.provider(gpus={"h100-sxm-80gb": 8}), f.provider(gpus={"h100-sxm-80gb": 8}, reputation=800)
+    tokens = {
+        p.pk: accounts.token_issue(user=p.user, name="agent", scope=TokenScope.PROVIDER).secret for p in (cheap, dear)
+    }
+
+    # the landing page, then sign up as a client
+    page.goto(base + "/")
+    expect(page.locator("#gpus-online")).to_have_text("16")
+    shot(page, "01-landing")
+    page.get_by_role("link", name="Rent GPUs").first.click()
+    page.get_by_label("Username").fill("grace")
+    page.get_by_label("Email").fill("grace@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Hello, grace")).to_be_visible()
+    # money for the deposit (the card top-up page comes with the payments UI)
+    user = User.objects.get(username="grace")
+    ledger.deposit(user=user, amount=50 * USD, key="browser-test")
+    page.reload()
+    expect(page.locator("#balance")).to_have_text("$50.00")
+    shot(page, "02-dashboard")
+
+    # post an order: the estimate follows the form
+    page.get_by_role("link", name="New order").click()
+    page.get_by_label("Image").fill("ghcr.io/acme/trainer:1.4")
+    page.get_by_label("GPU models").select_option("h100-sxm-80gb")
+    page.get_by_label("GPUs").fill("2")
+    page.get_by_label("Hours").fill("2")
+    page.get_by_label("Most you pay per GPU-hour ($)").fill("2.50")
+    page.get_by_label("Bid window (seconds)").fill("300")
+    page.get_by_label("Bid window (seconds)").blur()
+    expect(page.locator("#estimate")).to_contain_text("At most $10.00")
+    shot(page, "03-new-order")
+    page.get_by_role("button", name="Post the order").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
+    order = Order.objects.get()
+    expect(page.get_by_text("Waiting for bids")).to_be_visible()
+    page.wait_for_function("document.getElementById('live').dataset.state === 'online'")
+
+    # two providers bid over the API: the page shows them as they come, cheapest first
+    api(base, tokens[dear.pk], "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_600_000})
+    expect(page.locator("#bids tbody tr")).to_have_count(1)
+    api(base, tokens[cheap.pk], "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_000_000})
+    expect(page.locator("#bids tbody tr")).to_have_count(2)
+    expect(page.locator("#bids tbody tr").first).to_contain_text("$2.00")  # per GPU-hour
+    shot(page, "04-order-with-bids")
+
+    # accept the cheapest: the lease page, funded; the provider's agent starts it
+    page.locator("#bids tbody tr").first.get_by_role("button", name=re.compile("Accept")).click()
+    expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
+    lease = Lease.objects.get()
+    expect(page.locator("#lease-status")).to_have_text("Funded")
+    page.wait_for_function("document.getElementById('live').dataset.state === 'online'")
+    api(base, tokens[cheap.pk], "POST", f"/leases/{lease.pk}/status/", {"status": "deploying"})
+    expect(page.locator("#lease-status")).to_have_text("Deploying")
+    api(
+        base,
+        tokens[cheap.pk],
+        "POST",
+        f"/leases/{lease.pk}/status/",
+        {"status": "running", "endpoints": ["203.0.113.7:31888"]},
+    )
+    expect(page.locator("#lease-status")).to_have_text("Running")
+    expect(page.locator("#endpoints")).to_contain_text("203.0.113.7:31888")
+    expect(page.locator("#cost")).to_have_text(re.compile(r"^\$0\.\d{4}$"))  # the meter ticks
+    shot(page, "05-lease-running")
+
+    # close, confirming the dialog: the refund shows, and in the ledger
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Close the lease").click()
+    expect(page.locator("#lease-status")).to_have_text("Closed")
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED and lease.refunded_to_client > 0
+    expect(page.locator("#refunded")).to_have_text(ledger.format_usd(lease.refunded_to_client))
+    shot(page, "06-lease-closed")
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
+    expect(page.locator("#balance")).to_have_text(ledger.format_usd(50 * USD - lease.paid_to_provider))
+    shot(page, "07-account")

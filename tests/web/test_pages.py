@@ -1,0 +1,246 @@
+"""The web UI's pages, with Django's test client: every page renders, forms keep what was typed
+and show errors next to the field, nobody sees someone else's order or lease."""
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from leases.models import Lease
+from marketplace import services as market
+from marketplace.models import Order
+from providers.models import ProviderGpu
+from tests import factories as f
+from tests.factories import USD
+
+pytestmark = pytest.mark.django_db
+
+
+def browser(user=None) -> Client:  # type: ignore[no-untyped-def]
+    c = Client(enforce_csrf_checks=True)
+    if user is not None:
+        c.force_login(user)
+    return c
+
+
+def post(c: Client, url: str, data: dict):  # type: ignore[no-untyped-def]
+    """A form post with the CSRF token the page gave."""
+    if "csrftoken" not in c.cookies:
+        c.get("/")  # every page carries the token
+    return c.post(url, {**data, "csrfmiddlewaretoken": c.cookies["csrftoken"].value})
+
+
+def test_the_landing_page_shows_the_market_at_a_glance() -> None:
+    p = f.provider(gpus={"h100-sxm-80gb": 8, "rtx-4090-24gb": 4}, verified=True)
+    ProviderGpu.objects.filter(provider=p, gpu_model_id="h100-sxm-80gb").update(price_per_gpu_hour=2_500_000)
+    page = browser().get("/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "GPUs online" in html and ">12<" in html  # 8 + 4
+    assert "H100" in html and "$2.50" in html
+    assert 'href="/accounts/signup/?role=provider"' in html
+
+
+def test_sign_up_log_out_and_in_again() -> None:
+    c = browser()
+    c.get("/accounts/signup/")
+    bad = c.post(
+        "/accounts/signup/",
+        {
+            "username": "ada",
+            "email": "not-an-email",
+            "password": "123",
+            "role": "client",
+            "csrfmiddlewaretoken": c.cookies["csrftoken"].value,
+        },
+    )
+    assert bad.status_code == 400
+    html = bad.content.decode()
+    assert 'value="ada"' in html  # what was typed stays
+    assert "Enter a valid email address." in html and 'aria-invalid="true"' in html
+    good = c.post(
+        "/accounts/signup/",
+        {
+            "username": "ada",
+            "email": "ada@example.com",
+            "password": "a long enough passphrase",
+            "role": "both",
+            "csrfmiddlewaretoken": c.cookies["csrftoken"].value,
+        },
+    )
+    assert good.status_code == 302 and good["Location"] == "/dashboard/"
+    dashboard = c.get("/dashboard/").content.decode()
+    assert "Hello, ada" in dashboard and "As a provider" in dashboard and "New order" in dashboard
+    assert c.post("/accounts/logout/", {"csrfmiddlewaretoken": c.cookies["csrftoken"].value}).status_code == 302
+    assert c.get("/dashboard/").status_code == 302  # to the login page
+    c.get("/accounts/login/")
+    login = c.post(
+        "/accounts/login/",
+        {
+            "username": "ada",
+            "password": "a long enough passphrase",
+            "csrfmiddlewaretoken": c.cookies["csrftoken"].value,
+        },
+    )
+    assert login.status_code == 302 and login["Location"] == "/dashboard/"
+
+
+def test_a_form_without_its_csrf_token_is_refused() -> None:
+    c = browser(f.client_user())
+    assert c.post("/account/tokens/", {"name": "x", "scope": "client"}).status_code == 403
+
+
+def test_password_reset_sends_a_link_that_works_once() -> None:
+    from core import services as accounts
+
+    accounts.user_create(username="bob", email="bob@example.com", password="old passphrase here")
+    c = browser()
+    assert post(c, "/accounts/password_reset/", {"email": "bob@example.com"}).status_code == 302
+    [message] = mail.outbox
+    link = next(line for line in message.body.splitlines() if "/accounts/reset/" in line)
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    form = c.get("/" + path, follow=True)
+    assert form.status_code == 200 and "Choose a new password" in form.content.decode()
+    done = c.post(
+        form.redirect_chain[-1][0],
+        {
+            "new_password1": "a new passphrase 42",
+            "new_password2": "a new passphrase 42",
+            "csrfmiddlewaretoken": c.cookies["csrftoken"].value,
+        },
+    )
+    assert done.status_code == 302
+    assert "not valid any more" in c.get("/" + path, follow=True).content.decode()
+
+
+def test_tokens_are_shown_once_and_can_be_revoked() -> None:
+    user = f.client_user()
+    c = browser(user)
+    created = post(c, "/account/tokens/", {"name": "laptop", "scope": "client"})
+    assert created.status_code == 200
+    html = created.content.decode()
+    assert "shown once" in html and "gpm_" in html
+    token = user.api_tokens.get()
+    secret = html.split('id="new-token">')[1].split("<")[0]
+    assert secret.startswith("gpm_") and token.prefix in secret
+    later = c.get("/account/").content.decode()
+    assert secret not in later and token.prefix in later  # only its prefix from now on
+    assert post(c, f"/account/tokens/{token.pk}/revoke/", {}).status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    empty = post(c, "/account/tokens/", {"name": "", "scope": "client"})
+    assert empty.status_code == 400 and "This field is required." in empty.content.decode()
+
+
+def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> None:
+    client = f.client_user()
+    c = browser(client)
+    page = c.get("/orders/new/").content.decode()
+    assert "PyTorch + Jupyter" in page and 'name="image"' in page
+    fields = {
+        "mode": "form",
+        "template": "custom",
+        "name": "finetune",
+        "image": "Not An Image!",
+        "command": "python train.py --epochs 3",
+        "ports": "8888",
+        "gpu_count": "2",
+        "gpu_models": ["h100-sxm-80gb"],
+        "cpu_cores": "8",
+        "memory_gib": "64",
+        "storage_gib": "100",
+        "duration_hours": "3",
+        "max_price_per_gpu_hour": "2.50",
+        "bid_window_seconds": "60",
+        "pricing_rule": "second_price",
+        "verification": "none",
+    }
+    refused = post(c, "/orders/new/", fields)
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert "Not a valid image reference" in html and 'value="finetune"' in html
+    assert not Order.objects.exists()
+    check = post(c, "/orders/new/check/", {**fields, "image": "ghcr.io/acme/trainer:1.4"}).content.decode()
+    assert "At most $15.00" in check and "$2.50 per GPU-hour" in check  # 2 GPUs x $2.50 x 3 h
+    created = post(c, "/orders/new/", {**fields, "image": "ghcr.io/acme/trainer:1.4"})
+    order = Order.objects.get()
+    assert created.status_code == 302 and created["Location"] == f"/orders/{order.pk}/"
+    assert (order.max_price_per_hour, order.gpu_count, order.duration_hours) == (5 * USD, 2, 3)
+
+
+def test_a_workload_file_can_be_posted_from_the_yaml_tab() -> None:
+    c = browser(f.client_user())
+    workload = (
+        "workload:\n  image: ghcr.io/acme/trainer:1.4\nresources:\n  gpu_count: 1\n  min_vram_gib: 40\n"
+        "duration_hours: 2\nmax_price_per_hour: 3000000\n"
+    )
+    assert post(c, "/orders/new/", {"mode": "yaml", "workload_file": workload}).status_code == 302
+    bad = post(c, "/orders/new/", {"mode": "yaml", "workload_file": "workload: [unclosed"})
+    assert bad.status_code == 400 and "Malformed YAML" in bad.content.decode()
+    missing = post(c, "/orders/new/", {"mode": "yaml", "workload_file": "duration_hours: 2\n"})
+    assert "workload: This field is required." in missing.content.decode()
+
+
+def test_the_order_page_lists_bids_cheapest_first_and_accepting_opens_the_lease() -> None:
+    client = f.client_user()
+    order = f.order(client, resources={"gpu_count": 2})
+    cheap, dear = f.provider(), f.provider()
+    f.bid(dear, order, 4 * USD)
+    bid = f.bid(cheap, order, 3 * USD)
+    c = browser(client)
+    html = c.get(f"/orders/{order.pk}/").content.decode()
+    assert html.index("$1.50") < html.index("$2.00")  # per GPU-hour, cheapest first
+    assert f'data-live="/ws/orders/{order.pk}/"' in html
+    accepted = post(c, f"/orders/{order.pk}/accept/", {"bid": bid.pk})
+    lease = Lease.objects.get()
+    assert accepted.status_code == 302 and accepted["Location"] == f"/leases/{lease.pk}/"
+    page = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert "Funded" in page and "$3.00 an hour" in page and "Close the lease" in page
+
+
+def test_other_people_get_a_404_page_not_someone_elses_order_or_lease() -> None:
+    client = f.client_user()
+    order = f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(f.provider(), order, USD).pk)
+    stranger = browser(f.client_user())
+    for url in (
+        f"/orders/{order.pk}/",
+        f"/orders/{order.pk}/live/",
+        f"/leases/{lease.pk}/",
+        f"/leases/{lease.pk}/live/",
+    ):
+        response = stranger.get(url)
+        assert response.status_code == 404 and b"<h1>Not found</h1>" in response.content
+    assert post(stranger, f"/leases/{lease.pk}/close/", {}).status_code == 404
+    assert browser().get("/api/v1/nothing-here/").json()["error"]["code"] == "not_found"
+
+
+def test_the_client_closes_and_sees_the_refund() -> None:
+    client = f.client_user(balance=100 * USD)
+    order = f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(f.provider(), order, 2 * USD).pk)
+    c = browser(client)
+    too_much = post(c, f"/leases/{lease.pk}/top-up/", {"amount": "1000000"})
+    assert too_much.status_code == 402 and "Insufficient funds" in too_much.content.decode()
+    assert post(c, f"/leases/{lease.pk}/top-up/", {"amount": "abc"}).status_code == 400
+    assert post(c, f"/leases/{lease.pk}/top-up/", {"amount": "2"}).status_code == 302
+    assert post(c, f"/leases/{lease.pk}/close/", {}).status_code == 302
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED
+    page = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert "Refunded to you" in page
+    account = c.get("/account/").content.decode()
+    assert "Refunded to client" in account
+
+
+def test_offers_filter_and_sort() -> None:
+    a = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True, reputation=900)
+    b = f.provider(gpus={"rtx-4090-24gb": 2}, region="us-east-1")
+    ProviderGpu.objects.filter(provider=a).update(price_per_gpu_hour=2 * USD)
+    ProviderGpu.objects.filter(provider=b).update(price_per_gpu_hour=USD // 2)
+    c = browser()
+    every = c.get("/offers/").content.decode()
+    assert every.index("$0.50") < every.index("$2.00")
+    only = c.get("/offers/?verified=yes&min_vram=40").content.decode()
+    assert a.name in only and b.name not in only
+    fragment = c.get("/offers/?region=us-east-1", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in fragment and b.name in fragment and a.name not in fragment
