@@ -4,6 +4,7 @@ from django.urls import path
 
 from leases import views as lease_views
 from marketplace import views
+from payments import views as payment_views
 
 app_name = "web"
 
@@ -11,7 +12,10 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("offers/", views.offers, name="offers"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("provider/", views.provider_console, name="provider"),
     path("account/", views.account, name="account"),
+    path("account/top-up/", payment_views.top_up_new, name="top-up-new"),
+    path("account/top-ups/<int:pk>/", payment_views.top_up_status, name="top-up"),
     path("account/tokens/", views.token_create, name="token-create"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("orders/new/", views.order_new, name="order-new"),

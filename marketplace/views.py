@@ -22,6 +22,8 @@ from marketplace import selectors, services
 from marketplace.forms import TEMPLATES, OrderForm
 from marketplace.models import Bid, Order
 from providers import selectors as provider_selectors
+from providers import services as provider_services
+from providers.forms import ProviderRegisterForm
 from providers.models import Provider
 
 
@@ -227,3 +229,38 @@ def order_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     perform(request, lambda: services.order_cancel(client=request.user, order_id=order.pk), success="Order cancelled.")
     return redirect("web:order", pk=order.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def provider_console(request: HttpRequest) -> HttpResponse:
+    """The provider's page: register, install the agent, inventory, bids, leases, earnings."""
+    if "provider" not in _roles(request):
+        messages.error(request, "Providing GPUs needs a provider account.")
+        return redirect("web:dashboard")
+    provider = Provider.objects.filter(user=request.user).first()
+    if provider is None:
+        form = ProviderRegisterForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                provider_services.provider_register(user=request.user, **form.cleaned_data)
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, "Registered. Now install the agent next to your GPUs.")
+                return redirect("web:provider")
+        return render(request, "marketplace/provider_register.html", {"form": form}, status=400 if form.errors else 200)
+    if request.method == "POST":
+        return redirect("web:provider")
+    context = {
+        "provider": provider,
+        "online": provider_selectors.provider_is_online(provider),
+        "gpus": provider.gpus.select_related("gpu_model").order_by("-gpu_model__vram_gib"),
+        "bids": selectors.bids_of_provider(provider=provider).filter(status=Bid.Status.OPEN)[:50],
+        "leases": lease_selectors.leases_visible_to(user=request.user, roles={"provider"}).select_related("gpu_model")[
+            :50
+        ],
+        "earnings": lease_selectors.provider_earnings(user=request.user, limit=20),
+        "has_token": request.user.api_tokens.filter(scope="provider", revoked_at__isnull=True).exists(),
+    }
+    return render(request, "marketplace/provider.html", context)

@@ -126,3 +126,11 @@ def asgi_server():  # type: ignore[no-untyped-def]
     for wrapper in connections.all():
         if hasattr(wrapper, "close_pool"):
             wrapper.close_pool()
+
+
+@pytest.fixture
+def fake_stripe(tmp_path):  # type: ignore[no-untyped-def]
+    """localstripe on a free loopback port, with the Stripe settings pointing at it."""
+    from tests.payments.fake_stripe import run_fake_stripe
+
+    yield from run_fake_stripe(tmp_path)

@@ -50,3 +50,9 @@ def hours(seconds: int | float | None) -> str:
         return f"{seconds} s"
     h, m = divmod(seconds // 60, 60)
     return f"{h} h {m:02d} min" if h else f"{m} min"
+
+
+@register.filter
+def cents_usd(cents: int | None) -> str:
+    """US cents (Stripe's unit) as dollars."""
+    return "—" if cents is None else format_usd_short(int(cents) * 10_000)

@@ -4,18 +4,11 @@ delivered to the live marketplace: once, twice, out of order, refunded, disputed
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
-import stripe
-from django.test import override_settings
 
 from leases import ledger
 from leases.models import LedgerAccount
@@ -23,58 +16,10 @@ from marketplace import services as market
 from payments.models import CardTopUp, StripeEvent
 from tests import factories as f
 from tests.factories import USD
+from tests.payments.fake_stripe import SECRET, pay_on_the_page, send_webhooks_to, stripe_api
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SECRET = "whsec_test_only"
 CENT = 10_000  # micro-dollars
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def fake_stripe(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    binary = Path(sys.executable).with_name("localstripe")
-    process = subprocess.Popen(
-        [str(binary), "--port", str(port), "--from-scratch"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    with override_settings(
-        STRIPE_SECRET_KEY="sk_test_x",
-        STRIPE_PUBLISHABLE_KEY="pk_test_x",
-        STRIPE_WEBHOOK_SECRET=SECRET,
-        STRIPE_API_BASE=url,
-    ):
-        yield url
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def stripe_api(url: str) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_x", base_addresses={"api": url})
-
-
-def pay_on_the_page(url: str, payment_intent: str) -> None:
-    """What Stripe.js does in the browser: attach a card and confirm."""
-    api = stripe_api(url)
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
-    method = api.v1.payment_methods.create(params={"type": "card", "card": card})
-    api.v1.payment_intents.update(payment_intent, params={"payment_method": method.id})
-    api.v1.payment_intents.confirm(payment_intent)
 
 
 def signed(event: dict, *, secret: str = SECRET, at: int | None = None) -> tuple[bytes, str]:
@@ -116,7 +61,7 @@ def start_top_up(client, cents: int) -> dict:  # type: ignore[no-untyped-def]
 
 def test_a_card_payment_credits_the_balance_exactly_once(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
     hook = f"{live_server.url}/api/v1/payments/stripe/webhook/"
-    requests.post(f"{fake_stripe}/_config/webhooks/market", data={"url": hook, "secret": SECRET}, timeout=5)
+    send_webhooks_to(fake_stripe, hook)
     client = f.client_user(balance=0)
     started = start_top_up(client, 2500)
     assert started["client_secret"].startswith(started["payment_intent"]) and started["publishable_key"] == "pk_test_x"

@@ -14,12 +14,14 @@ import requests
 from django.db import connections
 
 from core import services as accounts
-from core.models import TokenScope, User
+from core.models import TokenScope
 from leases import ledger
 from leases.models import Lease
 from marketplace.models import Order
+from payments.models import CardTopUp
 from tests import factories as f
 from tests.factories import USD
+from tests.payments.fake_stripe import pay_on_the_page, send_webhooks_to
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(
@@ -80,7 +82,7 @@ def api(base: str, token: str, method: str, path: str, body: dict | None = None)
     return response.json()
 
 
-def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
+def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     base = asgi_server
@@ -99,15 +101,27 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) ->
     page.get_by_label("Password").fill("a long enough passphrase")
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_role("heading", name="Hello, grace")).to_be_visible()
-    # money for the deposit (the card top-up page comes with the payments UI)
-    user = User.objects.get(username="grace")
-    ledger.deposit(user=user, amount=50 * USD, key="browser-test")
-    page.reload()
-    expect(page.locator("#balance")).to_have_text("$50.00")
     shot(page, "02-dashboard")
 
+    # add $50 by card: the page mounts Stripe's Payment Element (here localstripe's Stripe.js, which
+    # fakes only the older Card Element, so the card is confirmed the way Stripe.js would do it);
+    # the signed webhook credits the balance and the page we return to shows it
+    send_webhooks_to(fake_stripe, f"{base}/api/v1/payments/stripe/webhook/")
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("link", name="Add funds").click()
+    page.get_by_label("Amount ($)").fill("50")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.get_by_role("heading", name="Pay $50.00")).to_be_visible()
+    expect(page.locator("#payment-element input").first).to_be_visible()  # the element is mounted
+    shot(page, "03-pay")
+    top_up = CardTopUp.objects.get()
+    pay_on_the_page(fake_stripe, top_up.payment_intent)
+    page.goto(f"{base}/account/top-ups/{top_up.pk}/")
+    expect(page.locator("#top-up-status")).to_have_text("Credited")
+    expect(page.locator("#balance")).to_have_text("$50.00")
+
     # post an order: the estimate follows the form
-    page.get_by_role("link", name="New order").click()
+    page.get_by_role("navigation").get_by_role("link", name="Rent GPUs").click()
     page.get_by_label("Image").fill("ghcr.io/acme/trainer:1.4")
     page.get_by_label("GPU models").select_option("h100-sxm-80gb")
     page.get_by_label("GPUs").fill("2")
@@ -116,7 +130,7 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) ->
     page.get_by_label("Bid window (seconds)").fill("300")
     page.get_by_label("Bid window (seconds)").blur()
     expect(page.locator("#estimate")).to_contain_text("At most $10.00")
-    shot(page, "03-new-order")
+    shot(page, "04-new-order")
     page.get_by_role("button", name="Post the order").click()
     expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
     order = Order.objects.get()
@@ -129,7 +143,7 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) ->
     api(base, tokens[cheap.pk], "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_000_000})
     expect(page.locator("#bids tbody tr")).to_have_count(2)
     expect(page.locator("#bids tbody tr").first).to_contain_text("$2.00")  # per GPU-hour
-    shot(page, "04-order-with-bids")
+    shot(page, "05-order-with-bids")
 
     # accept the cheapest: the lease page, funded; the provider's agent starts it
     page.locator("#bids tbody tr").first.get_by_role("button", name=re.compile("Accept")).click()
@@ -149,7 +163,7 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) ->
     expect(page.locator("#lease-status")).to_have_text("Running")
     expect(page.locator("#endpoints")).to_contain_text("203.0.113.7:31888")
     expect(page.locator("#cost")).to_have_text(re.compile(r"^\$0\.\d{4}$"))  # the meter ticks
-    shot(page, "05-lease-running")
+    shot(page, "06-lease-running")
 
     # close, confirming the dialog: the refund shows, and in the ledger
     page.once("dialog", lambda dialog: dialog.accept())
@@ -158,8 +172,8 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str) ->
     lease.refresh_from_db()
     assert lease.status == Lease.Status.CLOSED and lease.refunded_to_client > 0
     expect(page.locator("#refunded")).to_have_text(ledger.format_usd(lease.refunded_to_client))
-    shot(page, "06-lease-closed")
+    shot(page, "07-lease-closed")
     page.get_by_role("link", name="Account").click()
     expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
     expect(page.locator("#balance")).to_have_text(ledger.format_usd(50 * USD - lease.paid_to_provider))
-    shot(page, "07-account")
+    shot(page, "08-account")

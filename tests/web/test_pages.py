@@ -244,3 +244,29 @@ def test_offers_filter_and_sort() -> None:
     assert a.name in only and b.name not in only
     fragment = c.get("/offers/?region=us-east-1", HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in fragment and b.name in fragment and a.name not in fragment
+
+
+def test_a_provider_registers_then_sees_inventory_bids_leases_and_earnings() -> None:
+    from core import services as accounts
+
+    user = accounts.user_create(username="gpu-farm", is_provider=True)
+    c = browser(user)
+    page = c.get("/provider/").content.decode()
+    assert "Rent out your GPUs" in page
+    refused = post(c, "/provider/", {"name": "", "region": "eu"})
+    assert refused.status_code == 400 and "This field is required." in refused.content.decode()
+    assert post(c, "/provider/", {"name": "GPU Farm", "region": "eu-west-1"}).status_code == 302
+    console = c.get("/provider/").content.decode()
+    assert "GPU Farm" in console and "offline" in console and "Install the agent" in console
+    assert "gpumarket-agent init --marketplace-url http://testserver" in console
+
+    provider = f.provider()  # one that reports GPUs, with a bid and a lease
+    client = f.client_user()
+    first, second = f.order(client), f.order(client)
+    f.bid(provider, first, 2 * USD)
+    market.order_accept(client=client, order_id=second.pk, bid_id=f.bid(provider, second, 3 * USD).pk)
+    html = browser(provider.user).get("/provider/").content.decode()
+    assert "online" in html and "H100 SXM 80GB" in html and 'id="inventory"' in html
+    assert f"#{first.pk}" in html and "$2.00" in html  # the open bid
+    assert "Earned (after platform fees)" in html and "Funded" in html  # the lease
+    assert browser(f.client_user()).get("/provider/").status_code == 302  # clients are sent back

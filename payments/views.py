@@ -1,0 +1,62 @@
+"""Web pages for card top-ups: choose an amount, pay in Stripe's Payment Element, watch it land.
+
+The card never touches our servers: the page mounts Stripe.js's Payment Element with the
+PaymentIntent's client secret, and Stripe confirms it. The balance is credited by the signed
+``payment_intent.succeeded`` webhook, or by the page we return to, which asks Stripe for the
+intent's state (both credit exactly once).
+"""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from core.errors import DomainError, NotFound
+from leases.selectors import account_summary
+from payments import selectors, services
+from payments.forms import CardTopUpForm
+from payments.models import CardTopUp
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def top_up_new(request: HttpRequest) -> HttpResponse:
+    form = CardTopUpForm(request.POST or None)
+    context = {"form": form, "configured": bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY)}
+    if request.method == "POST" and form.is_valid():
+        try:
+            top_up, client_secret = services.top_up_create(user=request.user, amount_cents=form.cleaned_data["amount"])
+        except DomainError as exc:
+            form.add_error("amount", exc.message)
+        else:
+            pay = {
+                "top_up": top_up,
+                "stripe": {"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": client_secret},
+                "stripe_js": settings.STRIPE_JS_URL,
+            }
+            return render(request, "payments/pay.html", pay)
+    status = 400 if form.errors else 200
+    return render(request, "payments/top_up.html", context, status=status)
+
+
+def _top_up(request: HttpRequest, pk: int) -> CardTopUp:
+    try:
+        top_up = selectors.top_up_get(user=request.user, top_up_id=pk)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    if top_up.status == CardTopUp.Status.PENDING and settings.STRIPE_SECRET_KEY:
+        try:  # back from Stripe, perhaps before its webhook: ask it (idempotent, credits once)
+            services.top_up_sync(payment_intent=top_up.payment_intent)
+        except Exception:  # noqa: BLE001 - Stripe unreachable: the webhook will tell us
+            return top_up
+        top_up.refresh_from_db()
+    return top_up
+
+
+@login_required
+@require_GET
+def top_up_status(request: HttpRequest, pk: int) -> HttpResponse:
+    top_up = _top_up(request, pk)
+    template = "payments/_top_up_status.html" if request.htmx else "payments/top_up_status.html"
+    return render(request, template, {"top_up": top_up, "summary": account_summary(user=request.user)})
