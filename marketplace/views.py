@@ -186,15 +186,19 @@ def _get_or_404(request: HttpRequest, pk: int) -> Order:
         raise Http404(exc.message) from exc
 
 
+BIDS_SHOWN = 50  # the cheapest; a page with hundreds of rows helps nobody choose
+
+
 def _bids_context(request: HttpRequest, order: Order) -> dict:
-    bids = list(
-        selectors.bids_visible_to(user=request.user, roles=_roles(request), order=order).order_by(
-            "price_per_hour", "created_at"
-        )
+    visible = selectors.bids_visible_to(user=request.user, roles=_roles(request), order=order).order_by(
+        "price_per_hour", "created_at"
     )
+    bids = list(visible[:BIDS_SHOWN])
+    total = len(bids) if len(bids) < BIDS_SHOWN else visible.count()
     lease = getattr(order, "lease", None) if order.status == Order.Status.AWARDED else None
     return {
         "bids": bids,
+        "bids_total": total,
         "lease": lease,
         "is_owner": order.client_id == request.user.pk,
         "can_accept": order.status == Order.Status.OPEN and timezone.now() < order.deadline,

@@ -177,3 +177,10 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fa
     expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
     expect(page.locator("#balance")).to_have_text(ledger.format_usd(50 * USD - lease.paid_to_provider))
     shot(page, "08-account")
+
+    # on a phone: nothing is wider than the screen (wide tables scroll inside their frame)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name, path in (("landing", "/"), ("lease", f"/leases/{lease.pk}/"), ("order", f"/orders/{order.pk}/")):
+        page.goto(base + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+        shot(page, f"09-phone-{name}")

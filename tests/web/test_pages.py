@@ -270,3 +270,16 @@ def test_a_provider_registers_then_sees_inventory_bids_leases_and_earnings() -> 
     assert f"#{first.pk}" in html and "$2.00" in html  # the open bid
     assert "Earned (after platform fees)" in html and "Funded" in html  # the lease
     assert browser(f.client_user()).get("/provider/").status_code == 302  # clients are sent back
+
+
+def test_an_order_with_many_bids_shows_the_cheapest_and_says_how_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marketplace import views
+
+    monkeypatch.setattr(views, "BIDS_SHOWN", 2)
+    client = f.client_user()
+    order = f.order(client)
+    for price in (3 * USD, 2 * USD, 4 * USD):
+        f.bid(f.provider(), order, price)
+    html = browser(client).get(f"/orders/{order.pk}/live/").content.decode()
+    assert "(3, cheapest first; the 2 cheapest shown)" in html
+    assert html.count("data-bid=") == 2 and "$4.00" not in html
