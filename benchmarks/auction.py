@@ -88,18 +88,16 @@ def order_spec(**terms: object) -> object:
     return spec.validated_data["spec"]
 
 
-def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
-    """Providers with tokens, open orders with an hour-long window; writes the bid pairs."""
+def seed_providers(count: int, *, prefix: str = "bench") -> list[str]:
+    """``count`` online providers with 8 H100s each; returns their provider tokens."""
     from core import services as accounts
     from core.models import TokenScope
-    from leases import ledger
-    from marketplace import services as market
     from providers import services as provider_services
 
     tokens = []
-    for i in range(providers):
-        user = accounts.user_create(username=f"bench-provider-{i}", is_provider=True)
-        p = provider_services.provider_register(user=user, name=f"Bench {i}", region="bench")
+    for i in range(count):
+        user = accounts.user_create(username=f"{prefix}-provider-{i}", is_provider=True)
+        p = provider_services.provider_register(user=user, name=f"{prefix.capitalize()} {i}", region="bench")
         provider_services.inventory_report(
             provider=p,
             gpus=[provider_services.GpuReport(model="h100-sxm-80gb", total=8, free=8)],
@@ -108,6 +106,16 @@ def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
             storage_gib=provider_services.HostReport(total=50_000, free=50_000),
         )
         tokens.append(accounts.token_issue(user=user, name="bench", scope=TokenScope.PROVIDER).secret)
+    return tokens
+
+
+def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
+    """Providers with tokens, open orders with an hour-long window; writes the bid pairs."""
+    from core import services as accounts
+    from leases import ledger
+    from marketplace import services as market
+
+    tokens = seed_providers(providers)
     client = accounts.user_create(username="bench-client", is_client=True)
     ledger.deposit(user=client, amount=10**12, key="bench:client")
     order_ids = []

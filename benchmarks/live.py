@@ -30,7 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.auction import order_spec, prepare_django, scratch_database, wait_healthy  # noqa: E402
+from benchmarks.auction import (  # noqa: E402
+    order_spec,
+    prepare_django,
+    scratch_database,
+    seed_providers,
+    wait_healthy,
+)
 
 BID = re.compile(r'data-bid="(\d+)"')
 
@@ -41,23 +47,10 @@ def seed(*, providers: int, pages: int) -> tuple[list[str], list[int], str]:
     from django.test import Client
 
     from core import services as accounts
-    from core.models import TokenScope
     from leases import ledger
     from marketplace import services as market
-    from providers import services as provider_services
 
-    tokens = []
-    for i in range(providers):
-        user = accounts.user_create(username=f"live-provider-{i}", is_provider=True)
-        p = provider_services.provider_register(user=user, name=f"Live {i}", region="bench")
-        provider_services.inventory_report(
-            provider=p,
-            gpus=[provider_services.GpuReport(model="h100-sxm-80gb", total=8, free=8)],
-            cpu_cores=provider_services.HostReport(total=256, free=256),
-            memory_gib=provider_services.HostReport(total=2048, free=2048),
-            storage_gib=provider_services.HostReport(total=50_000, free=50_000),
-        )
-        tokens.append(accounts.token_issue(user=user, name="bench", scope=TokenScope.PROVIDER).secret)
+    tokens = seed_providers(providers, prefix="live")
     client = accounts.user_create(username="live-client", is_client=True)
     ledger.deposit(user=client, amount=10**12, key="live:client")
     orders = [market.order_create(client=client, spec=order_spec(bid_window_seconds=3600)).pk for _ in range(pages)]
