@@ -9,9 +9,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chain.wallets import wallets_for
 from core import selectors as core_selectors
 from core import services as core_services
 from core.errors import DomainError, NotFound
@@ -21,6 +23,9 @@ from leases import selectors as lease_selectors
 from marketplace import selectors, services
 from marketplace.forms import TEMPLATES, OrderForm
 from marketplace.models import Bid, Order
+from notifications import selectors as notification_selectors
+from notifications import services as notification_services
+from notifications.forms import WebhookEndpointForm
 from providers import selectors as provider_selectors
 from providers import services as provider_services
 from providers.forms import ProviderRegisterForm
@@ -82,7 +87,10 @@ def offers(request: HttpRequest) -> HttpResponse:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     roles = _roles(request)
-    context: dict = {"roles": roles}
+    context: dict = {
+        "roles": roles,
+        "notifications": notification_selectors.notifications_for(user=request.user, unread=True)[:10],
+    }
     if "client" in roles:
         context["orders"] = selectors.orders_listed_for(user=request.user, roles={"client"})[:20]
         context["client_leases"] = lease_selectors.leases_visible_to(user=request.user, roles={"client"})[:20]
@@ -102,16 +110,75 @@ def account(request: HttpRequest) -> HttpResponse:
     return _account(request, TokenForm())
 
 
-def _account(request: HttpRequest, token_form: TokenForm, *, new_secret: str = "", status: int = 200) -> HttpResponse:
+def _account(
+    request: HttpRequest,
+    token_form: TokenForm,
+    *,
+    new_secret: str = "",
+    webhook_form: WebhookEndpointForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     ledger = Paginator(lease_selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("page"))
+    endpoints = list(notification_selectors.endpoints_for(user=request.user))
+    for endpoint in endpoints:
+        endpoint.recent = list(
+            notification_selectors.deliveries_for(user=request.user, endpoint_id=endpoint.pk).order_by("-id")[:5]
+        )
     context = {
         "summary": lease_selectors.account_summary(user=request.user),
         "ledger": ledger,
         "tokens": core_selectors.tokens_for_user(user=request.user).order_by("-created_at"),
         "token_form": token_form,
         "new_secret": new_secret,
+        "wallets": wallets_for(user=request.user),
+        "endpoints": endpoints,
+        "webhook_form": webhook_form or WebhookEndpointForm(),
     }
     return render(request, "marketplace/account.html", context, status=status)
+
+
+@login_required
+@require_POST
+def webhook_create(request: HttpRequest) -> HttpResponse:
+    form = WebhookEndpointForm(request.POST)
+    if form.is_valid():
+        try:
+            notification_services.webhook_endpoint_create(user=request.user, **form.cleaned_data)
+        except DomainError as exc:
+            for name, problems in exc.fields.items():
+                for problem in problems if isinstance(problems, list) else [problems]:
+                    form.add_error(name if name in form.fields else None, str(problem))
+            if not exc.fields:
+                form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Endpoint added: it receives the events you chose, signed with its secret.")
+            return redirect(reverse("web:account") + "#webhooks")
+    return _account(request, TokenForm(), webhook_form=form, status=400)
+
+
+@login_required
+@require_POST
+def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    actions = {
+        "delete": (notification_services.webhook_endpoint_delete, "Endpoint removed."),
+        "roll": (notification_services.webhook_secret_roll, "New secret: update your receiver."),
+        "ping": (notification_services.webhook_ping, "Ping sent: see the deliveries below."),
+    }
+    if action not in actions:
+        raise Http404("No such action.")
+    call, success = actions[action]
+    perform(request, lambda: call(user=request.user, endpoint_id=pk), success=success)
+    return redirect(reverse("web:account") + "#webhooks")
+
+
+@login_required
+@require_POST
+def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        notification_services.notification_read(user=request.user, notification_id=pk)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return redirect("web:dashboard")
 
 
 @login_required

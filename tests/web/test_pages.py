@@ -283,3 +283,47 @@ def test_an_order_with_many_bids_shows_the_cheapest_and_says_how_many(monkeypatc
     html = browser(client).get(f"/orders/{order.pk}/live/").content.decode()
     assert "(3, cheapest first; the 2 cheapest shown)" in html
     assert html.count("data-bid=") == 2 and "$4.00" not in html
+
+
+def test_webhook_endpoints_are_managed_from_the_account_page(settings) -> None:  # type: ignore[no-untyped-def]
+    from notifications.models import WebhookDelivery, WebhookEndpoint
+
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    user = f.client_user()
+    c = browser(user)
+    private = post(c, "/account/webhooks/", {"url": "https://127.0.0.1:9/hook", "events": "lease.*"})
+    assert private.status_code == 400 and "not a public address" in private.content.decode()
+    assert not WebhookEndpoint.objects.exists()
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True  # (tests only talk to loopback)
+    unknown = post(c, "/account/webhooks/", {"url": "http://127.0.0.1:9/hook", "events": "nonsense.*"})
+    assert unknown.status_code == 400 and "Event types:" in unknown.content.decode()
+    added = post(c, "/account/webhooks/", {"url": "http://127.0.0.1:9/hook", "events": "order.*, lease.closed"})
+    assert added.status_code == 302
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.events == ["lease.closed", "order.*"]
+    page = c.get("/account/").content.decode()
+    assert "http://127.0.0.1:9/hook" in page and endpoint.secret in page
+    old_secret = endpoint.secret
+    assert post(c, f"/account/webhooks/{endpoint.pk}/roll/", {}).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.secret != old_secret
+    assert post(c, f"/account/webhooks/{endpoint.pk}/ping/", {}).status_code == 302
+    assert WebhookDelivery.objects.filter(endpoint=endpoint, event_type="webhook.ping").exists()
+    assert post(browser(f.client_user()), f"/account/webhooks/{endpoint.pk}/delete/", {}).status_code == 302
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()  # someone else's: refused, nothing removed
+    assert post(c, f"/account/webhooks/{endpoint.pk}/delete/", {}).status_code == 302
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_unread_notifications_show_on_the_dashboard_until_read() -> None:
+    from notifications import services as notifications
+
+    user = f.client_user()
+    note = notifications.notify(
+        user=user, kind="balance.low", title="Lease 7 runs out soon", body="Top it up.", data={}, webhook=False
+    )
+    c = browser(user)
+    assert "Lease 7 runs out soon" in c.get("/dashboard/").content.decode()
+    assert post(c, f"/notifications/{note.pk}/read/", {}).status_code == 302
+    assert "Lease 7 runs out soon" not in c.get("/dashboard/").content.decode()
+    assert post(browser(f.client_user()), f"/notifications/{note.pk}/read/", {}).status_code == 404
