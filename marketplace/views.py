@@ -52,15 +52,17 @@ def home(request: HttpRequest) -> HttpResponse:
 def offers(request: HttpRequest) -> HttpResponse:
     def number(name: str) -> int | None:
         value = request.GET.get(name, "")
-        return int(value) if value.isdigit() else None
+        return int(value) if value.isdigit() and len(value) <= 7 else None  # beyond is not a filter
 
     verified = {"yes": True, "no": False}.get(request.GET.get("verified", ""))
+    max_price = number("max_price")  # dollars per GPU-hour
     filters = provider_selectors.OfferFilters(
         gpu_model=request.GET.get("gpu_model") or None,
         min_vram_gib=number("min_vram"),
         gpu_count=number("gpu_count"),
         region=(request.GET.get("region") or "").strip()[:64] or None,
         verified=verified,
+        max_price_per_gpu_hour=None if max_price is None else max_price * 1_000_000,
     )
     sort = request.GET.get("sort", "price")
     ordering = {
@@ -70,9 +72,6 @@ def offers(request: HttpRequest) -> HttpResponse:
         "available": ["-available_count", "price_per_gpu_hour"],
     }.get(sort, ["price_per_gpu_hour"])
     rows = provider_selectors.offers_list(filters=filters).order_by(*ordering)[:200]
-    max_price = number("max_price")
-    if max_price is not None:  # dollars per GPU-hour
-        rows = [r for r in rows if r.price_per_gpu_hour is not None and r.price_per_gpu_hour <= max_price * 1_000_000]
     context = {
         "rows": rows,
         "models": provider_selectors.gpu_models(),

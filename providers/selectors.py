@@ -68,6 +68,7 @@ class OfferFilters:
     gpu_count: int | None = None
     region: str | None = None
     verified: bool | None = None
+    max_price_per_gpu_hour: int | None = None  # micro-dollars
 
 
 def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
@@ -91,6 +92,8 @@ def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
         qs = qs.filter(provider__region__iexact=filters.region)
     if filters.verified is not None:
         qs = qs.filter(verified=filters.verified)
+    if filters.max_price_per_gpu_hour is not None:
+        qs = qs.filter(price_per_gpu_hour__lte=filters.max_price_per_gpu_hour)
     return qs
 
 

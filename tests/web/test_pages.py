@@ -244,6 +244,10 @@ def test_offers_filter_and_sort() -> None:
     assert a.name in only and b.name not in only
     fragment = c.get("/offers/?region=us-east-1", HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in fragment and b.name in fragment and a.name not in fragment
+    cheap = c.get("/offers/?max_price=1").content.decode()
+    assert b.name in cheap and a.name not in cheap
+    # numbers no column holds are no filter, never a server error
+    assert c.get("/offers/?min_vram=99999999999999999999999&gpu_count=-1&max_price=1e9").status_code == 200
 
 
 def test_a_provider_registers_then_sees_inventory_bids_leases_and_earnings() -> None:
