@@ -228,6 +228,8 @@ def test_the_client_closes_and_sees_the_refund() -> None:
     assert lease.status == Lease.Status.CLOSED
     page = c.get(f"/leases/{lease.pk}/").content.decode()
     assert "Refunded to you" in page
+    statement = c.get(f"/api/v1/leases/{lease.pk}/statement/?format=csv")  # the page's download link
+    assert statement.status_code == 200 and b"refunded_to_client" in statement.content
     account = c.get("/account/").content.decode()
     assert "Refunded to client" in account
 
@@ -331,3 +333,15 @@ def test_unread_notifications_show_on_the_dashboard_until_read() -> None:
     assert post(c, f"/notifications/{note.pk}/read/", {}).status_code == 302
     assert "Lease 7 runs out soon" not in c.get("/dashboard/").content.decode()
     assert post(browser(f.client_user()), f"/notifications/{note.pk}/read/", {}).status_code == 404
+
+
+def test_a_refused_accept_says_why_on_the_order_page() -> None:
+    client = f.client_user(balance=USD)  # not enough for the deposit
+    order = f.order(client)
+    bid = f.bid(f.provider(), order, 3 * USD)
+    c = browser(client)
+    refused = post(c, f"/orders/{order.pk}/accept/", {"bid": bid.pk})
+    assert refused.status_code == 302 and refused["Location"] == f"/orders/{order.pk}/"
+    page = c.get(f"/orders/{order.pk}/").content.decode()
+    assert "Insufficient funds" in page and not Lease.objects.exists()
+    assert post(c, f"/orders/{order.pk}/accept/", {"bid": "nonsense"}).status_code == 302
