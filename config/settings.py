@@ -144,13 +144,14 @@ else:
     # A local transport that needs no server: messages are files under var/celery, so the web
     # process and a worker on the same machine can talk without Redis.
     _CELERY_DIR = VAR_DIR / "celery"
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_CELERY_DIR / "queue"),
         "data_folder_out": str(_CELERY_DIR / "queue"),
         "processed_folder": str(_CELERY_DIR / "processed"),
+        "control_folder": str(_CELERY_DIR / "control"),  # not ./control in whatever directory runs it
         "store_processed": False,
     }
 

@@ -1,5 +1,8 @@
 """Forms of the web UI's account pages: they check input; services do the work."""
 
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
 from django import forms
 from django.contrib.auth import password_validation
 
@@ -10,6 +13,43 @@ ROLE_CHOICES = [
     ("provider", "Provide GPUs"),
     ("both", "Both"),
 ]
+
+
+class DollarsField(forms.CharField):
+    """An amount typed in dollars ("12.50", "$1,200") as integer micro-dollars: more than $0, with at
+    most ``places`` decimals and, when given, at most ``max_dollars``."""
+
+    default_error_messages = {
+        "invalid": "An amount in dollars, e.g. 12.50.",
+        "not_positive": "More than $0, please.",
+        "too_large": "At most $%(limit)s.",
+        "precision": "At most six decimals.",
+    }
+
+    def __init__(self, *, places: int = 6, max_dollars: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.places, self.max_dollars = places, max_dollars
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value).strip().lstrip("$").replace(",", "")
+        if text in self.empty_values:
+            return None
+        try:
+            amount = Decimal(text)
+        except InvalidOperation as exc:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from exc
+        if not amount.is_finite():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        if amount <= 0:
+            raise forms.ValidationError(self.error_messages["not_positive"], code="not_positive")
+        if self.max_dollars is not None and amount > self.max_dollars:
+            raise forms.ValidationError(
+                self.error_messages["too_large"], code="too_large", params={"limit": f"{self.max_dollars:,}"}
+            )
+        scaled = amount.scaleb(self.places)
+        if scaled != scaled.to_integral_value():
+            raise forms.ValidationError(self.error_messages["precision"], code="precision")
+        return int(amount.scaleb(6))
 
 
 class SignupForm(forms.Form):

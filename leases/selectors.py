@@ -72,6 +72,11 @@ def lease_accrued_now(lease: Lease) -> int:
     return lease_owed(lease=lease, until=timezone.now())
 
 
+def lease_remaining_deposit(lease: Lease, *, accrued: int) -> int:
+    """What the deposit still holds for the client, given what the provider has accrued."""
+    return 0 if lease.status == Lease.Status.CLOSED else lease.deposit - accrued
+
+
 @dataclass(frozen=True)
 class AccountSummary:
     balance: int

@@ -52,7 +52,7 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
         "lease": lease,
         "is_client": lease.client_id == request.user.pk,
         "accrued": accrued,
-        "remaining": 0 if closed else lease.deposit - accrued,
+        "remaining": selectors.lease_remaining_deposit(lease, accrued=accrued),
         "seconds_left": 0 if closed else max(0, int((lease.ends_at - now).total_seconds())),
         "now": now,
         "ticking": lease.status == Lease.Status.RUNNING,

@@ -2,12 +2,12 @@
 with the API's serializer, so the page and the API can never disagree on what is valid."""
 
 import shlex
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
 
 from core.api.parsers import load_yaml
+from core.forms import DollarsField
 from marketplace.models import PricingRule, Verification
 from marketplace.spec import OrderSpec, OrderSpecSerializer
 from providers.selectors import gpu_models
@@ -101,8 +101,16 @@ class OrderForm(forms.Form):
     memory_gib = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="Memory (GiB)")
     storage_gib = forms.IntegerField(min_value=1, max_value=100_000, initial=100, label="Storage (GiB)")
     duration_hours = forms.IntegerField(min_value=1, max_value=720, initial=4, label="Hours")
-    max_price_per_gpu_hour = forms.CharField(
-        initial="3.00", label="Most you pay per GPU-hour ($)", help_text="Providers bid below this."
+    max_price_per_gpu_hour = DollarsField(
+        max_dollars=1_000_000,
+        initial="3.00",
+        label="Most you pay per GPU-hour ($)",
+        help_text="Providers bid below this.",
+        error_messages={
+            "invalid": "A price in dollars, e.g. 2.50.",
+            "not_positive": "A price above $0 and at most $1,000,000.",
+            "too_large": "A price above $0 and at most $1,000,000.",
+        },
     )
     bid_window_seconds = forms.IntegerField(
         min_value=10, max_value=3600, initial=120, label="Bid window (seconds)", help_text="How long providers bid."
@@ -123,21 +131,6 @@ class OrderForm(forms.Form):
             for name, field in self.fields.items():  # the file says it all
                 if name not in ("mode", "workload_file", "template"):
                     field.required = False
-
-    def clean_max_price_per_gpu_hour(self) -> int | None:
-        text = (self.cleaned_data.get("max_price_per_gpu_hour") or "").strip().lstrip("$")
-        if not text and self.data.get("mode") == "yaml":
-            return None
-        try:
-            value = Decimal(text)
-        except InvalidOperation as exc:
-            raise forms.ValidationError("A price in dollars, e.g. 2.50.") from exc
-        if not value.is_finite() or value <= 0 or value > 1_000_000:
-            raise forms.ValidationError("A price above $0 and at most $1,000,000.")
-        micros = value * 1_000_000
-        if micros != micros.to_integral_value():
-            raise forms.ValidationError("At most six decimals.")
-        return int(micros)
 
     def spec_data(self) -> Any:
         """The order as the API would receive it."""

@@ -40,7 +40,7 @@ def _roles(request: HttpRequest) -> set[str]:
 def home(request: HttpRequest) -> HttpResponse:
     glance = provider_selectors.market_at_a_glance()
     online = sum(row.gpus_online for row in glance)
-    verified = sum(round(row.gpus_online * row.verified_share) for row in glance)
+    verified = sum(row.gpus_verified for row in glance)
     return render(
         request,
         "marketplace/home.html",

@@ -128,6 +128,20 @@ def top_up_sync(*, payment_intent: str, dispute: dict | None = None) -> str:
     return outcome
 
 
+def top_up_refresh(*, top_up: CardTopUp) -> CardTopUp:
+    """A pending top-up brought up to date with Stripe (a client back from paying, perhaps before
+    the webhook): credited once if it succeeded. Stripe unreachable: left as it is, for the webhook."""
+    if top_up.status != CardTopUp.Status.PENDING or not settings.STRIPE_SECRET_KEY:
+        return top_up
+    try:
+        top_up_sync(payment_intent=top_up.payment_intent)
+    except stripe.StripeError as exc:
+        logger.info("top-up %s not refreshed: %s", top_up.pk, exc)
+        return top_up
+    top_up.refresh_from_db()
+    return top_up
+
+
 def _apply_intent(top_up: CardTopUp, intent: dict) -> str:
     status = intent.get("status")
     if status == "succeeded" and top_up.status != CardTopUp.Status.SUCCEEDED:

@@ -45,13 +45,7 @@ def _top_up(request: HttpRequest, pk: int) -> CardTopUp:
         top_up = selectors.top_up_get(user=request.user, top_up_id=pk)
     except NotFound as exc:
         raise Http404(exc.message) from exc
-    if top_up.status == CardTopUp.Status.PENDING and settings.STRIPE_SECRET_KEY:
-        try:  # back from Stripe, perhaps before its webhook: ask it (idempotent, credits once)
-            services.top_up_sync(payment_intent=top_up.payment_intent)
-        except Exception:  # noqa: BLE001 - Stripe unreachable: the webhook will tell us
-            return top_up
-        top_up.refresh_from_db()
-    return top_up
+    return services.top_up_refresh(top_up=top_up)
 
 
 @login_required

@@ -101,8 +101,12 @@ def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
 class ModelGlance:
     gpu_model: GpuModel
     gpus_online: int
+    gpus_verified: int  # of those
     median_price_per_gpu_hour: int | None  # of the providers' asking prices
-    verified_share: float  # of the GPUs online
+
+    @property
+    def verified_share(self) -> float:
+        return self.gpus_verified / self.gpus_online if self.gpus_online else 0.0
 
 
 def market_at_a_glance() -> list[ModelGlance]:
@@ -115,13 +119,12 @@ def market_at_a_glance() -> list[ModelGlance]:
     for offers in by_model.values():
         online = sum(o.available_count for o in offers)
         prices = sorted(o.price_per_gpu_hour for o in offers if o.price_per_gpu_hour)
-        verified = sum(o.available_count for o in offers if o.verified)
         rows.append(
             ModelGlance(
                 gpu_model=offers[0].gpu_model,
                 gpus_online=online,
+                gpus_verified=sum(o.available_count for o in offers if o.verified),
                 median_price_per_gpu_hour=int(median(prices)) if prices else None,
-                verified_share=verified / online if online else 0.0,
             )
         )
     return sorted(rows, key=lambda r: (-r.gpu_model.vram_gib, r.gpu_model.name))

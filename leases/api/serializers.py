@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
-from leases.selectors import lease_accrued_now
+from leases.selectors import lease_accrued_now, lease_remaining_deposit
 from leases.services import USAGE_BATCH_MAX
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
@@ -60,13 +60,17 @@ class LeaseSerializer(serializers.ModelSerializer):
     def get_price_per_gpu_hour(self, obj: Lease) -> int:
         return obj.price_per_hour // obj.gpu_count
 
+    def _accrued(self, obj: Lease) -> int:
+        """Accrual reads the lease's usage: once per lease, for both fields that need it."""
+        if not hasattr(obj, "_accrued_now"):
+            obj._accrued_now = lease_accrued_now(obj)  # type: ignore[attr-defined]
+        return obj._accrued_now  # type: ignore[attr-defined]
+
     def get_accrued(self, obj: Lease) -> int:
-        return lease_accrued_now(obj)
+        return self._accrued(obj)
 
     def get_remaining_deposit(self, obj: Lease) -> int:
-        if obj.status == Lease.Status.CLOSED:
-            return 0
-        return obj.deposit - lease_accrued_now(obj)
+        return lease_remaining_deposit(obj, accrued=self._accrued(obj))
 
 
 class LeaseUpdateSerializer(serializers.Serializer):
