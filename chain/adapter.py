@@ -7,7 +7,9 @@
   ``CHAIN_RPC_URL``, sending as the operator key in ``CHAIN_OPERATOR_KEY``, with the contract
   addresses from ``CHAIN_ESCROW_ADDRESS``/``CHAIN_TOKEN_ADDRESS`` or from ``chain_deploy``.
 
-The server never holds users' keys: it signs only as the operator.
+The server never holds users' keys. It signs as the operator, and as the marketplace's own
+custody account (``CHAIN_CUSTODY_KEY``; an account of its own on the in-process chain), which
+holds in the escrow what clients who pay by card have in their balances (see ``leases.escrow``).
 """
 
 import threading
@@ -23,11 +25,12 @@ from web3.contract import Contract
 
 from chain import transactions
 from chain.compiler import load_artifact
-from chain.evm import DEMO_CLIENT_ACCOUNT, contract_at, embedded_web3, eth_tester_of
+from chain.evm import CUSTODY_ACCOUNT, DEMO_CLIENT_ACCOUNT, contract_at, embedded_web3, eth_tester_of
 from chain.models import ChainEvent, ChainTransaction, ContractDeployment, IndexerCursor, NonceCursor
 
 # Gas a settlement of one lease may need beyond its estimate (see EscrowClient.settle).
 SETTLE_EXTRA_GAS = 40_000
+UNLIMITED = 2**256 - 1
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,27 @@ class EscrowClient:
         escrow: Contract,
         token: Contract,
         policy: transactions.SendPolicy | None = None,
+        custody: LocalAccount | None = None,
+        treasury: LocalAccount | None = None,
     ) -> None:
         self.w3 = w3
         self.operator = operator
         self.escrow = escrow
         self.token = token
         self.policy = policy or transactions.SendPolicy()
+        self.custody = custody
+        self.treasury = treasury  # may mint the token: development chains only
 
     @cached_property
     def chain_id(self) -> int:
         return self.w3.eth.chain_id
 
-    def _send(self, call: Any, *, kind: str, reference: str = "", extra_gas: int = 0) -> ChainTransaction:
+    def _send(
+        self, call: Any, *, kind: str, reference: str = "", extra_gas: int = 0, account: LocalAccount | None = None
+    ) -> ChainTransaction:
         return transactions.send(
             w3=self.w3,
-            account=self.operator,
+            account=account or self.operator,
             call=call,
             kind=kind,
             reference=reference,
@@ -102,6 +111,49 @@ class EscrowClient:
     def close_lease(self, *, lease_id: int, final_amount: int) -> ChainTransaction:
         call = self.escrow.functions.close_lease(lease_id, final_amount)
         return self._send(call, kind="close_lease", reference=f"lease:{lease_id}", extra_gas=SETTLE_EXTRA_GAS)
+
+    # --- the custody account ---------------------------------------------------------------
+    @property
+    def custody_address(self) -> str | None:
+        return self.custody.address if self.custody else None
+
+    def _custody_send(self, call: Any, *, kind: str, reference: str, account: LocalAccount | None = None) -> None:
+        record = self._send(call, kind=kind, reference=reference, account=account or self.custody)
+        if record.status != ChainTransaction.Status.CONFIRMED:
+            raise transactions.ChainReverted(f"{kind} did not confirm ({record.tx_hash})")
+
+    def custody_deposit(self, *, amount: int, reference: str) -> None:
+        """As the custody account: move ``amount`` of its tokens into its free balance in the escrow,
+        which the operator may lock into leases. On a development chain the token's owner mints
+        what the account lacks; elsewhere the marketplace sends it the tokens first."""
+        custody = self._custody()
+        address = custody.address
+        held = self.token.functions.balanceOf(address).call()
+        if held < amount:
+            if self.treasury is None:
+                raise transactions.ChainReverted(
+                    f"the custody account {address} holds {held} tokens and needs {amount}: send it tokens"
+                )
+            mint = self.token.functions.mint(address, amount - held)
+            self._custody_send(mint, kind="custody_mint", reference=reference, account=self.treasury)
+        if self.token.functions.allowance(address, self.escrow.address).call() < amount:
+            approve = self.token.functions.approve(self.escrow.address, UNLIMITED)
+            self._custody_send(approve, kind="custody_approve", reference=reference)
+        if self.escrow.functions.operator_allowance(address).call() < UNLIMITED // 2:
+            allow = self.escrow.functions.approve_operator(UNLIMITED)
+            self._custody_send(allow, kind="custody_allow", reference=reference)
+        self._custody_send(self.escrow.functions.deposit(amount), kind="custody_deposit", reference=reference)
+
+    def custody_withdraw(self, *, amount: int, reference: str) -> None:
+        """As the custody account: take ``amount`` of its free balance out of the escrow, back to its
+        own tokens (money the card processor gave back to a card holder)."""
+        self._custody()
+        self._custody_send(self.escrow.functions.withdraw(amount), kind="custody_withdraw", reference=reference)
+
+    def _custody(self) -> LocalAccount:
+        if self.custody is None:
+            raise transactions.ChainUnavailable("No custody account: set CHAIN_CUSTODY_KEY.")
+        return self.custody
 
     # --- reads ---------------------------------------------------------------------------
     def lease(self, lease_id: int) -> OnChainLease:
@@ -190,7 +242,8 @@ def _embedded_client() -> EscrowClient:
                 fee_bps=settings.PLATFORM_FEE_BPS,
                 fee_recipient=settings.PLATFORM_FEE_RECIPIENT,
             )
-            client = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
+            custody = Account.from_key(keys[CUSTODY_ACCOUNT].to_bytes())
+            client = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token, custody=custody, treasury=owner)
             if settings.CHAIN_EMBEDDED_DEMO_FUNDS:
                 _fund_demo_wallet(client, owner=owner.address, amount=settings.CHAIN_EMBEDDED_DEMO_FUNDS)
             _embedded["client"] = client
@@ -231,10 +284,17 @@ def _rpc_client() -> EscrowClient:
         operator=Account.from_key(settings.CHAIN_OPERATOR_KEY),
         escrow=contract_at(w3, "Escrow", escrow_address),
         token=contract_at(w3, "DevUSD", token_address),
+        custody=Account.from_key(settings.CHAIN_CUSTODY_KEY) if settings.CHAIN_CUSTODY_KEY else None,
         policy=transactions.SendPolicy(
             receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS, retries=settings.CHAIN_RPC_RETRIES
         ),
     )
+
+
+def custody_configured() -> bool:
+    """Whether clients without a wallet can be funded through the custody account (without
+    reaching the chain: the web process cannot see the in-process one)."""
+    return settings.CHAIN_BACKEND == "embedded" or bool(settings.CHAIN_CUSTODY_KEY)
 
 
 def escrow_client(*, start: bool = True) -> EscrowClient:

@@ -17,6 +17,8 @@ from chain.compiler import load_artifact
 # The in-process chain's accounts are the same in every process: the demo gives two of them to
 # the demo client and the demo provider as their wallets (unlocked: it is a development chain).
 DEMO_CLIENT_ACCOUNT = 5
+# ... and one to the marketplace's custody account (see chain.adapter).
+CUSTODY_ACCOUNT = 4
 DEMO_PROVIDER_ACCOUNT = 6
 
 

@@ -5,6 +5,9 @@
 2. The user signs the message in its wallet and sends back the message and the signature.
 3. We check that the message is the one we issued (same nonce, unused, not expired, same
    domain) and that the signature recovers to the message's address; then the address is linked.
+
+Before a user's first wallet is linked, ``first_wallet_linking`` is sent: a receiver may refuse the
+link by raising a domain error (the escrow does, while the custody account holds money for the user).
 """
 
 import re
@@ -15,6 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 with warnings.catch_warnings():
@@ -30,6 +34,7 @@ ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 STATEMENT = "Link this wallet to your GPU Market account."
 MAX_WALLETS = 10
+first_wallet_linking = Signal()  # sent with user=; receivers raise a DomainError to refuse
 
 
 def _address(value: str, field: str = "address") -> str:
@@ -97,8 +102,11 @@ def wallet_link(*, user: User, message: str, signature: str) -> Wallet:
             if existing.user_id == user.pk:
                 return existing
             raise Conflict("This address is linked to another account.", code="wallet_taken")
-        if Wallet.objects.filter(user=user).count() >= MAX_WALLETS:
+        linked = Wallet.objects.filter(user=user).count()
+        if linked >= MAX_WALLETS:
             raise Conflict(f"At most {MAX_WALLETS} wallets per account.", code="too_many_wallets")
+        if linked == 0:
+            first_wallet_linking.send(sender=Wallet, user=user)
         try:
             with transaction.atomic():
                 return Wallet.objects.create(user=user, address=challenge.address)

@@ -295,6 +295,8 @@ CHAIN_BACKEND = env.str("CHAIN_BACKEND", default="embedded")
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="")
 CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default="")
 CHAIN_DEPLOYER_KEY = env.str("CHAIN_DEPLOYER_KEY", default="")
+# The marketplace's custody account: holds in the escrow what clients without a wallet paid by card.
+CHAIN_CUSTODY_KEY = env.str("CHAIN_CUSTODY_KEY", default="")
 CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)
@@ -318,6 +320,8 @@ STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_API_VERSION = "2026-10-28.endive"
 CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
 CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
+# Money any account may add without a card, in US cents (0: none). For demonstration servers only.
+DEMO_CREDIT_CENTS = env.int("DEMO_CREDIT_CENTS", default=0)
 # Warn a client when a lease's deposit runs out within this many seconds.
 LOW_FUNDS_WARNING_SECONDS = env.int("LOW_FUNDS_WARNING_SECONDS", default=3600)
 # The platform's share of every settlement, in basis points (0 to 2000), fixed per lease when it

@@ -11,11 +11,21 @@
   account, then sent to the contract's ``top_up``; confirmed, the lease's deposit grows (and a
   lease waiting in its grace period resumes); refused, the amount goes back to the balance.
 - Deposits and withdrawals the indexer recorded for linked wallets move clients' balances.
+- Custody: a client without a linked wallet (one who pays by card) is funded through the
+  marketplace's custody account. Its leases are opened with the custody address as their client,
+  so refunds come back to it; and ``custody_sync`` keeps the custody account's free balance in the
+  escrow equal to what those clients are owed: their ledger balances plus the deposits and top-ups
+  reserved for them and not yet in the contract. It deposits what is missing (before funding a
+  lease, and on every chain sync) and withdraws what is no longer owed (a card refund or dispute).
+  A client's first wallet cannot be linked while custody holds money for it (``leases.receivers``).
 
 Every step is idempotent: a retried task finds the lease already moved on and does nothing.
 """
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -48,6 +58,8 @@ from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
 TOP_UP_LOCK_SECONDS = 600  # longer than sending one transaction may take
+CUSTODY_LOCK = "leases:custody:sync"
+CUSTODY_LOCK_WAIT_SECONDS = 30
 
 
 def primary_wallet(user_id: int) -> str | None:
@@ -58,12 +70,17 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
     lease = Lease.objects.select_related("provider").get(pk=lease_id)
     if lease.status != Lease.Status.FUNDING:
         return lease
-    client_wallet = primary_wallet(lease.client_id)
+    client = escrow_client()
+    client_wallet = primary_wallet(lease.client_id) or client.custody_address
     provider_wallet = primary_wallet(lease.provider.user_id)
     if client_wallet is None or provider_wallet is None:
         who = "client" if client_wallet is None else "provider"
         return _funding_failed(lease_id=lease.pk, reason=f"the {who} has no linked wallet")
-    client = escrow_client()
+    if client_wallet == client.custody_address:
+        try:
+            custody_sync(withdraw=False)
+        except ChainReverted as exc:
+            return _funding_failed(lease_id=lease.pk, reason=exc.message)
     try:
         record = client.open_lease(
             lease_id=lease.pk,
@@ -155,6 +172,8 @@ def top_up_on_chain(*, top_up_id: int) -> LeaseTopUp:
         )
         if record is None:
             try:
+                if primary_wallet(top_up.lease.client_id) is None:
+                    custody_sync(withdraw=False)
                 record = client.top_up(lease_id=top_up.lease_id, amount=top_up.amount, reference=reference)
             except ChainReverted as exc:
                 return top_up_fail(top_up_id=top_up.pk, reason=exc.message)
@@ -258,7 +277,11 @@ def chain_deposits_apply(*, limit: int = 500) -> int:
     pending = ChainEvent.objects.filter(applied_at__isnull=True, name__in=["Deposited", "Withdrawn"]).order_by(
         "block_number", "log_index"
     )[:limit]
+    custody = escrow_client().custody_address
     for event in pending:
+        if event.args["account"] == custody:  # the marketplace's own movements: see custody_sync
+            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+            continue
         owner = Wallet.objects.filter(address=event.args["account"]).values_list("user_id", flat=True).first()
         if owner is None:
             continue
@@ -291,6 +314,7 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     index_events(client=escrow_client(), confirmations=confirmations)
     applied = chain_deposits_apply()
     chain_settlements_apply()
+    custody_sync()
     for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
         lease_fund_on_chain(lease_id=lease_id)
     stale = timezone.now() - timedelta(seconds=60)  # younger ones are still with their task
@@ -305,6 +329,60 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     return applied
 
 
+def custodial_obligations() -> int:
+    """What the custody account must hold free in the escrow: the balances of clients without a
+    linked wallet, plus the deposits and top-ups reserved for their leases and not yet in the
+    contract (they are still in the custody's free balance there)."""
+    with_wallet = Wallet.objects.values("user_id")
+    balances = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CLIENT_BALANCE, owner__isnull=False).exclude(
+        owner__in=with_wallet
+    )
+    funding = Lease.objects.filter(status=Lease.Status.FUNDING).exclude(client__in=with_wallet)
+    top_ups = LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING).exclude(lease__client__in=with_wallet)
+    return (
+        (balances.aggregate(total=Sum("balance"))["total"] or 0)
+        + (funding.aggregate(total=Sum("deposit"))["total"] or 0)
+        + (top_ups.aggregate(total=Sum("amount"))["total"] or 0)
+    )
+
+
+@contextmanager
+def _custody_lock() -> Iterator[None]:
+    """One custody movement at a time across workers (two would both see the same shortfall)."""
+    deadline = time.monotonic() + CUSTODY_LOCK_WAIT_SECONDS
+    while not cache.add(CUSTODY_LOCK, 1, timeout=TOP_UP_LOCK_SECONDS):
+        if time.monotonic() > deadline:
+            raise ChainUnavailable("the custody account is busy with another movement")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        cache.delete(CUSTODY_LOCK)
+
+
+def custody_sync(*, withdraw: bool = True) -> int:
+    """Bring the custody account's free balance in the escrow to ``custodial_obligations()``.
+
+    Deposits the shortfall; with ``withdraw``, takes out what is no longer owed. Returns the amount
+    moved (negative: withdrawn). Nothing to do without a custody account.
+    """
+    client = escrow_client()
+    if client.custody_address is None:
+        return 0
+    with _custody_lock():
+        owed = custodial_obligations()
+        held = client.balance_of(client.custody_address)
+        if owed > held:
+            client.custody_deposit(amount=owed - held, reference=f"custody:owed:{owed}")
+            logger.info("custody: deposited %d to cover %d owed", owed - held, owed)
+            return owed - held
+        if withdraw and held > owed:
+            client.custody_withdraw(amount=held - owed, reference=f"custody:owed:{owed}")
+            logger.warning("custody: withdrew %d no longer owed (card refunds or disputes)", held - owed)
+            return owed - held
+    return 0
+
+
 def reconcile() -> list[str]:
     """Every difference between the ledger and the escrow contract, as sentences (empty: none).
 
@@ -315,9 +393,14 @@ def reconcile() -> list[str]:
     - A provider's ledger earnings equal what its wallets can claim plus what they claimed.
     - The platform's fees equal what its fee recipients (all it ever had) can claim plus what they
       claimed.
+    - The custody account's free balance equals what clients without a wallet are owed.
     """
     client = escrow_client()
     differences: list[str] = []
+    if client.custody_address is not None:
+        held, owed = client.balance_of(client.custody_address), custodial_obligations()
+        if held != owed:
+            differences.append(f"custody: escrow holds {held}, clients without a wallet are owed {owed}")
     wallets: dict[int, list[str]] = {}
     for user_id, address in Wallet.objects.values_list("user_id", "address"):
         wallets.setdefault(user_id, []).append(address)

@@ -141,6 +141,18 @@ class LeaseTopUp(models.Model):
         return f"top-up {self.pk} of lease {self.lease_id} ({self.status})"
 
 
+class LeaseLog(models.Model):
+    """The latest tail of a lease's workload log, as its provider's agent last sent it (only the
+    newest is kept: the agent sends the whole tail each time it changes)."""
+
+    lease = models.OneToOneField(Lease, on_delete=models.CASCADE, primary_key=True, related_name="log")
+    text = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"log of lease {self.lease_id}"
+
+
 class LedgerAccount(models.Model):
     """A place money sits. Balances are cached here and always equal the sum of entries."""
 

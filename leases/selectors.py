@@ -11,7 +11,7 @@ from django.utils import timezone
 from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
-from leases.models import Lease, LedgerAccount, LedgerEntry, UsageReport
+from leases.models import Lease, LeaseLog, LedgerAccount, LedgerEntry, UsageReport
 
 
 def leases_visible_to(*, user: User, roles: set[str]) -> QuerySet[Lease]:
@@ -37,6 +37,12 @@ def with_usage(leases: QuerySet[Lease]) -> QuerySet[Lease]:
         usage_last_end=Subquery(last.values("period_end")[:1]),
         usage_last_run=Subquery(last.values("run_seconds")[:1]),
     )
+
+
+def lease_log(*, lease: Lease) -> dict:
+    """The lease's latest log tail (empty until its provider's agent sends one)."""
+    log = LeaseLog.objects.filter(lease=lease).values("text", "updated_at").first()
+    return log or {"text": "", "updated_at": None}
 
 
 def lease_run_seconds(*, lease: Lease, until: datetime, tail: bool = True) -> int:

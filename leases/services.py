@@ -23,7 +23,7 @@ from core.bulk import update_column
 from core.errors import Conflict, DomainError, NotAllowed, NotFound, ValidationFailed
 from core.models import User
 from leases import ledger, selectors
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction, UsageReport
+from leases.models import Lease, LeaseLog, LeaseTopUp, LedgerAccount, LedgerTransaction, UsageReport
 from leases.selectors import lease_owed
 from notifications.services import notify, webhook_publish
 from providers.agent import usage
@@ -497,6 +497,27 @@ def lease_for_provider(*, user: User, lease_id: int) -> Lease:
     if lease is None:
         raise NotFound("No such lease.")
     return lease
+
+
+MAX_LOG_BYTES = 64_000
+
+
+def lease_logs_put(*, user: User, lease_id: int, text: str) -> LeaseLog:
+    """The provider's agent replaces the lease's log tail (at most ``MAX_LOG_BYTES``) until the lease
+    closes; the lease page hears of it."""
+    if not isinstance(text, str):
+        raise ValidationFailed("Invalid log.", fields={"text": ["The log tail, as text."]})
+    text = text.replace("\x00", "")
+    if len(text.encode()) > MAX_LOG_BYTES:
+        raise ValidationFailed(
+            "The log tail is too long.", code="logs_too_large", fields={"text": [f"At most {MAX_LOG_BYTES} bytes."]}
+        )
+    lease = lease_for_provider(user=user, lease_id=lease_id)
+    if lease.status == Lease.Status.CLOSED:
+        raise Conflict("The lease is closed.", code="lease_closed")
+    log, _ = LeaseLog.objects.update_or_create(lease=lease, defaults={"text": text})
+    realtime.publish(realtime.lease_group(lease.pk), {"type": "lease.logs", "lease": lease.pk})
+    return log
 
 
 def lease_manifest(*, user: User, lease_id: int) -> Lease:

@@ -36,6 +36,13 @@ def _lease(request: HttpRequest, pk: int) -> Lease:
     return lease
 
 
+@login_required
+@require_GET
+def lease_logs(request: HttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    return render(request, "leases/_lease_logs.html", {"lease": lease, "log": selectors.lease_log(lease=lease)})
+
+
 def _context(request: HttpRequest, lease: Lease) -> dict:
     now = timezone.now()
     accrued = selectors.lease_accrued_now(lease)
@@ -68,7 +75,8 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
 @require_GET
 def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
-    return render(request, "leases/lease.html", _context(request, lease))
+    context = {**_context(request, lease), "log": selectors.lease_log(lease=lease)}
+    return render(request, "leases/lease.html", context)
 
 
 @login_required

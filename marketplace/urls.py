@@ -29,6 +29,7 @@ urlpatterns = [
     path("orders/<int:pk>/cancel/", views.order_cancel, name="order-cancel"),
     path("leases/<int:pk>/", lease_views.lease_detail, name="lease"),
     path("leases/<int:pk>/live/", lease_views.lease_panel, name="lease-live"),
+    path("leases/<int:pk>/logs/", lease_views.lease_logs, name="lease-logs"),
     path("leases/<int:pk>/close/", lease_views.lease_close, name="lease-close"),
     path("leases/<int:pk>/top-up/", lease_views.lease_top_up, name="lease-top-up"),
 ]

@@ -12,6 +12,13 @@
    is decided (won: released). Money the balance no longer holds is recorded as the client's
    shortfall, never taken below zero.
 
+With the escrow on chain, money paid off chain is held in the escrow by the marketplace's custody
+account (``leases.escrow.custody_sync``), for clients without a linked wallet; a client with a
+wallet funds its balance from that wallet, so card top-ups are refused to it.
+
+Demo credit (``DEMO_CREDIT_CENTS`` per account, off unless set; ``make run`` sets it) is the same
+kind of deposit with no card behind it, so that a demonstration server needs no payment keys.
+
 Stripe counts US cents; the ledger counts micro-dollars (1 cent = 10,000).
 """
 
@@ -21,11 +28,14 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 
-from core.errors import ValidationFailed
+from chain.adapter import custody_configured
+from chain.models import Wallet
+from core.errors import Conflict, ValidationFailed
 from core.models import User
 from leases import ledger
-from leases.models import LedgerAccount, LedgerTransaction
+from leases.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from payments.models import CardTopUp, StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -33,6 +43,7 @@ logger = logging.getLogger(__name__)
 MICROS_PER_CENT = 10_000
 CARD_SOURCE = "card payments (Stripe)"
 DISPUTE_HOLD = "card disputes (held)"
+DEMO_SOURCE = "demo credit (no card)"
 HANDLED = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
@@ -52,11 +63,26 @@ def stripe_client() -> stripe.StripeClient:
     )
 
 
+def off_chain_funding_check(*, user: User) -> None:
+    """Whether ``user`` may add money other than from a wallet: always with the escrow in the ledger;
+    with it on chain, only without a linked wallet and with a custody account to hold it."""
+    if settings.ESCROW_BACKEND != "chain":
+        return
+    if Wallet.objects.filter(user=user).exists():
+        raise Conflict(
+            "Your balance is funded from your linked wallet: deposit to the escrow contract from it.",
+            code="wallet_funded",
+        )
+    if not custody_configured():
+        raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
+
+
 def top_up_create(*, user: User, amount_cents: int, idempotency_key: str = "") -> tuple[CardTopUp, str]:
     """A PaymentIntent for ``amount_cents``; returns the top-up and the client secret for the page."""
     low, high = settings.CARD_TOP_UP_MIN_CENTS, settings.CARD_TOP_UP_MAX_CENTS
     if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or not low <= amount_cents <= high:
         raise ValidationFailed("Invalid amount.", fields={"amount_cents": [f"Whole US cents from {low} to {high}."]})
+    off_chain_funding_check(user=user)
     options = {"idempotency_key": f"top-up:{user.pk}:{idempotency_key}"} if idempotency_key else {}
     try:
         intent = stripe_client().v1.payment_intents.create(
@@ -216,4 +242,41 @@ def _apply_dispute(top_up: CardTopUp, dispute: dict) -> None:
             to=DISPUTE_HOLD,
             kind=LedgerTransaction.Kind.WITHDRAWAL,
             memo=f"Held while the card holder disputes ({top_up.payment_intent})",
+        )
+
+
+def demo_credit_left(*, user: User) -> int:
+    """US cents of demo credit ``user`` may still take (0 where demo credit is off)."""
+    taken = LedgerEntry.objects.filter(
+        account__owner=user,
+        account__kind=LedgerAccount.Kind.CLIENT_BALANCE,
+        transaction__idempotency_key__startswith=f"demo-credit:{user.pk}:",
+    ).aggregate(total=Sum("amount"))["total"]
+    return max(0, settings.DEMO_CREDIT_CENTS - (taken or 0) // MICROS_PER_CENT)
+
+
+def demo_credit_add(*, user: User, amount_cents: int) -> LedgerTransaction:
+    """Credit ``amount_cents`` of demo credit to ``user``'s balance, within ``DEMO_CREDIT_CENTS`` in all."""
+    if not settings.DEMO_CREDIT_CENTS:
+        raise ValidationFailed("There is no demo credit on this marketplace.", code="demo_credit_off")
+    if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or amount_cents <= 0:
+        raise ValidationFailed("Invalid amount.", fields={"amount_cents": ["A positive number of US cents."]})
+    off_chain_funding_check(user=user)
+    with transaction.atomic():
+        balance = ledger.user_account(user=user, kind=LedgerAccount.Kind.CLIENT_BALANCE)
+        LedgerAccount.objects.select_for_update().filter(pk=balance.pk).first()  # one credit at a time
+        left = demo_credit_left(user=user)
+        if amount_cents > left:
+            raise ValidationFailed(
+                "More than the demo credit left.",
+                code="demo_credit_exhausted",
+                fields={"amount_cents": [f"At most {left} cents (${left / 100:,.2f}) are left."]},
+            )
+        count = LedgerTransaction.objects.filter(idempotency_key__startswith=f"demo-credit:{user.pk}:").count()
+        return ledger.deposit(
+            user=user,
+            amount=amount_cents * MICROS_PER_CENT,
+            key=f"demo-credit:{user.pk}:{count + 1}",
+            source=DEMO_SOURCE,
+            memo="Demo credit (no card charged)",
         )

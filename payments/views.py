@@ -7,23 +7,34 @@ intent's state (both credit exactly once).
 """
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.errors import DomainError, NotFound
+from core.money import format_usd
 from leases.selectors import account_summary
 from payments import selectors, services
-from payments.forms import CardTopUpForm
+from payments.forms import CardTopUpForm, DemoCreditForm
 from payments.models import CardTopUp
+from payments.services import MICROS_PER_CENT
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def top_up_new(request: HttpRequest) -> HttpResponse:
+    """Add funds: by card where Stripe is set up, else demo credit where the server offers it."""
+    configured = bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY)
+    try:
+        services.off_chain_funding_check(user=request.user)
+    except DomainError as exc:
+        return render(request, "payments/top_up.html", {"refused": exc.message, "configured": configured})
+    if not configured and settings.DEMO_CREDIT_CENTS:
+        return _demo_credit(request)
     form = CardTopUpForm(request.POST or None)
-    context = {"form": form, "configured": bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY)}
+    context = {"form": form, "configured": configured}
     if request.method == "POST" and form.is_valid():
         try:
             top_up, client_secret = services.top_up_create(user=request.user, amount_cents=form.cleaned_data["amount"])
@@ -38,6 +49,22 @@ def top_up_new(request: HttpRequest) -> HttpResponse:
             return render(request, "payments/pay.html", pay)
     status = 400 if form.errors else 200
     return render(request, "payments/top_up.html", context, status=status)
+
+
+def _demo_credit(request: HttpRequest) -> HttpResponse:
+    form = DemoCreditForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.demo_credit_add(user=request.user, amount_cents=form.cleaned_data["amount"])
+        except DomainError as exc:
+            form.add_error("amount", (exc.fields.get("amount_cents") or [exc.message])[0])
+        else:
+            messages.success(
+                request, f"Added {format_usd(form.cleaned_data['amount'] * MICROS_PER_CENT)} of demo credit."
+            )
+            return redirect("web:account")
+    context = {"form": form, "left": services.demo_credit_left(user=request.user)}
+    return render(request, "payments/demo_credit.html", context, status=400 if form.errors else 200)
 
 
 def _top_up(request: HttpRequest, pk: int) -> CardTopUp:

@@ -7,6 +7,8 @@ export DEBUG="${DEBUG:-true}"
 export ESCROW_BACKEND="${ESCROW_BACKEND:-chain}"
 export CHAIN_BACKEND="${CHAIN_BACKEND:-embedded}"
 export CHAIN_EMBEDDED_DEMO_FUNDS="${CHAIN_EMBEDDED_DEMO_FUNDS:-1000000000}"
+# New accounts can add test money without a card (there are no payment keys here).
+export DEMO_CREDIT_CENTS="${DEMO_CREDIT_CENTS:-100000}"
 PORT="${PORT:-8000}"
 BIN=.venv/bin
 

@@ -309,3 +309,10 @@ class ProviderEarningsSerializer(serializers.Serializer):
     claimed = serializers.IntegerField(help_text="Sent to your wallets by the escrow contract.")
     claimable = serializers.IntegerField(help_text="Earned and not claimed yet.")
     leases = LeaseEarningSerializer(many=True)
+
+
+class LeaseLogSerializer(serializers.Serializer):
+    text = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, help_text="The latest tail of the workload's log."
+    )
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)

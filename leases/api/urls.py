@@ -7,6 +7,7 @@ urlpatterns = [
     path("leases/<int:pk>/", views.LeaseDetailView.as_view(), name="lease-detail"),
     path("leases/<int:pk>/close/", views.LeaseCloseView.as_view(), name="lease-close"),
     path("leases/<int:pk>/manifest/", views.LeaseManifestView.as_view(), name="lease-manifest"),
+    path("leases/<int:pk>/logs/", views.LeaseLogsView.as_view(), name="lease-logs"),
     path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
     path("leases/<int:pk>/top-ups/", views.LeaseTopUpView.as_view(), name="lease-top-ups"),
     path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),

@@ -16,6 +16,7 @@ from leases.api.serializers import (
     AccountSerializer,
     AccountStatementSerializer,
     LeaseCloseSerializer,
+    LeaseLogSerializer,
     LeaseSerializer,
     LeaseStatementSerializer,
     LeaseTopUpSerializer,
@@ -174,6 +175,25 @@ class LeaseStatusView(APIView):
         payload.is_valid(raise_exception=True)
         lease = services.lease_report_status(user=request.user, lease_id=pk, **payload.validated_data)
         return Response(LeaseSerializer(lease).data)
+
+
+class LeaseLogsView(APIView):
+    """The tail of the workload's log: the lease's provider's agent replaces it (PUT, at most 64,000
+    bytes, until the lease closes); its client and provider read it."""
+
+    required_role = {"PUT": "provider"}
+
+    @extend_schema(responses=LeaseLogSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        visible = selectors.leases_visible_to(user=request.user, roles=reading_roles(request))
+        lease = generics.get_object_or_404(visible, pk=pk)
+        return Response(selectors.lease_log(lease=lease))
+
+    @extend_schema(request=LeaseLogSerializer, responses=LeaseLogSerializer)
+    def put(self, request: Request, pk: int) -> Response:
+        text = request.data.get("text") if isinstance(request.data, dict) else None
+        log = services.lease_logs_put(user=request.user, lease_id=pk, text=text)  # type: ignore[arg-type]
+        return Response({"text": log.text, "updated_at": log.updated_at})
 
 
 class LeaseUsageView(generics.ListAPIView):

@@ -31,3 +31,12 @@ class TopUpCreatedSerializer(CardTopUpSerializer):
 
     class Meta(CardTopUpSerializer.Meta):
         fields = [*CardTopUpSerializer.Meta.fields, "client_secret", "publishable_key"]
+
+
+class DemoCreditCreateSerializer(serializers.Serializer):
+    amount_cents = serializers.IntegerField(min_value=1, max_value=10**9, help_text="US cents to add, no card charged.")
+
+
+class DemoCreditSerializer(serializers.Serializer):
+    credited_cents = serializers.IntegerField(required=False, help_text="What this request added.")
+    left_cents = serializers.IntegerField(help_text="Demo credit this account may still add.")

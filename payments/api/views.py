@@ -8,7 +8,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments import selectors, services
-from payments.api.serializers import CardTopUpSerializer, TopUpCreatedSerializer, TopUpCreateSerializer
+from payments.api.serializers import (
+    CardTopUpSerializer,
+    DemoCreditCreateSerializer,
+    DemoCreditSerializer,
+    TopUpCreatedSerializer,
+    TopUpCreateSerializer,
+)
 from payments.models import CardTopUp
 
 
@@ -45,6 +51,26 @@ class TopUpDetailView(APIView):
     @extend_schema(responses=CardTopUpSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(CardTopUpSerializer(selectors.top_up_get(user=request.user, top_up_id=pk)).data)
+
+
+class DemoCreditView(APIView):
+    """Demo credit: money added to your balance with no card, on demonstration servers only
+    (``DEMO_CREDIT_CENTS`` per account). GET says how much is left."""
+
+    required_role = {"POST": "client"}
+
+    @extend_schema(responses=DemoCreditSerializer)
+    def get(self, request: Request) -> Response:
+        return Response({"left_cents": services.demo_credit_left(user=request.user)})
+
+    @extend_schema(request=DemoCreditCreateSerializer, responses={201: DemoCreditSerializer})
+    def post(self, request: Request) -> Response:
+        payload = DemoCreditCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        cents = payload.validated_data["amount_cents"]
+        services.demo_credit_add(user=request.user, amount_cents=cents)
+        data = {"credited_cents": cents, "left_cents": services.demo_credit_left(user=request.user)}
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class StripeWebhookView(APIView):

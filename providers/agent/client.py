@@ -96,6 +96,10 @@ class MarketplaceClient:
     def lease(self, lease_id: int) -> dict:
         return self._call("GET", f"/api/v1/leases/{lease_id}/")
 
+    def put_logs(self, lease_id: int, text: str) -> dict:
+        """Replace the lease's log tail on the marketplace (what its client sees)."""
+        return self._call("PUT", f"/api/v1/leases/{lease_id}/logs/", {"text": text})
+
     def report_usage(self, lease_id: int, body: dict) -> dict:
         """Send one signed usage report (see ``providers.agent.usage``)."""
         return self._call("POST", f"/api/v1/leases/{lease_id}/usage/", body)

@@ -3,13 +3,14 @@
 Each pass, for every active lease: deploy it when the runtime has nothing for it (reporting
 ``deploying``), report ``running`` with its endpoints once the runtime says it runs, and
 ``failed`` with the runtime's reason when it cannot run (or did not start in time); meter what
-running leases use. A lease out of funds (``insufficient_funds``) has its workload stopped but
-kept; a top-up makes it ``deploying`` again with ``resumed_at`` set, and the workload is started
-as it was. Then, for whatever the runtime still runs for a lease that is no longer
-active: the final usage report, then teardown. A lease the marketplace says is running but the
-runtime lost is drift: it is redeployed and logged. Restarting the agent changes nothing: the
-runtime's labels say what it owns, and the meters live on disk. When the runtime itself does not
-answer (``RuntimeUnavailable``), the pass stops and nothing is decided about any lease.
+running leases use, and send the tail of their logs (and of a failing one's, before it goes). A
+lease out of funds (``insufficient_funds``) has its workload stopped but kept; a top-up makes it
+``deploying`` again with ``resumed_at`` set, and the workload is started as it was. Then, for
+whatever the runtime still runs for a lease that is no longer active: the final usage report, then
+teardown. A lease the marketplace says is running but the runtime lost is drift: it is redeployed
+and logged. Restarting the agent changes nothing: the runtime's labels say what it owns, and the
+meters live on disk. When the runtime itself does not answer (``RuntimeUnavailable``), the pass
+stops and nothing is decided about any lease.
 """
 
 import logging
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from providers.agent.client import MarketplaceClient, MarketplaceError
+from providers.agent.logs import LogShipper
 from providers.agent.reporting import UsageMeter
 from providers.agent.runtimes.base import LeaseManifest, Runtime, RuntimeError_
 
@@ -124,6 +126,7 @@ def reconcile_leases(
     runtime: Runtime,
     meter: UsageMeter | None = None,
     *,
+    logs: LogShipper | None = None,
     deploy_timeout: int = 900,
     now: float | None = None,
 ) -> PassSummary:
@@ -135,6 +138,8 @@ def reconcile_leases(
         try:
             _converge(client, runtime, lease, summary, deploy_timeout=deploy_timeout, now=now)
         except RuntimeError_ as exc:
+            if logs is not None:  # what the workload said before it failed is what the client needs
+                logs.ship(lease_id)
             runtime.teardown(lease_id)
             try:
                 client.report_status(lease_id, "failed", reason=str(exc))
@@ -148,6 +153,8 @@ def reconcile_leases(
             # a garbled answer or a transient error: never crash, try again next pass
             logger.warning("lease pass failed", extra={"fields": {"lease": lease_id, "error": str(exc)}})
             continue
+        if logs is not None and (lease_id in summary.running or lease["status"] in ("running", SUSPENDED)):
+            logs.ship(lease_id)
         if meter is None:
             continue
         # a suspended lease goes on reporting: what ran until it stopped, then the stopped time as not running
@@ -160,6 +167,8 @@ def reconcile_leases(
             and meter.record(lease_id, end=int(now))
         ):
             summary.reports += 1
+    if logs is not None:
+        logs.forget(set(active))
     owned = set(runtime.owned())
     metered = set(meter.known()) if meter is not None else set()
     for lease_id in sorted((owned | metered) - set(active)):

@@ -20,6 +20,7 @@ from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.config import AgentConfig
 from providers.agent.lifecycle import reconcile_leases
+from providers.agent.logs import LogShipper
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
 from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
@@ -73,6 +74,7 @@ class Agent:
         self.schedule = Schedule()
         self.outbox = Outbox(cfg.state_dir)
         self.meter: UsageMeter | None = None
+        self.logs: LogShipper | None = None
         self._key_missing = False
         self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
 
@@ -121,8 +123,10 @@ class Agent:
         if self.runtime is None:
             return
         self._ensure_meter()
+        if self.logs is None:
+            self.logs = LogShipper(self.client, self.runtime)
         summary = reconcile_leases(
-            self.client, self.runtime, self.meter, deploy_timeout=self.cfg.deploy_timeout_seconds
+            self.client, self.runtime, self.meter, logs=self.logs, deploy_timeout=self.cfg.deploy_timeout_seconds
         )
         logger.info("leases reconciled", extra={"fields": asdict(summary)})
 

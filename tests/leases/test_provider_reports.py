@@ -87,3 +87,42 @@ def test_bad_reports_are_400(lease: Lease, body: dict) -> None:
     assert response.status_code == 400
     lease.refresh_from_db()
     assert lease.status == Lease.Status.FUNDED
+
+
+def test_the_agent_sends_the_log_tail_and_the_lease_page_shows_it(lease: Lease) -> None:
+    from tests.web.test_pages import browser
+
+    api, url = provider_api(lease), f"/api/v1/leases/{lease.pk}/logs/"
+    client_api = f.api(lease.client, f.CLIENT)
+    assert client_api.get(url).json() == {"text": "", "updated_at": None}
+    assert "No log lines yet" in browser(lease.client).get(f"/leases/{lease.pk}/").content.decode()
+    sent = api.put(url, {"text": "epoch 1 loss 0.93\n<b>epoch 2</b>\x00\n"}, format="json")
+    assert sent.status_code == 200 and sent.json()["text"] == "epoch 1 loss 0.93\n<b>epoch 2</b>\n"
+    assert api.put(url, {"text": "epoch 3 loss 0.41\n"}, format="json").status_code == 200  # replaces the tail
+    assert client_api.get(url).json()["text"] == "epoch 3 loss 0.41\n"
+    assert api.get(url).json()["text"] == "epoch 3 loss 0.41\n"
+    page = browser(lease.client).get(f"/leases/{lease.pk}/logs/").content.decode()
+    assert "epoch 3 loss 0.41" in page and 'class="log"' in page
+    # only the lease's own provider writes; strangers see nothing
+    stranger = f.api(f.provider().user, f.PROVIDER)
+    assert stranger.put(url, {"text": "x"}, format="json").status_code == 404
+    assert stranger.get(url).status_code == 404
+    assert f.api(f.client_user(), f.CLIENT).get(url).status_code == 404
+    assert client_api.put(url, {"text": "x"}, format="json").status_code == 403
+    assert browser(f.client_user()).get(f"/leases/{lease.pk}/logs/").status_code == 404
+
+
+def test_a_log_tail_that_is_too_long_or_not_text_is_refused_and_a_closed_lease_takes_none(lease: Lease) -> None:
+    api, url = provider_api(lease), f"/api/v1/leases/{lease.pk}/logs/"
+    for body, code in (
+        ({"text": "x" * 64_001}, "logs_too_large"),
+        ({"text": 5}, "validation_error"),
+        ({}, "validation_error"),
+    ):
+        refused = api.put(url, body, format="json")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == code, body
+    assert api.put(url, {"text": "é" * 32_000}, format="json").status_code == 200  # 64,000 bytes exactly
+    f.api(lease.client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    closed = api.put(url, {"text": "late"}, format="json")
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "lease_closed"
+    assert f.api(lease.client, f.CLIENT).get(url).json()["text"] == "é" * 32_000

@@ -13,9 +13,10 @@ import pytest
 import requests
 from django.db import connections
 
+from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope
-from leases import ledger
+from leases import escrow, ledger
 from leases.models import Lease
 from marketplace.models import Order
 from payments.models import CardTopUp
@@ -70,10 +71,6 @@ def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type
         connections.close_all()
 
 
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
     response = requests.request(
         method, f"{base}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -82,11 +79,36 @@ def api(base: str, token: str, method: str, path: str, body: dict | None = None)
     return response.json()
 
 
-def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["card", "embedded"])
+def market(request, settings):  # type: ignore[no-untyped-def]
+    """How the marketplace is set up: ``card``, paid by card (localstripe) with the escrow in the
+    ledger; ``embedded``, what ``make run`` serves: the escrow on the in-process chain, no payment
+    keys, and demo credit instead (the client has no wallet: custody funds its leases)."""
+    if request.param == "card":
+        yield {"kind": "card", "stripe": request.getfixturevalue("fake_stripe"), "prefix": ""}
+        return
+    from chain import adapter
+
+    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
+    settings.STRIPE_SECRET_KEY = settings.STRIPE_PUBLISHABLE_KEY = ""
+    settings.DEMO_CREDIT_CENTS = 100_000
+    adapter._embedded.clear()
+    yield {"kind": "embedded", "chain": adapter.escrow_client(), "prefix": "embedded-"}
+    adapter._embedded.clear()
+
+
+def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, market: dict) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     base = asgi_server
     cheap, dear = f.provider(gpus={"h100-sxm-80gb": 8}), f.provider(gpus={"h100-sxm-80gb": 8}, reputation=800)
+    if market["kind"] == "embedded":  # providers are paid by the contract, into their wallets
+        for p, index in ((cheap, 6), (dear, 7)):
+            Wallet.objects.create(user=p.user, address=market["chain"].w3.eth.accounts[index])
+
+    def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+        page.screenshot(path=str(SCREENSHOTS / f"{market['prefix']}{name}.png"), full_page=True)
+
     tokens = {
         p.pk: accounts.token_issue(user=p.user, name="agent", scope=TokenScope.PROVIDER).secret for p in (cheap, dear)
     }
@@ -103,21 +125,28 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fa
     expect(page.get_by_role("heading", name="Hello, grace")).to_be_visible()
     shot(page, "02-dashboard")
 
-    # add $50 by card: the page mounts Stripe's Payment Element (here localstripe's Stripe.js, which
-    # fakes only the older Card Element, so the card is confirmed the way Stripe.js would do it);
-    # the signed webhook credits the balance and the page we return to shows it
-    send_webhooks_to(fake_stripe, f"{base}/api/v1/payments/stripe/webhook/")
     page.get_by_role("link", name="Account").click()
     page.get_by_role("link", name="Add funds").click()
     page.get_by_label("Amount ($)").fill("50")
-    page.get_by_role("button", name="Continue to payment").click()
-    expect(page.get_by_role("heading", name="Pay $50.00")).to_be_visible()
-    expect(page.locator("#payment-element input").first).to_be_visible()  # the element is mounted
-    shot(page, "03-pay")
-    top_up = CardTopUp.objects.get()
-    pay_on_the_page(fake_stripe, top_up.payment_intent)
-    page.goto(f"{base}/account/top-ups/{top_up.pk}/")
-    expect(page.locator("#top-up-status")).to_have_text("Credited")
+    if market["kind"] == "card":
+        # add $50 by card: the page mounts Stripe's Payment Element (here localstripe's Stripe.js,
+        # which fakes only the older Card Element, so the card is confirmed the way Stripe.js would
+        # do it); the signed webhook credits the balance and the page we return to shows it
+        fake_stripe = market["stripe"]
+        send_webhooks_to(fake_stripe, f"{base}/api/v1/payments/stripe/webhook/")
+        page.get_by_role("button", name="Continue to payment").click()
+        expect(page.get_by_role("heading", name="Pay $50.00")).to_be_visible()
+        expect(page.locator("#payment-element input").first).to_be_visible()  # the element is mounted
+        shot(page, "03-pay")
+        top_up = CardTopUp.objects.get()
+        pay_on_the_page(fake_stripe, top_up.payment_intent)
+        page.goto(f"{base}/account/top-ups/{top_up.pk}/")
+        expect(page.locator("#top-up-status")).to_have_text("Credited")
+    else:
+        # no payment keys: $50 of demo credit, held in the escrow by the marketplace's custody account
+        shot(page, "03-demo-credit")
+        page.get_by_role("button", name="Add credit").click()
+        expect(page.get_by_text("Added $50.00 of demo credit.")).to_be_visible()
     expect(page.locator("#balance")).to_have_text("$50.00")
 
     # post an order: the estimate follows the form
@@ -150,6 +179,9 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fa
     expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
     lease = Lease.objects.get()
     expect(page.locator("#lease-status")).to_have_text("Funded")
+    if market["kind"] == "embedded":  # funded in the contract, from custody
+        chain = market["chain"]
+        assert chain.lease(lease.pk).client == chain.custody_address
     page.wait_for_function("document.getElementById('live').dataset.state === 'online'")
     api(base, tokens[cheap.pk], "POST", f"/leases/{lease.pk}/status/", {"status": "deploying"})
     expect(page.locator("#lease-status")).to_have_text("Deploying")
@@ -163,6 +195,9 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fa
     expect(page.locator("#lease-status")).to_have_text("Running")
     expect(page.locator("#endpoints")).to_contain_text("203.0.113.7:31888")
     expect(page.locator("#cost")).to_have_text(re.compile(r"^\$0\.\d{4}$"))  # the meter ticks
+    # the agent sends the workload's log tail: it shows as it comes
+    api(base, tokens[cheap.pk], "PUT", f"/leases/{lease.pk}/logs/", {"text": "Jupyter Server is running at :8888\n"})
+    expect(page.locator("#logs")).to_contain_text("Jupyter Server is running at :8888")
     shot(page, "06-lease-running")
 
     # close, confirming the dialog: the refund shows, and in the ledger
@@ -177,6 +212,9 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, fa
     expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
     expect(page.locator("#balance")).to_have_text(ledger.format_usd(50 * USD - lease.paid_to_provider))
     shot(page, "08-account")
+    if market["kind"] == "embedded":  # the books and the contract agree
+        assert escrow.reconcile() == []
+        assert chain.balance_of(chain.custody_address) == 50 * USD - lease.paid_to_provider
 
     # on a phone: nothing is wider than the screen (wide tables scroll inside their frame)
     page.set_viewport_size({"width": 390, "height": 844})

@@ -75,6 +75,7 @@
 
   // <div data-live="/ws/orders/7/" hx-get="..." hx-trigger="live"> reloads itself on every event
   // from its socket; it reconnects with backoff and reloads once when back (events may be lost).
+  // data-live-types="a b" reloads only on events of those types; data-live-ignore="c" not on those.
   function live(root) {
     root.querySelectorAll("[data-live]").forEach(function (el) {
       if (el.dataset.bound) return;
@@ -89,7 +90,15 @@
           opened = true;
           delay = 500;
         };
-        socket.onmessage = function () { htmx.trigger(el, "live"); };
+        socket.onmessage = function (message) {
+          var type = "";
+          try { type = JSON.parse(message.data).type || ""; } catch (e) { type = ""; }
+          var only = (el.dataset.liveTypes || "").split(" ").filter(Boolean);
+          var ignored = (el.dataset.liveIgnore || "").split(" ").filter(Boolean);
+          if (only.length && only.indexOf(type) < 0) return;
+          if (ignored.indexOf(type) >= 0) return;
+          htmx.trigger(el, "live");
+        };
         socket.onclose = function (event) {
           el.dataset.state = "offline";
           if (event.code === 4403 || !document.body.contains(el)) return;
@@ -101,8 +110,13 @@
     });
   }
 
+  // a log tail shows its newest lines
+  function logTails(root) {
+    root.querySelectorAll("pre.log").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
+  }
+
   function enhance(root) {
-    localTimes(root); countdowns(root); meters(root); copyButtons(root); tabs(root); live(root);
+    localTimes(root); countdowns(root); meters(root); copyButtons(root); tabs(root); live(root); logTails(root);
   }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:afterSettle", function (event) { enhance(event.target); });

@@ -15,7 +15,7 @@ from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope
 from leases import escrow, selectors, services
-from leases.models import Lease, LedgerAccount, UsageReport
+from leases.models import Lease, LeaseLog, LedgerAccount, UsageReport
 from marketplace import services as market
 from providers.agent.runtimes.docker_runtime import container_name
 from tests import factories as f
@@ -73,6 +73,8 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert first.signer == key.address
         assert 0 < first.run_seconds <= (first.period_end - first.period_start).total_seconds()
         assert first.gpu_seconds == 2 * first.run_seconds
+        # the client sees what the workload printed
+        assert LeaseLog.objects.get(lease=lease).text == "up\n"
 
         time.sleep(2)  # the lease runs on a little before the client closes it
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")

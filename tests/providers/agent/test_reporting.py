@@ -136,3 +136,14 @@ def test_the_meter_survives_a_restart_without_gaps_or_overlaps(tmp_path: Path) -
             (report.period_start, report.period_end),
             (second.period_start, second.period_end),
         ]
+
+
+def test_a_long_log_tail_keeps_its_newest_whole_lines_within_the_limit() -> None:
+    from providers.agent.logs import MAX_LOG_BYTES, clip
+
+    assert clip("a\x00b\nc\n") == "ab\nc\n"
+    lines = "".join(f"line {i} é\n" for i in range(20_000))
+    clipped = clip(lines)
+    assert len(clipped.encode()) <= MAX_LOG_BYTES and clipped.endswith("line 19999 é\n")
+    assert clipped.startswith("line ") and lines.endswith(clipped)
+    assert clip("x" * 10, limit=4) == "xxxx"  # one long line: its end
