@@ -25,7 +25,7 @@ from web3.contract import Contract
 
 from chain import transactions
 from chain.compiler import load_artifact
-from chain.evm import CUSTODY_ACCOUNT, DEMO_CLIENT_ACCOUNT, contract_at, embedded_web3, eth_tester_of
+from chain.evm import CUSTODY_ACCOUNT, DEMO_CLIENT_ACCOUNT, contract_at, embedded_account, embedded_web3, eth_tester_of
 from chain.models import ChainEvent, ChainTransaction, ContractDeployment, IndexerCursor, NonceCursor
 
 # Gas a settlement of one lease may need beyond its estimate (see EscrowClient.settle).
@@ -291,10 +291,12 @@ def _rpc_client() -> EscrowClient:
     )
 
 
-def custody_configured() -> bool:
-    """Whether clients without a wallet can be funded through the custody account (without
-    reaching the chain: the web process cannot see the in-process one)."""
-    return settings.CHAIN_BACKEND == "embedded" or bool(settings.CHAIN_CUSTODY_KEY)
+def custody_address() -> str | None:
+    """The custody account's address from the settings alone: no chain is reached (the web process
+    cannot see the in-process one). None: clients without a wallet cannot be funded."""
+    if settings.CHAIN_BACKEND == "embedded":
+        return embedded_account(CUSTODY_ACCOUNT)
+    return Account.from_key(settings.CHAIN_CUSTODY_KEY).address if settings.CHAIN_CUSTODY_KEY else None
 
 
 def escrow_client(*, start: bool = True) -> EscrowClient:

@@ -36,7 +36,7 @@ from django.utils import timezone
 from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
-from chain.adapter import escrow_client
+from chain.adapter import custody_address, escrow_client
 from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
 from chain.transactions import ChainReverted, ChainUnavailable
@@ -277,7 +277,7 @@ def chain_deposits_apply(*, limit: int = 500) -> int:
     pending = ChainEvent.objects.filter(applied_at__isnull=True, name__in=["Deposited", "Withdrawn"]).order_by(
         "block_number", "log_index"
     )[:limit]
-    custody = escrow_client().custody_address
+    custody = custody_address()  # from the settings: no round trip to the node
     for event in pending:
         if event.args["account"] == custody:  # the marketplace's own movements: see custody_sync
             ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())

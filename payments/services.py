@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from chain.adapter import custody_configured
+from chain.adapter import custody_address
 from chain.models import Wallet
 from core.errors import Conflict, ValidationFailed
 from core.models import User
@@ -73,7 +73,7 @@ def off_chain_funding_check(*, user: User) -> None:
             "Your balance is funded from your linked wallet: deposit to the escrow contract from it.",
             code="wallet_funded",
         )
-    if not custody_configured():
+    if custody_address() is None:
         raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
 
 
