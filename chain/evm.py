@@ -27,6 +27,11 @@ def embedded_account(index: int) -> str:
     return Account.from_key(get_default_account_keys(quantity=index + 1)[index].to_bytes()).address
 
 
+def embedded_key(index: int) -> str:
+    """The private key (hex) of the in-process chain's account ``index``: public, development only."""
+    return get_default_account_keys(quantity=index + 1)[index].to_hex()
+
+
 def embedded_web3() -> Web3:
     """A fresh chain with ten funded accounts, blocks mined on every transaction."""
     tester = EthereumTester(backend=PyEVMBackend())

@@ -121,6 +121,10 @@ AUTH_USER_MODEL = "core.User"
 
 # --- Redis: channel layer, Celery broker and cache, or embedded stand-ins --------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Where a worker hands its live events when the channel layer is in the web process's memory
+# (`make run` sets it for its worker): the web process's /internal/realtime/.
+REALTIME_RELAY_URL = env.str("REALTIME_RELAY_URL", default="")
+REALTIME_RELAY_ACCEPT = False
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -140,6 +144,8 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # The layer is in this process's memory: a worker relays its events to the web process.
+    REALTIME_RELAY_ACCEPT = True
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # A local transport that needs no server: messages are files under var/celery, so the web
     # process and a worker on the same machine can talk without Redis.

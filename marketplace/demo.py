@@ -1,26 +1,40 @@
-"""Demo data for ``make run``: a client with a demo balance and a provider with GPUs.
+"""Demo data for ``make run``: a client with a demo balance and a provider with GPUs, and the
+configuration of the demo provider's agent (which ``make run`` starts).
 
 Only this seed creates money out of thin air, from the ``demo_faucet`` external account.
 """
 
+import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+import yaml
 from django.conf import settings
 from django.db import transaction
+from eth_account import Account
 
-from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account
+from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account, embedded_key
 from chain.models import Wallet
 from core import services as accounts
 from core.models import ApiToken, TokenScope, User
 from leases import ledger
 from leases.models import LedgerAccount
 from providers import services as providers
+from providers.agent import config as agent_config
 from providers.models import Provider
 
 DEMO_BALANCE = 1_000_000_000  # $1,000
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - demo accounts only
 DEMO_TOKEN_NAME = "demo"  # noqa: S105 - a label
+# The demo provider's one machine: what the seed lists, and what its agent declares and asks.
+DEMO_NODE = "demo-node-1"
+DEMO_GPUS = (  # catalog id, count, asking price per GPU-hour (micro-dollars)
+    ("h100-sxm-80gb", 8, 2_400_000),
+    ("a100-sxm-80gb", 4, 1_400_000),
+    ("rtx-4090-24gb", 8, 350_000),
+)
+DEMO_HOST = {"cpu_cores": 256, "memory_gib": 2048, "storage_gib": 30_000}
 
 
 @dataclass(frozen=True)
@@ -50,16 +64,14 @@ def seed_demo() -> Demo:
         region="eu-central-1",
         attributes={"tier": "datacenter", "network": "25 Gbit/s"},
     )
+    gpus = [providers.GpuReport(model=model, total=count, free=count) for model, count, _ in DEMO_GPUS]
+    hosts = {name: providers.HostReport(total=amount, free=amount) for name, amount in DEMO_HOST.items()}
     providers.inventory_report(
         provider=provider,
-        gpus=[
-            providers.GpuReport(model="NVIDIA H100 80GB HBM3", total=8, free=8, price_per_gpu_hour=2_400_000),
-            providers.GpuReport(model="a100-sxm-80gb", total=4, free=4, price_per_gpu_hour=1_400_000),
-            providers.GpuReport(model="NVIDIA GeForce RTX 4090", total=8, free=6, price_per_gpu_hour=350_000),
-        ],
-        cpu_cores=providers.HostReport(total=256, free=240),
-        memory_gib=providers.HostReport(total=2048, free=1900),
-        storage_gib=providers.HostReport(total=30_000, free=28_000),
+        gpus=gpus,
+        **hosts,
+        nodes=[providers.NodeReport(name=DEMO_NODE, gpus=gpus, **hosts)],
+        prices={model: price for model, _, price in DEMO_GPUS},
     )
     if settings.ESCROW_BACKEND == "chain":
         # Money lives in the escrow contract: the demo users get wallets on the in-process
@@ -88,3 +100,44 @@ def _issue_tokens(client: User, provider: Provider, provider_user: User) -> Demo
     return Demo(
         client=client, provider=provider, client_token=client_token.secret, provider_token=provider_token.secret
     )
+
+
+def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_network: str = "bridge") -> Path:
+    """Write the demo provider's agent configuration (and its signing key) next to ``path``.
+
+    The agent declares the demo's GPUs instead of discovering them (a development machine seldom
+    has eight H100s), bids by the demo's prices, and runs leases as Docker containers without
+    GPUs, publishing their ports on 127.0.0.1. Usage reports are signed with a key linked to the
+    demo provider: on the in-process chain, its wallet's own key.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key_file = path.with_name("signing-key.hex")
+    if settings.ESCROW_BACKEND == "chain" and settings.CHAIN_BACKEND == "embedded":
+        key = embedded_key(DEMO_PROVIDER_ACCOUNT)
+    else:
+        existing = key_file.read_text().strip() if key_file.exists() else ""
+        key = existing or Account.create().key.hex()
+    address = Account.from_key(key).address
+    wallet, _ = Wallet.objects.get_or_create(address=address, defaults={"user": demo.provider.user})
+    if wallet.user_id != demo.provider.user_id:
+        raise ValueError(f"{key_file} belongs to another account's wallet: remove it and seed again.")
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    cfg = agent_config.AgentConfig(
+        marketplace_url=marketplace_url,
+        token=demo.provider_token,
+        signing_key_file=str(key_file),
+        state_dir=str(path.with_name("state")),
+        pricing=agent_config.PricingPolicy(per_gpu_hour={model: price for model, _, price in DEMO_GPUS}),
+        docker=agent_config.DockerSettings(network=docker_network, host_address="127.0.0.1", gpus=False),
+        declared_inventory=agent_config.DeclaredInventory(
+            gpus=[agent_config.DeclaredGpus(model=model, count=count) for model, count, _ in DEMO_GPUS],
+            node=DEMO_NODE,
+            **DEMO_HOST,
+        ),
+    )
+    text = cfg.to_yaml()
+    agent_config.validate(yaml.safe_load(text))  # what the agent will read back
+    path.write_text(text)
+    os.chmod(path, 0o600)  # it holds the provider token
+    return path

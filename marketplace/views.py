@@ -326,6 +326,7 @@ def provider_console(request: HttpRequest) -> HttpResponse:
         "provider": provider,
         "online": provider_selectors.provider_is_online(provider),
         "gpus": provider.gpus.select_related("gpu_model").order_by("-gpu_model__vram_gib"),
+        "nodes": provider_selectors.inventory_by_node(provider),
         "bids": selectors.bids_of_provider(provider=provider).filter(status=Bid.Status.OPEN)[:50],
         "leases": lease_selectors.leases_visible_to(user=request.user, roles={"provider"}).select_related("gpu_model")[
             :50

@@ -50,6 +50,9 @@ class Provider(models.Model):
     cpu_cores_reserved = models.PositiveIntegerField(default=0)
     memory_gib_reserved = models.PositiveIntegerField(default=0)
     storage_gib_reserved = models.PositiveIntegerField(default=0)
+    # The last report by node: [{"name", "gpus": [{"model": catalog id, "total", "free"}], "cpu_cores":
+    # {"total", "free"}, "memory_gib": …, "storage_gib": …}]; empty when the agent reports no nodes.
+    nodes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["id"]

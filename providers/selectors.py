@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from core.errors import NotAllowed
 from core.models import User
+from providers.catalog import CATALOG_BY_ID
 from providers.models import GpuModel, Provider, ProviderGpu
 
 
@@ -31,6 +32,20 @@ def provider_for_user(*, user: User) -> Provider:
             code="provider_profile_required",
         )
     return provider
+
+
+def inventory_by_node(provider: Provider) -> list[dict]:
+    """The provider's last report by node, each GPU line with its catalog name."""
+    return [
+        {
+            **node,
+            "gpus": [
+                {**line, "name": CATALOG_BY_ID[line["model"]].name if line["model"] in CATALOG_BY_ID else line["model"]}
+                for line in node["gpus"]
+            ],
+        }
+        for node in provider.nodes
+    ]
 
 
 def gpu_models() -> QuerySet[GpuModel]:

@@ -106,7 +106,28 @@ class HostReport:
     free: int
 
 
-def _resolve_model(report: GpuReport, index: int) -> str:
+@dataclass(frozen=True)
+class NodeReport:
+    """One machine of the provider (a Docker host, a Kubernetes node) and what it holds."""
+
+    name: str
+    gpus: list[GpuReport]
+    cpu_cores: HostReport
+    memory_gib: HostReport
+    storage_gib: HostReport
+
+
+HOST_RESOURCES = ("cpu_cores", "memory_gib", "storage_gib")
+
+
+def _errors_at(path: tuple[str, ...], errors: dict) -> dict:
+    """Field errors nested under ``path``: ``("nodes", "0", "gpus", "1")`` → ``{"nodes": {"0": …}}``."""
+    for key in reversed(path):
+        errors = {key: errors}
+    return errors
+
+
+def _resolve_model(report: GpuReport, path: tuple[str, ...]) -> str:
     if report.model in CATALOG_BY_ID:
         return report.model
     model_id = normalize_gpu_name(report.model, report.memory_mib)
@@ -114,29 +135,19 @@ def _resolve_model(report: GpuReport, index: int) -> str:
         raise ValidationFailed(
             "Unknown GPU model.",
             code="unknown_gpu_model",
-            fields={"gpus": {str(index): {"model": [f"{report.model!r} is not in the GPU catalog."]}}},
+            fields=_errors_at(path, {"model": [f"{report.model!r} is not in the GPU catalog."]}),
         )
     return model_id
 
 
-def inventory_report(
-    *,
-    provider: Provider,
-    gpus: list[GpuReport],
-    cpu_cores: HostReport,
-    memory_gib: HostReport,
-    storage_gib: HostReport,
-) -> Provider:
-    """Replace the provider's inventory with what its agent discovered; counts as a heartbeat.
-
-    Models missing from the report drop to zero GPUs; their rows stay while leases reserve them.
-    """
+def _gpu_lines(gpus: list[GpuReport], *, path: tuple[str, ...]) -> dict[str, GpuReport]:
+    """The lines by catalog model (lines of one model added up); free must not exceed total."""
     by_model: dict[str, GpuReport] = {}
     for index, report in enumerate(gpus):
-        model_id = _resolve_model(report, index)
+        model_id = _resolve_model(report, (*path, str(index)))
         if report.free > report.total:
             raise ValidationFailed(
-                "Free GPUs exceed total.", fields={"gpus": {str(index): {"free": ["Must be at most total."]}}}
+                "Free GPUs exceed total.", fields=_errors_at((*path, str(index)), {"free": ["Must be at most total."]})
             )
         if model_id in by_model:
             previous = by_model[model_id]
@@ -147,9 +158,105 @@ def inventory_report(
                 price_per_gpu_hour=report.price_per_gpu_hour or previous.price_per_gpu_hour,
             )
         by_model[model_id] = report
-    for label, host in (("cpu_cores", cpu_cores), ("memory_gib", memory_gib), ("storage_gib", storage_gib)):
+    return by_model
+
+
+def _hosts(hosts: dict[str, HostReport], *, path: tuple[str, ...]) -> None:
+    for label, host in hosts.items():
         if host.free > host.total:
-            raise ValidationFailed("Free exceeds total.", fields={label: {"free": ["Must be at most total."]}})
+            raise ValidationFailed(
+                "Free exceeds total.", fields=_errors_at((*path, label), {"free": ["Must be at most total."]})
+            )
+
+
+def _nodes(
+    nodes: list[NodeReport], *, by_model: dict[str, GpuReport], hosts: dict[str, HostReport]
+) -> list[dict[str, Any]]:
+    """Each node checked, and together equal to the provider's totals: what is stored and shown."""
+    names = [node.name for node in nodes]
+    if len(set(names)) != len(names):
+        raise ValidationFailed(
+            "Node names must be unique.", code="inventory_mismatch", fields={"nodes": ["Each node once."]}
+        )
+    stored = []
+    gpu_sums: dict[str, list[int]] = {}
+    host_sums = {label: [0, 0] for label in HOST_RESOURCES}
+    for index, node in enumerate(nodes):
+        lines = _gpu_lines(node.gpus, path=("nodes", str(index), "gpus"))
+        node_hosts = {"cpu_cores": node.cpu_cores, "memory_gib": node.memory_gib, "storage_gib": node.storage_gib}
+        _hosts(node_hosts, path=("nodes", str(index)))
+        for model_id, line in lines.items():
+            sums = gpu_sums.setdefault(model_id, [0, 0])
+            sums[0] += line.total
+            sums[1] += line.free
+        for label, host in node_hosts.items():
+            host_sums[label][0] += host.total
+            host_sums[label][1] += host.free
+        stored.append(
+            {
+                "name": node.name,
+                "gpus": [{"model": m, "total": line.total, "free": line.free} for m, line in sorted(lines.items())],
+                **{label: {"total": h.total, "free": h.free} for label, h in node_hosts.items()},
+            }
+        )
+    reported = {model_id: [line.total, line.free] for model_id, line in by_model.items() if line.total}
+    if {m: v for m, v in gpu_sums.items() if v[0]} != reported:
+        raise ValidationFailed(
+            "The nodes' GPUs do not add up to the GPUs reported.",
+            code="inventory_mismatch",
+            fields={"nodes": ["Per model, the nodes' total and free GPUs must add up to `gpus`."]},
+        )
+    for label, (total, free) in host_sums.items():
+        if [hosts[label].total, hosts[label].free] != [total, free]:
+            raise ValidationFailed(
+                f"The nodes' {label} do not add up to the {label} reported.",
+                code="inventory_mismatch",
+                fields={"nodes": [f"The nodes' total and free `{label}` must add up to `{label}`."]},
+            )
+    return stored
+
+
+def _prices(prices: dict[str, int]) -> dict[str, int]:
+    unknown = sorted(model for model in prices if model not in CATALOG_BY_ID)
+    if unknown:
+        raise ValidationFailed(
+            "Prices are by catalog id.",
+            code="unknown_gpu_model",
+            fields={"prices": {model: [f"{model!r} is not a catalog id."] for model in unknown}},
+        )
+    return prices
+
+
+def inventory_report(
+    *,
+    provider: Provider,
+    gpus: list[GpuReport],
+    cpu_cores: HostReport,
+    memory_gib: HostReport,
+    storage_gib: HostReport,
+    nodes: list[NodeReport] | None = None,
+    prices: dict[str, int] | None = None,
+) -> Provider:
+    """Replace the provider's inventory with what its agent discovered; counts as a heartbeat.
+
+    ``nodes``, when given, say where the GPUs are and must add up to the totals; ``prices`` are
+    asking prices per GPU-hour by catalog id, for lines that carry none of their own. Models
+    missing from the report drop to zero GPUs; their rows stay while leases reserve them.
+    """
+    by_model = _gpu_lines(gpus, path=("gpus",))
+    hosts = {"cpu_cores": cpu_cores, "memory_gib": memory_gib, "storage_gib": storage_gib}
+    _hosts(hosts, path=())
+    stored_nodes = _nodes(nodes, by_model=by_model, hosts=hosts) if nodes is not None else []
+    asking = _prices(prices or {})
+    by_model = {
+        model_id: GpuReport(
+            model=model_id,
+            total=line.total,
+            free=line.free,
+            price_per_gpu_hour=line.price_per_gpu_hour or asking.get(model_id),
+        )
+        for model_id, line in by_model.items()
+    }
 
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
@@ -177,6 +284,7 @@ def inventory_report(
         provider.cpu_cores_total, provider.cpu_cores_free = cpu_cores.total, cpu_cores.free
         provider.memory_gib_total, provider.memory_gib_free = memory_gib.total, memory_gib.free
         provider.storage_gib_total, provider.storage_gib_free = storage_gib.total, storage_gib.free
+        provider.nodes = stored_nodes
         provider.last_heartbeat_at = timezone.now()
         provider.save()
     return provider

@@ -1,12 +1,16 @@
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import selectors, services
+from core import realtime, selectors, services
+from core.api.errors import error_body
 from core.api.idempotency import idempotent
 from core.api.serializers import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
 from core.models import ApiToken
@@ -52,3 +56,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if selectors.database_is_reachable():
         return JsonResponse({"status": "ok", "database": "ok"})
     return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+
+
+@csrf_exempt
+@require_POST
+def realtime_relay(request: HttpRequest) -> JsonResponse:
+    """A worker's live event, for the sockets of this process (embedded defaults only)."""
+    if not settings.REALTIME_RELAY_ACCEPT:
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    if not realtime.relay_accept(request.body.decode(errors="replace")):
+        return JsonResponse(error_body("bad_signature", "Not a signed, fresh event."), status=403)
+    return JsonResponse({"status": "sent"})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from providers.agent import config as agent_config
 from providers.agent.client import MarketplaceClient, MarketplaceError
+from providers.agent.inventory import declared as declared_inventory
 from providers.agent.inventory import discover
 from providers.agent.reporting import Outbox
 from providers.agent.runner import Agent, read_key
@@ -73,6 +74,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
                 return 1
             print(json.dumps(runtime.inventory_report(), indent=2))
             return 0
+        if cfg.declared_inventory is not None:
+            print(json.dumps(declared_inventory(cfg.declared_inventory).as_dict(), indent=2))
+            return 0
     print(json.dumps(discover().as_dict(), indent=2))
     return 0
 
@@ -105,11 +109,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    Agent(cfg, runtime=_runtime(cfg), push=not args.once).run(lambda: stopping, once=args.once)
+    agent = Agent(cfg, runtime=_runtime(cfg), runtime_factory=lambda: _runtime(cfg, quiet=True), push=not args.once)
+    agent.run(lambda: stopping, once=args.once)
     return 0
 
 
-def _runtime(cfg: agent_config.AgentConfig) -> Runtime | None:
+def _runtime(cfg: agent_config.AgentConfig, *, quiet: bool = False) -> Runtime | None:
     """The configured runtime, or None (inventory and heartbeats only) when it is unavailable."""
     try:
         if cfg.runtime == "kubernetes":
@@ -118,14 +123,17 @@ def _runtime(cfg: agent_config.AgentConfig) -> Runtime | None:
             return KubernetesRuntime.from_settings(cfg.kubernetes)
         from providers.agent.runtimes.docker_runtime import DockerRuntime
 
+        declared = cfg.declared_inventory
         return DockerRuntime(
             network=cfg.docker.network,
             host_address=cfg.docker.host_address,
             gpus=cfg.docker.gpus,
             pull_images=cfg.docker.pull_images,
+            inventory=discover if declared is None else lambda: declared_inventory(declared),
         )
     except RuntimeError_ as exc:
-        logger.warning("no runtime: leases will not be deployed", extra={"fields": {"error": str(exc)}})
+        if not quiet:
+            logger.warning("no runtime: leases wait until one answers", extra={"fields": {"error": str(exc)}})
         return None
 
 

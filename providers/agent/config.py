@@ -45,6 +45,25 @@ class KubernetesSettings:
 
 
 @dataclass
+class DeclaredGpus:
+    model: str  # a catalog id (h100-sxm-80gb) or the name NVML reports
+    count: int
+    memory_mib: int = 0
+
+
+@dataclass
+class DeclaredInventory:
+    """What to report instead of discovering it: for development and demos on a host without
+    NVIDIA GPUs. The marketplace reserves what it awards, so free is reported as total."""
+
+    gpus: list[DeclaredGpus] = field(default_factory=list)
+    cpu_cores: int = 0
+    memory_gib: int = 0
+    storage_gib: int = 0
+    node: str = ""  # the node's name; empty: this host's name
+
+
+@dataclass
 class AgentConfig:
     marketplace_url: str
     token: str
@@ -58,6 +77,7 @@ class AgentConfig:
     pricing: PricingPolicy = field(default_factory=PricingPolicy)
     docker: DockerSettings = field(default_factory=DockerSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    declared_inventory: DeclaredInventory | None = None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
@@ -159,5 +179,49 @@ def validate(data: dict[str, Any]) -> AgentConfig:
             "pricing": policy,
             "docker": docker_settings,
             "kubernetes": kube_settings,
+            "declared_inventory": _declared(data.get("declared_inventory")),
         }
+    )
+
+
+def _count(value: Any, name: str, *, low: int = 0, high: int = 10_000_000) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"`{name}` must be an integer from {low} to {high}.")
+    return value
+
+
+def _declared(data: Any) -> DeclaredInventory | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("`declared_inventory` must be a mapping.")
+    unknown = sorted(set(data) - set(DeclaredInventory.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"`declared_inventory`: unknown settings: {', '.join(unknown)}.")
+    lines = data.get("gpus") or []
+    if not isinstance(lines, list):
+        raise ConfigError("`declared_inventory.gpus` must be a list.")
+    gpus = []
+    for index, line in enumerate(lines):
+        where = f"declared_inventory.gpus.{index}"
+        if not isinstance(line, dict) or not isinstance(line.get("model"), str) or not line["model"].strip():
+            raise ConfigError(f"`{where}` needs a `model` (a catalog id or an NVML name) and a `count`.")
+        if set(line) - {"model", "count", "memory_mib"}:
+            raise ConfigError(f"`{where}` takes only model, count and memory_mib.")
+        gpus.append(
+            DeclaredGpus(
+                model=line["model"].strip(),
+                count=_count(line.get("count"), f"{where}.count", low=1, high=100_000),
+                memory_mib=_count(line.get("memory_mib", 0), f"{where}.memory_mib"),
+            )
+        )
+    node = data.get("node", "")
+    if not isinstance(node, str) or len(node) > 253:
+        raise ConfigError("`declared_inventory.node` must be a name of at most 253 characters.")
+    return DeclaredInventory(
+        gpus=gpus,
+        cpu_cores=_count(data.get("cpu_cores", 0), "declared_inventory.cpu_cores"),
+        memory_gib=_count(data.get("memory_gib", 0), "declared_inventory.memory_gib"),
+        storage_gib=_count(data.get("storage_gib", 0), "declared_inventory.storage_gib"),
+        node=node,
     )

@@ -1,13 +1,17 @@
 """What this machine can rent out: GPUs through NVML, and the host's CPU, memory and disk.
 
 GPU names are sent as NVML reports them (``NVIDIA H100 80GB HBM3``) with their memory; the
-marketplace maps them to its catalog.
+marketplace maps them to its catalog. A Docker host is one node of the report. A configured
+``declared_inventory`` replaces discovery (a development or demo host without NVIDIA GPUs).
 """
 
 import os
 import shutil
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from providers.agent.config import DeclaredInventory
 
 
 @dataclass(frozen=True)
@@ -27,26 +31,29 @@ class Inventory:
     storage_gib: int = 0
     driver: str = ""
     gpu_note: str = ""  # why no GPUs were found, when none were
+    node: str = ""  # this host's name
 
     def report(
         self, *, busy_gpu_uuids: set[str] | None = None, reserved_cpu: int = 0, reserved_memory: int = 0
     ) -> dict:
-        """The body of ``PUT /api/v1/providers/me/inventory/``: GPUs grouped by model."""
+        """The body of ``PUT /api/v1/providers/me/inventory/``: GPUs grouped by model, and this
+        host as the report's one node."""
         busy = busy_gpu_uuids or set()
         lines: dict[tuple[str, int], dict] = {}
         for gpu in self.gpus:
-            line = lines.setdefault(
-                (gpu.name, gpu.memory_mib), {"model": gpu.name, "memory_mib": gpu.memory_mib, "total": 0, "free": 0}
-            )
+            line = lines.setdefault((gpu.name, gpu.memory_mib), {"model": gpu.name, "total": 0, "free": 0})
+            if gpu.memory_mib:
+                line["memory_mib"] = gpu.memory_mib
             line["total"] += 1
             if gpu.uuid not in busy:
                 line["free"] += 1
-        return {
-            "gpus": list(lines.values()),
+        host = {
             "cpu_cores": {"total": self.cpu_cores, "free": max(0, self.cpu_cores - reserved_cpu)},
             "memory_gib": {"total": self.memory_gib, "free": max(0, self.memory_gib - reserved_memory)},
             "storage_gib": {"total": self.storage_gib, "free": self.storage_gib},
         }
+        node = {"name": self.node or "host", "gpus": [dict(line) for line in lines.values()], **host}
+        return {"gpus": list(lines.values()), **host, "nodes": [node]}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,4 +116,21 @@ def discover(storage_path: str = "/") -> Inventory:
         storage_gib=shutil.disk_usage(storage_path).free // (1024**3),
         driver=driver,
         gpu_note=note,
+        node=socket.gethostname(),
+    )
+
+
+def declared(settings: DeclaredInventory) -> Inventory:
+    """The configured inventory, as if it had been discovered (its GPUs get made-up UUIDs)."""
+    gpus = [
+        GpuDevice(index=index, name=line.model, uuid=f"declared-{index}", memory_mib=line.memory_mib, mig_mode=False)
+        for index, line in enumerate(line for line in settings.gpus for _ in range(line.count))
+    ]
+    return Inventory(
+        gpus=gpus,
+        cpu_cores=settings.cpu_cores,
+        memory_gib=settings.memory_gib,
+        storage_gib=settings.storage_gib,
+        gpu_note="declared in the configuration, not discovered",
+        node=settings.node or socket.gethostname(),
     )

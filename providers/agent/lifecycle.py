@@ -121,6 +121,36 @@ def _converge(
         raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
 
 
+def waiting_reason(runtime: str) -> str:
+    engine = "its Kubernetes cluster" if runtime == "kubernetes" else "its Docker engine"
+    return f"waiting for the provider's container runtime: {engine} does not answer"
+
+
+def wait_for_runtime(
+    client: MarketplaceClient, *, runtime: str, deploy_timeout: int = 900, now: float | None = None
+) -> PassSummary:
+    """No runtime answers: leases waiting to deploy say why, and fail once they waited too long.
+
+    Running and suspended leases are left alone: nothing is known about their workloads."""
+    now = time.time() if now is None else now
+    summary = PassSummary()
+    reason = waiting_reason(runtime)
+    for lease in client.leases(["funded", "deploying"]):
+        lease_id = int(lease["id"])
+        summary.active += 1
+        try:
+            if now - _timestamp(lease["started_at"]) > deploy_timeout:
+                client.report_status(
+                    lease_id, "failed", reason=f"the workload did not start within {deploy_timeout} s ({reason})"
+                )
+                summary.failed.append(lease_id)
+            elif lease["status"] == "funded" or lease.get("status_reason") != reason:
+                client.report_status(lease_id, "deploying", reason=reason)
+        except (MarketplaceError, KeyError, ValueError, TypeError) as exc:
+            logger.warning("lease pass failed", extra={"fields": {"lease": lease_id, "error": str(exc)}})
+    return summary
+
+
 def reconcile_leases(
     client: MarketplaceClient,
     runtime: Runtime,
@@ -138,6 +168,7 @@ def reconcile_leases(
         try:
             _converge(client, runtime, lease, summary, deploy_timeout=deploy_timeout, now=now)
         except RuntimeError_ as exc:
+            logger.warning("lease failed", extra={"fields": {"lease": lease_id, "reason": str(exc)}})
             if logs is not None:  # what the workload said before it failed is what the client needs
                 logs.ship(lease_id)
             runtime.teardown(lease_id)

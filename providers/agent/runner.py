@@ -19,7 +19,8 @@ from pathlib import Path
 from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.config import AgentConfig
-from providers.agent.lifecycle import reconcile_leases
+from providers.agent.inventory import declared, discover
+from providers.agent.lifecycle import reconcile_leases, wait_for_runtime
 from providers.agent.logs import LogShipper
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
@@ -63,12 +64,14 @@ class Agent:
         *,
         client: MarketplaceClient | None = None,
         runtime: Runtime | None = None,
+        runtime_factory: Callable[[], Runtime | None] | None = None,
         push: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.client = client or MarketplaceClient(cfg.marketplace_url, cfg.token)
         self.runtime = runtime
+        self.runtime_factory = runtime_factory  # tried again each lease pass while there is no runtime
         self.clock = clock
         self.wake = threading.Event()
         self.schedule = Schedule()
@@ -104,14 +107,19 @@ class Agent:
 
     # --- jobs ---------------------------------------------------------------------------------
     def report_inventory(self) -> None:
+        """What there is to rent, by model and by node, with the pricing policy's asking prices."""
         if self.runtime is not None:
             report = self.runtime.inventory_report()
+        elif self.cfg.declared_inventory is not None:
+            report = declared(self.cfg.declared_inventory).report()
         else:
-            from providers.agent.inventory import discover
-
             report = discover().report()
+        if self.cfg.pricing.per_gpu_hour:
+            report["prices"] = dict(self.cfg.pricing.per_gpu_hour)
         self.client.report_inventory(report)
-        logger.info("inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"])}})
+        logger.info(
+            "inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"]), "nodes": len(report["nodes"])}}
+        )
 
     def bid(self) -> None:
         if not self.cfg.pricing.per_gpu_hour:
@@ -120,7 +128,13 @@ class Agent:
         logger.info("bids placed", extra={"fields": asdict(summary)})
 
     def leases(self) -> None:
-        if self.runtime is None:
+        if self.runtime is None and self.runtime_factory is not None:
+            self.runtime = self.runtime_factory()
+        if self.runtime is None:  # won leases wait, and their clients are told why
+            summary = wait_for_runtime(
+                self.client, runtime=self.cfg.runtime, deploy_timeout=self.cfg.deploy_timeout_seconds
+            )
+            logger.info("leases wait for a runtime", extra={"fields": asdict(summary)})
             return
         self._ensure_meter()
         if self.logs is None:

@@ -6,6 +6,7 @@ from providers.models import GpuModel, Provider, ProviderGpu
 from providers.selectors import provider_is_online
 
 MAX_GPU_LINES = 64
+MAX_NODES = 1000
 BIG = 10**6  # an upper bound that keeps absurd numbers out of the database
 
 
@@ -110,12 +111,14 @@ class ProviderSerializer(serializers.ModelSerializer):
 
 
 class ProviderMeSerializer(ProviderSerializer):
-    """Your own profile: what the listing shows, plus what your agent needs to sign usage reports."""
+    """Your own profile: what the listing shows, your inventory by node, and what your agent needs
+    to sign usage reports."""
 
     usage_signing_domain = serializers.SerializerMethodField(help_text="The EIP-712 domain of usage reports.")
+    nodes = serializers.JSONField(read_only=True, help_text="The last inventory report by node (catalog ids).")
 
     class Meta(ProviderSerializer.Meta):
-        fields = [*ProviderSerializer.Meta.fields, "usage_signing_domain"]
+        fields = [*ProviderSerializer.Meta.fields, "nodes", "usage_signing_domain"]
 
     def get_usage_signing_domain(self, obj: Provider) -> dict:
         return usage.domain(settings.USAGE_SIGNING_CHAIN_ID)
@@ -127,16 +130,27 @@ class ProviderWriteSerializer(serializers.Serializer):
     attributes = serializers.DictField(child=serializers.CharField(max_length=128, allow_blank=True), required=False)
 
 
-class GpuLineSerializer(serializers.Serializer):
+class NodeGpuLineSerializer(serializers.Serializer):
     model = serializers.CharField(
         max_length=200, help_text="A catalog id (h100-sxm-80gb) or the name NVML or Kubernetes labels report."
     )
     total = serializers.IntegerField(min_value=0, max_value=100_000)
     free = serializers.IntegerField(min_value=0, max_value=100_000)
     memory_mib = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False, allow_null=True)
+
+
+class GpuLineSerializer(NodeGpuLineSerializer):
     price_per_gpu_hour = serializers.IntegerField(
         min_value=1, max_value=10**12, required=False, allow_null=True, help_text="Asking price, micro-dollars."
     )
+
+
+class NodeSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=253, help_text="The host's or Kubernetes node's name.")
+    gpus = NodeGpuLineSerializer(many=True, max_length=MAX_GPU_LINES)
+    cpu_cores = HostResourceSerializer()
+    memory_gib = HostResourceSerializer()
+    storage_gib = HostResourceSerializer()
 
 
 class InventorySerializer(serializers.Serializer):
@@ -144,6 +158,22 @@ class InventorySerializer(serializers.Serializer):
     cpu_cores = HostResourceSerializer()
     memory_gib = HostResourceSerializer()
     storage_gib = HostResourceSerializer()
+    nodes = NodeSerializer(
+        many=True,
+        max_length=MAX_NODES,
+        required=False,
+        help_text="Where the GPUs are: per node, adding up to the totals above.",
+    )
+    prices = serializers.DictField(
+        child=serializers.IntegerField(min_value=1, max_value=10**12),
+        required=False,
+        help_text="Asking price per GPU-hour by catalog id, micro-dollars, for lines that carry none.",
+    )
+
+    def validate_prices(self, value: dict) -> dict:
+        if len(value) > MAX_GPU_LINES:
+            raise serializers.ValidationError(f"At most {MAX_GPU_LINES} prices.")
+        return value
 
 
 class OfferSerializer(serializers.ModelSerializer):

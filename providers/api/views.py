@@ -14,7 +14,6 @@ from providers.api.serializers import (
     InventorySerializer,
     OfferSerializer,
     ProviderMeSerializer,
-    ProviderSerializer,
     ProviderWriteSerializer,
 )
 from providers.models import Provider, ProviderGpu
@@ -124,12 +123,12 @@ class InventoryView(APIView):
 
     required_role = "provider"
 
-    @extend_schema(responses=ProviderSerializer)
+    @extend_schema(responses=ProviderMeSerializer)
     def get(self, request: Request) -> Response:
         provider = selectors.provider_for_user(user=request.user)
-        return Response(ProviderSerializer(provider).data)
+        return Response(ProviderMeSerializer(provider).data)
 
-    @extend_schema(request=InventorySerializer, responses=ProviderSerializer)
+    @extend_schema(request=InventorySerializer, responses=ProviderMeSerializer)
     def put(self, request: Request) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         payload = InventorySerializer(data=request.data)
@@ -141,9 +140,21 @@ class InventoryView(APIView):
             cpu_cores=services.HostReport(**data["cpu_cores"]),
             memory_gib=services.HostReport(**data["memory_gib"]),
             storage_gib=services.HostReport(**data["storage_gib"]),
+            nodes=[_node(node) for node in data["nodes"]] if "nodes" in data else None,
+            prices=data.get("prices"),
         )
         provider = Provider.objects.prefetch_related("gpus__gpu_model").get(pk=provider.pk)
-        return Response(ProviderSerializer(provider).data)
+        return Response(ProviderMeSerializer(provider).data)
+
+
+def _node(data: dict) -> services.NodeReport:
+    return services.NodeReport(
+        name=data["name"],
+        gpus=[services.GpuReport(**line) for line in data["gpus"]],
+        cpu_cores=services.HostReport(**data["cpu_cores"]),
+        memory_gib=services.HostReport(**data["memory_gib"]),
+        storage_gib=services.HostReport(**data["storage_gib"]),
+    )
 
 
 class HeartbeatView(APIView):

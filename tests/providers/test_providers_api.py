@@ -1,6 +1,8 @@
+import copy
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from providers.models import Provider, ProviderGpu
@@ -73,6 +75,86 @@ def test_bad_inventory_is_400_and_changes_nothing(provider_api, mutate) -> None:
     assert response.status_code == 400, response.json()
     assert not ProviderGpu.objects.exists()
     assert Provider.objects.get().last_heartbeat_at is None
+
+
+NODES = [
+    {
+        "name": "gpu-1",
+        "gpus": [{"model": "NVIDIA H100 80GB HBM3", "total": 8, "free": 6}],
+        "cpu_cores": {"total": 64, "free": 50},
+        "memory_gib": {"total": 512, "free": 450},
+        "storage_gib": {"total": 5_000, "free": 4_500},
+    },
+    {
+        "name": "gpu-2",
+        "gpus": [{"model": "a100-sxm-80gb", "total": 4, "free": 4}],
+        "cpu_cores": {"total": 64, "free": 50},
+        "memory_gib": {"total": 512, "free": 450},
+        "storage_gib": {"total": 5_000, "free": 4_500},
+    },
+]
+
+
+def test_inventory_by_node_and_asking_prices_are_stored_and_shown(provider_api) -> None:  # type: ignore[no-untyped-def]
+    provider_api.post("/api/v1/providers/me/", {"name": "Acme", "region": "eu"}, format="json")
+    prices = {"h100-sxm-80gb": 9 * USD, "a100-sxm-80gb": 1_300_000}
+    response = provider_api.put(
+        "/api/v1/providers/me/inventory/", {**INVENTORY, "nodes": NODES, "prices": prices}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert [node["name"] for node in body["nodes"]] == ["gpu-1", "gpu-2"]
+    assert body["nodes"][0]["gpus"] == [{"model": "h100-sxm-80gb", "total": 8, "free": 6}]  # by catalog id
+    assert body["nodes"][1]["cpu_cores"] == {"total": 64, "free": 50}
+    # a line's own price wins; the prices fill in the lines without one
+    asking = {g["gpu_model"]["id"]: g["price_per_gpu_hour"] for g in body["gpus"]}
+    assert asking == {"h100-sxm-80gb": 2_500_000, "a100-sxm-80gb": 1_300_000}
+    assert provider_api.get("/api/v1/providers/me/").json()["nodes"] == body["nodes"]
+    # the public listing does not show the provider's machines
+    public = f.api(f.client_user(), f.CLIENT).get(f"/api/v1/providers/{body['id']}/").json()
+    assert "nodes" not in public
+    # the console shows them, with catalog names
+    web = Client()
+    web.force_login(provider_api.user)
+    console = web.get("/provider/")
+    assert console.status_code == 200
+    page = console.content.decode()
+    assert "gpu-2" in page and "4/4 × A100 SXM 80GB" in page and "50/64" in page
+    # an agent that reports no nodes leaves none (not stale ones)
+    assert provider_api.put("/api/v1/providers/me/inventory/", INVENTORY, format="json").json()["nodes"] == []
+
+
+def _nodes_changed(change) -> dict:  # type: ignore[no-untyped-def]
+    nodes = copy.deepcopy(NODES)
+    change(nodes)
+    return {**INVENTORY, "nodes": nodes}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (_nodes_changed(lambda n: n[0]["gpus"][0].__setitem__("free", 5)), "inventory_mismatch"),  # 5 + 0 ≠ 6
+        (_nodes_changed(lambda n: n.pop()), "inventory_mismatch"),  # the A100s are on no node
+        (_nodes_changed(lambda n: n[1].__setitem__("name", "gpu-1")), "inventory_mismatch"),
+        (_nodes_changed(lambda n: n[1]["cpu_cores"].__setitem__("total", 65)), "inventory_mismatch"),
+        (
+            _nodes_changed(lambda n: n[1]["gpus"].append({"model": "GTX 9999", "total": 1, "free": 1})),
+            "unknown_gpu_model",
+        ),
+        (_nodes_changed(lambda n: n[0]["gpus"][0].__setitem__("free", 9)), "validation_error"),
+        (_nodes_changed(lambda n: n[0].pop("memory_gib")), "validation_error"),
+        (_nodes_changed(lambda n: n.extend([n[0]] * 1000)), "validation_error"),
+        ({**INVENTORY, "prices": {"h100": 1}}, "unknown_gpu_model"),
+        ({**INVENTORY, "prices": {"h100-sxm-80gb": 0}}, "validation_error"),
+        ({**INVENTORY, "prices": ["h100-sxm-80gb"]}, "validation_error"),
+    ],
+)
+def test_nodes_that_do_not_add_up_and_bad_prices_are_400(provider_api, body: dict, code: str) -> None:  # type: ignore[no-untyped-def]
+    provider_api.post("/api/v1/providers/me/", {"name": "Acme", "region": "eu"}, format="json")
+    response = provider_api.put("/api/v1/providers/me/inventory/", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["code"] == code
+    assert not ProviderGpu.objects.exists() and Provider.objects.get().nodes == []
 
 
 @pytest.mark.parametrize(

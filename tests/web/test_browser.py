@@ -6,6 +6,9 @@ lease start running, close it and find the refund in the ledger. Screenshots of 
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +225,108 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
         page.goto(base + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
         shot(page, f"09-phone-{name}")
+
+
+@pytest.fixture
+def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """What ``make run`` starts: the demo seed on embedded defaults and the demo provider's real
+    agent (declared GPUs, Docker without GPUs), running until the test ends."""
+    from chain import adapter
+    from marketplace.demo import demo_agent_config, seed_demo
+    from tests.providers.agent.images import engine_with_test_image
+
+    engine, missing = engine_with_test_image()
+    if engine is None:
+        pytest.skip(missing)
+    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
+    settings.STRIPE_SECRET_KEY = settings.STRIPE_PUBLISHABLE_KEY = ""
+    settings.DEMO_CREDIT_CENTS = 100_000
+    adapter._embedded.clear()
+    demo = seed_demo()
+    # the test network has no Docker bridge: containers get none (make run uses the bridge)
+    config = demo_agent_config(
+        demo, path=tmp_path / "agent" / "agent.yaml", marketplace_url=asgi_server, docker_network="none"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "providers.agent.cli", "--config", str(config), "run"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "agent.log").open("w"),
+    )
+    yield {"demo": demo, "engine": engine, "log": tmp_path / "agent.log"}
+    process.terminate()
+    process.wait(timeout=20)
+    for container in engine.containers.list(all=True, filters={"label": "gpumarket.io/managed-by"}):
+        container.remove(force=True)
+    adapter._embedded.clear()
+
+
+def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, asgi_server: str, demo_agent) -> None:  # type: ignore[no-untyped-def]
+    """ "Done when": nobody but the newcomer and the demo provider's agent. The agent bids by its
+    pricing policy, runs the container when the lease is funded on the in-process chain, ships its
+    log, and tears it down on close; the refund lands in the ledger."""
+    from playwright.sync_api import expect
+
+    from tests.providers.agent.images import IMAGE
+
+    base = asgi_server
+
+    def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+        page.screenshot(path=str(SCREENSHOTS / f"demo-agent-{name}.png"), full_page=True)
+
+    page.goto(base + "/")
+    page.get_by_role("link", name="Rent GPUs").first.click()
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("link", name="Add funds").first.click()
+    page.get_by_label("Amount ($)").fill("20")
+    page.get_by_role("button", name="Add credit").click()
+    expect(page.locator("#balance")).to_have_text("$20.00")
+
+    # an order for one RTX 4090, the image changed to one this machine has
+    page.get_by_role("navigation").get_by_role("link", name="Rent GPUs").click()
+    page.get_by_label("Image").fill(IMAGE)
+    page.get_by_label("Command").fill("sh -c 'echo Hello from your GPU box; sleep 600'")
+    page.get_by_label("Ports").fill("")
+    page.get_by_label("GPU models").select_option("rtx-4090-24gb")
+    page.get_by_label("GPUs").fill("1")
+    page.get_by_label("Hours").fill("2")
+    page.get_by_label("Most you pay per GPU-hour ($)").fill("0.50")
+    page.get_by_role("button", name="Post the order").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
+
+    # the demo agent hears of the order and bids its asking price: $0.35 per GPU-hour
+    row = page.locator("#bids tbody tr")
+    expect(row).to_have_count(1, timeout=20_000)
+    expect(row.first).to_contain_text("Demo GPU Cloud")
+    expect(row.first).to_contain_text("$0.35")
+    shot(page, "01-order-with-the-agents-bid")
+    row.first.get_by_role("button", name=re.compile("Accept")).click()
+    expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
+
+    # funded on chain, then the agent starts the container and reports it running, with its log
+    expect(page.locator("#lease-status")).to_have_text("Running", timeout=20_000)
+    expect(page.locator("#logs")).to_contain_text("Hello from your GPU box", timeout=20_000)
+    lease = Lease.objects.get()
+    container = demo_agent["engine"].containers.get(f"gpumarket-lease-{lease.pk}")
+    assert container.status == "running"
+    shot(page, "02-lease-running")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Close the lease").click()
+    expect(page.locator("#lease-status")).to_have_text("Closed")
+    lease.refresh_from_db()
+    assert lease.refunded_to_client > 0 and lease.paid_to_provider + lease.refunded_to_client == lease.deposit
+    page.get_by_role("link", name="Account").click()
+    expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
+    expect(page.locator("#balance")).to_have_text(ledger.format_usd(20 * USD - lease.paid_to_provider))
+    shot(page, "03-refunded")
+    assert escrow.reconcile() == []
+
+    # the agent takes the container down once it hears the lease closed
+    deadline = time.monotonic() + 20
+    while demo_agent["engine"].containers.list(all=True, filters={"name": f"gpumarket-lease-{lease.pk}"}):
+        assert time.monotonic() < deadline, demo_agent["log"].read_text()[-2000:]
+        time.sleep(0.5)

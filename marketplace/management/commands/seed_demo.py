@@ -1,8 +1,10 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from leases.ledger import format_usd
-from marketplace.demo import DEMO_BALANCE, seed_demo
+from marketplace.demo import DEMO_BALANCE, demo_agent_config, seed_demo
 
 
 class Command(BaseCommand):
@@ -10,6 +12,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="Print only the export lines.")
+        parser.add_argument(
+            "--agent-config", type=Path, help="Also write the demo provider's agent configuration here."
+        )
+        parser.add_argument(
+            "--marketplace-url", default="http://127.0.0.1:8000", help="Where the demo agent finds the marketplace."
+        )
+        parser.add_argument(
+            "--docker-network",
+            default="bridge",
+            choices=["bridge", "host", "none"],
+            help="The demo agent's containers.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         demo = seed_demo()
@@ -25,3 +39,12 @@ class Command(BaseCommand):
             self.stdout.write("Tokens (shown once; earlier demo tokens were revoked):")
         self.stdout.write(f"export CLIENT_TOKEN={demo.client_token}")
         self.stdout.write(f"export PROVIDER_TOKEN={demo.provider_token}")
+        if options["agent_config"]:
+            path = demo_agent_config(
+                demo,
+                path=options["agent_config"],
+                marketplace_url=options["marketplace_url"],
+                docker_network=options["docker_network"],
+            )
+            if not options["quiet"]:
+                self.stdout.write(f"Demo provider agent configuration: {path}")

@@ -6,13 +6,14 @@ host address. Everything the agent owns is found again from the labels after a r
 """
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-from providers.agent.inventory import discover, discover_gpus
+from providers.agent.inventory import Inventory, discover, discover_gpus
 from providers.agent.runtimes.base import (
     LABEL_LEASE,
     LABEL_MANAGED_BY,
@@ -43,6 +44,7 @@ class DockerRuntime(Runtime):
         network: str = "bridge",
         gpus: bool = True,
         pull_images: bool = True,
+        inventory: Callable[[], Inventory] = discover,
     ) -> None:
         try:
             self.client = client or docker.from_env()
@@ -50,6 +52,8 @@ class DockerRuntime(Runtime):
             raise RuntimeError_(f"no Docker engine answers: {exc}") from exc
         self.host_address, self.network, self.gpus = host_address, network, gpus
         self.pull_images = pull_images
+        self.inventory = inventory
+        self._cpus: int | None = None
 
     def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
         """The lease's container, freshly inspected, or None (also when it is removed meanwhile)."""
@@ -84,7 +88,7 @@ class DockerRuntime(Runtime):
                 name=container_name(manifest.lease_id),
                 labels=labels_for(manifest.lease_id),
                 detach=True,
-                nano_cpus=manifest.cpu_cores * 1_000_000_000,
+                nano_cpus=min(manifest.cpu_cores, self._host_cpus()) * 1_000_000_000,
                 mem_limit=f"{manifest.memory_gib}g",
                 device_requests=device_requests or None,
                 network_mode=self.network,
@@ -101,6 +105,15 @@ class DockerRuntime(Runtime):
             raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
         container.reload()
         return self._describe(manifest.lease_id, container)
+
+    def _host_cpus(self) -> int:
+        """The engine's CPUs: Docker refuses a limit above them (a declared inventory may list more)."""
+        if self._cpus is None:
+            try:
+                self._cpus = int(self.client.info().get("NCPU") or 0) or 1_000_000
+            except (APIError, DockerException, OSError) as exc:
+                raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        return self._cpus
 
     def _assign_gpus(self, count: int) -> list[str]:
         """Free GPUs for a new lease, by UUID, so that no two leases share one. Empty when NVML
@@ -123,8 +136,7 @@ class DockerRuntime(Runtime):
         return busy
 
     def inventory_report(self) -> dict:
-        inventory = discover()
-        return inventory.report(busy_gpu_uuids=self.gpus_in_use())
+        return self.inventory().report(busy_gpu_uuids=self.gpus_in_use())
 
     def _ensure_image(self, image: str) -> None:
         try:

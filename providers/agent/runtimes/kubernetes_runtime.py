@@ -464,34 +464,41 @@ class KubernetesRuntime(Runtime):
                         value = limits.get(name)
                     used[node][name] += _quantity(value)
         lines: dict[tuple[str, int], dict] = {}
-        totals = {
-            "cpu": [Decimal(0), Decimal(0)],
-            "memory": [Decimal(0), Decimal(0)],
-            "storage": [Decimal(0), Decimal(0)],
-        }
+        report_nodes = []
+        gib = Decimal(1024**3)
         for node in nodes:
             name = node.metadata.name
             labels = node.metadata.labels or {}
             allocatable = (node.status.allocatable or {}) if node.status else {}
             gpus = int(_quantity(allocatable.get(GPU_RESOURCE)))
             product = labels.get(PRODUCT_LABEL)
+            node_lines = []
             if gpus and product:
                 memory = labels.get(MEMORY_LABEL, "0")
                 memory_mib = int(memory) if str(memory).isdigit() else 0
-                line = lines.setdefault(
-                    (product, memory_mib),
-                    {"model": product.replace("-", " "), "memory_mib": memory_mib, "total": 0, "free": 0},
-                )
-                line["total"] += gpus
-                line["free"] += max(0, gpus - int(used[name][GPU_RESOURCE]))
-            for key, resource in (("cpu", "cpu"), ("memory", "memory"), ("storage", "ephemeral-storage")):
+                node_line = {"model": product.replace("-", " "), "total": gpus}
+                node_line["free"] = max(0, gpus - int(used[name][GPU_RESOURCE]))
+                if memory_mib:
+                    node_line["memory_mib"] = memory_mib
+                node_lines.append(node_line)
+                line = lines.setdefault((product, memory_mib), {**node_line, "total": 0, "free": 0})
+                line["total"] += node_line["total"]
+                line["free"] += node_line["free"]
+            entry: dict = {"name": name, "gpus": node_lines}
+            for key, resource, unit in (
+                ("cpu_cores", "cpu", Decimal(1)),
+                ("memory_gib", "memory", gib),
+                ("storage_gib", "ephemeral-storage", gib),
+            ):
                 total = _quantity(allocatable.get(resource))
-                totals[key][0] += total
-                totals[key][1] += max(Decimal(0), total - used[name][resource])
-        gib = Decimal(1024**3)
+                free = max(Decimal(0), total - used[name][resource])
+                entry[key] = {"total": int(total / unit), "free": int(free / unit)}
+            report_nodes.append(entry)
         return {
             "gpus": list(lines.values()),
-            "cpu_cores": {"total": int(totals["cpu"][0]), "free": int(totals["cpu"][1])},
-            "memory_gib": {"total": int(totals["memory"][0] / gib), "free": int(totals["memory"][1] / gib)},
-            "storage_gib": {"total": int(totals["storage"][0] / gib), "free": int(totals["storage"][1] / gib)},
+            **{
+                key: {part: sum(n[key][part] for n in report_nodes) for part in ("total", "free")}
+                for key in ("cpu_cores", "memory_gib", "storage_gib")
+            },
+            "nodes": report_nodes,
         }

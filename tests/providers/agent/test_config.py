@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from providers.agent.config import ConfigError, load, validate
 
@@ -31,6 +32,14 @@ def test_yaml_with_environment_overrides(tmp_path: Path) -> None:
         ({**BASE, "pricing": {"per_gpu_hour": {"h100-sxm-80gb": -1}}}, "positive"),
         ({**BASE, "pricing": {"colour": "red"}}, "pricing"),
         ({**BASE, "pricing": []}, "pricing"),
+        ({**BASE, "declared_inventory": []}, "declared_inventory"),
+        ({**BASE, "declared_inventory": {"gpus": [{"count": 1}]}}, "model"),
+        ({**BASE, "declared_inventory": {"gpus": [{"model": "h100-sxm-80gb", "count": 0}]}}, r"gpus\.0\.count"),
+        ({**BASE, "declared_inventory": {"gpus": [{"model": "h100-sxm-80gb", "count": True}]}}, "count"),
+        ({**BASE, "declared_inventory": {"gpus": [{"model": "x", "count": 1, "vram": 8}]}}, "only model"),
+        ({**BASE, "declared_inventory": {"cpu_cores": -1}}, "cpu_cores"),
+        ({**BASE, "declared_inventory": {"ram": 1}}, "unknown"),
+        ({**BASE, "declared_inventory": {"node": 7}}, "node"),
     ],
 )
 def test_bad_configurations_say_what_to_fix(data: dict, message: str) -> None:
@@ -53,3 +62,39 @@ def test_missing_or_broken_files(tmp_path: Path) -> None:
                 "GPUMARKET_AGENT_HEARTBEAT_SECONDS": "soon",
             },
         )
+
+
+def test_a_declared_inventory_stands_in_for_discovery() -> None:
+    from providers.agent.inventory import declared
+
+    cfg = validate(
+        {
+            **BASE,
+            "declared_inventory": {
+                "gpus": [
+                    {"model": "h100-sxm-80gb", "count": 2},
+                    {"model": "NVIDIA L4", "count": 1, "memory_mib": 23034},
+                ],
+                "cpu_cores": 32,
+                "memory_gib": 256,
+                "storage_gib": 1000,
+                "node": "rack-1",
+            },
+        }
+    )
+    assert validate(yaml.safe_load(cfg.to_yaml())) == cfg  # written and read back unchanged
+    report = declared(cfg.declared_inventory).report()
+    assert report["gpus"] == [
+        {"model": "h100-sxm-80gb", "total": 2, "free": 2},
+        {"model": "NVIDIA L4", "memory_mib": 23034, "total": 1, "free": 1},
+    ]
+    assert report["cpu_cores"] == {"total": 32, "free": 32}
+    assert report["nodes"] == [
+        {
+            "name": "rack-1",
+            "gpus": report["gpus"],
+            "cpu_cores": {"total": 32, "free": 32},
+            "memory_gib": {"total": 256, "free": 256},
+            "storage_gib": {"total": 1000, "free": 1000},
+        }
+    ]

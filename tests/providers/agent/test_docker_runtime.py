@@ -64,6 +64,14 @@ def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
     assert 900_001 not in runtime.owned()
 
 
+def test_a_lease_asking_more_cpus_than_the_host_has_gets_them_all(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
+    """A declared inventory can list more cores than the host has: Docker would refuse the limit."""
+    host_cpus = engine.info()["NCPU"]
+    assert runtime.deploy(manifest(900_009, cpu_cores=host_cpus + 100)).state == "running"
+    nano_cpus = runtime.client.containers.get(container_name(900_009)).attrs["HostConfig"]["NanoCpus"]
+    assert nano_cpus == host_cpus * 1_000_000_000
+
+
 def test_a_fresh_runtime_finds_what_it_owns_from_the_labels(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
     runtime.deploy(manifest(900_002))
     restarted = DockerRuntime(

@@ -179,6 +179,12 @@ def test_inventory_is_allocatable_gpus_minus_running_pods(cluster: Cluster, runt
     assert by_model["NVIDIA A100 SXM4 80GB"]["free"] == 4
     assert report["cpu_cores"] == {"total": 192, "free": 192}
     assert report["memory_gib"]["total"] == 3 * 512
+    # by node: what each holds and has free, adding up to the totals
+    nodes = {node["name"]: node for node in report["nodes"]}
+    assert nodes["gpu-1"]["gpus"] == [{"model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "total": 8, "free": 5}]
+    assert nodes["gpu-1"]["cpu_cores"] == {"total": 64, "free": 64}
+    assert sum(node["memory_gib"]["total"] for node in report["nodes"]) == report["memory_gib"]["total"]
+    assert [line["model"] for node in report["nodes"] for line in node["gpus"]].count("NVIDIA A100 SXM4 80GB") == 1
 
 
 def test_an_unreachable_cluster_is_unavailable_not_a_failed_lease() -> None:
