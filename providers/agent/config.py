@@ -172,6 +172,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`kubernetes`: {exc}") from exc
     if kube_settings.service_type not in ("NodePort", "LoadBalancer"):
         raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
+    if data.get("declared_inventory") is not None and data.get("runtime", "docker") == "kubernetes":
+        raise ConfigError("`declared_inventory` is for a Docker host: a cluster's nodes say what they have.")
     return AgentConfig(
         **{
             **data,

@@ -40,6 +40,7 @@ def test_yaml_with_environment_overrides(tmp_path: Path) -> None:
         ({**BASE, "declared_inventory": {"cpu_cores": -1}}, "cpu_cores"),
         ({**BASE, "declared_inventory": {"ram": 1}}, "unknown"),
         ({**BASE, "declared_inventory": {"node": 7}}, "node"),
+        ({**BASE, "runtime": "kubernetes", "declared_inventory": {"cpu_cores": 8}}, "Docker host"),
     ],
 )
 def test_bad_configurations_say_what_to_fix(data: dict, message: str) -> None:
