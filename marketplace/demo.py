@@ -34,6 +34,7 @@ DEMO_GPUS = (  # catalog id, count, asking price per GPU-hour (micro-dollars)
     ("a100-sxm-80gb", 4, 1_400_000),
     ("rtx-4090-24gb", 8, 350_000),
 )
+DEMO_PRICES = {model: price for model, _, price in DEMO_GPUS}
 DEMO_HOST = {"cpu_cores": 256, "memory_gib": 2048, "storage_gib": 30_000}
 
 
@@ -71,7 +72,7 @@ def seed_demo() -> Demo:
         gpus=gpus,
         **hosts,
         nodes=[providers.NodeReport(name=DEMO_NODE, gpus=gpus, **hosts)],
-        prices={model: price for model, _, price in DEMO_GPUS},
+        prices=DEMO_PRICES,
     )
     if settings.ESCROW_BACKEND == "chain":
         # Money lives in the escrow contract: the demo users get wallets on the in-process
@@ -128,7 +129,7 @@ def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_ne
         token=demo.provider_token,
         signing_key_file=str(key_file),
         state_dir=str(path.with_name("state")),
-        pricing=agent_config.PricingPolicy(per_gpu_hour={model: price for model, _, price in DEMO_GPUS}),
+        pricing=agent_config.PricingPolicy(per_gpu_hour=dict(DEMO_PRICES)),
         docker=agent_config.DockerSettings(network=docker_network, host_address="127.0.0.1", gpus=False),
         declared_inventory=agent_config.DeclaredInventory(
             gpus=[agent_config.DeclaredGpus(model=model, count=count) for model, count, _ in DEMO_GPUS],

@@ -183,7 +183,7 @@ def _nodes(
     host_sums = {label: [0, 0] for label in HOST_RESOURCES}
     for index, node in enumerate(nodes):
         lines = _gpu_lines(node.gpus, path=("nodes", str(index), "gpus"))
-        node_hosts = {"cpu_cores": node.cpu_cores, "memory_gib": node.memory_gib, "storage_gib": node.storage_gib}
+        node_hosts = {label: getattr(node, label) for label in HOST_RESOURCES}
         _hosts(node_hosts, path=("nodes", str(index)))
         for model_id, line in lines.items():
             sums = gpu_sums.setdefault(model_id, [0, 0])
