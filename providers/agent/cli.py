@@ -10,8 +10,7 @@ from pathlib import Path
 
 from providers.agent import config as agent_config
 from providers.agent.client import MarketplaceClient, MarketplaceError
-from providers.agent.inventory import declared as declared_inventory
-from providers.agent.inventory import discover
+from providers.agent.inventory import source as inventory_source
 from providers.agent.reporting import Outbox
 from providers.agent.runner import Agent, read_key
 from providers.agent.runtimes.base import Runtime, RuntimeError_
@@ -66,6 +65,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     """What this host (NVML) or, with ``runtime: kubernetes`` configured, the cluster can rent out."""
+    declared = None
     if Path(args.config).exists():
         cfg = agent_config.load(args.config)
         if cfg.runtime == "kubernetes":
@@ -74,10 +74,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
                 return 1
             print(json.dumps(runtime.inventory_report(), indent=2))
             return 0
-        if cfg.declared_inventory is not None:
-            print(json.dumps(declared_inventory(cfg.declared_inventory).as_dict(), indent=2))
-            return 0
-    print(json.dumps(discover().as_dict(), indent=2))
+        declared = cfg.declared_inventory
+    print(json.dumps(inventory_source(declared)().as_dict(), indent=2))
     return 0
 
 
@@ -123,13 +121,12 @@ def _runtime(cfg: agent_config.AgentConfig, *, quiet: bool = False) -> Runtime |
             return KubernetesRuntime.from_settings(cfg.kubernetes)
         from providers.agent.runtimes.docker_runtime import DockerRuntime
 
-        declared = cfg.declared_inventory
         return DockerRuntime(
             network=cfg.docker.network,
             host_address=cfg.docker.host_address,
             gpus=cfg.docker.gpus,
             pull_images=cfg.docker.pull_images,
-            inventory=discover if declared is None else lambda: declared_inventory(declared),
+            inventory=inventory_source(cfg.declared_inventory),
         )
     except RuntimeError_ as exc:
         if not quiet:

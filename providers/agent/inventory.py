@@ -8,6 +8,7 @@ marketplace maps them to its catalog. A Docker host is one node of the report. A
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -134,3 +135,10 @@ def declared(settings: DeclaredInventory) -> Inventory:
         gpu_note="declared in the configuration, not discovered",
         node=settings.node or socket.gethostname(),
     )
+
+
+def source(declared_inventory: DeclaredInventory | None) -> Callable[[], Inventory]:
+    """Where this host's inventory comes from: the configuration's declaration, else discovery."""
+    if declared_inventory is None:
+        return discover
+    return lambda: declared(declared_inventory)

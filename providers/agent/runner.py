@@ -19,7 +19,7 @@ from pathlib import Path
 from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.config import AgentConfig
-from providers.agent.inventory import declared, discover
+from providers.agent.inventory import source as inventory_source
 from providers.agent.lifecycle import reconcile_leases, wait_for_runtime
 from providers.agent.logs import LogShipper
 from providers.agent.push import PushListener
@@ -110,10 +110,8 @@ class Agent:
         """What there is to rent, by model and by node, with the pricing policy's asking prices."""
         if self.runtime is not None:
             report = self.runtime.inventory_report()
-        elif self.cfg.declared_inventory is not None:
-            report = declared(self.cfg.declared_inventory).report()
         else:
-            report = discover().report()
+            report = inventory_source(self.cfg.declared_inventory)().report()
         if self.cfg.pricing.per_gpu_hour:
             report["prices"] = dict(self.cfg.pricing.per_gpu_hour)
         self.client.report_inventory(report)

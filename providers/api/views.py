@@ -137,9 +137,7 @@ class InventoryView(APIView):
         provider = services.inventory_report(
             provider=provider,
             gpus=[services.GpuReport(**line) for line in data["gpus"]],
-            cpu_cores=services.HostReport(**data["cpu_cores"]),
-            memory_gib=services.HostReport(**data["memory_gib"]),
-            storage_gib=services.HostReport(**data["storage_gib"]),
+            **_hosts(data),
             nodes=[_node(node) for node in data["nodes"]] if "nodes" in data else None,
             prices=data.get("prices"),
         )
@@ -147,13 +145,13 @@ class InventoryView(APIView):
         return Response(ProviderMeSerializer(provider).data)
 
 
+def _hosts(data: dict) -> dict[str, services.HostReport]:
+    return {label: services.HostReport(**data[label]) for label in services.HOST_RESOURCES}
+
+
 def _node(data: dict) -> services.NodeReport:
     return services.NodeReport(
-        name=data["name"],
-        gpus=[services.GpuReport(**line) for line in data["gpus"]],
-        cpu_cores=services.HostReport(**data["cpu_cores"]),
-        memory_gib=services.HostReport(**data["memory_gib"]),
-        storage_gib=services.HostReport(**data["storage_gib"]),
+        name=data["name"], gpus=[services.GpuReport(**line) for line in data["gpus"]], **_hosts(data)
     )
 
 
