@@ -130,7 +130,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # a page that falls behind keeps up to 500 events (bids carry their rows) before
+            # the layer drops any; its periodic refresh makes up for those
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 500},
         }
     }
     CACHES = {

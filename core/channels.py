@@ -77,5 +77,10 @@ class WatchConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             return None
 
+    def may_hear(self, payload: dict) -> bool:
+        """Whether this page may hear the event; all events of the group by default."""
+        return True
+
     async def market_event(self, event: dict) -> None:
-        await self.send_json(event["payload"])
+        if self.may_hear(event["payload"]):
+            await self.send_json(event["payload"])

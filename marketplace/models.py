@@ -1,7 +1,11 @@
+from datetime import UTC, datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PricingRule(models.TextChoices):
@@ -103,3 +107,10 @@ class Bid(models.Model):
 
     def __str__(self) -> str:
         return f"bid {self.pk} on order {self.order_id} ({self.status})"
+
+    @property
+    def rank_key(self) -> str:
+        """The bid's place in ``Meta.ordering`` as text that sorts the same way (cheapest, then
+        first come): pages that insert a live bid among the listed ones compare these."""
+        at = (self.created_at - EPOCH) // timedelta(microseconds=1)
+        return f"{self.price_per_hour:016d}.{at:017d}.{self.pk:012d}"

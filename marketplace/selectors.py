@@ -28,7 +28,8 @@ from providers.models import Provider, ProviderGpu
 from providers.selectors import online_since
 
 
-def _provider_of(user: User) -> Provider | None:
+def provider_of(user: User) -> Provider | None:
+    """The user's provider profile, if it has one."""
     try:
         return user.provider
     except Provider.DoesNotExist:
@@ -49,7 +50,7 @@ def orders_visible_to(*, user: User, roles: set[str]) -> QuerySet[Order]:
     if "client" in roles:
         visible |= Q(client=user)
     if "provider" in roles:
-        provider = _provider_of(user)
+        provider = provider_of(user)
         visible |= Q(status=Order.Status.OPEN)
         if provider is not None:
             visible |= Q(pk__in=Bid.objects.filter(provider=provider).values("order_id"))
@@ -62,7 +63,7 @@ def orders_listed_for(*, user: User, roles: set[str]) -> QuerySet[Order]:
     if "client" in roles:
         listed |= Q(client=user)
     if "provider" in roles:
-        provider = _provider_of(user)
+        provider = provider_of(user)
         if provider is not None:
             listed |= Q(pk__in=Bid.objects.filter(provider=provider).values("order_id"))
     return _for_display(Order.objects.filter(listed))
@@ -87,7 +88,7 @@ def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bi
     qs = Bid.objects.filter(order=order).select_related("provider", "gpu_model")
     if "client" in roles and order.client_id == user.pk:
         return qs
-    provider = _provider_of(user) if "provider" in roles else None
+    provider = provider_of(user) if "provider" in roles else None
     if provider is not None:
         return qs.filter(provider=provider)
     return qs.none()

@@ -16,6 +16,7 @@ from django.utils import timezone
 from core import realtime
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
 from core.models import User
+from core.money import format_usd_short
 from leases.models import Lease
 from leases.services import lease_open
 from marketplace import selectors
@@ -93,6 +94,39 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
 def order_changed(order_id: int) -> None:
     """Pages showing the order refresh its bids and state (after the transaction commits)."""
     realtime.publish(realtime.order_group(order_id), {"type": "order.changed", "order": order_id})
+
+
+def bid_changed(bid: Bid, *, placed: bool = False) -> None:
+    """Pages showing the bid's order list it at once: the event carries the bid's row, so they
+    need not fetch the list again. Only the order's client and the bidder hear it (bids are
+    sealed: ``OrderConsumer`` drops it for other providers). Needs the bid's order, provider and
+    GPU model loaded."""
+    realtime.publish(
+        realtime.order_group(bid.order_id),
+        {"type": "bid.placed" if placed else "bid.changed", "order": bid.order_id, "bid": bid_row(bid)},
+    )
+
+
+def bid_row(bid: Bid) -> dict:
+    """What an order page shows of a bid, formatted as its table shows it."""
+    provider, gpu_count = bid.provider, bid.order.gpu_count
+    return {
+        "id": bid.pk,
+        "provider_id": provider.pk,
+        "rank": bid.rank_key,
+        "status": bid.status,
+        "price_per_hour": bid.price_per_hour,
+        "text": {
+            "provider": provider.name,
+            "region": provider.region,
+            "gpu_model": bid.gpu_model.name,
+            "per_gpu_hour": format_usd_short(bid.price_per_hour // gpu_count),
+            "per_hour": format_usd_short(bid.price_per_hour),
+            "reliability": f"{round(provider.reputation / 10)} %",
+            "status": bid.get_status_display(),
+            "accept": f"Accept the bid of {provider.name} at {format_usd_short(bid.price_per_hour)} an hour",
+        },
+    }
 
 
 def order_event(order: Order, event: str, **extra: object) -> None:
@@ -210,7 +244,7 @@ def bid_place(
             price_per_hour=price_per_hour,
             created_at=now,
         )
-        order_changed(order.pk)
+        bid_changed(bid, placed=True)
         return bid
 
 
@@ -218,7 +252,7 @@ def _own_open_bid_locked(*, user: User, bid_id: int, now: datetime) -> Bid:
     provider = provider_for_user(user=user)
     bid = selectors.bid_get_own(provider=provider, bid_id=bid_id)
     Order.objects.select_for_update().get(pk=bid.order_id)
-    bid = Bid.objects.select_for_update().select_related("order").get(pk=bid.pk)
+    bid = Bid.objects.select_for_update(of=("self",)).select_related("order", "provider", "gpu_model").get(pk=bid.pk)
     if bid.status != Bid.Status.OPEN:
         raise Conflict(f"The bid is {bid.status}.", code="bid_not_open")
     _require_open(bid.order, now)
@@ -237,7 +271,7 @@ def bid_lower(*, user: User, bid_id: int, price_per_hour: int, now: datetime | N
             )
         bid.price_per_hour = price_per_hour
         bid.save(update_fields=["price_per_hour", "updated_at"])
-        order_changed(bid.order_id)
+        bid_changed(bid)
     return bid
 
 
@@ -248,7 +282,7 @@ def bid_withdraw(*, user: User, bid_id: int, now: datetime | None = None) -> Bid
         bid.status = Bid.Status.WITHDRAWN
         bid.status_reason = "withdrawn by the provider"
         bid.save(update_fields=["status", "status_reason", "updated_at"])
-        order_changed(bid.order_id)
+        bid_changed(bid)
     return bid
 
 

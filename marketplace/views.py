@@ -265,6 +265,7 @@ def _bids_context(request: HttpRequest, order: Order) -> dict:
     return {
         "bids": bids,
         "bids_total": total,
+        "bids_limit": BIDS_SHOWN,
         "lease": lease,
         "is_owner": order.client_id == request.user.pk,
         "can_accept": order.status == Order.Status.OPEN and timezone.now() < order.deadline,

@@ -174,10 +174,13 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     expect(page.locator("#bids tbody tr")).to_have_count(1)
     api(base, tokens[cheap.pk], "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_000_000})
     expect(page.locator("#bids tbody tr")).to_have_count(2)
+    # the socket's event carried the row: the page put it first without fetching the list
+    expect(page.locator("#bids tbody tr").first).to_have_class(re.compile(r"\bfresh\b"))
     expect(page.locator("#bids tbody tr").first).to_contain_text("$2.00")  # per GPU-hour
+    expect(page.locator("[data-bids-total]")).to_have_text("2")
     shot(page, "05-order-with-bids")
 
-    # accept the cheapest: the lease page, funded; the provider's agent starts it
+    # accept the cheapest (the row the page built): the lease page, funded; the provider's agent starts it
     page.locator("#bids tbody tr").first.get_by_role("button", name=re.compile("Accept")).click()
     expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
     lease = Lease.objects.get()

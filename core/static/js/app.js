@@ -73,8 +73,36 @@
     });
   }
 
+  // A bid event carries the bid's row (text already formatted): put it in its place among the
+  // listed bids (the cheapest first, data-rank), from the page's <template data-bid-row>, without
+  // fetching the list again. False when the page cannot (no list yet): the caller refetches.
+  function placeBid(el, event) {
+    var table = el.querySelector("table[data-limit]"), template = el.querySelector("template[data-bid-row]");
+    if (!table || !template) return false;
+    var bid = event.bid, body = table.tBodies[0], limit = Number(table.dataset.limit);
+    var total = Number(table.dataset.total), old = body.querySelector('tr[data-bid="' + bid.id + '"]');
+    if (old) old.remove(); else if (event.type === "bid.placed") total += 1;
+    var row = template.content.firstElementChild.cloneNode(true);
+    row.dataset.bid = bid.id;
+    row.dataset.rank = bid.rank;
+    row.querySelectorAll("[data-text]").forEach(function (node) { node.textContent = bid.text[node.dataset.text] || ""; });
+    row.querySelectorAll("[data-label]").forEach(function (node) { node.setAttribute("aria-label", bid.text[node.dataset.label] || ""); });
+    row.querySelectorAll("input[name=bid]").forEach(function (input) { input.value = bid.id; });
+    if (bid.status !== "open") row.querySelectorAll("[data-open-only]").forEach(function (node) { node.remove(); });
+    var next = Array.prototype.find.call(body.rows, function (other) { return other.dataset.rank > bid.rank; });
+    if (next) body.insertBefore(row, next); else if (body.rows.length < limit) body.appendChild(row);
+    while (body.rows.length > limit) body.deleteRow(-1);
+    if (row.parentNode) row.classList.add("fresh");
+    table.dataset.total = total;
+    el.querySelectorAll("[data-bids-total]").forEach(function (node) { node.textContent = total; });
+    el.querySelectorAll("[data-bids-shown]").forEach(function (node) { node.textContent = body.rows.length; });
+    el.querySelectorAll("[data-bids-more]").forEach(function (node) { node.hidden = total <= body.rows.length; });
+    return true;
+  }
+
   // <div data-live="/ws/orders/7/" hx-get="..." hx-trigger="live"> reloads itself on every event
-  // from its socket; it reconnects with backoff and reloads once when back (events may be lost).
+  // from its socket, bid events excepted (they carry their row); it reconnects with backoff and
+  // reloads once when back (events may be lost).
   // data-live-types="a b" reloads only on events of those types; data-live-ignore="c" not on those.
   function live(root) {
     root.querySelectorAll("[data-live]").forEach(function (el) {
@@ -91,12 +119,15 @@
           delay = 500;
         };
         socket.onmessage = function (message) {
-          var type = "";
-          try { type = JSON.parse(message.data).type || ""; } catch (e) { type = ""; }
+          var event = {};
+          try { event = JSON.parse(message.data) || {}; } catch (e) { event = {}; }
+          var type = event.type || "";
           var only = (el.dataset.liveTypes || "").split(" ").filter(Boolean);
           var ignored = (el.dataset.liveIgnore || "").split(" ").filter(Boolean);
           if (only.length && only.indexOf(type) < 0) return;
           if (ignored.indexOf(type) >= 0) return;
+          // a list fetched while the bid was committing may lack it: fetch again after that one
+          if (event.bid && placeBid(el, event) && !el.classList.contains("htmx-request")) return;
           htmx.trigger(el, "live");
         };
         socket.onclose = function (event) {
