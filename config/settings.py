@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "chain",
     "providers",
     "leases",
+    "trust",
     "marketplace",
     "payments",
 ]
@@ -274,6 +275,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ProviderStatusEnum": "providers.models.Provider.Status",
         "CardTopUpStatusEnum": "payments.models.CardTopUp.Status",
+        "GpuCheckStatusEnum": "trust.models.GpuCheck.Status",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -289,6 +291,21 @@ SPECTACULAR_SETTINGS = {
 # --- Marketplace rules ----------------------------------------------------------------------
 # A provider whose last heartbeat is older than this is offline: not listed, cannot win.
 PROVIDER_OFFLINE_AFTER_SECONDS = env.int("PROVIDER_OFFLINE_AFTER_SECONDS", default=300)
+
+# Proof of GPU (docs/PROOF_OF_GPU.md). A challenge is sized so an honest card of the claimed model
+# needs PROOF_TARGET_SECONDS; its commitment must arrive within that time x (1 + PROOF_MARGIN)
+# + PROOF_ALLOWANCE_SECONDS of the agent starting it. PROOF_ROWS_PER_SECOND overrides a model's
+# expected speed ({"catalog-id": rows per second}), e.g. from the operator's own calibration.
+PROOF_TARGET_SECONDS = env.float("PROOF_TARGET_SECONDS", default=3.0)
+PROOF_MARGIN = env.float("PROOF_MARGIN", default=0.25)
+PROOF_ALLOWANCE_SECONDS = env.float("PROOF_ALLOWANCE_SECONDS", default=1.0)
+PROOF_ROWS_PER_SECOND = env.json("PROOF_ROWS_PER_SECOND", default={})
+PROOF_WIDTH = env.int("PROOF_WIDTH", default=2048)
+PROOF_ROUNDS = env.int("PROOF_ROUNDS", default=10)
+PROOF_LEAF_ROWS = env.int("PROOF_LEAF_ROWS", default=256)
+PROOF_START_WITHIN_SECONDS = env.int("PROOF_START_WITHIN_SECONDS", default=900)  # else it expires
+PROOF_OPEN_WITHIN_SECONDS = env.int("PROOF_OPEN_WITHIN_SECONDS", default=60)  # after the commitment
+PROOF_RETRY_AFTER_SECONDS = env.int("PROOF_RETRY_AFTER_SECONDS", default=3600)  # after a failed listing check
 # Last-used time of an API token is written at most this often, to keep requests cheap.
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an Idempotency-Key is remembered.

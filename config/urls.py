@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("leases.api.urls")),
     path("", include("notifications.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("trust.api.urls")),
 ]
 
 urlpatterns = [

@@ -81,6 +81,8 @@ class ProviderGpu(models.Model):
     price_per_gpu_hour = models.BigIntegerField(null=True, blank=True)
     verified = models.BooleanField(default=False)
     verified_at = models.DateTimeField(null=True, blank=True)
+    # int8 tera-operations per second that the last passed proof-of-GPU check measured
+    verified_int8_tops = models.FloatField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,6 +1,7 @@
 """Writes for providers: the catalog, profiles, inventory reports and capacity reservations."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -288,6 +289,20 @@ def inventory_report(
         provider.last_heartbeat_at = timezone.now()
         provider.save()
     return provider
+
+
+def gpus_verified(*, provider_id: int, gpu_model_id: str, int8_tops: float, now: datetime) -> int:
+    """A passed proof-of-GPU check: the provider's GPUs of the model are verified at that speed."""
+    return ProviderGpu.objects.filter(provider_id=provider_id, gpu_model_id=gpu_model_id).update(
+        verified=True, verified_at=now, verified_int8_tops=int8_tops, updated_at=now
+    )
+
+
+def gpus_unverified(*, provider_id: int, gpu_model_id: str, now: datetime) -> int:
+    """A failed check: the GPUs lose their verification until a later check passes."""
+    return ProviderGpu.objects.filter(provider_id=provider_id, gpu_model_id=gpu_model_id).update(
+        verified=False, updated_at=now
+    )
 
 
 def provider_heartbeat(*, provider: Provider) -> Provider:

@@ -108,6 +108,21 @@ def fit(
     return Params(rows=leaves * leaf_rows, width=width, rounds=rounds, leaf_rows=leaf_rows, checks=checks)
 
 
+# Rows per second an honest card does at the default shape, measured on real cards by catalog id
+# (benchmarks/RESULTS.md, "Proof of GPU"). Models not measured yet use the datasheet estimate.
+CALIBRATED_ROWS_PER_SECOND: dict[str, float] = {}
+
+
+def estimated_rows_per_second(
+    int8_tops: float, bandwidth_gbps: float, *, width: int = DEFAULT_WIDTH, rounds: int = DEFAULT_ROUNDS
+) -> float:
+    """A datasheet estimate of an honest card's speed on this work: per round, the int8 product
+    at 60% of the dense int8 peak, then about 17 bytes of memory traffic per entry (the int32 sums
+    written and read back, the int8 result written) at 80% of the memory bandwidth."""
+    per_round = 2 * width * width / (0.6 * int8_tops * 1e12) + 17 * width / (0.8 * bandwidth_gbps * 1e9)
+    return 1 / (rounds * per_round)
+
+
 def new_seed() -> bytes:
     return secrets.token_bytes(SEED_BYTES)
 

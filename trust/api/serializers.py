@@ -1,0 +1,69 @@
+from rest_framework import serializers
+
+from trust import services
+from trust.models import GpuCheck
+
+
+class GpuCheckSerializer(serializers.ModelSerializer):
+    """A proof-of-GPU check as its provider sees it (the seed only in the answer to ``start``)."""
+
+    rows = serializers.SerializerMethodField()
+    measured_int8_tops = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GpuCheck
+        fields = [
+            "id",
+            "gpu_model",
+            "reason",
+            "lease",
+            "status",
+            "failure",
+            "detail",
+            "params",
+            "expected_seconds",
+            "deadline_seconds",
+            "rows",
+            "elapsed_seconds",
+            "measured_int8_tops",
+            "issued_at",
+            "started_at",
+            "committed_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_rows(self, check: GpuCheck) -> list[int]:
+        """The rows to open: drawn when the commitment arrived."""
+        return list(check.rows)
+
+    def get_measured_int8_tops(self, check: GpuCheck) -> float | None:
+        return services.measured_int8_tops(check)
+
+
+class GpuCheckStartedSerializer(GpuCheckSerializer):
+    seed = serializers.SerializerMethodField()
+
+    class Meta(GpuCheckSerializer.Meta):
+        fields = [*GpuCheckSerializer.Meta.fields, "seed"]
+        read_only_fields = fields
+
+    def get_seed(self, check: GpuCheck) -> str:
+        """16 bytes, hexadecimal."""
+        return bytes(check.seed).hex()
+
+
+class CommitmentSerializer(serializers.Serializer):
+    root = serializers.CharField(max_length=64, help_text="The Merkle root of the digests, 64 hexadecimal characters.")
+
+
+class OpeningLeafSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    data = serializers.CharField(help_text="The leaf's digests, base64.")
+    path = serializers.ListField(child=serializers.CharField(), help_text="Sibling hashes up to the root, hexadecimal.")
+
+
+class OpeningSerializer(serializers.Serializer):
+    """For the schema; the protocol reads the opening itself and says exactly what is wrong."""
+
+    leaves = OpeningLeafSerializer(many=True)

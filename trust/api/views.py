@@ -1,0 +1,64 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from providers.selectors import provider_for_user
+from trust import selectors, services
+from trust.api.serializers import (
+    CommitmentSerializer,
+    GpuCheckSerializer,
+    GpuCheckStartedSerializer,
+    OpeningSerializer,
+)
+
+
+class CheckListView(APIView):
+    """Your proof-of-GPU checks: the ones to answer now (issuing a check for each listed model
+    not yet verified), then the last finished ones. ``docs/PROOF_OF_GPU.md`` has the protocol."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=GpuCheckSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        provider = provider_for_user(user=request.user)
+        due = services.checks_due(provider=provider)
+        recent = selectors.checks_finished(provider=provider)[:20]
+        return Response(GpuCheckSerializer([*due, *recent], many=True).data)
+
+
+class CheckStartView(APIView):
+    """Start a check when the GPUs are ready: the answer carries the seed, and the clock runs
+    until the commitment arrives."""
+
+    required_role = "provider"
+
+    @extend_schema(request=None, responses=GpuCheckStartedSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        check = services.check_start(provider=provider_for_user(user=request.user), check_id=pk)
+        return Response(GpuCheckStartedSerializer(check).data)
+
+
+class CheckCommitmentView(APIView):
+    """The Merkle root of the digests. On time, the answer lists the rows to open; late, the
+    check has failed."""
+
+    required_role = "provider"
+
+    @extend_schema(request=CommitmentSerializer, responses=GpuCheckSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        root = request.data.get("root") if isinstance(request.data, dict) else None
+        check = services.check_commit(provider=provider_for_user(user=request.user), check_id=pk, root=root)
+        return Response(GpuCheckSerializer(check).data, status=status.HTTP_200_OK)
+
+
+class CheckOpeningView(APIView):
+    """The leaves holding the chosen rows, with their Merkle paths: the check passes or fails."""
+
+    required_role = "provider"
+
+    @extend_schema(request=OpeningSerializer, responses=GpuCheckSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        check = services.check_open(provider=provider_for_user(user=request.user), check_id=pk, opening=request.data)
+        return Response(GpuCheckSerializer(check).data)
