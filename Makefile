@@ -7,7 +7,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 PORT ?= 8000
 
-.PHONY: run test lint lock bench bench-agent clean tools
+.PHONY: run test lint lock bench bench-agent clean tools gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ $(VENV)/.base-installed: requirements/base.lock | $(BIN)/uv
 $(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.base-installed
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.lock
 	touch $@
+
+## The agent's GPU prover (CUDA PyTorch, several GB): provider hosts with NVIDIA GPUs. Its tests
+## (tests/providers/test_proof_torch.py) run wherever it is installed, on the CPU without a GPU.
+$(VENV)/.gpu-installed: requirements/gpu.lock $(VENV)/.base-installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/gpu.lock
+	touch $@
+
+gpu: $(VENV)/.gpu-installed
 
 ## Serve on embedded defaults with demo data (SQLite, in-memory channels, local Celery transport).
 run: $(VENV)/.base-installed
@@ -55,6 +63,7 @@ lint: $(VENV)/.dev-installed
 lock: | $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/base.in -o requirements/base.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/dev.in -o requirements/dev.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/gpu.in -o requirements/gpu.lock
 
 ## The auction benchmark (needs DATABASE_URL pointing at PostgreSQL).
 bench: $(VENV)/.dev-installed

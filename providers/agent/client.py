@@ -108,3 +108,18 @@ class MarketplaceClient:
         """Send signed usage reports of many leases at once (each with its ``lease``); the answer
         has one result per report, in order."""
         return self._call("POST", "/api/v1/usage-reports/", {"reports": reports})
+
+    # --- proof-of-GPU checks (docs/PROOF_OF_GPU.md) ---------------------------------------------
+    def gpu_checks(self) -> list[dict]:
+        """The checks to answer now (then the last finished ones)."""
+        return self._call("GET", "/api/v1/providers/me/checks/")
+
+    def start_check(self, check_id: int) -> dict:
+        """The seed and the parameters; the marketplace's clock starts."""
+        return self._call("POST", f"/api/v1/providers/me/checks/{check_id}/start/")
+
+    def commit_check(self, check_id: int, root: str) -> dict:
+        return self._call("POST", f"/api/v1/providers/me/checks/{check_id}/commitment/", {"root": root})
+
+    def open_check(self, check_id: int, opening: dict) -> dict:
+        return self._call("POST", f"/api/v1/providers/me/checks/{check_id}/opening/", opening)

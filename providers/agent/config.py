@@ -10,6 +10,7 @@ import yaml
 
 ENV_PREFIX = "GPUMARKET_AGENT_"
 RUNTIMES = ("docker", "kubernetes")
+PROVERS = ("auto", "cuda", "cpu", "off")  # what answers proof-of-GPU checks (providers.agent.proving)
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,8 @@ class AgentConfig:
     docker: DockerSettings = field(default_factory=DockerSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     declared_inventory: DeclaredInventory | None = None
+    # what answers proof-of-GPU checks: auto (CUDA PyTorch where installed), cuda, cpu, off
+    prover: str = "auto"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
@@ -172,6 +175,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`kubernetes`: {exc}") from exc
     if kube_settings.service_type not in ("NodePort", "LoadBalancer"):
         raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
+    if data.get("prover", "auto") not in PROVERS:
+        raise ConfigError(f"`prover` must be one of: {', '.join(PROVERS)}.")
     if data.get("declared_inventory") is not None and data.get("runtime", "docker") == "kubernetes":
         raise ConfigError("`declared_inventory` is for a Docker host: a cluster's nodes say what they have.")
     return AgentConfig(

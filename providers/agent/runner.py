@@ -1,6 +1,6 @@
 """The agent's main loop: what is due, when.
 
-- inventory and heartbeat every ``heartbeat_seconds``;
+- inventory and heartbeat every ``heartbeat_seconds``, and the proof-of-GPU checks asked for;
 - a bidding pass and a lease pass when the push socket says something happened, else every
   ``poll_seconds`` (backing off while the marketplace fails, up to two minutes);
 - usage reports for running leases every ``usage_seconds``, sent through the on-disk outbox.
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
@@ -22,12 +23,14 @@ from providers.agent.config import AgentConfig
 from providers.agent.inventory import source as inventory_source
 from providers.agent.lifecycle import reconcile_leases, wait_for_runtime
 from providers.agent.logs import LogShipper
+from providers.agent.proving import answer_checks, provers
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
 from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
 
 logger = logging.getLogger("gpumarket.agent")
 MAX_BACKOFF = 120.0
+_UNRESOLVED = object()
 
 
 def read_key(path: str | Path) -> str | None:
@@ -80,6 +83,7 @@ class Agent:
         self.logs: LogShipper | None = None
         self._key_missing = False
         self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
+        self._prover_for: Any = _UNRESOLVED  # found on first use: importing PyTorch takes seconds
 
     # --- set-up -------------------------------------------------------------------------------
     def _ensure_meter(self) -> None:
@@ -118,6 +122,16 @@ class Agent:
         logger.info(
             "inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"]), "nodes": len(report["nodes"])}}
         )
+
+    def prove(self) -> None:
+        """Answer the marketplace's proof-of-GPU checks, on a GPU of each claimed model."""
+        if self._prover_for is _UNRESOLVED:
+            self._prover_for = provers(self.cfg.prover)
+        if self._prover_for is None:
+            return
+        summary = answer_checks(self.client, self._prover_for)
+        if summary.answered:
+            logger.info("gpu checks answered", extra={"fields": asdict(summary)})
 
     def bid(self) -> None:
         if not self.cfg.pricing.per_gpu_hour:
@@ -158,6 +172,7 @@ class Agent:
         polling = self.cfg.heartbeat_seconds if self._pushed() else self.cfg.poll_seconds
         jobs: list[tuple[str, Callable[[], None], float]] = [
             ("inventory", self.report_inventory, self.cfg.heartbeat_seconds),
+            ("checks", self.prove, self.cfg.heartbeat_seconds),
             ("bids", self.bid, polling),
             ("leases", self.leases, min(polling, self.cfg.usage_seconds)),
             ("usage", self.flush, 5.0),

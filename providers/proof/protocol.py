@@ -103,8 +103,9 @@ def fit(
     leaf_rows: int = DEFAULT_LEAF_ROWS,
     checks: int = CHECKS,
 ) -> Params:
-    """The size an honest GPU doing ``rows_per_second`` of this work finishes in ``seconds``."""
-    leaves = max(1, round(rows_per_second * seconds / leaf_rows))
+    """The size an honest GPU doing ``rows_per_second`` of this work finishes in ``seconds`` (at
+    most ``MAX_ROWS`` rows: a faster card just finishes sooner)."""
+    leaves = min(max(1, round(rows_per_second * seconds / leaf_rows)), MAX_ROWS // leaf_rows)
     return Params(rows=leaves * leaf_rows, width=width, rounds=rounds, leaf_rows=leaf_rows, checks=checks)
 
 
@@ -163,7 +164,7 @@ class Commitment:
 
 
 def leaf_bytes(values: Any) -> bytes:
-    """Digests (rows x 2 int32, any array with ``tobytes``) as a leaf: little-endian, row-major."""
+    """Digests (a NumPy array, rows x 2 int32) as a leaf: little-endian, row-major."""
     return values.astype("<i4").tobytes()
 
 
@@ -177,7 +178,7 @@ def prove(seed: bytes, params: Params, backend: Backend | None = None, *, block_
     for start in range(0, params.rows, step):
         stop = min(params.rows, start + step)
         block = digests(backend, shared, backend.arange(start, stop), width=params.width, rounds=params.rounds)
-        data = leaf_bytes(block)
+        data = leaf_bytes(backend.host(block))
         leaves.extend(data[i : i + params.leaf_bytes] for i in range(0, len(data), params.leaf_bytes))
     return Commitment(leaves)
 
@@ -253,7 +254,8 @@ def check(
             return Verdict(False, "path_mismatch", f"leaf {index} is not under the committed root")
     backend = backend or NumpyBackend()
     shared = inputs(backend, seed, params.width)
-    expected = leaf_bytes(digests(backend, shared, backend.indices(rows), width=params.width, rounds=params.rounds))
+    computed = digests(backend, shared, backend.indices(rows), width=params.width, rounds=params.rounds)
+    expected = leaf_bytes(backend.host(computed))
     row_bytes = DIGEST_WORDS * 4
     for n, row in enumerate(rows):
         data, _ = opened[row // params.leaf_rows]

@@ -43,6 +43,9 @@ class Backend(Protocol):
     def concat(self, parts: list[Any]) -> Any:
         """Arrays joined along their first axis."""
 
+    def host(self, values: Any) -> Any:
+        """``values`` as a NumPy array in this process's memory."""
+
 
 class NumpyBackend:
     """The CPU backend (the verifier, and the agent where there is no GPU)."""
@@ -71,6 +74,49 @@ class NumpyBackend:
 
     def concat(self, parts: list[Any]) -> Any:
         return self.np.concatenate(parts)
+
+    def host(self, values: Any) -> Any:
+        return values
+
+
+class TorchBackend:
+    """PyTorch on a CUDA device (the agent's GPU prover), or on the CPU (to check it agrees with
+    NumPy where there is no GPU). Needs ``torch``, which the marketplace itself does not."""
+
+    def __init__(self, device: str = "cuda") -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.chunk = 1 << 26 if self.cuda else 1 << 16
+
+    def arange(self, start: int, stop: int) -> Any:
+        return self.torch.arange(start, stop, dtype=self.torch.int64, device=self.device)
+
+    def indices(self, values: list[int]) -> Any:
+        return self.torch.tensor(values, dtype=self.torch.int64, device=self.device)
+
+    def int8(self, values: Any) -> Any:
+        return values.to(self.torch.int8)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        torch = self.torch
+        if not self.cuda:
+            return a.to(torch.int32) @ b.to(torch.int32)
+        # int8 tensor cores (cuBLASLt) want more than 16 rows and columns in multiples of 8
+        rows, columns = a.shape[0], b.shape[1]
+        if rows <= 16:
+            a = torch.cat([a, a.new_zeros((17 - rows, a.shape[1]))])
+        if columns % 8:
+            b = torch.cat([b, b.new_zeros((b.shape[0], 8 - columns % 8))], dim=1)
+        return torch._int_mm(a, b)[:rows, :columns]
+
+    def concat(self, parts: list[Any]) -> Any:
+        return self.torch.cat(parts)
+
+    def host(self, values: Any) -> Any:
+        return values.cpu().numpy()
 
 
 def key_words(seed: bytes) -> tuple[int, int, int]:

@@ -150,6 +150,7 @@ def test_fit_sizes_a_challenge_for_a_models_speed() -> None:
     params = protocol.fit(rows_per_second=2_000_000, seconds=3.0)
     assert params.rows % params.leaf_rows == 0 and abs(params.rows - 6_000_000) <= params.leaf_rows
     assert params.multiply_accumulates == params.rows * 2048 * (10 * 2048 + 2)
+    assert protocol.fit(rows_per_second=1e12, seconds=3.0).rows == protocol.MAX_ROWS  # capped, not refused
 
 
 # --- Bad input -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ CHECKS = "/api/v1/providers/me/checks/"
 def small_challenges(settings):  # type: ignore[no-untyped-def]
     """Challenges a CPU answers at once: 256 rows of width 32, 3 rounds."""
     settings.PROOF_WIDTH, settings.PROOF_ROUNDS, settings.PROOF_LEAF_ROWS = 32, 3, 64
-    settings.PROOF_ROWS_PER_SECOND = {"h100-sxm-80gb": 1000.0}
+    settings.PROOF_ROWS_PER_SECOND = {"h100-sxm-80gb": 1000.0, "a100-sxm-80gb": 1000.0}
     settings.PROOF_TARGET_SECONDS = 0.256
     settings.PROOF_ALLOWANCE_SECONDS = 5.0  # a loaded test machine is not a slow GPU
 
@@ -159,3 +159,23 @@ def test_bad_answers_are_refused_and_do_not_count() -> None:
     assert stranger.post(f"{url}/start/").status_code == 404  # not theirs
     assert api.post(f"{CHECKS}999999/start/").status_code == 404
     assert f.api(f.client_user(), f.CLIENT).get(CHECKS).status_code == 403
+
+
+def test_an_operator_checks_a_providers_gpus_on_demand() -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    provider = f.provider(gpus={"h100-sxm-80gb": 8, "a100-sxm-80gb": 2})
+    out = StringIO()
+    call_command("check_gpus", str(provider.pk), stdout=out)
+    assert sorted(GpuCheck.objects.filter(provider=provider).values_list("gpu_model_id", "reason")) == [
+        ("a100-sxm-80gb", "admin"),
+        ("h100-sxm-80gb", "admin"),
+    ]
+    call_command("check_gpus", str(provider.pk), "--model", "a100-sxm-80gb", stdout=out)
+    assert "a100-sxm-80gb: A check of these GPUs is already under way." in out.getvalue()
+    with pytest.raises(CommandError):
+        call_command("check_gpus", "999999")
+    with pytest.raises(CommandError):
+        call_command("check_gpus", str(provider.pk), "--model", "l4-24gb")

@@ -1,0 +1,55 @@
+"""The agent's GPU prover (PyTorch) computes the same bits as the verifier (NumPy): the generator,
+every round, the digests and the commitment. Runs where PyTorch is installed (``make gpu``): on
+the CPU, and on a CUDA device too where there is one."""
+
+import random
+
+import numpy as np
+import pytest
+
+from providers.proof import protocol, work
+
+torch = pytest.importorskip("torch")
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+SEED = bytes(range(100, 116))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_generator_gives_the_same_entries_on_tensors_as_on_arrays(device: str) -> None:
+    key = work.key_words(SEED)
+    index = np.concatenate(
+        [
+            np.array([0, 1, 2**31, 2**32 - 1, 2**32, 2**62 - 1], dtype=np.int64),
+            np.random.default_rng(3).integers(0, 2**62, 100_000, dtype=np.int64),
+        ]
+    )
+    for stream in (work.STREAM_X, work.STREAM_B, work.STREAM_V):
+        on_tensors = work.draw(key, stream, torch.from_numpy(index).to(device)).cpu().numpy()
+        assert np.array_equal(on_tensors, work.draw(key, stream, index))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rows_digests_and_commitments_agree_bit_for_bit(device: str) -> None:
+    tensors, arrays = work.TorchBackend(device), work.NumpyBackend()
+    tensors.chunk = 1000  # pieces that split rows, as on the CPU
+    for width, rounds in ((64, 3), (256, 2)):
+        rows = random.Random(width).sample(range(1 << 30), 40)
+        got = [
+            backend.host(
+                work.digests(
+                    backend, work.inputs(backend, SEED, width), backend.indices(rows), width=width, rounds=rounds
+                )
+            )
+            for backend in (tensors, arrays)
+        ]
+        assert np.array_equal(got[0], got[1])
+    params = protocol.Params(rows=1024, width=64, rounds=3, leaf_rows=64, checks=30)
+    assert protocol.prove(SEED, params, tensors).root == protocol.prove(SEED, params, arrays).root
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_requantization_is_the_wrapping_conversion_a_gpu_does_in_two_passes(device: str) -> None:
+    sums = torch.randint(-(2**31), 2**31 - 1, (100_000,), dtype=torch.int32, device=device)
+    backend = work.TorchBackend(device)
+    assert torch.equal(work.requantize(backend, sums), (sums >> 8).to(torch.int8))
