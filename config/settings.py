@@ -305,7 +305,8 @@ PROOF_ROUNDS = env.int("PROOF_ROUNDS", default=10)
 PROOF_LEAF_ROWS = env.int("PROOF_LEAF_ROWS", default=256)
 PROOF_START_WITHIN_SECONDS = env.int("PROOF_START_WITHIN_SECONDS", default=900)  # else it expires
 PROOF_OPEN_WITHIN_SECONDS = env.int("PROOF_OPEN_WITHIN_SECONDS", default=60)  # after the commitment
-PROOF_RETRY_AFTER_SECONDS = env.int("PROOF_RETRY_AFTER_SECONDS", default=3600)  # after a failed listing check
+# after a failed check: no GPU of the provider is verified (or checked, unless by an operator) this long
+PROOF_SUSPENSION_SECONDS = env.int("PROOF_SUSPENSION_SECONDS", default=86400)
 # Last-used time of an API token is written at most this often, to keep requests cheap.
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an Idempotency-Key is remembered.

@@ -17,7 +17,9 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.errors import NotFound
@@ -83,9 +85,15 @@ def order_get_owned(*, user: User, order_id: int) -> Order:
     return order
 
 
+def with_gpu_verified(bids: QuerySet[Bid]) -> QuerySet[Bid]:
+    """Each bid with ``gpu_verified``: whether the bidder's GPUs of the bid's model are verified."""
+    rows = ProviderGpu.objects.filter(provider_id=OuterRef("provider_id"), gpu_model_id=OuterRef("gpu_model_id"))
+    return bids.annotate(gpu_verified=Coalesce(Subquery(rows.values("verified")[:1]), Value(False)))
+
+
 def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bid]:
     """Every bid for the order's owner; a provider's own bids for that provider."""
-    qs = Bid.objects.filter(order=order).select_related("provider", "gpu_model")
+    qs = with_gpu_verified(Bid.objects.filter(order=order).select_related("provider", "gpu_model"))
     if "client" in roles and order.client_id == user.pk:
         return qs
     provider = provider_of(user) if "provider" in roles else None
@@ -95,7 +103,9 @@ def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bi
 
 
 def bids_of_provider(*, provider: Provider) -> QuerySet[Bid]:
-    return Bid.objects.filter(provider=provider).select_related("order", "provider", "gpu_model").order_by("-id")
+    return with_gpu_verified(
+        Bid.objects.filter(provider=provider).select_related("order", "provider", "gpu_model").order_by("-id")
+    )
 
 
 def bid_get_own(*, provider: Provider, bid_id: int) -> Bid:

@@ -30,6 +30,7 @@ from providers import selectors as provider_selectors
 from providers import services as provider_services
 from providers.forms import ProviderRegisterForm
 from providers.models import Provider
+from trust import selectors as trust_selectors
 
 
 def _roles(request: HttpRequest) -> set[str]:
@@ -334,5 +335,7 @@ def provider_console(request: HttpRequest) -> HttpResponse:
         ],
         "earnings": lease_selectors.provider_earnings(user=request.user, limit=20),
         "has_token": request.user.api_tokens.filter(scope="provider", revoked_at__isnull=True).exists(),
+        "checks": trust_selectors.checks_of(provider=provider)[:20],
+        "suspended_until": trust_selectors.suspended_until(provider=provider),
     }
     return render(request, "marketplace/provider.html", context)

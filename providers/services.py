@@ -298,11 +298,10 @@ def gpus_verified(*, provider_id: int, gpu_model_id: str, int8_tops: float, now:
     )
 
 
-def gpus_unverified(*, provider_id: int, gpu_model_id: str, now: datetime) -> int:
-    """A failed check: the GPUs lose their verification until a later check passes."""
-    return ProviderGpu.objects.filter(provider_id=provider_id, gpu_model_id=gpu_model_id).update(
-        verified=False, updated_at=now
-    )
+def gpus_unverified(*, provider_id: int, now: datetime) -> int:
+    """A failed check: every GPU of the provider loses its verification, so it cannot win orders
+    that require verified GPUs until checks pass again."""
+    return ProviderGpu.objects.filter(provider_id=provider_id).update(verified=False, updated_at=now)
 
 
 def provider_heartbeat(*, provider: Provider) -> Provider:

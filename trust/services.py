@@ -5,7 +5,9 @@ A check's life: issued → started (the agent asked for the seed: the clock star
 Merkle root came; the rows to open are drawn now) → passed or failed. An issued check nobody starts
 within ``PROOF_START_WITHIN_SECONDS`` expires without consequence.
 
-What counts as a failed check: a commitment later than the envelope, rows or leaves that do not
+A failed check takes verification from every GPU of the provider and suspends it from verified
+orders for ``PROOF_SUSPENSION_SECONDS``; then its GPUs are checked again. What counts as a failed
+check: a commitment later than the envelope, rows or leaves that do not
 match, no opening within ``PROOF_OPEN_WITHIN_SECONDS`` of the commitment. What does not: a
 malformed commitment or opening (the agent is told what is wrong and may send it again before the
 deadline; the root it committed cannot change), an answer for a check that is not its own, unknown,
@@ -17,7 +19,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -82,19 +83,22 @@ def check_issue(
 
 def checks_due(*, provider: Provider, now: datetime | None = None) -> list[GpuCheck]:
     """What the provider's agent should answer now: its unfinished checks, after issuing a listing
-    check for every model it lists that is neither verified nor under check (nor failed recently)."""
+    check for every model it lists that is neither verified nor under check. A provider whose check
+    failed is suspended: no listing check, so no verified GPU, until ``PROOF_SUSPENSION_SECONDS``
+    have passed (an operator may still check it with ``check_gpus``)."""
     now = now or timezone.now()
     checks_expire(now=now, provider=provider)
-    busy = GpuCheck.objects.filter(provider=provider).filter(
-        Q(status__in=OPEN)
-        | Q(
-            status=GpuCheck.Status.FAILED,
-            finished_at__gt=now - timedelta(seconds=settings.PROOF_RETRY_AFTER_SECONDS),
-        )
-    )
+    suspended = GpuCheck.objects.filter(
+        provider=provider,
+        status=GpuCheck.Status.FAILED,
+        finished_at__gt=now - timedelta(seconds=settings.PROOF_SUSPENSION_SECONDS),
+    ).exists()
+    busy = GpuCheck.objects.filter(provider=provider, status__in=OPEN).values("gpu_model_id")
     unproven = (
-        ProviderGpu.objects.filter(provider=provider, verified=False, total__gt=0)
-        .exclude(gpu_model_id__in=busy.values("gpu_model_id"))
+        []
+        if suspended
+        else ProviderGpu.objects.filter(provider=provider, verified=False, total__gt=0)
+        .exclude(gpu_model_id__in=busy)
         .values_list("gpu_model_id", flat=True)
     )
     for gpu_model_id in unproven:
@@ -209,7 +213,7 @@ def measured_int8_tops(check: GpuCheck) -> float | None:
 def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
     check.status, check.failure, check.detail, check.finished_at = GpuCheck.Status.FAILED, failure, detail[:200], now
     check.save(update_fields=["status", "failure", "detail", "finished_at"])
-    gpus_unverified(provider_id=check.provider_id, gpu_model_id=check.gpu_model_id, now=now)
+    gpus_unverified(provider_id=check.provider_id, now=now)
 
 
 def _params(check: GpuCheck) -> protocol.Params:

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.models import Bid, Order
+from marketplace.services import bid_gpu_verified
 from marketplace.spec import StrictIntegerField, StrictSerializer
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
@@ -111,6 +112,7 @@ class BidSerializer(serializers.Serializer):
     gpu_count = serializers.IntegerField(source="order.gpu_count", read_only=True)
     price_per_hour = serializers.IntegerField(read_only=True)
     price_per_gpu_hour = serializers.SerializerMethodField()
+    gpu_verified = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=Bid.Status.choices, read_only=True)
     status_reason = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
@@ -118,6 +120,10 @@ class BidSerializer(serializers.Serializer):
 
     def get_price_per_gpu_hour(self, obj: Bid) -> int:
         return obj.price_per_hour // obj.order.gpu_count
+
+    def get_gpu_verified(self, obj: Bid) -> bool:
+        """Whether the bidder's GPUs of this model passed a proof-of-GPU check."""
+        return bid_gpu_verified(obj)
 
 
 class BidCreateSerializer(StrictSerializer):

@@ -184,4 +184,13 @@ class OfferSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ProviderGpu
-        fields = ["provider", "gpu_model", "available", "total", "price_per_gpu_hour", "verified", "last_heartbeat_at"]
+        fields = [
+            "provider",
+            "gpu_model",
+            "available",
+            "total",
+            "price_per_gpu_hour",
+            "verified",
+            "verified_int8_tops",
+            "last_heartbeat_at",
+        ]

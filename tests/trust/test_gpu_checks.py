@@ -5,12 +5,13 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from providers.models import ProviderGpu
 from providers.proof import protocol, work
 from tests import factories as f
-from trust import services
+from trust import selectors, services
 from trust.models import GpuCheck
 
 pytestmark = pytest.mark.django_db
@@ -74,15 +75,23 @@ def test_an_honest_agents_gpus_become_verified_with_the_speed_measured() -> None
 
 
 @pytest.mark.parametrize("skip", [0.25, 1.0])
-def test_a_prover_that_skips_work_fails_and_is_not_checked_again_at_once(skip: float) -> None:
-    provider = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True)
-    ProviderGpu.objects.filter(provider=provider).update(verified=False)
+def test_a_prover_that_skips_work_fails_and_is_suspended_from_verified_orders(skip: float, settings) -> None:  # type: ignore[no-untyped-def]
+    provider = f.provider(gpus={"h100-sxm-80gb": 8, "a100-sxm-80gb": 4})
+    ProviderGpu.objects.filter(provider=provider, gpu_model_id="a100-sxm-80gb").update(verified=True)
     api = f.api(provider.user, f.PROVIDER)
-    check = api.get(CHECKS).json()[0]
+    [check] = api.get(CHECKS).json()  # the unverified H100s
     result = answer(api, check["id"], skip=skip)
     assert (result["status"], result["failure"]) == ("failed", "row_mismatch")
-    assert not ProviderGpu.objects.get(provider=provider).verified
-    assert [c["status"] for c in api.get(CHECKS).json()] == ["failed"]  # no new check before the retry delay
+    assert not ProviderGpu.objects.filter(provider=provider, verified=True).exists()  # the A100s too
+    assert selectors.suspended_until(provider=provider) is not None
+    page = Client()
+    page.force_login(provider.user)
+    assert "A check failed: your GPUs are not verified" in page.get("/provider/").content.decode()
+    assert [c["status"] for c in api.get(CHECKS).json()] == ["failed"]  # nothing to answer while suspended
+
+    later = timezone.now() + timedelta(seconds=settings.PROOF_SUSPENSION_SECONDS + 1)
+    due = services.checks_due(provider=provider, now=later)  # then every model is checked again
+    assert sorted(c.gpu_model_id for c in due) == ["a100-sxm-80gb", "h100-sxm-80gb"]
 
 
 def test_a_commitment_later_than_the_models_envelope_fails() -> None:
@@ -179,3 +188,24 @@ def test_an_operator_checks_a_providers_gpus_on_demand() -> None:
         call_command("check_gpus", "999999")
     with pytest.raises(CommandError):
         call_command("check_gpus", str(provider.pk), "--model", "l4-24gb")
+
+
+def test_verification_and_its_measured_speed_show_in_offers_bids_and_the_providers_page() -> None:
+    provider = f.provider(gpus={"h100-sxm-80gb": 8})
+    api = f.api(provider.user, f.PROVIDER)
+    assert answer(api, api.get(CHECKS).json()[0]["id"])["status"] == "passed"
+    tops = ProviderGpu.objects.get(provider=provider).verified_int8_tops
+
+    client = f.client_user()
+    [offer] = f.api(client, f.CLIENT).get("/api/v1/offers/?verified=true").json()["results"]
+    assert offer["verified"] is True and offer["verified_int8_tops"] == tops
+    order = f.order(client, verification="verified")
+    placed = api.post(f"/api/v1/orders/{order.pk}/bids/", {"price_per_hour": 2_000_000}, format="json").json()
+    assert placed["gpu_verified"] is True
+    [listed] = f.api(client, f.CLIENT).get(f"/api/v1/orders/{order.pk}/bids/").json()["results"]
+    assert listed["gpu_verified"] is True
+
+    page = Client()
+    page.force_login(provider.user)
+    html = page.get("/provider/").content.decode()
+    assert 'id="checks"' in html and "passed" in html and f"{tops:.0f} TOPS" in html

@@ -109,6 +109,7 @@ async def test_bids_are_sealed_the_client_hears_every_bid_with_its_row_a_provide
                 "per_gpu_hour": "$1.50",
                 "per_hour": "$3.00",
                 "reliability": "87 %",
+                "verified": "",
                 "status": "Open",
                 "accept": f"Accept the bid of {alice.name} at $3.00 an hour",
             },

@@ -353,12 +353,12 @@ def test_a_bid_events_row_reads_as_the_listed_row() -> None:
     """The page builds a live bid's row from the event's text: it must match what the list renders."""
     client = f.client_user()
     order = f.order(client, resources={"gpu_count": 4}, max_price_per_hour=10 * USD)
-    placed = f.bid(f.provider(reputation=917, region="ap-south-1"), order, 7_777_777)
+    placed = f.bid(f.provider(reputation=917, region="ap-south-1", verified=True), order, 7_777_777)
     html = browser(client).get(f"/orders/{order.pk}/live/").content.decode()
     row = re.search(rf'<tr data-bid="{placed.pk}" data-rank="([^"]+)">(.*?)</tr>', html, re.S)
     assert row is not None
     event = market.bid_row(placed)
-    assert row.group(1) == event["rank"]
+    assert row.group(1) == event["rank"] and event["text"]["verified"] == "verified"
     for slot, text in event["text"].items():
         if slot == "accept":
             assert f'data-label="accept" aria-label="{text}"' in row.group(2)
