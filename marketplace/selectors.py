@@ -91,6 +91,15 @@ def with_gpu_verified(bids: QuerySet[Bid]) -> QuerySet[Bid]:
     return bids.annotate(gpu_verified=Coalesce(Subquery(rows.values("verified")[:1]), Value(False)))
 
 
+def bid_gpu_verified(bid: Bid) -> bool:
+    """Whether the bidder's GPUs of the bid's model are verified (annotated, else read)."""
+    if not hasattr(bid, "gpu_verified"):
+        bid.gpu_verified = ProviderGpu.objects.filter(
+            provider_id=bid.provider_id, gpu_model_id=bid.gpu_model_id, verified=True
+        ).exists()
+    return bool(bid.gpu_verified)
+
+
 def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bid]:
     """Every bid for the order's owner; a provider's own bids for that provider."""
     qs = with_gpu_verified(Bid.objects.filter(order=order).select_related("provider", "gpu_model"))

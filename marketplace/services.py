@@ -107,15 +107,6 @@ def bid_changed(bid: Bid, *, placed: bool = False) -> None:
     )
 
 
-def bid_gpu_verified(bid: Bid) -> bool:
-    """Whether the bidder's GPUs of the bid's model are verified (annotated, else read)."""
-    if not hasattr(bid, "gpu_verified"):
-        bid.gpu_verified = ProviderGpu.objects.filter(
-            provider_id=bid.provider_id, gpu_model_id=bid.gpu_model_id, verified=True
-        ).exists()
-    return bool(bid.gpu_verified)
-
-
 def bid_row(bid: Bid) -> dict:
     """What an order page shows of a bid, formatted as its table shows it."""
     provider, gpu_count = bid.provider, bid.order.gpu_count
@@ -132,7 +123,7 @@ def bid_row(bid: Bid) -> dict:
             "per_gpu_hour": format_usd_short(bid.price_per_hour // gpu_count),
             "per_hour": format_usd_short(bid.price_per_hour),
             "reliability": f"{round(provider.reputation / 10)} %",
-            "verified": "verified" if bid_gpu_verified(bid) else "",
+            "verified": "verified" if selectors.bid_gpu_verified(bid) else "",
             "status": bid.get_status_display(),
             "accept": f"Accept the bid of {provider.name} at {format_usd_short(bid.price_per_hour)} an hour",
         },

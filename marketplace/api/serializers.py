@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.models import Bid, Order
-from marketplace.services import bid_gpu_verified
+from marketplace.selectors import bid_gpu_verified
 from marketplace.spec import StrictIntegerField, StrictSerializer
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 

@@ -1,5 +1,4 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,7 +49,7 @@ class CheckCommitmentView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         root = request.data.get("root") if isinstance(request.data, dict) else None
         check = services.check_commit(provider=provider_for_user(user=request.user), check_id=pk, root=root)
-        return Response(GpuCheckSerializer(check).data, status=status.HTTP_200_OK)
+        return Response(GpuCheckSerializer(check).data)
 
 
 class CheckOpeningView(APIView):
