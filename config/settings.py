@@ -196,6 +196,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leases.tasks.close_finished_leases",
         "schedule": timedelta(seconds=env.int("LEASE_SWEEP_INTERVAL_SECONDS", default=60)),
     },
+    "sweep-gpu-checks": {"task": "trust.tasks.sweep_checks", "schedule": timedelta(seconds=60)},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------

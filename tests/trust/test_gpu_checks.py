@@ -13,6 +13,7 @@ from providers.proof import protocol, work
 from tests import factories as f
 from trust import selectors, services
 from trust.models import GpuCheck
+from trust.tasks import sweep_checks
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +125,8 @@ def test_rows_not_opened_in_time_fail_the_check(settings) -> None:  # type: igno
     second = services.check_issue(provider=provider, gpu_model_id="h100-sxm-80gb", reason=GpuCheck.Reason.ADMIN)
     services.check_start(provider=provider, check_id=second.pk, now=t0)
     services.check_commit(provider=provider, check_id=second.pk, root="ab" * 32, now=t0)
-    services.checks_expire(now=later)
+    GpuCheck.objects.filter(pk=second.pk).update(committed_at=t0 - (later - t0))  # as long ago
+    assert sweep_checks.delay().get() == 1  # the worker's periodic sweep
     second.refresh_from_db()
     assert (second.status, second.failure) == ("failed", "not_opened")
 
