@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 RELAY_SALT = "core.realtime.relay"
 RELAY_MAX_AGE = 60  # seconds a relayed event stays valid
 RELAY_TIMEOUT = 2.0
-
-
 SEND_TIMEOUT = 2.0  # seconds one push may take before it is given up
 BACKLOG = 10_000  # events waiting for a slow layer, beyond which new ones are dropped
 
@@ -36,7 +34,17 @@ BACKLOG = 10_000  # events waiting for a slow layer, beyond which new ones are d
 def _send(group: str, payload: dict) -> None:
     if settings.REALTIME_RELAY_URL:
         _relay(group, payload)
-        return
+    else:
+        _to_layer(group, payload)
+
+
+def _message(payload: dict) -> dict:
+    return {"type": "market.event", "payload": payload}
+
+
+def _to_layer(group: str, payload: dict) -> None:
+    """Hand the event to this process's channel layer: a shared one through the publisher's loop,
+    the in-memory one on the server's own loop."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -44,7 +52,7 @@ def _send(group: str, payload: dict) -> None:
         _publisher.submit(layer, group, payload)
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "market.event", "payload": payload})
+        async_to_sync(layer.group_send)(group, _message(payload))
     except Exception:  # the push is best effort; pages' polling fills any gap
         logger.warning("push to %s failed", group, exc_info=True)
 
@@ -90,9 +98,7 @@ class _Publisher:
         while True:
             layer, group, payload = await queue.get()
             try:
-                await asyncio.wait_for(
-                    layer.group_send(group, {"type": "market.event", "payload": payload}), SEND_TIMEOUT
-                )
+                await asyncio.wait_for(layer.group_send(group, _message(payload)), SEND_TIMEOUT)
             except Exception:  # best effort, as above
                 logger.warning("push to %s failed", group, exc_info=True)
 
@@ -123,9 +129,7 @@ def relay_accept(body: str) -> bool:
         or not isinstance(event.get("payload"), dict)
     ):
         return False
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(event["group"], {"type": "market.event", "payload": event["payload"]})
+    _to_layer(event["group"], event["payload"])
     return True
 
 

@@ -157,7 +157,7 @@ def check_commit(*, provider: Provider, check_id: int, root: object, now: dateti
         assert check.started_at is not None
         elapsed = (now - check.started_at).total_seconds()
         check.root, check.committed_at, check.elapsed_seconds = digest, now, elapsed
-        params = _params(check)
+        params = protocol.Params.from_dict(check.params)
         check.rows_per_second = params.rows / elapsed if elapsed > 0 else None
         if elapsed > check.deadline_seconds:
             check.save(update_fields=["root", "committed_at", "elapsed_seconds", "rows_per_second"])
@@ -183,7 +183,7 @@ def check_open(*, provider: Provider, check_id: int, opening: object, now: datet
         if now > check.committed_at + timedelta(seconds=settings.PROOF_OPEN_WITHIN_SECONDS):
             _fail(check, GpuCheck.Failure.NOT_OPENED, "the rows were not opened in time", now)
             return check
-        params = _params(check)
+        params = protocol.Params.from_dict(check.params)
         try:
             opened = protocol.parse_opening(opening, params, check.rows)
         except protocol.MalformedOpening as exc:
@@ -207,17 +207,10 @@ def measured_int8_tops(check: GpuCheck) -> float | None:
     """The speed the check measured, as int8 tera-operations (two per multiply-add) per second."""
     if not check.elapsed_seconds:
         return None
-    return 2 * _params(check).multiply_accumulates / check.elapsed_seconds / 1e12
+    return 2 * protocol.Params.from_dict(check.params).multiply_accumulates / check.elapsed_seconds / 1e12
 
 
 def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
     check.status, check.failure, check.detail, check.finished_at = GpuCheck.Status.FAILED, failure, detail[:200], now
     check.save(update_fields=["status", "failure", "detail", "finished_at"])
     gpus_unverified(provider_id=check.provider_id, now=now)
-
-
-def _params(check: GpuCheck) -> protocol.Params:
-    p = check.params
-    return protocol.Params(
-        rows=p["rows"], width=p["width"], rounds=p["rounds"], leaf_rows=p["leaf_rows"], checks=p["checks"]
-    )

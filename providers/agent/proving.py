@@ -9,14 +9,13 @@ alone: they expire without consequence.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from providers.agent.client import MarketplaceClient
 from providers.catalog import normalize_gpu_name
 from providers.proof import protocol
 from providers.proof.work import Backend, NumpyBackend, TorchBackend
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("gpumarket.agent")
 
 
 @dataclass
@@ -60,16 +59,6 @@ def provers(choice: str) -> Callable[[str], Backend | None] | None:
     return found
 
 
-def _params(p: dict[str, Any]) -> protocol.Params:
-    return protocol.Params(
-        rows=int(p["rows"]),
-        width=int(p["width"]),
-        rounds=int(p["rounds"]),
-        leaf_rows=int(p["leaf_rows"]),
-        checks=int(p["checks"]),
-    )
-
-
 def answer_checks(client: MarketplaceClient, prover_for: Callable[[str], Backend | None]) -> ProofSummary:
     summary = ProofSummary()
     for check in client.gpu_checks():
@@ -80,7 +69,7 @@ def answer_checks(client: MarketplaceClient, prover_for: Callable[[str], Backend
             summary.skipped += 1
             continue
         started = client.start_check(check["id"])
-        params = _params(started["params"])
+        params = protocol.Params.from_dict(started["params"])
         commitment = protocol.prove(bytes.fromhex(started["seed"]), params, backend)
         result = client.commit_check(check["id"], commitment.root.hex())
         if result["status"] == "committed":

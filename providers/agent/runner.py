@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
@@ -27,10 +27,10 @@ from providers.agent.proving import answer_checks, provers
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
 from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
+from providers.proof.work import Backend
 
 logger = logging.getLogger("gpumarket.agent")
 MAX_BACKOFF = 120.0
-_UNRESOLVED = object()
 
 
 def read_key(path: str | Path) -> str | None:
@@ -83,7 +83,6 @@ class Agent:
         self.logs: LogShipper | None = None
         self._key_missing = False
         self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
-        self._prover_for: Any = _UNRESOLVED  # found on first use: importing PyTorch takes seconds
 
     # --- set-up -------------------------------------------------------------------------------
     def _ensure_meter(self) -> None:
@@ -123,13 +122,16 @@ class Agent:
             "inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"]), "nodes": len(report["nodes"])}}
         )
 
+    @cached_property
+    def prover_for(self) -> Callable[[str], Backend | None] | None:
+        """What proves each GPU model here; found on first use (importing PyTorch takes seconds)."""
+        return provers(self.cfg.prover)
+
     def prove(self) -> None:
         """Answer the marketplace's proof-of-GPU checks, on a GPU of each claimed model."""
-        if self._prover_for is _UNRESOLVED:
-            self._prover_for = provers(self.cfg.prover)
-        if self._prover_for is None:
+        if self.prover_for is None:
             return
-        summary = answer_checks(self.client, self._prover_for)
+        summary = answer_checks(self.client, self.prover_for)
         if summary.answered:
             logger.info("gpu checks answered", extra={"fields": asdict(summary)})
 

@@ -68,6 +68,17 @@ class Params:
         """The int8 multiply-adds an honest prover does (the digests' products included)."""
         return self.rows * self.width * (self.rounds * self.width + DIGEST_WORDS)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Params":
+        """Parameters as ``as_dict`` wrote them (and the challenge's API sends them)."""
+        return cls(
+            rows=int(data["rows"]),
+            width=int(data["width"]),
+            rounds=int(data["rounds"]),
+            leaf_rows=int(data["leaf_rows"]),
+            checks=int(data["checks"]),
+        )
+
     def as_dict(self) -> dict[str, int | str]:
         return {
             "version": VERSION,

@@ -101,7 +101,7 @@ def test_a_commitment_later_than_the_models_envelope_fails() -> None:
     check = services.check_issue(provider=provider, gpu_model_id="h100-sxm-80gb", reason=GpuCheck.Reason.ADMIN)
     t0 = timezone.now()
     services.check_start(provider=provider, check_id=check.pk, now=t0)
-    honest = protocol.prove(bytes(check.seed), services._params(check))
+    honest = protocol.prove(bytes(check.seed), protocol.Params.from_dict(check.params))
     late = t0 + timedelta(seconds=check.deadline_seconds + 0.01)  # as if a slower card had done the work
     check = services.check_commit(provider=provider, check_id=check.pk, root=honest.root.hex(), now=late)
     assert (check.status, check.failure) == ("failed", "too_slow")
@@ -114,7 +114,7 @@ def test_rows_not_opened_in_time_fail_the_check(settings) -> None:  # type: igno
     first = services.checks_due(provider=provider)[0]
     t0 = timezone.now()
     services.check_start(provider=provider, check_id=first.pk, now=t0)
-    commitment = protocol.prove(bytes(first.seed), services._params(first))
+    commitment = protocol.prove(bytes(first.seed), protocol.Params.from_dict(first.params))
     committed = services.check_commit(provider=provider, check_id=first.pk, root=commitment.root.hex(), now=t0)
     later = t0 + timedelta(seconds=settings.PROOF_OPEN_WITHIN_SECONDS + 1)
     opened = services.check_open(
