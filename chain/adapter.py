@@ -22,6 +22,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from chain import transactions
 from chain.compiler import load_artifact
@@ -57,6 +58,7 @@ class EscrowClient:
         policy: transactions.SendPolicy | None = None,
         custody: LocalAccount | None = None,
         treasury: LocalAccount | None = None,
+        verifier: LocalAccount | None = None,
     ) -> None:
         self.w3 = w3
         self.operator = operator
@@ -65,6 +67,7 @@ class EscrowClient:
         self.policy = policy or transactions.SendPolicy()
         self.custody = custody
         self.treasury = treasury  # may mint the token: development chains only
+        self.verifier = verifier  # may slash providers' stakes
 
     @cached_property
     def chain_id(self) -> int:
@@ -111,6 +114,27 @@ class EscrowClient:
     def close_lease(self, *, lease_id: int, final_amount: int) -> ChainTransaction:
         call = self.escrow.functions.close_lease(lease_id, final_amount)
         return self._send(call, kind="close_lease", reference=f"lease:{lease_id}", extra_gas=SETTLE_EXTRA_GAS)
+
+    # --- the verifier ----------------------------------------------------------------------
+    def slash(self, *, provider: str, amount: int, beneficiary: str, reference: str) -> int:
+        """As the verifier: move up to ``amount`` of the provider's stake (unstaking included) to the
+        beneficiary's free balance in the escrow. Returns what the contract took."""
+        if self.verifier is None:
+            raise transactions.ChainUnavailable("No verifier account: set CHAIN_VERIFIER_KEY.")
+        call = self.escrow.functions.slash(
+            Web3.to_checksum_address(provider), amount, Web3.to_checksum_address(beneficiary)
+        )
+        record = self._send(call, kind="slash", reference=reference, account=self.verifier)
+        if record.status != ChainTransaction.Status.CONFIRMED:
+            raise transactions.ChainReverted(f"slashing {provider} did not confirm ({record.tx_hash})")
+        return self.slashed_in(record.tx_hash)
+
+    def slashed_in(self, tx_hash: str) -> int:
+        """What a confirmed slash transaction took."""
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        return sum(
+            int(e["args"]["amount"]) for e in self.escrow.events.Slashed().process_receipt(receipt, errors=DISCARD)
+        )
 
     # --- the custody account ---------------------------------------------------------------
     @property
@@ -164,6 +188,11 @@ class EscrowClient:
 
     def claimable(self, address: str) -> int:
         return self.escrow.functions.claimable(Web3.to_checksum_address(address)).call()
+
+    def slashable(self, address: str) -> int:
+        """A provider's stake the verifier can reach: staked, and waiting to be unstaked."""
+        checksum = Web3.to_checksum_address(address)
+        return self.escrow.functions.stake_of(checksum).call() + self.escrow.functions.unstaking(checksum).call()
 
 
 def set_platform_fee(*, w3: Web3, owner: LocalAccount, escrow: Contract, fee_bps: int, recipient: str) -> None:
@@ -243,7 +272,9 @@ def _embedded_client() -> EscrowClient:
                 fee_recipient=settings.PLATFORM_FEE_RECIPIENT,
             )
             custody = Account.from_key(keys[CUSTODY_ACCOUNT].to_bytes())
-            client = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token, custody=custody, treasury=owner)
+            client = EscrowClient(
+                w3=w3, operator=operator, escrow=escrow, token=token, custody=custody, treasury=owner, verifier=verifier
+            )
             if settings.CHAIN_EMBEDDED_DEMO_FUNDS:
                 _fund_demo_wallet(client, owner=owner.address, amount=settings.CHAIN_EMBEDDED_DEMO_FUNDS)
             _embedded["client"] = client
@@ -285,6 +316,8 @@ def _rpc_client() -> EscrowClient:
         escrow=contract_at(w3, "Escrow", escrow_address),
         token=contract_at(w3, "DevUSD", token_address),
         custody=Account.from_key(settings.CHAIN_CUSTODY_KEY) if settings.CHAIN_CUSTODY_KEY else None,
+        # chain_deploy makes the operator the verifier unless told otherwise
+        verifier=Account.from_key(settings.CHAIN_VERIFIER_KEY or settings.CHAIN_OPERATOR_KEY),
         policy=transactions.SendPolicy(
             receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS, retries=settings.CHAIN_RPC_RETRIES
         ),

@@ -174,6 +174,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+PROOF_SWEEP_SECONDS = 60  # how often the worker sweeps proof-of-GPU checks (and draws spot checks)
 CELERY_BEAT_SCHEDULE = {
     "warn-low-funds": {"task": "leases.tasks.warn_low_funds", "schedule": timedelta(seconds=60)},
     "settle-leases": {
@@ -196,7 +197,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "leases.tasks.close_finished_leases",
         "schedule": timedelta(seconds=env.int("LEASE_SWEEP_INTERVAL_SECONDS", default=60)),
     },
-    "sweep-gpu-checks": {"task": "trust.tasks.sweep_checks", "schedule": timedelta(seconds=60)},
+    "sweep-gpu-checks": {"task": "trust.tasks.sweep_checks", "schedule": timedelta(seconds=PROOF_SWEEP_SECONDS)},
+    "update-reputations": {"task": "trust.tasks.update_reputations", "schedule": timedelta(minutes=10)},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
@@ -308,6 +310,11 @@ PROOF_START_WITHIN_SECONDS = env.int("PROOF_START_WITHIN_SECONDS", default=900) 
 PROOF_OPEN_WITHIN_SECONDS = env.int("PROOF_OPEN_WITHIN_SECONDS", default=60)  # after the commitment
 # after a failed check: no GPU of the provider is verified (or checked, unless by an operator) this long
 PROOF_SUSPENSION_SECONDS = env.int("PROOF_SUSPENSION_SECONDS", default=86400)
+# Spot checks: each running lease's GPUs are checked this many times a day on average, at random times.
+PROOF_SPOT_CHECKS_PER_DAY = env.float("PROOF_SPOT_CHECKS_PER_DAY", default=6.0)
+# A failure with the escrow on chain slashes the provider's stake: the affected clients' refunds, then
+# this share (basis points) of the stake left, split among those clients as a penalty.
+PROOF_SLASH_BPS = env.int("PROOF_SLASH_BPS", default=2500)
 # Last-used time of an API token is written at most this often, to keep requests cheap.
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an Idempotency-Key is remembered.
@@ -324,6 +331,8 @@ CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default="")
 CHAIN_DEPLOYER_KEY = env.str("CHAIN_DEPLOYER_KEY", default="")
 # The marketplace's custody account: holds in the escrow what clients without a wallet paid by card.
 CHAIN_CUSTODY_KEY = env.str("CHAIN_CUSTODY_KEY", default="")
+# The escrow's verifier, which slashes the stake of providers whose GPUs fail a check (default: the operator's key).
+CHAIN_VERIFIER_KEY = env.str("CHAIN_VERIFIER_KEY", default="")
 CHAIN_ESCROW_ADDRESS = env.str("CHAIN_ESCROW_ADDRESS", default="")
 CHAIN_TOKEN_ADDRESS = env.str("CHAIN_TOKEN_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=1)

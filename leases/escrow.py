@@ -347,7 +347,7 @@ def custodial_obligations() -> int:
 
 
 @contextmanager
-def _custody_lock() -> Iterator[None]:
+def custody_lock() -> Iterator[None]:
     """One custody movement at a time across workers (two would both see the same shortfall)."""
     deadline = time.monotonic() + CUSTODY_LOCK_WAIT_SECONDS
     while not cache.add(CUSTODY_LOCK, 1, timeout=TOP_UP_LOCK_SECONDS):
@@ -369,7 +369,7 @@ def custody_sync(*, withdraw: bool = True) -> int:
     client = escrow_client()
     if client.custody_address is None:
         return 0
-    with _custody_lock():
+    with custody_lock():
         owed = custodial_obligations()
         held = client.balance_of(client.custody_address)
         if owed > held:

@@ -212,6 +212,7 @@ class LedgerTransaction(models.Model):
         LEASE_TOP_UP = "lease_top_up", "Lease topped up"
         LEASE_PAYOUT = "lease_payout", "Paid to provider"
         LEASE_REFUND = "lease_refund", "Refunded to client"
+        COMPENSATION = "compensation", "Compensation for a failed GPU check"
 
     idempotency_key = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=24, choices=Kind.choices)

@@ -12,6 +12,7 @@ from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
 from leases.models import Lease, LeaseLog, LedgerAccount, LedgerEntry, UsageReport
+from providers.proof.protocol import envelope
 
 
 def leases_visible_to(*, user: User, roles: set[str]) -> QuerySet[Lease]:
@@ -36,6 +37,25 @@ def with_usage(leases: QuerySet[Lease]) -> QuerySet[Lease]:
         usage_last_start=Subquery(last.values("period_start")[:1]),
         usage_last_end=Subquery(last.values("period_end")[:1]),
         usage_last_run=Subquery(last.values("run_seconds")[:1]),
+    )
+
+
+@dataclass(frozen=True)
+class SpotCheckTerms:
+    """What the proof-of-GPU spot checks cost a lease, as its terms state them."""
+
+    per_day: float  # on average, at random times
+    seconds: float  # an honest card's time
+    at_most_seconds: float  # the envelope: a slower answer fails
+
+
+def spot_check_terms() -> SpotCheckTerms:
+    return SpotCheckTerms(
+        per_day=settings.PROOF_SPOT_CHECKS_PER_DAY,
+        seconds=settings.PROOF_TARGET_SECONDS,
+        at_most_seconds=envelope(
+            settings.PROOF_TARGET_SECONDS, margin=settings.PROOF_MARGIN, allowance=settings.PROOF_ALLOWANCE_SECONDS
+        ),
     )
 
 

@@ -194,6 +194,56 @@ def _close(
         return post_close(lease=lease, paid=earned, refunded=lease.deposit - lease.settled_amount - earned, now=now)
 
 
+def lease_close_for_cause(*, lease_id: int, reason: str, now: datetime | None = None) -> Lease:
+    """Close a lease the marketplace stops (its provider's GPUs failed a check): nothing more is
+    paid to the provider, the whole unsettled deposit goes back to the client."""
+    return _close(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, nothing_earned=True)
+
+
+def compensate_from_earnings(*, lease: Lease, amount: int, key: str, memo: str) -> int:
+    """With the ledger as the escrow: give the client back ``amount`` of what the lease paid, taken
+    from the provider's earnings and the platform's fee in the share the payments went (each no
+    further than its balance). Returns what was given back."""
+    fee = ledger.platform_fee(amount, lease.platform_fee_bps)
+    shares = [
+        (ledger.user_account(user=lease.provider.user_id, kind=LedgerAccount.Kind.PROVIDER_EARNINGS), amount - fee)
+    ]
+    if fee:
+        shares.append((ledger.platform_fees_account(), fee))
+    legs = []
+    for account, share in shares:
+        account.refresh_from_db(fields=["balance"])
+        if min(share, account.balance) > 0:
+            legs.append((account, -min(share, account.balance)))
+    given = -sum(leg for _, leg in legs)
+    if given:
+        client = ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE)
+        ledger.post(
+            key=key,
+            kind=LedgerTransaction.Kind.COMPENSATION,
+            legs=[*legs, (client, given)],
+            lease=lease,
+            memo=f"Lease {lease.pk}: {memo}",
+        )
+    return given
+
+
+def compensate_from_stake(*, lease: Lease, amount: int, chain_id: int, key: str, memo: str) -> None:
+    """With the escrow on chain: book ``amount`` of the provider's stake, which the verifier slashed
+    to the client's free balance in the escrow (or the custody account's, for a client without a
+    wallet), as money entering the client's balance."""
+    ledger.post(
+        key=key,
+        kind=LedgerTransaction.Kind.COMPENSATION,
+        legs=[
+            (ledger.external_account(name=f"stake:{chain_id}"), -amount),
+            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
+        ],
+        lease=lease,
+        memo=f"Lease {lease.pk}: {memo}",
+    )
+
+
 def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
     """Move ``amount`` from the lease's escrow account back to its client's balance."""
     ledger.post(

@@ -68,6 +68,7 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
             for i, (_, label) in enumerate(TIMELINE)
         ],
         "top_up_form": TopUpForm(),
+        "spot_checks": selectors.spot_check_terms(),
     }
 
 

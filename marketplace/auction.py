@@ -40,6 +40,8 @@ class BidFacts:
     provider_online: bool
     verification_required: bool
     gpu_verified: bool
+    reputation: int
+    min_reputation: int
     gpus_available: int
     gpus_needed: int
     host_fits: bool
@@ -53,6 +55,8 @@ def ineligibility(facts: BidFacts) -> str | None:
         return "provider_offline"
     if facts.verification_required and not facts.gpu_verified:
         return "not_verified"
+    if facts.reputation < facts.min_reputation:
+        return "reputation_too_low"
     if facts.price_per_hour > facts.max_price_per_hour:
         return "price_above_maximum"
     if facts.gpus_available < facts.gpus_needed or not facts.host_fits:

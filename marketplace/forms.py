@@ -52,6 +52,7 @@ FIELD_OF = {
     "bid_window_seconds": "bid_window_seconds",
     "pricing_rule": "pricing_rule",
     "verification": "verification",
+    "min_reputation": "min_reliability",
 }
 
 
@@ -71,6 +72,10 @@ def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
             pairs += _flatten(value, f"{prefix}[{index}]" if prefix else str(index))
         return pairs
     return [(prefix, str(errors))]
+
+
+# the lowest reliability (a tenth of the reputation, in percent) whose providers may bid
+RELIABILITY_CHOICES = [(0, "Any"), (50, "At least 50 %"), (70, "At least 70 %"), (90, "At least 90 %")]
 
 
 class OrderForm(forms.Form):
@@ -117,6 +122,13 @@ class OrderForm(forms.Form):
     )
     pricing_rule = forms.ChoiceField(choices=PricingRule.choices, initial=PricingRule.SECOND_PRICE)
     verification = forms.ChoiceField(choices=Verification.choices, initial=Verification.NONE)
+    min_reliability = forms.TypedChoiceField(
+        choices=RELIABILITY_CHOICES,
+        coerce=int,
+        initial=0,
+        label="Provider reliability",
+        help_text="Providers below it cannot bid: it grows with passed GPU checks, uptime and completed leases.",
+    )
     workload_file = forms.CharField(
         required=False, widget=forms.Textarea, label="Workload file (YAML)", help_text="See the workload file format."
     )
@@ -174,6 +186,7 @@ class OrderForm(forms.Form):
             "bid_window_seconds": data["bid_window_seconds"],
             "pricing_rule": data["pricing_rule"],
             "verification": data["verification"],
+            "min_reputation": (data.get("min_reliability") or 0) * 10,
         }
 
     def clean(self) -> dict:

@@ -52,6 +52,9 @@ class Order(models.Model):
     max_price_per_hour = models.BigIntegerField()
     pricing_rule = models.CharField(max_length=16, choices=PricingRule.choices, default=PricingRule.FIRST_PRICE)
     verification = models.CharField(max_length=16, choices=Verification.choices, default=Verification.NONE)
+    min_reputation = models.PositiveSmallIntegerField(
+        default=0, help_text="Only providers whose reputation (0 to 1000) is at least this may bid."
+    )
     bid_window_seconds = models.PositiveIntegerField(default=120)
     created_at = models.DateTimeField(default=timezone.now)
     deadline = models.DateTimeField()

@@ -144,7 +144,9 @@ def open_orders_for_provider(*, provider: Provider, now: datetime | None = None)
     storage = min(provider.storage_gib_free, provider.storage_gib_total - provider.storage_gib_reserved)
     my_bid = Bid.objects.filter(order=OuterRef("pk"), provider=provider, status=Bid.Status.OPEN)
     return (
-        Order.objects.filter(can_serve, status=Order.Status.OPEN, deadline__gt=now)
+        Order.objects.filter(
+            can_serve, status=Order.Status.OPEN, deadline__gt=now, min_reputation__lte=provider.reputation
+        )
         .filter(cpu_cores__lte=cpu, memory_gib__lte=memory, storage_gib__lte=storage)
         .exclude(client_id=provider.user_id)
         .annotate(
@@ -255,6 +257,8 @@ def award_candidates(*, order: Order, now: datetime) -> list[Candidate]:
             provider_online=bool(online),
             verification_required=verification_required,
             gpu_verified=bool(gpu_verified),
+            reputation=reputation,
+            min_reputation=order.min_reputation,
             gpus_available=max(0, min(gpu_free or 0, (gpu_total or 0) - (gpu_reserved or 0))),
             gpus_needed=order.gpu_count,
             host_fits=min(cpu_free, cpu_total - cpu_reserved) >= order.cpu_cores

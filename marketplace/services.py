@@ -34,6 +34,7 @@ INELIGIBLE_MESSAGES = {
     "provider_inactive": "The provider is not active.",
     "provider_offline": "The provider has not sent a heartbeat recently and is offline.",
     "not_verified": "The order requires verified GPUs and this provider's are not verified.",
+    "reputation_too_low": "The provider's reputation is below the order's minimum.",
     "price_above_maximum": "The bid is above the order's maximum price.",
     "insufficient_capacity": "The provider no longer has free capacity for this order.",
 }
@@ -80,6 +81,7 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
             max_price_per_hour=spec.max_price_per_hour,
             pricing_rule=spec.pricing_rule,
             verification=spec.verification,
+            min_reputation=spec.min_reputation,
             bid_window_seconds=spec.bid_window_seconds,
             created_at=now,
             deadline=now + timedelta(seconds=spec.bid_window_seconds),
@@ -201,6 +203,12 @@ def bid_place(
         )
     if provider.status != Provider.Status.ACTIVE:
         raise NotAllowed("Your provider account is not active.", code="not_eligible")
+    if provider.reputation < order.min_reputation:
+        raise NotAllowed(
+            f"The order takes bids from providers with a reputation of at least {order.min_reputation}; "
+            f"yours is {provider.reputation}.",
+            code="not_eligible",
+        )
     rows = ProviderGpu.objects.select_related("gpu_model").filter(
         provider=provider, gpu_model_id__in=[gpu_model] if gpu_model else accepted
     )

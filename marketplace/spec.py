@@ -198,6 +198,13 @@ class OrderSpecSerializer(StrictSerializer):
     bid_window_seconds = StrictIntegerField(min_value=10, max_value=3600, default=120)
     pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, default=PricingRule.FIRST_PRICE)
     verification = serializers.ChoiceField(choices=Verification.choices, default=Verification.NONE)
+    min_reputation = StrictIntegerField(
+        min_value=0,
+        max_value=1000,
+        default=0,
+        help_text="Only providers whose reputation (0 to 1000; shown as reliability, a tenth of it in percent) "
+        "is at least this may bid.",
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -235,6 +242,7 @@ class OrderSpec:
     bid_window_seconds: int = 120
     pricing_rule: str = PricingRule.FIRST_PRICE
     verification: str = Verification.NONE
+    min_reputation: int = 0
 
     @classmethod
     def from_validated(cls, attrs: dict) -> "OrderSpec":
@@ -257,4 +265,5 @@ class OrderSpec:
             bid_window_seconds=attrs["bid_window_seconds"],
             pricing_rule=attrs["pricing_rule"],
             verification=attrs["verification"],
+            min_reputation=attrs["min_reputation"],
         )

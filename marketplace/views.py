@@ -4,6 +4,7 @@ Views parse the request, call one service or selector, and render; rules live in
 work without JavaScript; htmx swaps fragments and a WebSocket tells a page when to refresh one.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -20,8 +21,9 @@ from core.errors import DomainError, NotFound
 from core.forms import TokenForm
 from core.web import perform
 from leases import selectors as lease_selectors
+from leases.selectors import spot_check_terms
 from marketplace import selectors, services
-from marketplace.forms import TEMPLATES, OrderForm
+from marketplace.forms import RELIABILITY_CHOICES, TEMPLATES, OrderForm
 from marketplace.models import Bid, Order
 from notifications import selectors as notification_selectors
 from notifications import services as notification_services
@@ -57,6 +59,7 @@ def offers(request: HttpRequest) -> HttpResponse:
 
     verified = {"yes": True, "no": False}.get(request.GET.get("verified", ""))
     max_price = number("max_price")  # dollars per GPU-hour
+    min_reliability = number("min_reliability")  # percent
     filters = provider_selectors.OfferFilters(
         gpu_model=request.GET.get("gpu_model") or None,
         min_vram_gib=number("min_vram"),
@@ -64,6 +67,7 @@ def offers(request: HttpRequest) -> HttpResponse:
         region=(request.GET.get("region") or "").strip()[:64] or None,
         verified=verified,
         max_price_per_gpu_hour=None if max_price is None else max_price * 1_000_000,
+        min_reputation=None if min_reliability is None else min(min_reliability, 100) * 10,
     )
     sort = request.GET.get("sort", "price")
     ordering = {
@@ -78,6 +82,7 @@ def offers(request: HttpRequest) -> HttpResponse:
         "models": provider_selectors.gpu_models(),
         "query": request.GET,
         "sort": sort,
+        "reliability_steps": [pct for pct, _ in RELIABILITY_CHOICES if pct],
     }
     template = "marketplace/_offers_table.html" if request.htmx else "marketplace/offers.html"
     return render(request, template, context)
@@ -217,7 +222,11 @@ def order_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         template = TEMPLATES["pytorch-jupyter"]
         form = OrderForm(initial={**{k: v for k, v in template.items() if k != "label"}})
-        return render(request, "marketplace/order_new.html", {"form": form, "templates": TEMPLATES})
+        return render(
+            request,
+            "marketplace/order_new.html",
+            {"form": form, "templates": TEMPLATES, "spot_checks": spot_check_terms()},
+        )
     form = OrderForm(request.POST)
     if form.is_valid() and form.spec is not None:
         try:
@@ -226,7 +235,12 @@ def order_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             return redirect("web:order", pk=order.pk)
-    context = {"form": form, "templates": TEMPLATES, "estimate": form.estimate() if not form.errors else None}
+    context = {
+        "form": form,
+        "templates": TEMPLATES,
+        "estimate": form.estimate() if not form.errors else None,
+        "spot_checks": spot_check_terms(),
+    }
     return render(request, "marketplace/order_new.html", context, status=400)
 
 
@@ -337,5 +351,7 @@ def provider_console(request: HttpRequest) -> HttpResponse:
         "has_token": request.user.api_tokens.filter(scope="provider", revoked_at__isnull=True).exists(),
         "checks": trust_selectors.checks_of(provider=provider)[:20],
         "suspended_until": trust_selectors.suspended_until(provider=provider),
+        "record": trust_selectors.reputation_records(provider_ids=[provider.pk])[provider.pk],
+        "spot_checks_per_day": settings.PROOF_SPOT_CHECKS_PER_DAY,
     }
     return render(request, "marketplace/provider.html", context)

@@ -39,6 +39,7 @@ EVENT_TYPES = (
     "lease.insufficient_funds",
     "lease.resumed",
     "lease.closed",
+    "lease.compensated",
     "balance.low",
 )
 PING = "webhook.ping"

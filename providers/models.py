@@ -102,3 +102,19 @@ class ProviderGpu(models.Model):
     @property
     def available(self) -> int:
         return max(0, min(self.free, self.total - self.reserved))
+
+
+class UptimeDay(models.Model):
+    """How long a provider's agent was heard from on one day (UTC): the time between heartbeats
+    that came less than ``PROVIDER_OFFLINE_AFTER_SECONDS`` apart. Reputation reads it."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="uptime_days")
+    day = models.DateField()
+    online_seconds = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["provider_id", "day"]
+        constraints = [models.UniqueConstraint(fields=["provider", "day"], name="uptime_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.day}: {self.online_seconds} s online"

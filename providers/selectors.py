@@ -84,6 +84,7 @@ class OfferFilters:
     region: str | None = None
     verified: bool | None = None
     max_price_per_gpu_hour: int | None = None  # micro-dollars
+    min_reputation: int | None = None  # 0 to 1000
 
 
 def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
@@ -109,6 +110,8 @@ def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
         qs = qs.filter(verified=filters.verified)
     if filters.max_price_per_gpu_hour is not None:
         qs = qs.filter(price_per_gpu_hour__lte=filters.max_price_per_gpu_hour)
+    if filters.min_reputation:
+        qs = qs.filter(provider__reputation__gte=filters.min_reputation)
     return qs
 
 

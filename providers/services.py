@@ -1,10 +1,11 @@
 """Writes for providers: the catalog, profiles, inventory reports and capacity reservations."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -12,7 +13,7 @@ from core.errors import Conflict, NotAllowed, ValidationFailed
 from core.models import User
 from core.validation import check_display_name
 from providers.catalog import CATALOG_BY_ID, GPU_CATALOG, normalize_gpu_name
-from providers.models import GpuModel, Provider, ProviderGpu
+from providers.models import GpuModel, Provider, ProviderGpu, UptimeDay
 from providers.selectors import host_available
 
 MAX_ATTRIBUTES = 32
@@ -286,9 +287,28 @@ def inventory_report(
         provider.memory_gib_total, provider.memory_gib_free = memory_gib.total, memory_gib.free
         provider.storage_gib_total, provider.storage_gib_free = storage_gib.total, storage_gib.free
         provider.nodes = stored_nodes
-        provider.last_heartbeat_at = timezone.now()
+        now = timezone.now()
+        _uptime_add(provider.pk, since=provider.last_heartbeat_at, now=now)
+        provider.last_heartbeat_at = now
         provider.save()
     return provider
+
+
+def _uptime_add(provider_id: int, *, since: datetime | None, now: datetime) -> None:
+    """Count the time since the previous heartbeat as online, if it came recently enough."""
+    if since is None:
+        return
+    gap = int((now - since).total_seconds())
+    if not 0 < gap <= settings.PROVIDER_OFFLINE_AFTER_SECONDS:
+        return
+    day = now.astimezone(UTC).date()
+    if UptimeDay.objects.filter(provider_id=provider_id, day=day).update(online_seconds=F("online_seconds") + gap):
+        return
+    try:
+        with transaction.atomic():
+            UptimeDay.objects.create(provider_id=provider_id, day=day, online_seconds=gap)
+    except IntegrityError:  # created meanwhile by another heartbeat
+        UptimeDay.objects.filter(provider_id=provider_id, day=day).update(online_seconds=F("online_seconds") + gap)
 
 
 def gpus_verified(*, provider_id: int, gpu_model_id: str, int8_tops: float, now: datetime) -> int:
@@ -306,6 +326,7 @@ def gpus_unverified(*, provider_id: int, now: datetime) -> int:
 
 def provider_heartbeat(*, provider: Provider) -> Provider:
     now = timezone.now()
+    _uptime_add(provider.pk, since=provider.last_heartbeat_at, now=now)
     Provider.objects.filter(pk=provider.pk).update(last_heartbeat_at=now)
     provider.last_heartbeat_at = now
     return provider

@@ -84,6 +84,7 @@ def on_anvil(settings, node):  # type: ignore[no-untyped-def]
     settings.CHAIN_BACKEND = "rpc"
     settings.CHAIN_RPC_URL = node.url
     settings.CHAIN_OPERATOR_KEY = operator.key.hex()
+    settings.CHAIN_VERIFIER_KEY = verifier.key.hex()
     settings.CHAIN_ESCROW_ADDRESS = settings.CHAIN_TOKEN_ADDRESS = ""
     adapter.deploy_contracts(
         w3=node.web3(),

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -33,6 +34,9 @@ class GpuCheck(models.Model):
     gpu_model = models.ForeignKey("providers.GpuModel", on_delete=models.PROTECT, related_name="+")
     reason = models.CharField(max_length=16, choices=Reason.choices)
     lease = models.ForeignKey("leases.Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cards = models.PositiveSmallIntegerField(
+        default=1, help_text="GPUs that answer together, each its share of the rows (a lease's: all of them)."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)
     failure = models.CharField(max_length=16, choices=Failure.choices, blank=True)
     detail = models.CharField(max_length=200, blank=True)
@@ -48,6 +52,9 @@ class GpuCheck(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     committed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    consequences_at = models.DateTimeField(
+        null=True, blank=True, help_text="Failed: when the leases on the failed GPUs were all closed."
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -63,3 +70,47 @@ class GpuCheck(models.Model):
 
     def __str__(self) -> str:
         return f"check {self.pk} of {self.provider_id}'s {self.gpu_model_id} ({self.status})"
+
+
+class Compensation(models.Model):
+    """What a client gets when its provider's GPUs fail a check while its lease runs on them: back
+    everything the lease paid since the last check of those GPUs passed (``refund``) and, with the
+    escrow on chain, a share of the provider's slashed stake (``penalty``). ``paid`` is what reached
+    the client's balance: less than owed only when the provider's earnings (ledger escrow) or stake
+    (on chain) fell short."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PAID = "paid", "Paid"
+
+    gpu_check = models.ForeignKey(GpuCheck, on_delete=models.PROTECT, related_name="compensations")
+    lease = models.OneToOneField("leases.Lease", on_delete=models.PROTECT, related_name="compensation")
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    since = models.DateTimeField(help_text="The last passed check of the GPUs, or the lease's start if later.")
+    refund = models.BigIntegerField(help_text="What the lease paid for its time since then.")
+    penalty = models.BigIntegerField(default=0, help_text="The client's share of the stake slashed beyond refunds.")
+    payable = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="What will be paid, fixed before paying: the refund (or what covers of it) and the penalty.",
+    )
+    paid = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    beneficiary = models.CharField(max_length=42, blank=True, help_text="On chain: the address slashed to.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(refund__gte=0)
+                & Q(penalty__gte=0)
+                & Q(paid__gte=0)
+                & (Q(payable__isnull=True) | Q(payable__gte=0)),
+                name="compensation_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"compensation {self.pk} for lease {self.lease_id} ({self.status})"

@@ -3,11 +3,13 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from providers.models import Provider
+from leases.models import Lease
+from providers.models import Provider, UptimeDay
 from trust.models import GpuCheck
+from trust.reputation import Record
 
 
 def checks_of(*, provider: Provider) -> QuerySet[GpuCheck]:
@@ -34,3 +36,50 @@ def suspended_until(*, provider: Provider) -> datetime | None:
         return None
     until = failed + timedelta(seconds=settings.PROOF_SUSPENSION_SECONDS)
     return until if until > timezone.now() else None
+
+
+RECORD_WINDOW = timedelta(days=90)  # checks and leases
+UPTIME_WINDOW = timedelta(days=30)
+
+
+def reputation_records(*, provider_ids: list[int] | None = None, now: datetime | None = None) -> dict[int, Record]:
+    """Each provider's record for its reputation (all providers unless ``provider_ids`` names
+    some), in four grouped queries."""
+    now = now or timezone.now()
+    scope = {} if provider_ids is None else {"provider_id__in": provider_ids}
+    checks = {
+        row["provider_id"]: row
+        for row in GpuCheck.objects.filter(finished_at__gte=now - RECORD_WINDOW, **scope)
+        .values("provider_id")
+        .annotate(
+            passed=Count("pk", filter=Q(status=GpuCheck.Status.PASSED)),
+            failed=Count("pk", filter=Q(status=GpuCheck.Status.FAILED)),
+        )
+    }
+    online = dict(
+        UptimeDay.objects.filter(day__gte=(now - UPTIME_WINDOW).date(), **scope)
+        .values("provider_id")
+        .annotate(total=Sum("online_seconds"))
+        .values_list("provider_id", "total")
+    )
+    # a lease the provider broke off: closed by it before its paid time ran out, or by a failed check
+    broken = Q(compensation__isnull=False) | Q(closed_by=Lease.ClosedBy.PROVIDER, closed_at__lt=F("ends_at"))
+    leases = {
+        row["provider_id"]: row
+        for row in Lease.objects.filter(status=Lease.Status.CLOSED, closed_at__gte=now - RECORD_WINDOW, **scope)
+        .values("provider_id")
+        .annotate(closed=Count("pk"), failed=Count("pk", filter=broken))
+    }
+    providers = Provider.objects.all() if provider_ids is None else Provider.objects.filter(pk__in=provider_ids)
+    records = {}
+    for provider_id, created_at in providers.values_list("pk", "created_at"):
+        check, lease = checks.get(provider_id, {}), leases.get(provider_id, {})
+        records[provider_id] = Record(
+            checks_passed=check.get("passed", 0),
+            checks_failed=check.get("failed", 0),
+            online_seconds=online.get(provider_id) or 0,
+            window_seconds=int(min(UPTIME_WINDOW, now - created_at).total_seconds()),
+            leases_completed=lease.get("closed", 0) - lease.get("failed", 0),
+            leases_failed=lease.get("failed", 0),
+        )
+    return records

@@ -14,18 +14,36 @@ deadline; the root it committed cannot change), an answer for a check that is no
 or not at that step (404 or 409).
 """
 
+import logging
+import math
+import random
 from contextlib import suppress
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
+from chain.adapter import escrow_client
+from chain.models import ChainTransaction
+from core.bulk import update_column
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.money import format_usd
+from leases.escrow import custody_lock, primary_wallet
+from leases.models import Lease
+from leases.selectors import lease_owed
+from leases.services import compensate_from_earnings, compensate_from_stake, escrow_on_chain, lease_close_for_cause
+from notifications.services import notify
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.proof import protocol
 from providers.services import gpus_unverified, gpus_verified
-from trust.models import GpuCheck
+from trust import reputation
+from trust.models import Compensation, GpuCheck
+from trust.selectors import reputation_records
+
+logger = logging.getLogger(__name__)
 
 OPEN = (GpuCheck.Status.ISSUED, GpuCheck.Status.STARTED, GpuCheck.Status.COMMITTED)
 
@@ -45,15 +63,22 @@ def expected_rows_per_second(gpu_model: GpuModel) -> float:
 
 
 def check_issue(
-    *, provider: Provider, gpu_model_id: str, reason: str, lease_id: int | None = None, now: datetime | None = None
+    *,
+    provider: Provider,
+    gpu_model_id: str,
+    reason: str,
+    lease_id: int | None = None,
+    cards: int = 1,
+    now: datetime | None = None,
 ) -> GpuCheck:
-    """A new challenge for the provider's GPUs of one model; one at a time per model."""
+    """A new challenge for the provider's GPUs of one model, one at a time per model. ``cards``
+    GPUs answer it together: it is ``cards`` times the work of one, in the same time."""
     now = now or timezone.now()
     try:
         gpu_model = GpuModel.objects.get(pk=gpu_model_id)
     except GpuModel.DoesNotExist as exc:
         raise NotFound("No such GPU model.", code="unknown_gpu_model") from exc
-    rate = expected_rows_per_second(gpu_model)
+    rate = expected_rows_per_second(gpu_model) * cards
     params = protocol.fit(
         rate,
         settings.PROOF_TARGET_SECONDS,
@@ -69,6 +94,7 @@ def check_issue(
                 gpu_model=gpu_model,
                 reason=reason,
                 lease_id=lease_id,
+                cards=cards,
                 seed=protocol.new_seed(),
                 params=params.as_dict(),
                 expected_seconds=expected,
@@ -97,13 +123,15 @@ def checks_due(*, provider: Provider, now: datetime | None = None) -> list[GpuCh
     unproven = (
         []
         if suspended
-        else ProviderGpu.objects.filter(provider=provider, verified=False, total__gt=0)
+        else ProviderGpu.objects.filter(provider=provider, verified=False, total__gt=0, free__gt=0)
         .exclude(gpu_model_id__in=busy)
-        .values_list("gpu_model_id", flat=True)
+        .values_list("gpu_model_id", "free")
     )
-    for gpu_model_id in unproven:
+    for gpu_model_id, free in unproven:  # every free card of the model at once
         with suppress(Conflict):  # issued meanwhile by another request
-            check_issue(provider=provider, gpu_model_id=gpu_model_id, reason=GpuCheck.Reason.LISTING, now=now)
+            check_issue(
+                provider=provider, gpu_model_id=gpu_model_id, reason=GpuCheck.Reason.LISTING, cards=free, now=now
+            )
     return list(GpuCheck.objects.filter(provider=provider, status__in=OPEN).order_by("id"))
 
 
@@ -200,17 +228,281 @@ def check_open(*, provider: Provider, check_id: int, opening: object, now: datet
             int8_tops=measured_int8_tops(check) or 0.0,
             now=now,
         )
+        reputations_update(provider_ids=[check.provider_id], now=now)
     return check
 
 
 def measured_int8_tops(check: GpuCheck) -> float | None:
-    """The speed the check measured, as int8 tera-operations (two per multiply-add) per second."""
+    """The speed the check measured per card, as int8 tera-operations (two per multiply-add) per
+    second."""
     if not check.elapsed_seconds:
         return None
-    return 2 * protocol.Params.from_dict(check.params).multiply_accumulates / check.elapsed_seconds / 1e12
+    operations = 2 * protocol.Params.from_dict(check.params).multiply_accumulates
+    return operations / check.cards / check.elapsed_seconds / 1e12
+
+
+def spot_checks_issue(*, now: datetime | None = None, rng: random.Random | None = None) -> int:
+    """Spot checks at random times on running leases' own GPUs, all of a lease's cards at once:
+    each running lease is checked ``PROOF_SPOT_CHECKS_PER_DAY`` times a day on average, as a Poisson
+    process sampled once a sweep. Returns how many were issued."""
+    now, rng = now or timezone.now(), rng or random.SystemRandom()
+    chance = 1 - math.exp(-settings.PROOF_SPOT_CHECKS_PER_DAY * settings.PROOF_SWEEP_SECONDS / 86400)
+    running = Lease.objects.filter(status=Lease.Status.RUNNING).order_by("pk")
+    issued = 0
+    for lease_id, provider_id, gpu_model_id, cards in running.values_list(
+        "pk", "provider_id", "gpu_model_id", "gpu_count"
+    ).iterator():
+        if rng.random() >= chance:
+            continue
+        with suppress(Conflict):  # a check of those GPUs is under way: that one will do
+            check_issue(
+                provider=Provider(pk=provider_id),
+                gpu_model_id=gpu_model_id,
+                reason=GpuCheck.Reason.LEASE,
+                lease_id=lease_id,
+                cards=cards,
+                now=now,
+            )
+            issued += 1
+    return issued
 
 
 def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
     check.status, check.failure, check.detail, check.finished_at = GpuCheck.Status.FAILED, failure, detail[:200], now
     check.save(update_fields=["status", "failure", "detail", "finished_at"])
     gpus_unverified(provider_id=check.provider_id, now=now)
+    reputations_update(provider_ids=[check.provider_id], now=now)
+    transaction.on_commit(lambda: _enqueue("apply_consequences", check.pk))
+
+
+def _enqueue(task_name: str, object_id: int) -> None:
+    """Queue a task after commit; if the broker is down, the minute's sweep does it."""
+    from trust import tasks
+
+    try:
+        getattr(tasks, task_name).delay(object_id)
+    except (KombuOperationalError, OSError):
+        logger.warning("could not queue %s for %s", task_name, object_id, exc_info=True)
+
+
+# --- what a failure costs --------------------------------------------------------------------------
+# Closing a lease never waits for the money: the lease closes first (nothing more paid, the unsettled
+# deposit refunded), its compensation is fixed then, and paid afterwards (on chain, by slashing).
+LEASE_OPEN = [s for s in Lease.Status.values if s != Lease.Status.CLOSED]
+PAY_LOCK_SECONDS = 600  # longer than slashing for every lease of a check may take
+
+
+def consequences_apply(*, check_id: int, now: datetime | None = None) -> int:
+    """A failed check closes every lease on the failed GPUs (the provider's GPUs of the checked
+    model) and owes each client everything the lease paid since those GPUs last passed a check.
+    Returns how many leases it closed now. A lease that cannot close yet (its deposit or a top-up is
+    on its way to the escrow) is closed by a later sweep."""
+    now = now or timezone.now()
+    check = GpuCheck.objects.select_related("provider").get(pk=check_id)
+    if check.status != GpuCheck.Status.FAILED or check.consequences_at is not None:
+        return 0
+    passed_at = (
+        GpuCheck.objects.filter(
+            provider_id=check.provider_id, gpu_model_id=check.gpu_model_id, status=GpuCheck.Status.PASSED
+        )
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    closed, waiting = 0, False
+    leases = Lease.objects.filter(
+        provider_id=check.provider_id, gpu_model_id=check.gpu_model_id, status__in=LEASE_OPEN
+    ).order_by("pk")
+    for lease_id in leases.values_list("pk", flat=True):
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().get(pk=lease_id)
+            compensation = Compensation.objects.filter(lease=lease).first()
+            if compensation is None:
+                since = max(lease.started_at, passed_at) if passed_at else lease.started_at
+                earned_before = lease_owed(lease=lease, until=since, tail=False)
+                compensation = Compensation.objects.create(
+                    gpu_check=check,
+                    lease=lease,
+                    client_id=lease.client_id,
+                    since=since,
+                    refund=max(0, lease.settled_amount - earned_before),
+                )
+            if lease.status == Lease.Status.CLOSING:  # closing already: nothing more is paid beyond its ask
+                continue
+            try:
+                lease_close_for_cause(
+                    lease_id=lease.pk,
+                    reason=f"its GPUs failed proof-of-GPU check {check.pk} ({check.get_failure_display().lower()})",
+                    now=now,
+                )
+                closed += 1
+            except Conflict:
+                waiting = True
+    if not waiting:
+        GpuCheck.objects.filter(pk=check.pk).update(consequences_at=now)
+        transaction.on_commit(lambda: _enqueue("pay_compensations", check.pk))
+    if closed:
+        logger.warning("check %s failed: closed %d leases of provider %s", check.pk, closed, check.provider_id)
+        reputations_update(provider_ids=[check.provider_id], now=now)
+    return closed
+
+
+def consequences_due(*, limit: int = 100) -> list[int]:
+    """Failed checks whose leases are not all closed yet."""
+    due = GpuCheck.objects.filter(status=GpuCheck.Status.FAILED, consequences_at__isnull=True).order_by("pk")
+    return list(due.values_list("pk", flat=True)[:limit])
+
+
+def compensations_due(*, limit: int = 100) -> list[int]:
+    """Failed checks with compensations still to pay."""
+    due = Compensation.objects.filter(status=Compensation.Status.PENDING, gpu_check__consequences_at__isnull=False)
+    return sorted(set(due.values_list("gpu_check_id", flat=True)[:limit]))
+
+
+def compensations_pay(*, check_id: int, now: datetime | None = None) -> int:
+    """Pay the compensations a failed check owes; returns how many were paid now.
+
+    - Ledger escrow: each client gets its refund back from the provider's earnings and the
+      platform's fee, as far as their balances go.
+    - Escrow on chain: the verifier slashes the provider's stake. First the refunds (pro rata to
+      them if the stake cannot cover them all), then ``PROOF_SLASH_BPS`` of what stake remains, as a
+      penalty shared by the affected clients pro rata to their leases' hourly price. Each share is
+      slashed straight to the client's wallet, or to the custody account for a client without one.
+    """
+    now = now or timezone.now()
+    if not cache.add(f"trust:compensations:{check_id}", 1, timeout=PAY_LOCK_SECONDS):
+        return 0  # another worker is paying them
+    try:
+        return _pay(check_id, now)
+    finally:
+        cache.delete(f"trust:compensations:{check_id}")
+
+
+def _pay(check_id: int, now: datetime) -> int:
+    pending = list(
+        Compensation.objects.filter(
+            gpu_check_id=check_id, gpu_check__consequences_at__isnull=False, status=Compensation.Status.PENDING
+        )
+        .select_related("lease__provider", "lease__client")
+        .order_by("pk")
+    )
+    if not pending:
+        return 0
+    if not escrow_on_chain():
+        for compensation in pending:
+            with transaction.atomic():
+                lease = compensation.lease
+                given = compensate_from_earnings(
+                    lease=lease,
+                    amount=compensation.refund,
+                    key=f"compensation:{compensation.pk}",
+                    memo=f"back for the time since {compensation.since:%Y-%m-%d %H:%M} UTC (failed GPU check)",
+                )
+                compensation.payable = compensation.refund
+                _paid(compensation, given, now)
+        return len(pending)
+    return _pay_on_chain(pending, now)
+
+
+def slash_plan(*, stake: int, refunds: list[int], weights: list[int], penalty_bps: int) -> list[int]:
+    """What to slash for each affected lease: its refund, or its pro rata part of the stake if the
+    stake cannot cover them all; plus its share (pro rata to ``weights``) of ``penalty_bps`` of the
+    stake left after the refunds. Rounded down: never more than the stake."""
+    owed = sum(refunds)
+    if stake <= owed:
+        return [stake * refund // owed for refund in refunds]
+    pool, weight = (stake - owed) * penalty_bps // 10_000, sum(weights)
+    return [refund + (pool * w // weight if weight else 0) for refund, w in zip(refunds, weights, strict=True)]
+
+
+def _pay_on_chain(pending: list[Compensation], now: datetime) -> int:
+    client = escrow_client()
+    first = pending[0].lease
+    provider_wallet = (client.lease(first.pk).provider if first.open_tx_hash else None) or primary_wallet(
+        first.provider.user_id
+    )
+    if any(c.payable is None for c in pending):  # fixed once: a retry pays the same
+        stake = client.slashable(provider_wallet) if provider_wallet else 0
+        planned = slash_plan(
+            stake=stake,
+            refunds=[c.refund for c in pending],
+            weights=[c.lease.price_per_hour for c in pending],
+            penalty_bps=settings.PROOF_SLASH_BPS,
+        )
+        for compensation, payable in zip(pending, planned, strict=True):
+            compensation.payable = payable
+            compensation.penalty = max(0, payable - compensation.refund)
+            compensation.save(update_fields=["payable", "penalty"])
+    for compensation in pending:
+        reference = f"compensation:{compensation.pk}"
+        if not compensation.payable or provider_wallet is None:
+            with transaction.atomic():
+                _paid(compensation, 0, now)
+            continue
+        beneficiary = primary_wallet(compensation.client_id) or client.custody_address
+        assert beneficiary is not None  # a client without a wallet had its lease opened by the custody account
+        with custody_lock():  # the custody sync must not see the slashed money before the ledger does
+            done = ChainTransaction.objects.filter(
+                kind="slash", reference=reference, status=ChainTransaction.Status.CONFIRMED
+            ).first()
+            taken = (
+                client.slashed_in(done.tx_hash)
+                if done
+                else client.slash(
+                    provider=provider_wallet, amount=compensation.payable, beneficiary=beneficiary, reference=reference
+                )
+            )
+            with transaction.atomic():
+                if taken:
+                    compensate_from_stake(
+                        lease=compensation.lease,
+                        amount=taken,
+                        chain_id=client.chain_id,
+                        key=reference,
+                        memo="from the provider's stake, slashed after a failed GPU check",
+                    )
+                compensation.beneficiary = beneficiary
+                _paid(compensation, taken, now)
+    return len(pending)
+
+
+def _paid(compensation: Compensation, amount: int, now: datetime) -> None:
+    compensation.paid, compensation.status, compensation.paid_at = amount, Compensation.Status.PAID, now
+    compensation.save(update_fields=["paid", "status", "paid_at", "beneficiary", "payable", "penalty"])
+    lease = compensation.lease
+    notify(
+        user=lease.client,
+        kind="lease.compensated",
+        title=f"Lease {lease.pk}: {format_usd(amount)} back after its provider failed a GPU check",
+        body=(
+            f"The GPUs of lease {lease.pk} failed a proof-of-GPU check, so the lease was closed and its unused "
+            f"deposit refunded. For the time since the GPUs last passed a check "
+            f"({compensation.since:%Y-%m-%d %H:%M} UTC) the lease paid {format_usd(compensation.refund)}; "
+            f"{format_usd(amount)} is back in your balance."
+        ),
+        data={
+            "object": "compensation",
+            "lease": lease.pk,
+            "check": compensation.gpu_check_id,
+            "refund": compensation.refund,
+            "penalty": compensation.penalty,
+            "paid": amount,
+            "since": compensation.since.isoformat(),
+        },
+    )
+
+
+# --- reputation ------------------------------------------------------------------------------------
+def reputations_update(*, provider_ids: list[int] | None = None, now: datetime | None = None) -> int:
+    """Score providers from their record (``trust.reputation``) and store what changed; returns
+    how many changed. All providers unless ``provider_ids`` names some."""
+    now = now or timezone.now()
+    providers = Provider.objects.all() if provider_ids is None else Provider.objects.filter(pk__in=provider_ids)
+    records = reputation_records(provider_ids=provider_ids, now=now)
+    changed = {}
+    for provider_id, current in providers.values_list("pk", "reputation"):
+        score = reputation.score(records[provider_id])
+        if score != current:
+            changed[provider_id] = score
+    update_column(Provider, "reputation", changed)
+    return len(changed)

@@ -1,10 +1,29 @@
+from dataclasses import asdict
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
-from leases.selectors import lease_accrued_now, lease_remaining_deposit
+from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
+
+CLOSED_OR_CLOSING = (Lease.Status.CLOSED, Lease.Status.CLOSING)
+
+
+class CompensationSerializer(serializers.Serializer):
+    check = serializers.IntegerField(source="gpu_check_id")
+    since = serializers.DateTimeField()
+    refund = serializers.IntegerField()
+    penalty = serializers.IntegerField()
+    paid = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class SpotCheckTermsSerializer(serializers.Serializer):
+    per_day = serializers.FloatField()
+    seconds = serializers.FloatField()
+    at_most_seconds = serializers.FloatField()
 
 
 class LeaseSerializer(serializers.ModelSerializer):
@@ -15,6 +34,16 @@ class LeaseSerializer(serializers.ModelSerializer):
     price_per_gpu_hour = serializers.SerializerMethodField()
     accrued = serializers.SerializerMethodField(help_text="Earned by the provider so far, micro-dollars.")
     remaining_deposit = serializers.SerializerMethodField()
+    compensation = serializers.SerializerMethodField(
+        help_text="When the provider's GPUs failed a proof-of-GPU check during the lease (null otherwise): "
+        "what the lease paid since they last passed one (refund), the client's share of the provider's "
+        "slashed stake (penalty), and what reached the client's balance so far (paid)."
+    )
+
+    spot_checks = serializers.SerializerMethodField(
+        help_text="The lease's terms for proof-of-GPU spot checks on its GPUs: how many a day on average, at "
+        "random times; how long each pauses the workload (seconds), and the most an honest answer may take."
+    )
 
     class Meta:
         model = Lease
@@ -55,6 +84,8 @@ class LeaseSerializer(serializers.ModelSerializer):
             "auto_topped_up",
             "open_tx_hash",
             "close_tx_hash",
+            "compensation",
+            "spot_checks",
         ]
 
     def get_price_per_gpu_hour(self, obj: Lease) -> int:
@@ -71,6 +102,16 @@ class LeaseSerializer(serializers.ModelSerializer):
 
     def get_remaining_deposit(self, obj: Lease) -> int:
         return lease_remaining_deposit(obj, accrued=self._accrued(obj))
+
+    @extend_schema_field(SpotCheckTermsSerializer)
+    def get_spot_checks(self, obj: Lease) -> dict:
+        return asdict(spot_check_terms())
+
+    @extend_schema_field(CompensationSerializer(allow_null=True))
+    def get_compensation(self, obj: Lease) -> dict | None:
+        # the trust app's record, reached by its relation (the trust layer sits above this one)
+        compensation = getattr(obj, "compensation", None) if obj.status in CLOSED_OR_CLOSING else None
+        return CompensationSerializer(compensation).data if compensation is not None else None
 
 
 class LeaseUpdateSerializer(serializers.Serializer):

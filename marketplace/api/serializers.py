@@ -33,6 +33,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "max_price_per_gpu_hour",
             "pricing_rule",
             "verification",
+            "min_reputation",
             "bid_window_seconds",
             "created_at",
             "deadline",

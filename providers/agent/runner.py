@@ -23,11 +23,10 @@ from providers.agent.config import AgentConfig
 from providers.agent.inventory import source as inventory_source
 from providers.agent.lifecycle import reconcile_leases, wait_for_runtime
 from providers.agent.logs import LogShipper
-from providers.agent.proving import answer_checks, provers
+from providers.agent.proving import ProverFor, answer_checks, provers
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
 from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
-from providers.proof.work import Backend
 
 logger = logging.getLogger("gpumarket.agent")
 MAX_BACKOFF = 120.0
@@ -123,15 +122,16 @@ class Agent:
         )
 
     @cached_property
-    def prover_for(self) -> Callable[[str], Backend | None] | None:
+    def prover_for(self) -> ProverFor | None:
         """What proves each GPU model here; found on first use (importing PyTorch takes seconds)."""
-        return provers(self.cfg.prover)
+        busy = getattr(self.runtime, "gpus_in_use", set)  # cards leases hold are not free to check
+        return provers(self.cfg.prover, busy)
 
     def prove(self) -> None:
-        """Answer the marketplace's proof-of-GPU checks, on a GPU of each claimed model."""
+        """Answer the marketplace's proof-of-GPU checks, on the GPUs of each claimed model."""
         if self.prover_for is None:
             return
-        summary = answer_checks(self.client, self.prover_for)
+        summary = answer_checks(self.client, self.prover_for, self.runtime)
         if summary.answered:
             logger.info("gpu checks answered", extra={"fields": asdict(summary)})
 

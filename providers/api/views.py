@@ -36,6 +36,9 @@ class OfferFilter(filters.FilterSet):
     gpu_count = filters.NumberFilter(min_value=1, max_value=64, help_text="At least this many GPUs free.")
     region = filters.CharFilter(max_length=64)
     verified = filters.BooleanFilter()
+    min_reputation = filters.NumberFilter(
+        min_value=0, max_value=1000, help_text="Providers whose reputation (0 to 1000) is at least this."
+    )
 
     class Meta:
         model = ProviderGpu
@@ -50,6 +53,7 @@ class OfferFilter(filters.FilterSet):
                 gpu_count=int(data["gpu_count"]) if data.get("gpu_count") is not None else None,
                 region=data.get("region") or None,
                 verified=data.get("verified"),
+                min_reputation=int(data["min_reputation"]) if data.get("min_reputation") is not None else None,
             )
         )
 

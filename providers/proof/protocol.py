@@ -10,6 +10,8 @@ import binascii
 import math
 import random
 import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,19 +181,37 @@ def leaf_bytes(values: Any) -> bytes:
     return values.astype("<i4").tobytes()
 
 
-def prove(seed: bytes, params: Params, backend: Backend | None = None, *, block_leaves: int = 4) -> Commitment:
+def prove(
+    seed: bytes, params: Params, backend: Backend | Sequence[Backend] | None = None, *, block_leaves: int = 4
+) -> Commitment:
     """The honest prover, a block of leaves at a time (the agent's GPU prover is the same loop
-    over CUDA tensors)."""
-    backend = backend or NumpyBackend()
+    over CUDA tensors). Given several backends (a multi-GPU check: one per card), each computes
+    its own contiguous share of the leaves, all at once."""
+    backends = [NumpyBackend()] if backend is None else [backend] if not isinstance(backend, Sequence) else backend
+    if not backends:
+        raise ValueError("no backend to prove with")
+    cards = len(backends)
+    bounds = [params.leaves * i // cards for i in range(cards + 1)]
+    if cards == 1:
+        return Commitment(_leaves(seed, params, backends[0], 0, params.leaves, block_leaves))
+    with ThreadPoolExecutor(max_workers=cards) as pool:  # GPU kernels release the GIL
+        shares = pool.map(
+            lambda i: _leaves(seed, params, backends[i], bounds[i], bounds[i + 1], block_leaves), range(cards)
+        )
+        return Commitment([leaf for share in shares for leaf in share])
+
+
+def _leaves(seed: bytes, params: Params, backend: Backend, first: int, last: int, block_leaves: int) -> list[bytes]:
+    """Leaves ``first`` to ``last`` (exclusive), computed on ``backend``."""
     shared = inputs(backend, seed, params.width)
     leaves: list[bytes] = []
     step = block_leaves * params.leaf_rows
-    for start in range(0, params.rows, step):
-        stop = min(params.rows, start + step)
+    for start in range(first * params.leaf_rows, last * params.leaf_rows, step):
+        stop = min(last * params.leaf_rows, start + step)
         block = digests(backend, shared, backend.arange(start, stop), width=params.width, rounds=params.rounds)
         data = leaf_bytes(backend.host(block))
         leaves.extend(data[i : i + params.leaf_bytes] for i in range(0, len(data), params.leaf_bytes))
-    return Commitment(leaves)
+    return leaves
 
 
 # --- The verifier ----------------------------------------------------------------------------

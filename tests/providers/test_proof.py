@@ -214,3 +214,12 @@ def test_drawing_in_chunks_of_any_size_gives_the_same_matrices() -> None:
         work.digests(b, work.inputs(b, SEED, 64), b.indices(rows), width=64, rounds=2).tolist() for b in (whole, pieces)
     ]
     assert digests[0] == digests[1]
+
+
+def test_several_cards_share_a_challenge_and_commit_to_the_same_root(honest) -> None:  # type: ignore[no-untyped-def]
+    """A multi-GPU check: each card computes its own contiguous share of the leaves."""
+    for cards in (2, 3, SMALL.leaves):
+        shared = protocol.prove(SEED, SMALL, [work.NumpyBackend() for _ in range(cards)])
+        assert shared.root == honest.root, cards
+    with pytest.raises(ValueError):
+        protocol.prove(SEED, SMALL, [])

@@ -64,7 +64,8 @@ def test_an_honest_agents_gpus_become_verified_with_the_speed_measured() -> None
     api = f.api(provider.user, f.PROVIDER)
     listed = api.get(CHECKS).json()
     assert [(c["gpu_model"], c["reason"], c["status"]) for c in listed] == [("h100-sxm-80gb", "listing", "issued")]
-    assert "seed" not in listed[0] and listed[0]["params"]["rows"] == 256
+    assert "seed" not in listed[0]
+    assert (listed[0]["cards"], listed[0]["params"]["rows"]) == (8, 8 * 256)  # all eight free cards at once
     assert api.get(CHECKS).json()[0]["id"] == listed[0]["id"]  # asked again: the same check
 
     result = answer(api, listed[0]["id"])

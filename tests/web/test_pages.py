@@ -155,6 +155,7 @@ def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> N
         "bid_window_seconds": "60",
         "pricing_rule": "second_price",
         "verification": "none",
+        "min_reliability": "70",
     }
     refused = post(c, "/orders/new/", fields)
     assert refused.status_code == 400
@@ -167,6 +168,7 @@ def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> N
     order = Order.objects.get()
     assert created.status_code == 302 and created["Location"] == f"/orders/{order.pk}/"
     assert (order.max_price_per_hour, order.gpu_count, order.duration_hours) == (5 * USD, 2, 3)
+    assert order.min_reputation == 700  # "at least 70 %" reliability
 
 
 def test_a_workload_file_can_be_posted_from_the_yaml_tab() -> None:

@@ -17,6 +17,7 @@ class GpuCheckSerializer(serializers.ModelSerializer):
             "gpu_model",
             "reason",
             "lease",
+            "cards",
             "status",
             "failure",
             "detail",

@@ -1,6 +1,8 @@
 """The runtime interface: deploy, status, logs, usage, teardown, and what the agent owns."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 MANAGED_BY = "gpumarket-agent"
@@ -90,6 +92,16 @@ class Runtime(ABC):
 
     @abstractmethod
     def teardown(self, lease_id: int) -> None: ...
+
+    def lease_gpus(self, lease_id: int) -> list[str]:
+        """UUIDs of the GPUs the lease's workload holds, where the runtime knows them (else empty)."""
+        return []
+
+    @contextmanager
+    def paused(self, lease_id: int) -> Iterator[None]:
+        """The lease's workload frozen for a moment (a spot check on its GPUs), where the runtime
+        can; elsewhere it keeps running alongside."""
+        yield
 
     @abstractmethod
     def inventory_report(self) -> dict:

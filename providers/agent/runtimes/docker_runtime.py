@@ -6,7 +6,8 @@ host address. Everything the agent owns is found again from the labels after a r
 """
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import docker
@@ -126,6 +127,30 @@ class DockerRuntime(Runtime):
         if len(free) < count:
             raise RuntimeError_(f"the GPUs are gone: {len(free)} of this host's GPUs are free, the lease needs {count}")
         return free[:count]
+
+    def lease_gpus(self, lease_id: int) -> list[str]:
+        container = self._container(lease_id)
+        if container is None:
+            return []
+        requests = container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
+        return [uuid for request in requests for uuid in request.get("DeviceIDs") or []]
+
+    @contextmanager
+    def paused(self, lease_id: int) -> Iterator[None]:
+        """``docker pause`` (the cgroup freezer) for the time of a spot check, then unpause. A
+        container that is not running is left as it is."""
+        container = self._container(lease_id)
+        try:
+            if container is not None:
+                container.pause()
+        except (APIError, DockerException, OSError):
+            container = None
+        try:
+            yield
+        finally:
+            if container is not None:
+                with contextlib.suppress(APIError, DockerException, OSError):
+                    container.unpause()
 
     def gpus_in_use(self) -> set[str]:
         """UUIDs of the GPUs the containers this agent runs hold."""

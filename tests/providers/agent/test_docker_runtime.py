@@ -116,3 +116,22 @@ def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(ru
     runtime.teardown(900_005)
     runtime.suspend(900_005)  # and so is a container that is gone
     assert runtime.resume(900_005).state == "missing"
+
+
+def test_a_spot_check_pauses_the_leases_container_and_unpauses_it_after(runtime: DockerRuntime) -> None:
+    assert runtime.deploy(manifest(900_007)).state == "running"
+    assert runtime.lease_gpus(900_007) == []  # no GPUs on this host: none assigned by UUID
+    container = runtime.client.containers.get(container_name(900_007))
+    with pytest.raises(TimeoutError), runtime.paused(900_007):
+        container.reload()
+        assert container.status == "paused"
+        raise TimeoutError  # the check went wrong: the workload is unpaused all the same
+    container.reload()
+    assert container.status == "running"
+    runtime.suspend(900_007)
+    with runtime.paused(900_007):  # stopped: nothing to pause, nothing fails
+        pass
+    with runtime.paused(900_999):  # gone
+        pass
+    assert runtime.status(900_007).state == "exited"
+    runtime.teardown(900_007)

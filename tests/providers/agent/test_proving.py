@@ -6,10 +6,12 @@ import pytest
 
 from core import services as accounts
 from core.models import TokenScope
+from marketplace import services as market
 from providers.agent.config import validate
-from providers.agent.proving import provers
+from providers.agent.proving import CudaDevice, cuda_provers, provers
 from providers.agent.runner import Agent
 from providers.models import ProviderGpu
+from providers.proof import protocol
 from tests import factories as f
 from trust.models import GpuCheck
 
@@ -68,3 +70,39 @@ def test_the_prover_setting_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="prover"):
         validate({"marketplace_url": "http://127.0.0.1:8000", "token": "x", "prover": "quantum"})
+
+
+def test_the_gpu_prover_picks_the_leases_own_cards_or_free_ones_of_the_model() -> None:
+    devices = [
+        CudaDevice("h100-sxm-80gb", "GPU-a", "cuda:0"),
+        CudaDevice("h100-sxm-80gb", "GPU-b", "cuda:1"),
+        CudaDevice("h100-sxm-80gb", "GPU-c", "cuda:2"),
+        CudaDevice("a100-sxm-80gb", "GPU-d", "cuda:3"),
+    ]
+    prover_for = cuda_provers(devices, busy=lambda: {"GPU-a"}, backend=lambda name: name)
+    assert prover_for("h100-sxm-80gb", 2, None) == ["cuda:1", "cuda:2"]  # free ones
+    assert prover_for("h100-sxm-80gb", 3, None) is None  # one is leased: not enough free
+    assert prover_for("h100-sxm-80gb", 2, ["GPU-a", "GPU-c"]) == ["cuda:0", "cuda:2"]  # the lease's, busy or not
+    assert prover_for("h100-sxm-80gb", 1, []) is None  # a lease whose cards the runtime does not know
+    assert prover_for("h100-sxm-80gb", 1, ["GPU-d"]) is None  # not the claimed model
+    assert prover_for("l4-24gb", 1, None) is None
+
+
+def test_a_spot_check_of_a_lease_is_answered_on_all_its_cards(live_server) -> None:  # type: ignore[no-untyped-def]
+    from trust import services
+
+    provider = f.provider(gpus={"h100-sxm-80gb": 8})
+    ProviderGpu.objects.filter(provider=provider).update(verified=True)
+    client = f.client_user()
+    order = f.order(client, resources={"gpu_count": 2})
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, 5_000_000).pk)
+    check = services.check_issue(
+        provider=provider, gpu_model_id="h100-sxm-80gb", reason=GpuCheck.Reason.LEASE, lease_id=lease.pk, cards=2
+    )
+    assert check.params["rows"] == 2 * 1024  # two cards' work in one card's time
+    agent_for(live_server, provider, "cpu").step()
+    check.refresh_from_db()
+    assert check.status == "passed" and check.lease_id == lease.pk
+    assert services.measured_int8_tops(check) == pytest.approx(
+        2 * protocol.Params.from_dict(check.params).multiply_accumulates / 2 / check.elapsed_seconds / 1e12
+    )
