@@ -23,7 +23,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from chain.models import ChainTransaction, NonceCursor
-from core.errors import Conflict, DomainError
+from core.errors import Conflict, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,8 +35,7 @@ class ChainReverted(Conflict):
     default_code = "chain_reverted"
 
 
-class ChainUnavailable(DomainError):
-    status_code = 503
+class ChainUnavailable(ServiceUnavailable):
     default_code = "chain_unavailable"
 
 

@@ -315,6 +315,17 @@ PROOF_SPOT_CHECKS_PER_DAY = env.float("PROOF_SPOT_CHECKS_PER_DAY", default=6.0)
 # A failure with the escrow on chain slashes the provider's stake: the affected clients' refunds, then
 # this share (basis points) of the stake left, split among those clients as a penalty.
 PROOF_SLASH_BPS = env.int("PROOF_SLASH_BPS", default=2500)
+# Hardware attestation (NVIDIA confidential computing; docs/PROOF_OF_GPU.md). Offered only where
+# ATTESTATION_ROOT_CERTS names a PEM file of the roots that NVIDIA's attestation keys chain to.
+ATTESTATION_ROOT_CERTS = env.str("ATTESTATION_ROOT_CERTS", default="")
+ATTESTATION_JWKS_URL = env.str(
+    "ATTESTATION_JWKS_URL", default="https://nras.attestation.nvidia.com/.well-known/jwks.json"
+)
+ATTESTATION_JWKS_CACHE_SECONDS = env.int("ATTESTATION_JWKS_CACHE_SECONDS", default=3600)
+ATTESTATION_ISSUER = env.str("ATTESTATION_ISSUER", default="https://nras.attestation.nvidia.com")
+ATTESTATION_MIN_DRIVER_VERSION = env.str("ATTESTATION_MIN_DRIVER_VERSION", default="535.0")
+ATTESTATION_NONCE_SECONDS = env.int("ATTESTATION_NONCE_SECONDS", default=600)  # to answer a nonce
+ATTESTATION_VALID_SECONDS = env.int("ATTESTATION_VALID_SECONDS", default=7 * 86400)  # then attest again
 # Last-used time of an API token is written at most this often, to keep requests cheap.
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # How long an Idempotency-Key is remembered.

@@ -2,7 +2,7 @@
 
 The API's exception handler maps each class to an HTTP status and to the error shape
 ``{"error": {"code", "message", "fields"}}``: validation 400, payment required 402, not
-allowed 403, missing 404, wrong state 409.
+allowed 403, missing 404, wrong state 409, a service outside not answering 503.
 """
 
 from typing import Any
@@ -49,3 +49,10 @@ class Conflict(DomainError):
 class PayloadTooLarge(DomainError):
     status_code = 413
     default_code = "payload_too_large"
+
+
+class ServiceUnavailable(DomainError):
+    """Something the operation needs outside the marketplace does not answer now; retry later."""
+
+    status_code = 503
+    default_code = "service_unavailable"

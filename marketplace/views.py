@@ -353,5 +353,6 @@ def provider_console(request: HttpRequest) -> HttpResponse:
         "suspended_until": trust_selectors.suspended_until(provider=provider),
         "record": trust_selectors.reputation_records(provider_ids=[provider.pk])[provider.pk],
         "spot_checks_per_day": settings.PROOF_SPOT_CHECKS_PER_DAY,
+        "attestations": trust_selectors.attestations_of(provider=provider)[:10],
     }
     return render(request, "marketplace/provider.html", context)

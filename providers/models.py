@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class GpuModel(models.Model):
@@ -83,6 +84,8 @@ class ProviderGpu(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     # int8 tera-operations per second that the last passed proof-of-GPU check measured
     verified_int8_tops = models.FloatField(null=True, blank=True)
+    # hardware attestation (NVIDIA confidential computing) holds for every GPU of the line until then
+    attested_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -98,6 +101,11 @@ class ProviderGpu(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.total}x {self.gpu_model_id}"
+
+    @property
+    def attested(self) -> bool:
+        """Hardware attestation holds now."""
+        return self.attested_until is not None and self.attested_until > timezone.now()
 
     @property
     def available(self) -> int:

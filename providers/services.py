@@ -319,9 +319,18 @@ def gpus_verified(*, provider_id: int, gpu_model_id: str, int8_tops: float, now:
 
 
 def gpus_unverified(*, provider_id: int, now: datetime) -> int:
-    """A failed check: every GPU of the provider loses its verification, so it cannot win orders
-    that require verified GPUs until checks pass again."""
-    return ProviderGpu.objects.filter(provider_id=provider_id).update(verified=False, updated_at=now)
+    """A failed check: every GPU of the provider loses its verification (and attestation), so it
+    cannot win orders that require verified GPUs until checks pass again."""
+    return ProviderGpu.objects.filter(provider_id=provider_id).update(
+        verified=False, attested_until=None, updated_at=now
+    )
+
+
+def gpus_attested(*, provider_id: int, gpu_model_id: str, until: datetime, now: datetime) -> int:
+    """A verified hardware attestation: the provider's GPUs of the model are attested until then."""
+    return ProviderGpu.objects.filter(provider_id=provider_id, gpu_model_id=gpu_model_id).update(
+        attested_until=until, updated_at=now
+    )
 
 
 def provider_heartbeat(*, provider: Provider) -> Provider:

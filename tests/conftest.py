@@ -135,3 +135,41 @@ def fake_stripe(tmp_path):  # type: ignore[no-untyped-def]
     from tests.payments.fake_stripe import run_fake_stripe
 
     yield from run_fake_stripe(tmp_path)
+
+
+@pytest.fixture
+def nras(tmp_path, settings):  # type: ignore[no-untyped-def]
+    """NVIDIA's attestation service as the marketplace sees it: its key set at a URL on loopback,
+    its root on disk (``tests/trust/nras.py`` makes the keys and signs the tokens)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from django.core.cache import cache
+
+    from tests.trust.nras import Nras
+    from trust import services
+
+    service = Nras.create()
+    body = json.dumps(service.jwks()).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/.well-known/jwks.json" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    roots = tmp_path / "roots.pem"
+    roots.write_text(service.root_pem())
+    settings.ATTESTATION_ROOT_CERTS = str(roots)
+    settings.ATTESTATION_JWKS_URL = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    cache.delete(services.JWKS_CACHE_KEY)
+    yield service
+    server.shutdown()
+    cache.delete(services.JWKS_CACHE_KEY)

@@ -114,3 +114,38 @@ class Compensation(models.Model):
 
     def __str__(self) -> str:
         return f"compensation {self.pk} for lease {self.lease_id} ({self.status})"
+
+
+class Attestation(models.Model):
+    """A hardware attestation of the provider's GPUs of one model: the marketplace issues a nonce,
+    the provider's agent returns NVIDIA's attestation token for it, and the marketplace verifies
+    the token (``trust.attestation``). Attested GPUs are marked so until ``valid_until``."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued", "Issued"
+        ATTESTED = "attested", "Attested"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    provider = models.ForeignKey("providers.Provider", on_delete=models.CASCADE, related_name="attestations")
+    gpu_model = models.ForeignKey("providers.GpuModel", on_delete=models.PROTECT, related_name="+")
+    nonce = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)
+    failure = models.CharField(max_length=32, blank=True, help_text="Rejected: which rule the token broke.")
+    detail = models.CharField(max_length=300, blank=True)
+    gpus = models.JSONField(default=list, blank=True, help_text="Attested: each GPU's identity and versions.")
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="The token must arrive before this.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="Attested: the GPUs count as attested until.")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "gpu_model"], condition=Q(status="issued"), name="attestation_one_open_per_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attestation {self.pk} of {self.provider_id}'s {self.gpu_model_id} ({self.status})"

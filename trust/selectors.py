@@ -8,13 +8,18 @@ from django.utils import timezone
 
 from leases.models import Lease
 from providers.models import Provider, UptimeDay
-from trust.models import GpuCheck
+from trust.models import Attestation, GpuCheck
 from trust.reputation import Record
 
 
 def checks_of(*, provider: Provider) -> QuerySet[GpuCheck]:
     """All the provider's checks, newest first, for its page."""
     return GpuCheck.objects.filter(provider=provider).select_related("gpu_model").order_by("-id")
+
+
+def attestations_of(*, provider: Provider) -> QuerySet[Attestation]:
+    """The provider's hardware attestations, newest first."""
+    return Attestation.objects.filter(provider=provider).select_related("gpu_model").order_by("-id")
 
 
 def checks_finished(*, provider: Provider) -> QuerySet[GpuCheck]:

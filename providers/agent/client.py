@@ -123,3 +123,15 @@ class MarketplaceClient:
 
     def open_check(self, check_id: int, opening: dict) -> dict:
         return self._call("POST", f"/api/v1/providers/me/checks/{check_id}/opening/", opening)
+
+    # --- hardware attestation ---------------------------------------------------------------------
+    def attestations(self) -> list[dict]:
+        """This provider's attestations, newest first."""
+        return self._call("GET", "/api/v1/providers/me/attestations/")
+
+    def request_attestation(self, gpu_model: str) -> dict:
+        """A nonce to attest this host's GPUs of ``gpu_model`` for."""
+        return self._call("POST", "/api/v1/providers/me/attestations/", {"gpu_model": gpu_model})
+
+    def send_attestation(self, attestation_id: int, token: str) -> dict:
+        return self._call("POST", f"/api/v1/providers/me/attestations/{attestation_id}/token/", {"token": token})

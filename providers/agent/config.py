@@ -81,6 +81,8 @@ class AgentConfig:
     declared_inventory: DeclaredInventory | None = None
     # what answers proof-of-GPU checks: auto (CUDA PyTorch where installed), cuda, cpu, off
     prover: str = "auto"
+    # hardware attestation: a command printing NVIDIA's attestation token for $GPUMARKET_ATTESTATION_NONCE
+    attestation_command: list[str] = field(default_factory=list)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
@@ -175,6 +177,9 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`kubernetes`: {exc}") from exc
     if kube_settings.service_type not in ("NodePort", "LoadBalancer"):
         raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
+    command = data.get("attestation_command", [])
+    if not isinstance(command, list) or not all(isinstance(part, str) and part for part in command):
+        raise ConfigError("`attestation_command` must be a list of strings: the program and its arguments.")
     if data.get("prover", "auto") not in PROVERS:
         raise ConfigError(f"`prover` must be one of: {', '.join(PROVERS)}.")
     if data.get("declared_inventory") is not None and data.get("runtime", "docker") == "kubernetes":

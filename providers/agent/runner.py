@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from providers.agent.attesting import attest
 from providers.agent.bidding import bid_pass
 from providers.agent.client import MarketplaceClient, MarketplaceError
 from providers.agent.config import AgentConfig
@@ -27,6 +28,7 @@ from providers.agent.proving import ProverFor, answer_checks, provers
 from providers.agent.push import PushListener
 from providers.agent.reporting import Outbox, UsageMeter
 from providers.agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
+from providers.catalog import normalize_gpu_name
 
 logger = logging.getLogger("gpumarket.agent")
 MAX_BACKOFF = 120.0
@@ -79,6 +81,7 @@ class Agent:
         self.schedule = Schedule()
         self.outbox = Outbox(cfg.state_dir)
         self.meter: UsageMeter | None = None
+        self.listed_models: list[str] = []  # catalog ids of the GPUs the last inventory report listed
         self.logs: LogShipper | None = None
         self._key_missing = False
         self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
@@ -117,6 +120,9 @@ class Agent:
         if self.cfg.pricing.per_gpu_hour:
             report["prices"] = dict(self.cfg.pricing.per_gpu_hour)
         self.client.report_inventory(report)
+        self.listed_models = sorted(
+            {normalize_gpu_name(line["model"]) or line["model"] for line in report["gpus"] if line.get("total")}
+        )
         logger.info(
             "inventory reported", extra={"fields": {"gpu_lines": len(report["gpus"]), "nodes": len(report["nodes"])}}
         )
@@ -134,6 +140,15 @@ class Agent:
         summary = answer_checks(self.client, self.prover_for, self.runtime)
         if summary.answered:
             logger.info("gpu checks answered", extra={"fields": asdict(summary)})
+
+    def attest(self) -> None:
+        """Hardware attestation of each GPU model listed, where the operator set an attestation
+        command (GPUs in NVIDIA confidential-computing mode)."""
+        if not self.cfg.attestation_command or not self.listed_models:
+            return
+        summary = attest(self.client, self.cfg.attestation_command, self.listed_models)
+        if summary.attested or summary.rejected or summary.failed:
+            logger.info("gpu attestations", extra={"fields": asdict(summary)})
 
     def bid(self) -> None:
         if not self.cfg.pricing.per_gpu_hour:
@@ -175,6 +190,7 @@ class Agent:
         jobs: list[tuple[str, Callable[[], None], float]] = [
             ("inventory", self.report_inventory, self.cfg.heartbeat_seconds),
             ("checks", self.prove, self.cfg.heartbeat_seconds),
+            ("attestation", self.attest, self.cfg.heartbeat_seconds),
             ("bids", self.bid, polling),
             ("leases", self.leases, min(polling, self.cfg.usage_seconds)),
             ("usage", self.flush, 5.0),

@@ -181,6 +181,10 @@ class OfferSerializer(serializers.ModelSerializer):
     gpu_model = GpuModelBriefSerializer(read_only=True)
     available = serializers.IntegerField(source="available_count", read_only=True)
     last_heartbeat_at = serializers.DateTimeField(source="provider.last_heartbeat_at", read_only=True)
+    attested = serializers.BooleanField(
+        read_only=True,
+        help_text="The GPUs proved their identity by hardware attestation (NVIDIA confidential computing).",
+    )
 
     class Meta:
         model = ProviderGpu
@@ -192,5 +196,7 @@ class OfferSerializer(serializers.ModelSerializer):
             "price_per_gpu_hour",
             "verified",
             "verified_int8_tops",
+            "attested",
+            "attested_until",
             "last_heartbeat_at",
         ]

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from trust import services
-from trust.models import GpuCheck
+from trust.models import Attestation, GpuCheck
 
 
 class GpuCheckSerializer(serializers.ModelSerializer):
@@ -68,3 +68,35 @@ class OpeningSerializer(serializers.Serializer):
     """For the schema; the protocol reads the opening itself and says exactly what is wrong."""
 
     leaves = OpeningLeafSerializer(many=True)
+
+
+class AttestationSerializer(serializers.ModelSerializer):
+    """A hardware attestation of your GPUs of one model: the nonce to attest for, then the outcome."""
+
+    class Meta:
+        model = Attestation
+        fields = [
+            "id",
+            "gpu_model",
+            "nonce",
+            "status",
+            "failure",
+            "detail",
+            "gpus",
+            "issued_at",
+            "expires_at",
+            "finished_at",
+            "valid_until",
+        ]
+        read_only_fields = fields
+
+
+class AttestationRequestSerializer(serializers.Serializer):
+    gpu_model = serializers.CharField(max_length=40, help_text="A catalog id you list GPUs of.")
+
+
+class AttestationTokenSerializer(serializers.Serializer):
+    token = serializers.JSONField(
+        help_text="NVIDIA's attestation token for the nonce, as its attestation service answered: "
+        '[["JWT", platform token], {"GPU-0": token, ...}] (or that JSON as a string).'
+    )

@@ -1,4 +1,5 @@
 from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -6,6 +7,9 @@ from rest_framework.views import APIView
 from providers.selectors import provider_for_user
 from trust import selectors, services
 from trust.api.serializers import (
+    AttestationRequestSerializer,
+    AttestationSerializer,
+    AttestationTokenSerializer,
     CommitmentSerializer,
     GpuCheckSerializer,
     GpuCheckStartedSerializer,
@@ -61,3 +65,39 @@ class CheckOpeningView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         check = services.check_open(provider=provider_for_user(user=request.user), check_id=pk, opening=request.data)
         return Response(GpuCheckSerializer(check).data)
+
+
+class AttestationListView(APIView):
+    """Hardware attestation (NVIDIA confidential computing): your attestations, newest first; POST
+    a GPU model for a nonce, then send NVIDIA's attestation token for it."""
+
+    required_role = "provider"
+
+    @extend_schema(responses=AttestationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        provider = provider_for_user(user=request.user)
+        return Response(AttestationSerializer(selectors.attestations_of(provider=provider)[:20], many=True).data)
+
+    @extend_schema(request=AttestationRequestSerializer, responses={201: AttestationSerializer})
+    def post(self, request: Request) -> Response:
+        payload = AttestationRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        record = services.attestation_issue(
+            provider=provider_for_user(user=request.user), gpu_model_id=payload.validated_data["gpu_model"]
+        )
+        return Response(AttestationSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class AttestationTokenView(APIView):
+    """NVIDIA's attestation token for the nonce: the answer says attested or rejected (and why)."""
+
+    required_role = "provider"
+
+    @extend_schema(request=AttestationTokenSerializer, responses=AttestationSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        payload = AttestationTokenSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        record = services.attestation_submit(
+            provider=provider_for_user(user=request.user), attestation_id=pk, token=payload.validated_data["token"]
+        )
+        return Response(AttestationSerializer(record).data)
