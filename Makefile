@@ -64,6 +64,7 @@ lock: | $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/base.in -o requirements/base.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/dev.in -o requirements/dev.lock
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/gpu.in -o requirements/gpu.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes requirements/agent.in -o requirements/agent.lock
 
 ## The auction benchmark (needs DATABASE_URL pointing at PostgreSQL).
 bench: $(VENV)/.dev-installed
