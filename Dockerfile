@@ -31,4 +31,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DJANGO
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000 8001
-CMD ["gunicorn", "config.wsgi:application", "--bind=0.0.0.0:8000", "--worker-tmp-dir=/tmp"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from core import views as core_web
 from core.api import views as core_views
+from marketplace import metrics as market_metrics
 
 api_v1 = [
     path("", include("core.api.urls")),
@@ -20,6 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    path("metrics", market_metrics.metrics, name="metrics"),
     path("internal/realtime/", core_views.realtime_relay, name="realtime-relay"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -5,7 +5,8 @@ has bid on, and only its own bids. Anything else is reported as missing (404), n
 forbidden, so nobody learns that another tenant's object exists.
 """
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import (
     BooleanField,
@@ -13,6 +14,8 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FilteredRelation,
+    Max,
+    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -24,10 +27,12 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.models import User
+from leases.models import Lease, LedgerTransaction
 from marketplace.auction import BidFacts, Candidate, ineligibility
 from marketplace.models import Bid, Order, Verification
 from providers.models import Provider, ProviderGpu
 from providers.selectors import online_since
+from trust.models import GpuCheck
 
 
 def provider_of(user: User) -> Provider | None:
@@ -267,3 +272,51 @@ def award_candidates(*, order: Order, now: datetime) -> list[Candidate]:
         )
         candidates.append(Candidate(bid_id, price, reputation, placed, ineligibility(facts)))
     return candidates
+
+
+@dataclass(frozen=True)
+class MarketNumbers:
+    """The market's state for Prometheus (``marketplace.metrics``), read in a few aggregate queries."""
+
+    orders_open: int
+    bids_total: int
+    award_latencies: list[float]  # seconds from deadline to award, orders awarded at their deadline lately
+    leases_running: int
+    settlement_lag_seconds: float  # the longest a running lease has gone without a settlement
+    agents_online: int
+    checks_failed_total: int
+    checks_passed_total: int
+
+
+def market_numbers(*, now: datetime | None = None, window: timedelta = timedelta(minutes=15)) -> MarketNumbers:
+    now = now or timezone.now()
+    awarded = Order.objects.filter(status=Order.Status.AWARDED, closed_at__gte=now - window).filter(
+        closed_at__gte=F("deadline")  # by the deadline's award, not accepted by the client before it
+    )
+    latencies = sorted(
+        (closed - deadline).total_seconds()
+        for closed, deadline in awarded.values_list("closed_at", "deadline")[:10_000]
+    )
+    running = Lease.objects.filter(status=Lease.Status.RUNNING)
+    last_settled = running.annotate(
+        last=Coalesce(
+            Max("transactions__created_at", filter=Q(transactions__kind=LedgerTransaction.Kind.LEASE_PAYOUT)),
+            F("started_at"),
+        )
+    ).aggregate(oldest=Min("last"))["oldest"]
+    checks = dict(
+        GpuCheck.objects.filter(status__in=[GpuCheck.Status.FAILED, GpuCheck.Status.PASSED])
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return MarketNumbers(
+        orders_open=Order.objects.filter(status=Order.Status.OPEN).count(),
+        bids_total=Bid.objects.count(),
+        award_latencies=latencies,
+        leases_running=running.count(),
+        settlement_lag_seconds=max(0.0, (now - last_settled).total_seconds()) if last_settled else 0.0,
+        agents_online=Provider.objects.filter(last_heartbeat_at__gte=online_since(now)).count(),
+        checks_failed_total=checks.get(GpuCheck.Status.FAILED, 0),
+        checks_passed_total=checks.get(GpuCheck.Status.PASSED, 0),
+    )

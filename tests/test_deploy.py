@@ -119,6 +119,12 @@ def test_the_marketplace_chart_has_every_process_probes_autoscaling_and_one_beat
     assert paths == {"/ws/": "gm-gpumarket-websocket", "/": "gm-gpumarket-web"}
     [config] = by_kind(documents, "ConfigMap")
     assert config["data"]["DEBUG"] == "false" and config["data"]["ALLOWED_HOSTS"] == "gpumarket.example.com"
+    assert config["data"]["LOG_FORMAT"] == "json" and config["data"]["HTTPS"] == "false"  # no TLS configured
+    production = dict(examples(MARKET))["production.yaml"]
+    assert by_kind(render(MARKET, production), "ConfigMap")[0]["data"]["HTTPS"] == "true"  # the Ingress has TLS
+    web = deployments["web"]["spec"]["template"]["spec"]["containers"][0]
+    assert web["command"] == ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]
+    assert {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp/prometheus"} in web["env"]
 
 
 def test_the_marketplace_chart_refuses_missing_secrets_and_bad_values() -> None:
