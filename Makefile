@@ -7,7 +7,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 PORT ?= 8000
 
-.PHONY: run test lint lock bench bench-agent clean tools gpu
+.PHONY: run test lint lock bench bench-agent bench-load clean tools gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench: $(VENV)/.dev-installed
 ## The agent benchmark (needs DATABASE_URL at PostgreSQL, REDIS_URL and a Docker engine).
 bench-agent: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/agent.py
+
+## The load benchmark (needs DATABASE_URL at PostgreSQL and REDIS_URL): Locust, 1,000 agents.
+bench-load: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/load/run.py
 
 clean:
 	rm -rf $(VENV) .tools var db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache

@@ -181,6 +181,7 @@ def order_for_bidding(*, provider: Provider, order_id: int) -> tuple[Order, set[
             "memory_gib",
             "storage_gib",
             "verification",
+            "min_reputation",
         )
         .order_by()
         .first()

@@ -12,6 +12,6 @@ def deliver_webhook(delivery_id: int) -> None:
         deliver_webhook.apply_async((delivery_id,), eta=delivery.next_attempt_at)
 
 
-@shared_task(ignore_result=True, soft_time_limit=300)
+@shared_task(ignore_result=True, soft_time_limit=300, time_limit=330)
 def send_due_webhooks() -> int:
     return services.webhooks_send_due()
