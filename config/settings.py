@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import corsheaders.defaults
+import csp.constants
 import environ
 import structlog
 from django.core.exceptions import ImproperlyConfigured
@@ -66,6 +67,16 @@ CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = (*corsheaders.defaults.default_headers, "idempotency-key")
 CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]
 
+# Logging in with a password: after LOGIN_FAILURES_PER_ACCOUNT failed attempts on one account (or
+# LOGIN_FAILURES_PER_ADDRESS from one address) within LOGIN_LOCKOUT_SECONDS, further attempts are
+# refused without checking the password until the window ends.
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=30)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Proxies in front of the app that append to X-Forwarded-For (an ingress: 1). The client's address,
+# for login lockouts and anonymous rate limits, is then the one they saw; 0 trusts no such header.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
 # Prometheus: /metrics (request metrics from django-prometheus, the market's own from the database).
 # Set METRICS_TOKEN to require "Authorization: Bearer <token>" there.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
@@ -94,6 +105,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
     "django_prometheus",
     "rest_framework",
     "django_filters",
@@ -118,6 +130,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -309,8 +322,14 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_THROTTLE_RATE", default="1200/minute")},
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.TokenRateThrottle", "core.api.throttling.ActionRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("API_THROTTLE_RATE", default="1200/minute"),
+        # per token, on top: bids placed or changed, and API tokens created
+        "bids": env.str("BID_THROTTLE_RATE", default="120/minute"),
+        "tokens": env.str("TOKEN_CREATE_THROTTLE_RATE", default="20/hour"),
+    },
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -420,6 +439,22 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 # Pinned: the shape of every object we read depends on it.
 STRIPE_API_VERSION = "2026-10-28.endive"
+
+# Content-Security-Policy: scripts only from here, no inline scripts or handlers, no framing; styles
+# may be inline (the pages' small style attributes). The card payment page adds Stripe's origins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.constants.SELF],
+        "script-src": [csp.constants.SELF],
+        "style-src": [csp.constants.SELF, csp.constants.UNSAFE_INLINE],
+        "img-src": [csp.constants.SELF, "data:"],
+        "connect-src": [csp.constants.SELF],
+        "frame-ancestors": [csp.constants.NONE],
+        "form-action": [csp.constants.SELF],
+        "base-uri": [csp.constants.SELF],
+        "object-src": [csp.constants.NONE],
+    },
+}
 CARD_TOP_UP_MIN_CENTS = env.int("CARD_TOP_UP_MIN_CENTS", default=500)
 CARD_TOP_UP_MAX_CENTS = env.int("CARD_TOP_UP_MAX_CENTS", default=1_000_000)
 # Money any account may add without a card, in US cents (0: none). For demonstration servers only.

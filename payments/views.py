@@ -6,11 +6,14 @@ PaymentIntent's client secret, and Stripe confirms it. The balance is credited b
 intent's state (both credit exactly once).
 """
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.errors import DomainError, NotFound
@@ -43,10 +46,18 @@ def top_up_new(request: HttpRequest) -> HttpResponse:
         else:
             pay = {
                 "top_up": top_up,
-                "stripe": {"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": client_secret},
+                "stripe": {
+                    "key": settings.STRIPE_PUBLISHABLE_KEY,
+                    "client_secret": client_secret,
+                    "return_path": reverse("web:top-up", args=[top_up.pk]),
+                },
                 "stripe_js": settings.STRIPE_JS_URL,
             }
-            return render(request, "payments/pay.html", pay)
+            response = render(request, "payments/pay.html", pay)
+            # Stripe's script, its API and its frames (3-D Secure), on this page only
+            origins = stripe_origins()
+            response._csp_update = {"script-src": origins, "connect-src": origins, "frame-src": origins}  # type: ignore[attr-defined]
+            return response
     status = 400 if form.errors else 200
     return render(request, "payments/top_up.html", context, status=status)
 
@@ -81,3 +92,13 @@ def top_up_status(request: HttpRequest, pk: int) -> HttpResponse:
     top_up = _top_up(request, pk)
     template = "payments/_top_up_status.html" if request.htmx else "payments/top_up_status.html"
     return render(request, template, {"top_up": top_up, "summary": account_summary(user=request.user)})
+
+
+def stripe_origins() -> list[str]:
+    """Where Stripe's Payment Element loads from and talks to (the test server's, in tests)."""
+    found = {"https://js.stripe.com", "https://hooks.stripe.com", "https://api.stripe.com"}
+    for url in (settings.STRIPE_JS_URL, settings.STRIPE_API_BASE):
+        if url:
+            parts = urlsplit(url)
+            found.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(found)

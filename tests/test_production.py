@@ -5,6 +5,7 @@ passes with the production environment the chart sets."""
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -224,3 +225,19 @@ def test_gunicorns_workers_sum_their_request_metrics(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_content_security_policy_and_only_the_payment_page_allows_stripe() -> None:
+    page = Client().get("/offers/")
+    policy = dict(part.strip().split(" ", 1) for part in page["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self'"  # no inline scripts, nobody else's
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    assert policy["form-action"] == "'self'" and "stripe" not in page["Content-Security-Policy"]
+    templates = ROOT / "templates"
+    for template in templates.rglob("*.html"):  # nothing the policy would block: no inline script or handler
+        text = template.read_text()
+        assert "<script>" not in text, template
+        assert not re.search(r"\son(click|submit|change|load|input)=", text), template
+    docs = Client().get("/api/docs/")
+    assert docs.status_code == 200 and "Content-Security-Policy" not in docs  # its own inline scripts

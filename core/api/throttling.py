@@ -26,6 +26,26 @@ def _redis() -> Any:
     return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
 
 
+def hit(bucket: str, ttl: int) -> int:
+    """Count one more event in ``bucket`` (kept ``ttl`` seconds); returns the count so far."""
+    return _count(f"gpumarket:{bucket}", ttl)
+
+
+def count_of(bucket: str) -> int:
+    """Events counted in ``bucket`` so far (0 once it expired)."""
+    client = _redis()
+    value = client.get(f"gpumarket:{bucket}") if client is not None else cache.get(f"gpumarket:{bucket}")
+    return int(value or 0)
+
+
+def forget(bucket: str) -> None:
+    client = _redis()
+    if client is not None:
+        client.delete(f"gpumarket:{bucket}")
+    else:
+        cache.delete(f"gpumarket:{bucket}")
+
+
 def _count(bucket: str, ttl: int) -> int:
     client = _redis()
     if client is not None:
@@ -66,3 +86,21 @@ class TokenRateThrottle(SimpleRateThrottle):
 
     def wait(self) -> float:
         return max(1.0, self.wait_seconds)
+
+
+class ActionRateThrottle(TokenRateThrottle):
+    """A tighter budget for one costly or sensitive write (the view's ``throttle_scope``: bids,
+    token creation), per token, beside the general one. Reads are not counted."""
+
+    def __init__(self) -> None:  # the rate depends on the view: read in allow_request
+        pass
+
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        self.scope = getattr(view, "throttle_scope", "")
+        self.rate = self.THROTTLE_RATES.get(self.scope) if self.scope else None
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)

@@ -21,6 +21,7 @@ class TokenListCreateView(generics.ListAPIView):
 
     serializer_class = TokenSerializer
     required_role = None
+    throttle_scope = "tokens"  # creating tokens has a budget of its own (settings: tokens)
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

@@ -118,6 +118,7 @@ class OrderBidsView(generics.ListAPIView):
 
     serializer_class = BidSerializer
     filter_backends: list = []
+    throttle_scope = "bids"  # bids have a budget of their own (settings: bids)
 
     required_role = {"POST": "provider"}
 
@@ -164,6 +165,7 @@ class BidDetailView(APIView):
     """Your bid. PATCH lowers its price while the window is open."""
 
     required_role = "provider"
+    throttle_scope = "bids"
 
     @extend_schema(responses=BidSerializer)
     def get(self, request: Request, pk: int) -> Response:

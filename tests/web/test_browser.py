@@ -66,8 +66,11 @@ def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type
         context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Berlin")
         page = context.new_page()
         page.set_default_timeout(10_000)
+        refused: list[str] = []  # what the Content-Security-Policy blocked: nothing, on any page
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
         yield page
         context.close()
+        assert not refused, refused
         browser.close()
         # the test's ORM calls ran while Playwright's loop was running, in a context of their own
         # (asgiref locals): close that context's connections, or they outlive the test database
@@ -154,6 +157,9 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
 
     # post an order: the estimate follows the form
     page.get_by_role("navigation").get_by_role("link", name="Rent GPUs").click()
+    page.locator("#id_template").select_option("inference")  # a template fills the workload
+    expect(page.get_by_label("Image")).to_have_value("vllm/vllm-openai:v0.11.0")
+    expect(page.locator("#id_ports")).to_have_value("8000")
     page.get_by_label("Image").fill("ghcr.io/acme/trainer:1.4")
     page.get_by_label("GPU models").select_option("h100-sxm-80gb")
     page.get_by_label("GPUs").fill("2")

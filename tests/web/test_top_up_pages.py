@@ -28,6 +28,11 @@ def test_the_amount_is_checked_and_the_pay_page_mounts_stripe_with_the_intent(fa
     assert page.status_code == 200 and "Pay $25.00" in html and top_up.amount_cents == 2500
     assert f'src="{fake_stripe}/js.stripe.com/v3/"' in html
     assert f"{top_up.payment_intent}_secret_" in html and '"key": "pk_test_x"' in html
+    # this page alone lets Stripe's script, API and frames in
+    policy = dict(part.strip().split(" ", 1) for part in page["Content-Security-Policy"].split(";"))
+    assert fake_stripe in policy["script-src"].split() and "https://js.stripe.com" in policy["script-src"]
+    assert fake_stripe in policy["frame-src"].split() and fake_stripe in policy["connect-src"].split()
+    assert "stripe" not in c.get("/account/")["Content-Security-Policy"]
 
 
 def test_returning_from_stripe_credits_the_balance_once(fake_stripe: str) -> None:

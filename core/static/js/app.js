@@ -141,6 +141,29 @@
     });
   }
 
+  // a form that asks first (the Content-Security-Policy allows no inline handlers)
+  document.addEventListener("submit", function (event) {
+    var question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // a select that fills other fields from a JSON script element (the new-order form's templates)
+  function fillers(root) {
+    root.querySelectorAll("select[data-fills]").forEach(function (select) {
+      if (select.dataset.bound) return;
+      select.dataset.bound = "1";
+      select.addEventListener("change", function () {
+        var all = JSON.parse(document.getElementById(select.dataset.fills).textContent);
+        var chosen = all[select.value];
+        if (!chosen) return;
+        Object.keys(chosen).forEach(function (name) {
+          var field = document.getElementById("id_" + name);
+          if (field && name !== "label") field.value = chosen[name];
+        });
+      });
+    });
+  }
+
   // a log tail shows its newest lines
   function logTails(root) {
     root.querySelectorAll("pre.log").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
@@ -148,6 +171,7 @@
 
   function enhance(root) {
     localTimes(root); countdowns(root); meters(root); copyButtons(root); tabs(root); live(root); logTails(root);
+    fillers(root);
   }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:afterSettle", function (event) { enhance(event.target); });
