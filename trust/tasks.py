@@ -11,20 +11,20 @@ def sweep_checks() -> int:
     closing the leases of failed checks and paying their clients where a task was lost."""
     expired = services.checks_expire()
     services.spot_checks_issue()
-    for check_id in services.consequences_due():
-        services.consequences_apply(check_id=check_id)
+    for check_id in services.consequences_due():  # each in a task of its own: closing and paying take time
+        apply_consequences.delay(check_id)
     for check_id in services.compensations_due():
-        services.compensations_pay(check_id=check_id)
+        pay_compensations.delay(check_id)
     return expired
 
 
-# Paying compensations on chain retries for as long as the chain is unreachable.
 @shared_task(name="trust.tasks.apply_consequences", ignore_result=True, soft_time_limit=280, time_limit=300)
 def apply_consequences(check_id: int) -> None:
     """Close the leases on a failed check's GPUs and fix what their clients are owed."""
     services.consequences_apply(check_id=check_id)
 
 
+# Paying compensations on chain retries for as long as the chain is unreachable.
 @shared_task(
     name="trust.tasks.pay_compensations",
     ignore_result=True,
