@@ -174,6 +174,7 @@ class BidDetailView(APIView):
 
     @extend_schema(request=BidUpdateSerializer, responses=BidSerializer)
     def patch(self, request: Request, pk: int) -> Response:
+        selectors.bid_get_own(provider=provider_for_user(user=request.user), bid_id=pk)  # someone else's: 404 first
         payload = BidUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         bid = services.bid_lower(user=request.user, bid_id=pk, **payload.validated_data)
