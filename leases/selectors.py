@@ -22,7 +22,8 @@ def leases_visible_to(*, user: User, roles: set[str]) -> QuerySet[Lease]:
         visible |= Q(client=user)
     if "provider" in roles:
         visible |= Q(provider__user=user)
-    return with_usage(Lease.objects.filter(visible).select_related("provider", "gpu_model"))
+    # "compensation": the trust app's record of a failed check's refund, shown with a closed lease
+    return with_usage(Lease.objects.filter(visible).select_related("provider", "gpu_model", "compensation"))
 
 
 def with_usage(leases: QuerySet[Lease]) -> QuerySet[Lease]:

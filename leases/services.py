@@ -15,10 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
 
 from chain.models import Wallet
-from core import realtime
+from core import queueing, realtime
 from core.bulk import update_column
 from core.errors import Conflict, DomainError, NotAllowed, NotFound, ValidationFailed
 from core.models import User
@@ -47,13 +46,8 @@ def escrow_on_chain() -> bool:
 
 
 def _enqueue(task_name: str, object_id: int) -> None:
-    """Queue a chain task after commit; if the broker is down, the periodic sweep retries it."""
-    from leases import tasks  # tasks import the chain side, which imports this module
-
-    try:
-        getattr(tasks, task_name).delay(object_id)
-    except (KombuOperationalError, OSError):
-        logger.warning("could not queue %s for %s", task_name, object_id, exc_info=True)
+    """Queue a chain task (called after commit); if the broker is down, the chain sync retries it."""
+    queueing.send(f"leases.tasks.{task_name}", object_id)
 
 
 def reservation_for(lease: Lease) -> Reservation:

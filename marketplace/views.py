@@ -4,7 +4,6 @@ Views parse the request, call one service or selector, and render; rules live in
 work without JavaScript; htmx swaps fragments and a WebSocket tells a page when to refresh one.
 """
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -352,7 +351,7 @@ def provider_console(request: HttpRequest) -> HttpResponse:
         "checks": trust_selectors.checks_of(provider=provider)[:20],
         "suspended_until": trust_selectors.suspended_until(provider=provider),
         "record": trust_selectors.reputation_records(provider_ids=[provider.pk])[provider.pk],
-        "spot_checks_per_day": settings.PROOF_SPOT_CHECKS_PER_DAY,
+        "spot_checks": spot_check_terms(),
         "attestations": trust_selectors.attestations_of(provider=provider)[:10],
     }
     return render(request, "marketplace/provider.html", context)

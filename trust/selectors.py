@@ -29,7 +29,7 @@ def checks_finished(*, provider: Provider) -> QuerySet[GpuCheck]:
     ).order_by("-finished_at", "-id")
 
 
-def suspended_until(*, provider: Provider) -> datetime | None:
+def suspended_until(*, provider: Provider, now: datetime | None = None) -> datetime | None:
     """Until when a failed check keeps the provider from verified orders (None: it does not)."""
     failed = (
         GpuCheck.objects.filter(provider=provider, status=GpuCheck.Status.FAILED)
@@ -40,7 +40,7 @@ def suspended_until(*, provider: Provider) -> datetime | None:
     if failed is None:
         return None
     until = failed + timedelta(seconds=settings.PROOF_SUSPENSION_SECONDS)
-    return until if until > timezone.now() else None
+    return until if until > (now or timezone.now()) else None
 
 
 RECORD_WINDOW = timedelta(days=90)  # checks and leases

@@ -28,10 +28,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
 
 from chain.adapter import escrow_client
 from chain.models import ChainTransaction
+from core import queueing
 from core.bulk import update_column
 from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.money import format_usd
@@ -45,7 +45,7 @@ from providers.proof import protocol
 from providers.services import gpus_attested, gpus_unverified, gpus_verified
 from trust import attestation, reputation
 from trust.models import Attestation, Compensation, GpuCheck
-from trust.selectors import reputation_records
+from trust.selectors import reputation_records, suspended_until
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +118,7 @@ def checks_due(*, provider: Provider, now: datetime | None = None) -> list[GpuCh
     have passed (an operator may still check it with ``check_gpus``)."""
     now = now or timezone.now()
     checks_expire(now=now, provider=provider)
-    suspended = GpuCheck.objects.filter(
-        provider=provider,
-        status=GpuCheck.Status.FAILED,
-        finished_at__gt=now - timedelta(seconds=settings.PROOF_SUSPENSION_SECONDS),
-    ).exists()
+    suspended = suspended_until(provider=provider, now=now) is not None
     busy = GpuCheck.objects.filter(provider=provider, status__in=OPEN).values("gpu_model_id")
     unproven = (
         []
@@ -280,13 +276,8 @@ def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
 
 
 def _enqueue(task_name: str, object_id: int) -> None:
-    """Queue a task after commit; if the broker is down, the minute's sweep does it."""
-    from trust import tasks
-
-    try:
-        getattr(tasks, task_name).delay(object_id)
-    except (KombuOperationalError, OSError):
-        logger.warning("could not queue %s for %s", task_name, object_id, exc_info=True)
+    """Queue a task (called after commit); if the broker is down, the minute's sweep does it."""
+    queueing.send(f"trust.tasks.{task_name}", object_id)
 
 
 # --- what a failure costs --------------------------------------------------------------------------

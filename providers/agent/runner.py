@@ -130,8 +130,8 @@ class Agent:
     @cached_property
     def prover_for(self) -> ProverFor | None:
         """What proves each GPU model here; found on first use (importing PyTorch takes seconds)."""
-        busy = getattr(self.runtime, "gpus_in_use", set)  # cards leases hold are not free to check
-        return provers(self.cfg.prover, busy)
+        # cards leases hold are not free to check
+        return provers(self.cfg.prover, self.runtime.gpus_in_use if self.runtime is not None else set)
 
     def prove(self) -> None:
         """Answer the marketplace's proof-of-GPU checks, on the GPUs of each claimed model."""

@@ -93,6 +93,10 @@ class Runtime(ABC):
     @abstractmethod
     def teardown(self, lease_id: int) -> None: ...
 
+    def gpus_in_use(self) -> set[str]:
+        """UUIDs of the GPUs the leases hold, where the runtime knows them (else empty)."""
+        return set()
+
     def lease_gpus(self, lease_id: int) -> list[str]:
         """UUIDs of the GPUs the lease's workload holds, where the runtime knows them (else empty)."""
         return []
