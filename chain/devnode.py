@@ -33,11 +33,25 @@ def free_port() -> int:
 
 
 class Anvil:
-    def __init__(self, binary: str) -> None:
+    """An Anvil node on a free loopback port. With ``state``, the chain is written to that file when
+    the node stops and read back when it starts, so ``restart`` keeps it, as a real node would."""
+
+    def __init__(self, binary: str, *, state: Path | None = None) -> None:
+        self.binary, self.state = binary, state
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+        Account.enable_unaudited_hdwallet_features()
+        self.accounts: list[LocalAccount] = [
+            Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)
+        ]
+
+    def start(self) -> None:
+        args = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent", "--accounts", "10"]
+        if self.state is not None:
+            args += ["--state", str(self.state)]
         self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent", "--accounts", "10"],
+            args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "NO_COLOR": "1"},
@@ -53,10 +67,6 @@ class Anvil:
         else:
             self.stop()
             raise RuntimeError("anvil did not start")
-        Account.enable_unaudited_hdwallet_features()
-        self.accounts: list[LocalAccount] = [
-            Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)
-        ]
 
     def web3(self) -> Web3:
         return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 10}))
@@ -67,3 +77,7 @@ class Anvil:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -368,6 +368,8 @@ SPECTACULAR_SETTINGS = {
 # --- Marketplace rules ----------------------------------------------------------------------
 # A provider whose last heartbeat is older than this is offline: not listed, cannot win.
 PROVIDER_OFFLINE_AFTER_SECONDS = env.int("PROVIDER_OFFLINE_AFTER_SECONDS", default=300)
+# A provider silent this long has abandoned its leases: they close, paying only the reported usage.
+LEASE_ABANDONED_AFTER_SECONDS = env.int("LEASE_ABANDONED_AFTER_SECONDS", default=900)
 
 # Proof of GPU (docs/PROOF_OF_GPU.md). A challenge is sized so an honest card of the claimed model
 # needs PROOF_TARGET_SECONDS; its commitment must arrive within that time x (1 + PROOF_MARGIN)

@@ -1,14 +1,19 @@
 """WebSocket authentication: ``Authorization: Bearer <token>`` (agents, integrators) or the
 session cookie (the web UI)."""
 
+import logging
+from contextlib import suppress
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.middleware import BaseMiddleware
+from redis.exceptions import RedisError
 
 from core import services
+
+logger = logging.getLogger(__name__)
 
 
 @database_sync_to_async
@@ -34,9 +39,24 @@ def TokenAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the middl
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+SERVICE_RESTART = 1012  # the channel layer went away: reconnect in a moment
 
 
-class WatchConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """A socket that pushes events from the channel layer. When the layer (Redis) goes away, the
+    socket closes with 1012 and the client reconnects: pages and agents poll meanwhile, and a
+    reconnect after the layer is back joins its groups again."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as exc:
+            logger.warning("live updates: the channel layer does not answer (%s); closing the socket", exc)
+            with suppress(Exception):  # the socket may be gone already
+                await send({"type": "websocket.close", "code": SERVICE_RESTART})
+
+
+class WatchConsumer(LiveConsumer):
     """A page watching one object (an order, a lease): it joins the object's group if the user may
     see the object, and forwards each event, which tells the page to refresh. Subclasses say who
     may watch (``group_for``); the URL's ``pk`` names the object."""

@@ -22,6 +22,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 RELAY_SALT = "core.realtime.relay"
@@ -99,6 +100,8 @@ class _Publisher:
             layer, group, payload = await queue.get()
             try:
                 await asyncio.wait_for(layer.group_send(group, _message(payload)), SEND_TIMEOUT)
+            except (RedisError, OSError, TimeoutError) as exc:  # the layer is down: said, not a bug
+                logger.warning("push to %s failed: the channel layer does not answer (%s)", group, exc)
             except Exception:  # best effort, as above
                 logger.warning("push to %s failed", group, exc_info=True)
 

@@ -224,6 +224,18 @@ def leases_settle_on_chain(*, due: dict[int, int], batch_size: int) -> int:
     return paid
 
 
+def chain_settlements_catch_up() -> bool:
+    """Book every settlement the chain made that the books do not know yet; False (and nothing
+    booked) while the chain does not answer."""
+    try:
+        index_events(client=escrow_client(), confirmations=settings.CHAIN_CONFIRMATIONS)
+    except ChainUnavailable as exc:
+        logger.warning("settlement waits for the chain: %s", exc)
+        return False
+    chain_settlements_apply()
+    return True
+
+
 def chain_settlements_apply(*, limit: int = 1000) -> int:
     """Book indexed ``Settled`` events the tick did not (its receipt was lost). Settlements made by
     closing a lease are booked with the close (``LeaseClosed``), so they are left alone here."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from chain.models import Wallet
@@ -154,7 +154,13 @@ def lease_close(*, user: User, lease_id: int, roles: set[str], reason: str = "")
 
 
 def _close(
-    *, lease_id: int, closed_by: str, reason: str, now: datetime | None = None, nothing_earned: bool = False
+    *,
+    lease_id: int,
+    closed_by: str,
+    reason: str,
+    now: datetime | None = None,
+    nothing_earned: bool = False,
+    tail: bool = True,
 ) -> Lease:
     with transaction.atomic():
         lease = Lease.objects.select_for_update().get(pk=lease_id)
@@ -175,7 +181,7 @@ def _close(
         now = now or timezone.now()
         # what closing pays on top of the settlements already made (never taken back: a lease that
         # fails after running keeps what its reported usage was settled for)
-        earned = 0 if nothing_earned else max(0, lease_owed(lease=lease, until=now) - lease.settled_amount)
+        earned = 0 if nothing_earned else max(0, lease_owed(lease=lease, until=now, tail=tail) - lease.settled_amount)
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
         if escrow_on_chain():
@@ -508,20 +514,53 @@ def leases_close_finished(*, now: datetime | None = None, limit: int = 500) -> i
         .order_by("grace_ends_at")
         .values_list("pk", flat=True)[:limit]
     )
+    closed = _close_by_the_system(
+        due, reason="its funds ran out and it was not topped up within the grace period", now=now
+    )
+    if closed:
+        logger.info("closed %d leases after their grace period", closed)
+    return closed
+
+
+def _close_by_the_system(lease_ids: list[int], *, reason: str, now: datetime, tail: bool = True) -> int:
+    """Close each lease for the marketplace's sweep; returns how many it closed."""
     closed = 0
-    for lease_id in due:
+    for lease_id in lease_ids:
         try:
-            _close(
-                lease_id=lease_id,
-                closed_by=Lease.ClosedBy.SYSTEM,
-                reason="its funds ran out and it was not topped up within the grace period",
-                now=now,
-            )
+            _close(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, tail=tail)
             closed += 1
         except Conflict:
             continue  # closed meanwhile by its client or provider, or a top-up is on its way
+    return closed
+
+
+def leases_close_abandoned(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Close the leases of providers that went silent: no heartbeat for
+    ``LEASE_ABANDONED_AFTER_SECONDS``. The provider is paid for the usage its agent reported and
+    signed, nothing for the silent time after it (no tail); the client gets the rest back and is
+    told why. An agent that comes back later finds the lease closed, sends its final report and
+    tears the workload down. Returns how many were closed."""
+    now = now or timezone.now()
+    silent_since = now - timedelta(seconds=settings.LEASE_ABANDONED_AFTER_SECONDS)
+    due = list(
+        Lease.objects.filter(
+            status__in=(
+                Lease.Status.FUNDED,
+                Lease.Status.DEPLOYING,
+                Lease.Status.RUNNING,
+                Lease.Status.INSUFFICIENT_FUNDS,
+            ),
+        )
+        .filter(Q(provider__last_heartbeat_at__lt=silent_since) | Q(provider__last_heartbeat_at__isnull=True))
+        .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    closed = _close_by_the_system(
+        due, reason="the provider went offline: its agent has not been heard from", now=now, tail=False
+    )
     if closed:
-        logger.info("closed %d leases after their grace period", closed)
+        logger.warning("closed %d leases whose provider went offline", closed)
     return closed
 
 
@@ -921,10 +960,17 @@ def leases_settle(*, now: datetime | None = None, batch_size: int | None = None,
     With the ledger as escrow the leases are booked in batches, idempotent per (lease, amount owed).
     With the escrow on chain the amounts go out in batched ``settle`` calls; the ledger books what
     the chain's ``Settled`` events say, once per event, so a retried or lost transaction never
-    pays twice (the chain also caps each lease at its rate since its last settlement).
+    pays twice (the chain also caps each lease at its rate since its last settlement). Before the
+    amounts are worked out, settlements the chain made that the books miss (a worker killed after
+    sending, a node gone before it answered) are booked, so the same usage is never sent again.
     Returns how many leases were paid.
     """
     now = now or timezone.now()
+    if escrow_on_chain():
+        from leases.escrow import chain_settlements_catch_up
+
+        if not chain_settlements_catch_up():
+            return 0
     due = settlements_due(now=now, limit=limit)
     if not due:
         return 0

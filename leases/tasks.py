@@ -7,7 +7,8 @@ from leases import services
 
 @shared_task(name="leases.tasks.close_finished_leases", ignore_result=True, soft_time_limit=50, time_limit=60)
 def close_finished_leases() -> int:
-    return services.leases_close_finished()
+    """Periodic: leases out of funds past their grace period, and leases whose provider went silent."""
+    return services.leases_close_finished() + services.leases_close_abandoned()
 
 
 @shared_task(name="leases.tasks.settle_leases", ignore_result=True, soft_time_limit=280, time_limit=300)

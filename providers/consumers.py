@@ -7,14 +7,11 @@ to act now; the REST API stays the source of truth, and an agent without the soc
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.channels import FORBIDDEN, UNAUTHORIZED, LiveConsumer
 from core.models import ApiToken, TokenScope
 from core.realtime import PROVIDERS_GROUP, provider_group
 from providers.models import Provider
-
-UNAUTHORIZED = 4401
-FORBIDDEN = 4403
 
 
 @database_sync_to_async
@@ -26,7 +23,7 @@ def _provider_id(user: Any, token: Any) -> int | None:
     return Provider.objects.filter(user=user).values_list("pk", flat=True).first()
 
 
-class ProviderConsumer(AsyncJsonWebsocketConsumer):
+class ProviderConsumer(LiveConsumer):
     groups_joined: list[str]
 
     async def connect(self) -> None:

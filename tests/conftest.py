@@ -48,6 +48,18 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(scope="session")
+def engine():  # type: ignore[no-untyped-def]
+    """The Docker engine, with the test image (``tests.providers.agent.images.IMAGE``) imported from
+    a busybox root filesystem (no image can be pulled)."""
+    from tests.providers.agent.images import engine_with_test_image
+
+    client, missing = engine_with_test_image()
+    if client is None:
+        pytest.skip(missing)
+    return client
+
+
 @pytest.fixture
 def anvil():  # type: ignore[no-untyped-def]
     """A fresh Anvil node per test (it starts in well under a second)."""

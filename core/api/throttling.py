@@ -2,9 +2,11 @@
 
 DRF's stock throttles keep a list of request times per client and rewrite it on every request,
 which grows with the rate. Here each window is one counter: with Redis, one pipelined
-``INCR`` + ``EXPIRE`` round trip; on embedded defaults, the local-memory cache.
+``INCR`` + ``EXPIRE`` round trip; on embedded defaults, the local-memory cache. While Redis does
+not answer, nothing is counted and nothing is refused (the API stays up; the log says so).
 """
 
+import logging
 import time
 from functools import cache as memoize
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,8 @@ from core.models import ApiToken
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
+logger = logging.getLogger(__name__)
+
 
 @memoize
 def _redis() -> Any:
@@ -32,18 +36,31 @@ def hit(bucket: str, ttl: int) -> int:
 
 
 def count_of(bucket: str) -> int:
-    """Events counted in ``bucket`` so far (0 once it expired)."""
+    """Events counted in ``bucket`` so far (0 once it expired, or while Redis is down)."""
     client = _redis()
-    value = client.get(f"gpumarket:{bucket}") if client is not None else cache.get(f"gpumarket:{bucket}")
-    return int(value or 0)
+    if client is None:
+        return int(cache.get(f"gpumarket:{bucket}") or 0)
+    try:
+        return int(client.get(f"gpumarket:{bucket}") or 0)
+    except redis.RedisError as exc:
+        _redis_down(exc)
+        return 0
 
 
 def forget(bucket: str) -> None:
     client = _redis()
-    if client is not None:
-        client.delete(f"gpumarket:{bucket}")
-    else:
+    if client is None:
         cache.delete(f"gpumarket:{bucket}")
+        return
+    try:
+        client.delete(f"gpumarket:{bucket}")
+    except redis.RedisError as exc:
+        _redis_down(exc)
+
+
+def _redis_down(exc: Exception) -> None:
+    """Counting fails open: while Redis is down, requests are served and not counted."""
+    logger.warning("rate limits are not counted: Redis does not answer (%s)", exc)
 
 
 def _count(bucket: str, ttl: int) -> int:
@@ -52,7 +69,11 @@ def _count(bucket: str, ttl: int) -> int:
         pipe = client.pipeline(transaction=False)
         pipe.incr(bucket)
         pipe.expire(bucket, ttl, nx=True)
-        return int(pipe.execute()[0])
+        try:
+            return int(pipe.execute()[0])
+        except redis.RedisError as exc:
+            _redis_down(exc)
+            return 0
     cache.add(bucket, 0, timeout=ttl)
     try:
         return cache.incr(bucket)

@@ -10,7 +10,8 @@ whatever the runtime still runs for a lease that is no longer active: the final 
 teardown. A lease the marketplace says is running but the runtime lost is drift: it is redeployed
 and logged. Restarting the agent changes nothing: the runtime's labels say what it owns, and the
 meters live on disk. When the runtime itself does not answer (``RuntimeUnavailable``), the pass
-stops and nothing is decided about any lease.
+stops and nothing is decided about any lease. A workload created but never started (the agent
+stopped between the two) is started.
 """
 
 import logging
@@ -88,6 +89,9 @@ def _converge(
     ):  # topped up: start what was stopped (once: a workload that exits after this is just exited)
         current = runtime.resume(lease_id)
         summary.resumed.append(lease_id)
+    if current.state == "created":
+        # created but never started: the agent stopped between the two steps of a deploy
+        current = runtime.resume(lease_id)
     if current.state == "missing":
         if status == "running":  # drift: tell the client, then bring it back
             summary.drift.append(lease_id)
