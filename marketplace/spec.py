@@ -8,8 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictIntegerField
 from core.validation import display_name_problem
 from marketplace.models import PricingRule, Verification
 
@@ -60,27 +62,9 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class StrictIntegerField(serializers.IntegerField):
-    """An integer that is a JSON/YAML number, not a string or a float with a fraction."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            if isinstance(data, float) and data.is_integer():
-                data = int(data)
-            else:
-                self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictCharField(serializers.CharField):
-    """A string that was a string in the document: 42 is not an image name."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
+@extend_schema_field(
+    {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string", "description": "One item."}]}
+)
 class ArgvField(serializers.ListField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(

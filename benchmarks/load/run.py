@@ -3,6 +3,7 @@ against the production server setup on PostgreSQL and Redis, with 1 and then 2 w
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… .venv/bin/python benchmarks/load/run.py \\
         [--agents 1000] [--clients 20] [--seconds 120] [--workers 1 2]
+    … benchmarks/load/run.py --soak --seconds 600 --workers 2      # the soak: memory and CPU over time
 
 Per run, in a fresh scratch database next to DATABASE_URL's: seed the agents' providers (8 H100s
 each, a token, a usage-signing key linked as a wallet) and the clients (a token, a balance); start
@@ -13,6 +14,7 @@ benchmarks/RESULTS.md; Locust's CSVs, the raw numbers and the plot (load.png) go
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +74,20 @@ def cpu_seconds(pids: list[int]) -> float:
                 continue
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children, MiB (from /proc)."""
+    total = 0
+    for task in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{task}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return round(total / 1024, 1)
 
 
 def machine_cpu() -> tuple[int, int]:
@@ -166,7 +183,7 @@ def run(args: argparse.Namespace, workers: int) -> dict:
         before, clock = cpu_seconds([p.pid for p in processes[:1]]), time.monotonic()
         worker_before = cpu_seconds([p.pid for p in processes[1:]])
         machine_before, children_before = machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(
+        locust = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -198,8 +215,21 @@ def run(args: argparse.Namespace, workers: int) -> dict:
                 "LOAD_AGENTS": str(args.agents),
                 "LOAD_CLIENTS": str(args.clients),
             },
-            check=False,
         )
+        samples = []
+        while locust.poll() is None:  # memory and CPU of the server processes every 10 s
+            samples.append(
+                {
+                    "t": round(time.monotonic() - clock),
+                    "web_rss_mib": rss_mib(processes[0].pid),
+                    "celery_rss_mib": rss_mib(processes[1].pid),
+                    "beat_rss_mib": rss_mib(processes[2].pid),
+                    "web_cpu_seconds": round(cpu_seconds([processes[0].pid]) - before, 1),
+                    "celery_cpu_seconds": round(cpu_seconds([p.pid for p in processes[1:]]) - worker_before, 1),
+                }
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                locust.wait(timeout=10)
         elapsed = time.monotonic() - clock
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         locust_cpu = (
@@ -245,6 +275,7 @@ def run(args: argparse.Namespace, workers: int) -> dict:
             for row in stats
         ],
         "history": f"{prefix}_stats_history.csv",
+        "samples": samples,
     }
 
 
@@ -328,6 +359,44 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def soak_markdown(result: dict, args: argparse.Namespace, *, warm_up: int = 120) -> str:
+    """The soak: memory after the warm-up and at the end, CPU per window, failures."""
+    samples = result["samples"]
+    warm = next((s for s in samples if s["t"] >= warm_up), samples[0])
+    last = samples[-1]
+    aggregated = next(e for e in result["endpoints"] if e["name"] == "Aggregated")
+    lines = [
+        f"{datetime.now(UTC):%Y-%m-%d}, {cpu_model()}, {os.cpu_count()} vCPUs; {args.agents} agents and "
+        f"{args.clients} clients for {args.seconds} s, {result['workers']} web workers.",
+        "",
+        f"{aggregated['requests']} requests ({aggregated['rps']:.1f} a second), {aggregated['failures']} failures; "
+        f"{result['counts']['orders']} orders, {result['counts']['bids']} bids, {result['counts']['leases']} leases "
+        f"({result['counts']['leases_settled']} settled at least once).",
+        "",
+        "| process | RSS at 2 min (MiB) | RSS at the end (MiB) | highest (MiB) | change after the warm-up |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, key in (("gunicorn (master and workers)", "web"), ("Celery worker", "celery"), ("Celery beat", "beat")):
+        field = f"{key}_rss_mib"
+        start, end, high = warm[field], last[field], max(s[field] for s in samples)
+        change = f"{(end - start) / start:+.1%}" if start else "—"
+        lines.append(f"| {name} | {start} | {end} | {high} | {change} |")
+    lines += ["", "| minutes | web CPU (cores) | Celery CPU (cores) |", "| --- | --- | --- |"]
+    window = 120  # the first sample of each two-minute window, and the last
+    marks = [next(s for s in samples if s["t"] >= start) for start in range(0, last["t"] + 1, window)]
+    marks += [last] if marks[-1] is not last else []
+    for first, second in pairwise(marks):
+        span = second["t"] - first["t"]
+        if span < window / 2:  # the few seconds after the last full window
+            continue
+        lines.append(
+            f"| {first['t'] // 60}–{second['t'] // 60} | "
+            f"{(second['web_cpu_seconds'] - first['web_cpu_seconds']) / span:.2f} | "
+            f"{(second['celery_cpu_seconds'] - first['celery_cpu_seconds']) / span:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=1000)
@@ -336,8 +405,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one run, its JSON
     parser.add_argument("--report", action="store_true", help="plot and print the runs already in benchmarks/out")
+    parser.add_argument(
+        "--soak", action="store_true", help="one long run (e.g. --seconds 600 --workers 2): memory and CPU over time"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.soak:
+        [workers] = args.workers
+        common = ["--agents", str(args.agents), "--clients", str(args.clients), "--seconds", str(args.seconds)]
+        subprocess.run([sys.executable, __file__, "--one", "--workers", str(workers), *common], cwd=ROOT, check=True)
+        result = json.loads((OUT / f"load-w{workers}.json").read_text())
+        (OUT / "soak.json").write_text(json.dumps(result, indent=2))
+        print(soak_markdown(result, args))
+        return
     if args.one:
         [workers] = args.workers
         (OUT / f"load-w{workers}.json").write_text(json.dumps(run(args, workers), indent=2))

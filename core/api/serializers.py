@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from core.models import ApiToken, TokenScope
 
 
-class TokenSerializer(serializers.ModelSerializer):
+class TokenSerializer(StrictModelSerializer):
     prefix = serializers.SerializerMethodField()
     active = serializers.BooleanField(source="is_active", read_only=True)
 
@@ -16,12 +17,12 @@ class TokenSerializer(serializers.ModelSerializer):
 
 
 class TokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = StrictCharField(max_length=100)
     scope = serializers.ChoiceField(choices=TokenScope.choices)
 
 
 class TokenCreatedSerializer(TokenSerializer):
-    token = serializers.CharField(help_text="The bearer token. Shown once: store it now.")
+    token = StrictCharField(help_text="The bearer token. Shown once: store it now.")
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]

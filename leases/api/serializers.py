@@ -3,6 +3,7 @@ from dataclasses import asdict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX
@@ -17,7 +18,7 @@ class CompensationSerializer(serializers.Serializer):
     refund = serializers.IntegerField()
     penalty = serializers.IntegerField()
     paid = serializers.IntegerField()
-    status = serializers.CharField()
+    status = StrictCharField()
 
 
 class SpotCheckTermsSerializer(serializers.Serializer):
@@ -26,7 +27,7 @@ class SpotCheckTermsSerializer(serializers.Serializer):
     at_most_seconds = serializers.FloatField()
 
 
-class LeaseSerializer(serializers.ModelSerializer):
+class LeaseSerializer(StrictModelSerializer):
     provider = ProviderBriefSerializer(read_only=True)
     gpu_model = GpuModelBriefSerializer(read_only=True)
     order = serializers.IntegerField(source="order_id", read_only=True)
@@ -121,7 +122,7 @@ class LeaseUpdateSerializer(serializers.Serializer):
     )
 
 
-class LeaseTopUpSerializer(serializers.ModelSerializer):
+class LeaseTopUpSerializer(StrictModelSerializer):
     lease = serializers.IntegerField(source="lease_id", read_only=True)
 
     class Meta:
@@ -144,23 +145,23 @@ class LeaseTopUpWriteSerializer(serializers.Serializer):
 
 
 class LeaseCloseSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    reason = StrictCharField(max_length=200, required=False, allow_blank=True)
 
 
 class AccountSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    roles = serializers.ListField(child=serializers.CharField())
-    currency = serializers.CharField(default="USD")
-    unit = serializers.CharField(default="micro_usd", help_text="Amounts are integer micro-dollars.")
+    username = StrictCharField()
+    roles = serializers.ListField(child=StrictCharField())
+    currency = StrictCharField(default="USD")
+    unit = StrictCharField(default="micro_usd", help_text="Amounts are integer micro-dollars.")
     balance = serializers.IntegerField(help_text="Free to spend on new leases.")
     in_escrow = serializers.IntegerField(help_text="Held for your active leases.")
     earnings = serializers.IntegerField(help_text="Paid to you as a provider.")
 
 
-class LedgerEntrySerializer(serializers.ModelSerializer):
-    account = serializers.CharField(source="account.kind")
-    kind = serializers.CharField(source="transaction.kind")
-    memo = serializers.CharField(source="transaction.memo")
+class LedgerEntrySerializer(StrictModelSerializer):
+    account = StrictCharField(source="account.kind")
+    kind = StrictCharField(source="transaction.kind")
+    memo = StrictCharField(source="transaction.memo")
     lease = serializers.IntegerField(source="transaction.lease_id", allow_null=True)
     transaction = serializers.IntegerField(source="transaction_id")
 
@@ -177,7 +178,7 @@ class StatusReportSerializer(serializers.Serializer):
     endpoints = serializers.ListField(
         child=serializers.RegexField(ENDPOINT, max_length=260), required=False, max_length=16
     )
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
     def validate(self, attrs: dict) -> dict:
         if attrs["status"] == "failed" and not attrs.get("reason"):
@@ -189,12 +190,12 @@ class ManifestSerializer(serializers.Serializer):
     """Everything the agent needs to run the lease, secrets included (for its provider only)."""
 
     lease = serializers.IntegerField(source="pk")
-    image = serializers.CharField(source="order.image")
+    image = StrictCharField(source="order.image")
     command = serializers.ListField(source="order.command")
     args = serializers.ListField(source="order.args")
     env = serializers.SerializerMethodField()
     ports = serializers.ListField(source="order.ports")
-    gpu_model = serializers.CharField(source="gpu_model_id")
+    gpu_model = StrictCharField(source="gpu_model_id")
     gpu_count = serializers.IntegerField()
     cpu_cores = serializers.IntegerField()
     memory_gib = serializers.IntegerField()
@@ -231,8 +232,8 @@ class UsageBatchSerializer(serializers.Serializer):
 
 class UsageErrorSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status the report alone would have got.")
-    code = serializers.CharField()
-    message = serializers.CharField()
+    code = StrictCharField()
+    message = StrictCharField()
     fields = serializers.DictField()
 
 
@@ -263,7 +264,7 @@ class UsageBatchResultSerializer(serializers.Serializer):
     results = UsageOutcomeSerializer(many=True, help_text="One per report, in the order sent.")
 
 
-class UsageReportSerializer(serializers.ModelSerializer):
+class UsageReportSerializer(StrictModelSerializer):
     lease = serializers.IntegerField(source="lease_id", read_only=True)
 
     class Meta:
@@ -292,10 +293,10 @@ class StatementPeriodSerializer(serializers.Serializer):
 
 class LeaseStatementSerializer(serializers.Serializer):
     lease = serializers.IntegerField(source="lease.pk")
-    gpu_model = serializers.CharField(source="lease.gpu_model_id")
+    gpu_model = StrictCharField(source="lease.gpu_model_id")
     gpu_count = serializers.IntegerField(source="lease.gpu_count")
     price_per_hour = serializers.IntegerField(source="lease.price_per_hour")
-    status = serializers.CharField(source="lease.status")
+    status = StrictCharField(source="lease.status")
     started_at = serializers.DateTimeField(source="lease.started_at")
     closed_at = serializers.DateTimeField(source="lease.closed_at", allow_null=True)
     deposit = serializers.IntegerField(source="lease.deposit")
@@ -316,14 +317,14 @@ class LeaseStatementSerializer(serializers.Serializer):
 
 
 class StatementLineSerializer(serializers.Serializer):
-    kind = serializers.CharField()
+    kind = StrictCharField()
     count = serializers.IntegerField()
     total = serializers.IntegerField()
 
 
 class AccountStatementSerializer(serializers.Serializer):
-    account = serializers.CharField()
-    month = serializers.CharField()
+    account = StrictCharField()
+    month = StrictCharField()
     opening_balance = serializers.IntegerField()
     lines = StatementLineSerializer(many=True)
     closing_balance = serializers.IntegerField()
@@ -331,7 +332,7 @@ class AccountStatementSerializer(serializers.Serializer):
 
 class LeaseEarningSerializer(serializers.Serializer):
     lease = serializers.IntegerField(source="lease.pk")
-    status = serializers.CharField(source="lease.status")
+    status = StrictCharField(source="lease.status")
     price_per_hour = serializers.IntegerField(source="lease.price_per_hour")
     started_at = serializers.DateTimeField(source="lease.started_at")
     closed_at = serializers.DateTimeField(source="lease.closed_at", allow_null=True)
@@ -353,7 +354,5 @@ class ProviderEarningsSerializer(serializers.Serializer):
 
 
 class LeaseLogSerializer(serializers.Serializer):
-    text = serializers.CharField(
-        allow_blank=True, trim_whitespace=False, help_text="The latest tail of the workload's log."
-    )
+    text = StrictCharField(allow_blank=True, trim_whitespace=False, help_text="The latest tail of the workload's log.")
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)

@@ -3,15 +3,16 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictIntegerField, StrictModelSerializer
 from marketplace.models import Bid, Order
 from marketplace.selectors import bid_gpu_verified
-from marketplace.spec import StrictIntegerField, StrictSerializer
+from marketplace.spec import StrictSerializer
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
 MAX_PRICE = 10**12
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(StrictModelSerializer):
     workload = serializers.SerializerMethodField()
     resources = serializers.SerializerMethodField()
     max_price_per_gpu_hour = serializers.SerializerMethodField()
@@ -115,7 +116,7 @@ class BidSerializer(serializers.Serializer):
     price_per_gpu_hour = serializers.SerializerMethodField()
     gpu_verified = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=Bid.Status.choices, read_only=True)
-    status_reason = serializers.CharField(read_only=True)
+    status_reason = StrictCharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -131,7 +132,7 @@ class BidCreateSerializer(StrictSerializer):
     price_per_hour = StrictIntegerField(
         min_value=1, max_value=MAX_PRICE, help_text="Micro-dollars per hour, whole order."
     )
-    gpu_model = serializers.CharField(max_length=40, required=False, help_text="Which of your GPU models (optional).")
+    gpu_model = StrictCharField(max_length=40, required=False, help_text="Which of your GPU models (optional).")
 
 
 class BidUpdateSerializer(StrictSerializer):

@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 
 
-class WebhookEndpointSerializer(serializers.ModelSerializer):
+class WebhookEndpointSerializer(StrictModelSerializer):
     class Meta:
         model = WebhookEndpoint
         fields = ["id", "url", "description", "events", "is_active", "created_at"]
@@ -18,13 +19,13 @@ class WebhookEndpointSecretSerializer(WebhookEndpointSerializer):
 
 
 class WebhookEndpointWriteSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=500)
-    events = serializers.ListField(child=serializers.CharField(max_length=60), min_length=1, max_length=20)
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    url = StrictCharField(max_length=500)
+    events = serializers.ListField(child=StrictCharField(max_length=60), min_length=1, max_length=20)
+    description = StrictCharField(max_length=200, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
 
 
-class WebhookDeliverySerializer(serializers.ModelSerializer):
+class WebhookDeliverySerializer(StrictModelSerializer):
     endpoint = serializers.IntegerField(source="endpoint_id", read_only=True)
 
     class Meta:
@@ -45,7 +46,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         ]
 
 
-class NotificationSerializer(serializers.ModelSerializer):
+class NotificationSerializer(StrictModelSerializer):
     class Meta:
         model = Notification
         fields = ["id", "kind", "title", "body", "data", "created_at", "read_at"]

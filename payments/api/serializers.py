@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from payments.models import CardTopUp
 
 
@@ -7,7 +8,7 @@ class TopUpCreateSerializer(serializers.Serializer):
     amount_cents = serializers.IntegerField(min_value=1, max_value=10**9, help_text="US cents to charge the card.")
 
 
-class CardTopUpSerializer(serializers.ModelSerializer):
+class CardTopUpSerializer(StrictModelSerializer):
     class Meta:
         model = CardTopUp
         fields = [
@@ -26,8 +27,8 @@ class CardTopUpSerializer(serializers.ModelSerializer):
 
 
 class TopUpCreatedSerializer(CardTopUpSerializer):
-    client_secret = serializers.CharField(help_text="For Stripe.js's Payment Element on the page.")
-    publishable_key = serializers.CharField()
+    client_secret = StrictCharField(help_text="For Stripe.js's Payment Element on the page.")
+    publishable_key = StrictCharField()
 
     class Meta(CardTopUpSerializer.Meta):
         fields = [*CardTopUpSerializer.Meta.fields, "client_secret", "publishable_key"]

@@ -1,6 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from providers.agent import usage
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.selectors import provider_is_online
@@ -10,7 +11,7 @@ MAX_NODES = 1000
 BIG = 10**6  # an upper bound that keeps absurd numbers out of the database
 
 
-class GpuModelSerializer(serializers.ModelSerializer):
+class GpuModelSerializer(StrictModelSerializer):
     class Meta:
         model = GpuModel
         fields = [
@@ -30,19 +31,19 @@ class GpuModelSerializer(serializers.ModelSerializer):
 # Plain serializers for the small nested shapes: they are built on every bid and lease, and
 # ModelSerializer's field introspection would cost more than the rest of the response.
 class GpuModelBriefSerializer(serializers.Serializer):
-    id = serializers.CharField(read_only=True)
-    name = serializers.CharField(read_only=True)
+    id = StrictCharField(read_only=True)
+    name = StrictCharField(read_only=True)
     vram_gib = serializers.IntegerField(read_only=True)
 
 
 class ProviderBriefSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(read_only=True)
-    region = serializers.CharField(read_only=True)
+    name = StrictCharField(read_only=True)
+    region = StrictCharField(read_only=True)
     reputation = serializers.IntegerField(read_only=True)
 
 
-class ProviderGpuSerializer(serializers.ModelSerializer):
+class ProviderGpuSerializer(StrictModelSerializer):
     gpu_model = GpuModelBriefSerializer(read_only=True)
     available = serializers.IntegerField(read_only=True)
 
@@ -65,7 +66,7 @@ class HostResourceSerializer(serializers.Serializer):
     free = serializers.IntegerField(min_value=0, max_value=BIG)
 
 
-class ProviderSerializer(serializers.ModelSerializer):
+class ProviderSerializer(StrictModelSerializer):
     gpus = ProviderGpuSerializer(many=True, read_only=True)
     online = serializers.SerializerMethodField()
     cpu_cores = serializers.SerializerMethodField()
@@ -125,13 +126,13 @@ class ProviderMeSerializer(ProviderSerializer):
 
 
 class ProviderWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, trim_whitespace=False)
-    region = serializers.CharField(max_length=64, trim_whitespace=False)
-    attributes = serializers.DictField(child=serializers.CharField(max_length=128, allow_blank=True), required=False)
+    name = StrictCharField(max_length=100, trim_whitespace=False)
+    region = StrictCharField(max_length=64, trim_whitespace=False)
+    attributes = serializers.DictField(child=StrictCharField(max_length=128, allow_blank=True), required=False)
 
 
 class NodeGpuLineSerializer(serializers.Serializer):
-    model = serializers.CharField(
+    model = StrictCharField(
         max_length=200, help_text="A catalog id (h100-sxm-80gb) or the name NVML or Kubernetes labels report."
     )
     total = serializers.IntegerField(min_value=0, max_value=100_000)
@@ -146,7 +147,7 @@ class GpuLineSerializer(NodeGpuLineSerializer):
 
 
 class NodeSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=253, help_text="The host's or Kubernetes node's name.")
+    name = StrictCharField(max_length=253, help_text="The host's or Kubernetes node's name.")
     gpus = NodeGpuLineSerializer(many=True, max_length=MAX_GPU_LINES)
     cpu_cores = HostResourceSerializer()
     memory_gib = HostResourceSerializer()
@@ -176,7 +177,7 @@ class InventorySerializer(serializers.Serializer):
         return value
 
 
-class OfferSerializer(serializers.ModelSerializer):
+class OfferSerializer(StrictModelSerializer):
     provider = ProviderBriefSerializer(read_only=True)
     gpu_model = GpuModelBriefSerializer(read_only=True)
     available = serializers.IntegerField(source="available_count", read_only=True)

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.filters import StrictBooleanFilter
 from core.api.idempotency import idempotent
 from providers import selectors, services
 from providers.api.serializers import (
@@ -35,7 +36,7 @@ class OfferFilter(filters.FilterSet):
     min_vram_gib = filters.NumberFilter(min_value=0, max_value=10_000)
     gpu_count = filters.NumberFilter(min_value=1, max_value=64, help_text="At least this many GPUs free.")
     region = filters.CharFilter(max_length=64)
-    verified = filters.BooleanFilter()
+    verified = StrictBooleanFilter()
     min_reputation = filters.NumberFilter(
         min_value=0, max_value=1000, help_text="Providers whose reputation (0 to 1000) is at least this."
     )

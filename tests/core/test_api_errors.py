@@ -88,3 +88,22 @@ def test_nesting_is_bounded_before_parsing(client_api: APIClient) -> None:
     response = client_api.generic("POST", "/api/v1/orders/", body, content_type="application/json")
     error = assert_error(response, 400, "malformed_request")
     assert "nests deeper" in error["message"]
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "limit=0", "offset=-1", "offset=1&offset=2", "limit=1.5"])
+def test_paging_that_cannot_be_read_is_a_400(client_api: APIClient, query: str) -> None:
+    field = query.split("=", 1)[0]
+    error = assert_error(client_api.get(f"/api/v1/orders/?{query}"), 400, "validation_error")
+    assert field in error["fields"]
+
+
+def test_filters_that_cannot_be_read_are_400s(client_api: APIClient) -> None:
+    assert_error(client_api.get("/api/v1/offers/?verified=maybe"), 400, "validation_error")
+    assert client_api.get("/api/v1/offers/?verified=true").status_code == 200
+
+
+@pytest.mark.parametrize("name", [0, 1.5, True, ["a"], {"a": "b"}])
+def test_a_value_that_is_not_text_where_text_is_asked_is_a_400(name: object) -> None:
+    api = f.api(f.client_user(), f.CLIENT)
+    error = assert_error(api.post("/api/v1/tokens/", {"name": name, "scope": "client"}, format="json"), 400)
+    assert "name" in error["fields"]

@@ -1,14 +1,18 @@
 from rest_framework import serializers
 
+from core.api.fields import StrictCharField, StrictModelSerializer
 from trust import services
 from trust.models import Attestation, GpuCheck
 
 
-class GpuCheckSerializer(serializers.ModelSerializer):
+class GpuCheckSerializer(StrictModelSerializer):
     """A proof-of-GPU check as its provider sees it (the seed only in the answer to ``start``)."""
 
     rows = serializers.SerializerMethodField()
     measured_int8_tops = serializers.SerializerMethodField()
+    failure = serializers.ChoiceField(
+        choices=GpuCheck.Failure.choices, allow_blank=True, read_only=True, help_text="Empty unless it failed."
+    )
 
     class Meta:
         model = GpuCheck
@@ -55,13 +59,13 @@ class GpuCheckStartedSerializer(GpuCheckSerializer):
 
 
 class CommitmentSerializer(serializers.Serializer):
-    root = serializers.CharField(max_length=64, help_text="The Merkle root of the digests, 64 hexadecimal characters.")
+    root = StrictCharField(max_length=64, help_text="The Merkle root of the digests, 64 hexadecimal characters.")
 
 
 class OpeningLeafSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    data = serializers.CharField(help_text="The leaf's digests, base64.")
-    path = serializers.ListField(child=serializers.CharField(), help_text="Sibling hashes up to the root, hexadecimal.")
+    data = StrictCharField(help_text="The leaf's digests, base64.")
+    path = serializers.ListField(child=StrictCharField(), help_text="Sibling hashes up to the root, hexadecimal.")
 
 
 class OpeningSerializer(serializers.Serializer):
@@ -70,7 +74,7 @@ class OpeningSerializer(serializers.Serializer):
     leaves = OpeningLeafSerializer(many=True)
 
 
-class AttestationSerializer(serializers.ModelSerializer):
+class AttestationSerializer(StrictModelSerializer):
     """A hardware attestation of your GPUs of one model: the nonce to attest for, then the outcome."""
 
     class Meta:
@@ -92,7 +96,7 @@ class AttestationSerializer(serializers.ModelSerializer):
 
 
 class AttestationRequestSerializer(serializers.Serializer):
-    gpu_model = serializers.CharField(max_length=40, help_text="A catalog id you list GPUs of.")
+    gpu_model = StrictCharField(max_length=40, help_text="A catalog id you list GPUs of.")
 
 
 class AttestationTokenSerializer(serializers.Serializer):
