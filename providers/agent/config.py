@@ -165,8 +165,10 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         docker_settings = DockerSettings(**docker_data)
     except TypeError as exc:
         raise ConfigError(f"`docker`: {exc}") from exc
-    if docker_settings.network not in ("bridge", "host", "none"):
-        raise ConfigError("`docker.network` must be bridge, host or none.")
+    if docker_settings.network not in ("bridge", "none"):
+        # never the host's network: a tenant's container would reach everything on the provider's
+        # own loopback and network (its agent, its Docker engine if served on TCP, its services)
+        raise ConfigError("`docker.network` must be bridge or none (not the host's own network).")
     kube_data = data.get("kubernetes")
     kube_data = {} if kube_data is None else kube_data
     if not isinstance(kube_data, dict):

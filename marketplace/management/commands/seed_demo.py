@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--docker-network",
             default="bridge",
-            choices=["bridge", "host", "none"],
+            choices=["bridge", "none"],
             help="The demo agent's containers.",
         )
 

@@ -77,26 +77,10 @@ class DockerRuntime(Runtime):
                 device_requests.append(DeviceRequest(device_ids=list(uuids), capabilities=[["gpu"]]))
             else:
                 device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
-        ports = {}
-        if self.network == "bridge":
-            ports = {f"{p['port']}/{p.get('protocol', 'tcp')}": (self.host_address, None) for p in manifest.ports}
         try:
             container = self.client.containers.run(
-                manifest.image,
-                entrypoint=manifest.command or None,
-                command=manifest.args or None,
-                environment=manifest.env,
-                name=container_name(manifest.lease_id),
-                labels=labels_for(manifest.lease_id),
-                detach=True,
-                nano_cpus=min(manifest.cpu_cores, self._host_cpus()) * 1_000_000_000,
-                mem_limit=f"{manifest.memory_gib}g",
+                **self.container_options(manifest, host_cpus=self._host_cpus()),
                 device_requests=device_requests or None,
-                network_mode=self.network,
-                ports=ports or None,
-                security_opt=["no-new-privileges"],
-                cap_drop=["ALL"],
-                restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             )
         except ImageNotFound as exc:
             self._remove_quietly(manifest.lease_id)
@@ -106,6 +90,30 @@ class DockerRuntime(Runtime):
             raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
         container.reload()
         return self._describe(manifest.lease_id, container)
+
+    def container_options(self, manifest: LeaseManifest, *, host_cpus: int) -> dict:
+        """How a lease's container is run (``containers.run``'s arguments, but its GPUs): the
+        tenant's isolation lives here, and the tests hold every manifest to it."""
+        ports = {}
+        if self.network == "bridge":
+            ports = {f"{p['port']}/{p.get('protocol', 'tcp')}": (self.host_address, None) for p in manifest.ports}
+        return {
+            "image": manifest.image,
+            "entrypoint": manifest.command or None,
+            "command": manifest.args or None,
+            "environment": manifest.env,
+            "name": container_name(manifest.lease_id),
+            "labels": labels_for(manifest.lease_id),
+            "detach": True,
+            "nano_cpus": min(manifest.cpu_cores, host_cpus) * 1_000_000_000,
+            "mem_limit": f"{manifest.memory_gib}g",
+            "network_mode": self.network,
+            "ports": ports or None,
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "privileged": False,
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        }
 
     def _host_cpus(self) -> int:
         """The engine's CPUs: Docker refuses a limit above them (a declared inventory may list more)."""
