@@ -34,7 +34,7 @@ def free_port() -> int:
 
 class Anvil:
     """An Anvil node on a free loopback port. With ``state``, the chain is written to that file when
-    the node stops and read back when it starts, so ``restart`` keeps it, as a real node would."""
+    the node stops and read back when it starts again, as a real node keeps its chain."""
 
     def __init__(self, binary: str, *, state: Path | None = None) -> None:
         self.binary, self.state = binary, state
@@ -77,7 +77,3 @@ class Anvil:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

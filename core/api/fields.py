@@ -1,8 +1,10 @@
-"""Fields that read only what the schema says: a number is not a string, a string is not a number.
+"""Fields that read only what the schema says.
 
-DRF reads ``42`` as the text ``"42"`` and ``"2"`` as the number 2; here either is a 400 that says
-which field, so a client finds its mistake instead of a value it did not mean (in a YAML workload
-file, quote a name that looks like a number: ``name: "0"``)."""
+DRF reads ``42`` as the text ``"42"`` and ``"2"`` as the number 2. The API's text fields refuse
+anything but text (``StrictCharField``, and ``StrictModelSerializer`` for model fields), and the
+workload file's numbers anything but numbers (``StrictIntegerField``): a 400 that names the field,
+so a client finds its mistake instead of a value it did not mean (in YAML, quote a name that looks
+like a number: ``name: "0"``)."""
 
 from typing import Any
 

@@ -58,9 +58,16 @@ def forget(bucket: str) -> None:
         _redis_down(exc)
 
 
+_said_at = 0.0
+
+
 def _redis_down(exc: Exception) -> None:
-    """Counting fails open: while Redis is down, requests are served and not counted."""
-    logger.warning("rate limits are not counted: Redis does not answer (%s)", exc)
+    """Counting fails open: while Redis is down, requests are served and not counted (said once a
+    minute per process, not once a request)."""
+    global _said_at
+    if time.monotonic() - _said_at >= 60:
+        _said_at = time.monotonic()
+        logger.warning("rate limits are not counted: Redis does not answer (%s)", exc)
 
 
 def _count(bucket: str, ttl: int) -> int:

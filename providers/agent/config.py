@@ -137,15 +137,17 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError("`marketplace_url` must be an http(s) URL, e.g. https://market.example.com.")
     if data.get("runtime", "docker") not in RUNTIMES:
         raise ConfigError(f"`runtime` must be one of: {', '.join(RUNTIMES)}.")
-    for name, default, low in (
-        ("heartbeat_seconds", 30, 5),
-        ("usage_seconds", 60, 5),
-        ("poll_seconds", 15, 1),
-        ("deploy_timeout_seconds", 900, 30),
+    for name, default, low, high in (
+        # the marketplace counts a provider silent for 5 minutes as offline (and after 15 closes its
+        # leases): heartbeats come well within that
+        ("heartbeat_seconds", 30, 5, 240),
+        ("usage_seconds", 60, 5, 3600),
+        ("poll_seconds", 15, 1, 3600),
+        ("deploy_timeout_seconds", 900, 30, 3600),
     ):
         value = data.get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 3600:
-            raise ConfigError(f"`{name}` must be an integer from {low} to 3600.")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"`{name}` must be an integer from {low} to {high}.")
     pricing = data.get("pricing")
     pricing = {} if pricing is None else pricing
     if not isinstance(pricing, dict):

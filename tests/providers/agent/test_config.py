@@ -27,6 +27,7 @@ def test_yaml_with_environment_overrides(tmp_path: Path) -> None:
         ({**BASE, "marketplace_url": "ftp://x"}, "http"),
         ({**BASE, "runtime": "podman"}, "runtime"),
         ({**BASE, "heartbeat_seconds": 1}, "heartbeat_seconds"),
+        ({**BASE, "heartbeat_seconds": 300}, "heartbeat_seconds"),  # offline by then
         ({**BASE, "heartbeat_seconds": "30"}, "heartbeat_seconds"),
         ({**BASE, "surprise": 1}, "Unknown"),
         ({**BASE, "pricing": {"per_gpu_hour": {"h100-sxm-80gb": -1}}}, "positive"),
