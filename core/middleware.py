@@ -1,7 +1,10 @@
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger(__name__)
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -32,3 +35,23 @@ class RequestBodyLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view (a page; the API has its own handler) whose database connection went away answers
+    503 with ``Retry-After``, not 500: its transaction was rolled back, and a retry gets a fresh
+    connection."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from core.api.errors import DATABASE_ERRORS, database_unavailable  # the API's errors build on ours
+
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        logger.warning("database unavailable: %s", exception)
+        return database_unavailable(request)

@@ -17,6 +17,9 @@ from core.errors import DomainError
 from core.middleware import error_body
 
 logger = logging.getLogger(__name__)
+DATABASE_ERRORS = (DatabaseOperationalError, DatabaseInterfaceError)
+DATABASE_DOWN = ("database_unavailable", "The database did not answer; nothing was changed. Try again.")
+RETRY_AFTER_SECONDS = "5"
 
 _CODES = {
     exceptions.ParseError: "malformed_request",
@@ -50,15 +53,12 @@ def _validation_message(fields: Any) -> str:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
-    if isinstance(exc, (DatabaseOperationalError, DatabaseInterfaceError)):
+    if isinstance(exc, DATABASE_ERRORS):
         # the database dropped the connection or does not answer: the request's transaction was
         # rolled back, and the next request opens a fresh connection
         logger.warning("database unavailable: %s", exc)
-        response = Response(
-            error_body("database_unavailable", "The database did not answer; nothing was changed. Try again."),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-        response["Retry-After"] = "5"
+        response = Response(error_body(*DATABASE_DOWN), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = RETRY_AFTER_SECONDS
         return response
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
@@ -98,6 +98,13 @@ def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpRe
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 404, "not_found", "Not found.")
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """A page or API call whose database connection went away: 503, try again (not a 500)."""
+    response = _error(request, 503, *DATABASE_DOWN)
+    response["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:

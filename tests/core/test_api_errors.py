@@ -1,5 +1,7 @@
 """Bad requests get a clear 4xx in one shape, never a 500."""
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -107,3 +109,18 @@ def test_a_value_that_is_not_text_where_text_is_asked_is_a_400(name: object) -> 
     api = f.api(f.client_user(), f.CLIENT)
     error = assert_error(api.post("/api/v1/tokens/", {"name": name, "scope": "client"}, format="json"), 400)
     assert "name" in error["fields"]
+
+
+def test_a_page_or_call_that_loses_its_database_answers_503_not_500(rf) -> None:  # type: ignore[no-untyped-def]
+    from django.db import InterfaceError, OperationalError
+
+    from core.middleware import DatabaseUnavailableMiddleware
+
+    middleware = DatabaseUnavailableMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    page = middleware.process_exception(rf.get("/dashboard/"), OperationalError("server closed the connection"))
+    assert page is not None and page.status_code == 503 and page["Retry-After"]
+    assert b"did not answer" in page.content and page["Content-Type"].startswith("text/html")
+    call = middleware.process_exception(rf.get("/api/v1/orders/"), InterfaceError("connection already closed"))
+    assert call is not None and call.status_code == 503
+    assert json.loads(call.content)["error"]["code"] == "database_unavailable"
+    assert middleware.process_exception(rf.get("/dashboard/"), ValueError("a bug")) is None  # still a 500
