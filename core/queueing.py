@@ -7,6 +7,7 @@ way has a periodic sweep that does what a lost one left undone.
 
 import importlib
 import logging
+from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -14,10 +15,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 logger = logging.getLogger(__name__)
 
 
-def send(task_path: str, *args: Any) -> None:
-    """Queue the Celery task at ``task_path`` (``"app.tasks.name"``) with ``args``."""
+def send(task_path: str, *args: Any, eta: datetime | None = None) -> None:
+    """Queue the Celery task at ``task_path`` (``"app.tasks.name"``) with ``args`` (to run at
+    ``eta``, if given)."""
     module, name = task_path.rsplit(".", 1)
     try:
-        getattr(importlib.import_module(module), name).delay(*args)
-    except (KombuOperationalError, OSError):
-        logger.warning("could not queue %s%s; its sweep will do it", task_path, args, exc_info=True)
+        getattr(importlib.import_module(module), name).apply_async(args=args, eta=eta)
+    except (KombuOperationalError, OSError) as exc:  # the broker is down: said in one line, not a bug
+        logger.warning("could not queue %s%s (%s); its sweep will do it", task_path, args, exc)

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from core import realtime
+from core import queueing, realtime
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
 from core.models import User
 from core.money import format_usd_short
@@ -144,12 +144,7 @@ def order_event(order: Order, event: str, **extra: object) -> None:
 
 def _schedule_award(order_id: int, deadline: datetime) -> None:
     """Queue the deadline award. If the broker is down the periodic sweeper awards it."""
-    from marketplace.tasks import award_order  # tasks import services; import late
-
-    try:
-        award_order.apply_async(args=[order_id], eta=deadline)
-    except Exception:
-        logger.warning("could not queue the award of order %s; the sweeper will award it", order_id, exc_info=True)
+    queueing.send("marketplace.tasks.award_order", order_id, eta=deadline)
 
 
 def order_cancel(*, client: User, order_id: int) -> Order:

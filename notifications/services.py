@@ -20,6 +20,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from core import queueing
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import User
 from notifications import signing
@@ -114,13 +115,8 @@ def webhook_secret_roll(*, user: User, endpoint_id: int) -> WebhookEndpoint:
 
 
 def _enqueue(delivery_ids: list[int]) -> None:
-    from notifications.tasks import deliver_webhook
-
-    for delivery_id in delivery_ids:
-        try:
-            deliver_webhook.delay(delivery_id)
-        except Exception:  # the broker is down: the retry sweeper sends it
-            logger.warning("webhook %s not queued; the sweeper will send it", delivery_id, exc_info=True)
+    for delivery_id in delivery_ids:  # the broker down: the retry sweeper sends it
+        queueing.send("notifications.tasks.deliver_webhook", delivery_id)
 
 
 def _envelope(event_id: str, event_type: str, data: dict, now: datetime) -> dict:
