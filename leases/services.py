@@ -543,14 +543,7 @@ def leases_close_abandoned(*, now: datetime | None = None, limit: int = 500) -> 
     now = now or timezone.now()
     silent_since = now - timedelta(seconds=settings.LEASE_ABANDONED_AFTER_SECONDS)
     due = list(
-        Lease.objects.filter(
-            status__in=(
-                Lease.Status.FUNDED,
-                Lease.Status.DEPLOYING,
-                Lease.Status.RUNNING,
-                Lease.Status.INSUFFICIENT_FUNDS,
-            ),
-        )
+        Lease.objects.filter(status__in=(Lease.Status.FUNDED, *SETTLING))
         .filter(Q(provider__last_heartbeat_at__lt=silent_since) | Q(provider__last_heartbeat_at__isnull=True))
         .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
         .order_by("pk")

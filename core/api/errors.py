@@ -50,16 +50,14 @@ def _validation_message(fields: Any) -> str:
     return "Invalid input."
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
     if isinstance(exc, DATABASE_ERRORS):
         # the database dropped the connection or does not answer: the request's transaction was
         # rolled back, and the next request opens a fresh connection
         logger.warning("database unavailable: %s", exc)
-        response = Response(error_body(*DATABASE_DOWN), status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        response["Retry-After"] = RETRY_AFTER_SECONDS
-        return response
+        return database_unavailable(context["request"])
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
