@@ -31,7 +31,7 @@ from leases.models import Lease, LedgerTransaction
 from marketplace.auction import BidFacts, Candidate, ineligibility
 from marketplace.models import Bid, Order, Verification
 from providers.models import Provider, ProviderGpu
-from providers.selectors import online_since
+from providers.selectors import online_since, provider_for_user
 from trust.models import GpuCheck
 
 
@@ -162,14 +162,40 @@ def open_orders_for_provider(*, provider: Provider, now: datetime | None = None)
     )
 
 
-def order_for_bidding(*, provider: Provider, order_id: int) -> tuple[Order, set[str]]:
-    """The order a provider wants to bid on, and the GPU models it accepts.
+def bidder_gpus(*, user: User, order_id: int) -> tuple[Provider, list[ProviderGpu]]:
+    """The bidding provider and its GPU lines of the models the order accepts, in one read (the
+    provider alone, by a second read, when it has none of them)."""
+    accepted = Order.gpu_models.through.objects.filter(order_id=order_id).values("gpumodel_id")
+    rows = list(
+        ProviderGpu.objects.select_related("provider", "gpu_model")
+        .filter(provider__user=user, gpu_model_id__in=accepted)
+        .order_by()
+    )
+    return (rows[0].provider if rows else provider_for_user(user=user)), rows
+
+
+def open_bid_of(*, provider: Provider, order_id: int) -> int | None:
+    return (
+        Bid.objects.filter(order_id=order_id, provider=provider, status=Bid.Status.OPEN)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def order_gpu_model_ids(order_id: int) -> set[str]:
+    return set(Order.gpu_models.through.objects.filter(order_id=order_id).values_list("gpumodel_id", flat=True))
+
+
+def order_for_bidding_locked(*, provider: Provider, order_id: int) -> Order:
+    """The order a provider wants to bid on, locked (its lock serializes every change to its bids
+    and its award).
 
     An order that is not open is only visible to providers that bid on it (they get a 409 from
     the service); to anyone else it does not exist.
     """
     order = (
-        Order.objects.filter(pk=order_id)
+        Order.objects.select_for_update()
+        .filter(pk=order_id)
         .only(
             "id",
             "client_id",
@@ -190,8 +216,7 @@ def order_for_bidding(*, provider: Provider, order_id: int) -> tuple[Order, set[
         order.status != Order.Status.OPEN and not Bid.objects.filter(order_id=order_id, provider=provider).exists()
     ):
         raise NotFound("No such order.")
-    accepted = set(Order.gpu_models.through.objects.filter(order_id=order_id).values_list("gpumodel_id", flat=True))
-    return order, accepted
+    return order
 
 
 _BID_COLUMNS = (

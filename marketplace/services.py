@@ -9,8 +9,7 @@ one-to-one link to the order makes a second lease impossible even if that reason
 import logging
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import queueing, realtime
@@ -178,69 +177,78 @@ def bid_place(
     *, user: User, order_id: int, price_per_hour: int, gpu_model: str | None = None, now: datetime | None = None
 ) -> Bid:
     """A provider's bid: a price per hour for the whole order, on one of its GPU models."""
-    provider = provider_for_user(user=user)
-    order, accepted = selectors.order_for_bidding(provider=provider, order_id=order_id)
     now = now or timezone.now()
-    if order.client_id == user.pk:
-        raise NotAllowed("You cannot bid on your own order.", code="own_order")
-    _require_open(order, now)
-    if price_per_hour > order.max_price_per_hour:
-        raise ValidationFailed(
-            "The bid is above the order's maximum price.",
-            code="price_above_maximum",
-            fields={"price_per_hour": [f"At most {order.max_price_per_hour}."]},
+    provider, rows = selectors.bidder_gpus(user=user, order_id=order_id)
+    try:
+        return _bid_insert(
+            user=user,
+            provider=provider,
+            rows=rows,
+            order_id=order_id,
+            price_per_hour=price_per_hour,
+            gpu_model=gpu_model,
+            now=now,
         )
-    if gpu_model is not None and gpu_model not in accepted:
-        raise ValidationFailed(
-            "The order does not accept that GPU model.",
-            code="gpu_model_not_accepted",
-            fields={"gpu_model": [f"One of: {', '.join(sorted(accepted))}."]},
-        )
-    if provider.status != Provider.Status.ACTIVE:
-        raise NotAllowed("Your provider account is not active.", code="not_eligible")
-    if provider.reputation < order.min_reputation:
-        raise NotAllowed(
-            f"The order takes bids from providers with a reputation of at least {order.min_reputation}; "
-            f"yours is {provider.reputation}.",
-            code="not_eligible",
-        )
-    rows = ProviderGpu.objects.select_related("gpu_model").filter(
-        provider=provider, gpu_model_id__in=[gpu_model] if gpu_model else accepted
-    )
-    rows = sorted(rows, key=lambda r: (-r.available, r.gpu_model_id))
-    verified_needed = order.verification == "verified"
-    if verified_needed and not any(r.verified for r in rows):
-        raise NotAllowed("The order requires verified GPUs; yours are not verified.", code="not_eligible")
-    usable = [r for r in rows if r.available >= order.gpu_count and (r.verified or not verified_needed)]
-    if not usable or not host_available(
-        provider, cpu_cores=order.cpu_cores, memory_gib=order.memory_gib, storage_gib=order.storage_gib
-    ):
-        raise Conflict("You do not have free capacity for this order.", code="insufficient_capacity")
-    chosen = usable[0]
+    except IntegrityError:  # one open bid per provider and order (a constraint): say which
+        existing = selectors.open_bid_of(provider=provider, order_id=order_id)
+        if existing is None:
+            raise
+        raise Conflict(
+            f"You already have open bid {existing} on this order; lower or withdraw it.",
+            code="bid_exists",
+            fields={"bid": existing},
+        ) from None
+
+
+def _bid_insert(
+    *,
+    user: User,
+    provider: Provider,
+    rows: list[ProviderGpu],
+    order_id: int,
+    price_per_hour: int,
+    gpu_model: str | None,
+    now: datetime,
+) -> Bid:
     with transaction.atomic():
         # The order's lock serializes every change to its bids and its award: a bid cannot slip
         # in after the award decided the auction.
-        status, deadline, existing = (
-            Order.objects.select_for_update()
-            .filter(pk=order.pk)
-            .annotate(
-                open_bid=Subquery(
-                    Bid.objects.filter(order_id=OuterRef("pk"), provider=provider, status=Bid.Status.OPEN).values("pk")[
-                        :1
-                    ]
-                )
-            )
-            .values_list("status", "deadline", "open_bid")
-            .get()
-        )
-        order.status, order.deadline = status, deadline
+        order = selectors.order_for_bidding_locked(provider=provider, order_id=order_id)
+        if order.client_id == user.pk:
+            raise NotAllowed("You cannot bid on your own order.", code="own_order")
         _require_open(order, now)
-        if existing is not None:
-            raise Conflict(
-                f"You already have open bid {existing} on this order; lower or withdraw it.",
-                code="bid_exists",
-                fields={"bid": existing},
+        if price_per_hour > order.max_price_per_hour:
+            raise ValidationFailed(
+                "The bid is above the order's maximum price.",
+                code="price_above_maximum",
+                fields={"price_per_hour": [f"At most {order.max_price_per_hour}."]},
             )
+        if gpu_model is not None:
+            rows = [r for r in rows if r.gpu_model_id == gpu_model]
+            if not rows and gpu_model not in (accepted := selectors.order_gpu_model_ids(order_id)):
+                raise ValidationFailed(
+                    "The order does not accept that GPU model.",
+                    code="gpu_model_not_accepted",
+                    fields={"gpu_model": [f"One of: {', '.join(sorted(accepted))}."]},
+                )
+        if provider.status != Provider.Status.ACTIVE:
+            raise NotAllowed("Your provider account is not active.", code="not_eligible")
+        if provider.reputation < order.min_reputation:
+            raise NotAllowed(
+                f"The order takes bids from providers with a reputation of at least {order.min_reputation}; "
+                f"yours is {provider.reputation}.",
+                code="not_eligible",
+            )
+        rows = sorted(rows, key=lambda r: (-r.available, r.gpu_model_id))
+        verified_needed = order.verification == "verified"
+        if verified_needed and not any(r.verified for r in rows):
+            raise NotAllowed("The order requires verified GPUs; yours are not verified.", code="not_eligible")
+        usable = [r for r in rows if r.available >= order.gpu_count and (r.verified or not verified_needed)]
+        if not usable or not host_available(
+            provider, cpu_cores=order.cpu_cores, memory_gib=order.memory_gib, storage_gib=order.storage_gib
+        ):
+            raise Conflict("You do not have free capacity for this order.", code="insufficient_capacity")
+        chosen = usable[0]
         bid = Bid.objects.create(
             order=order,
             provider=provider,

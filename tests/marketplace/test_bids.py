@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from marketplace.models import Bid, Order
@@ -156,6 +158,36 @@ def test_a_bid_must_use_an_accepted_gpu_model(order: Order) -> None:
     p = f.provider(gpus={"h100-sxm-80gb": 8, "a100-sxm-80gb": 8})
     response = post_bid(p, order.pk, {"price_per_hour": USD, "gpu_model": "a100-sxm-80gb"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "gpu_model_not_accepted"
+
+
+def test_an_accepted_model_the_provider_lacks_is_no_capacity() -> None:
+    order = f.order(f.client_user(), resources={"gpu_models": ["h100-sxm-80gb", "a100-sxm-80gb"]})
+    response = post_bid(f.provider(), order.pk, {"price_per_hour": USD, "gpu_model": "a100-sxm-80gb"})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "insufficient_capacity"
+
+
+def test_a_second_open_bid_writes_nothing(order: Order) -> None:
+    p = f.provider()
+    post_bid(p, order.pk, {"price_per_hour": 3 * USD})
+    assert post_bid(p, order.pk, {"price_per_hour": 2 * USD}).status_code == 409
+    assert list(Bid.objects.filter(order=order).values_list("price_per_hour", flat=True)) == [3 * USD]
+    # once withdrawn, the provider may bid again
+    bid = Bid.objects.get(order=order)
+    assert f.api(p.user, f.PROVIDER).post(f"/api/v1/bids/{bid.pk}/withdraw/").status_code == 200
+    assert post_bid(p, order.pk, {"price_per_hour": 2 * USD}).status_code == 201
+
+
+def test_a_bid_is_four_statements_and_a_transaction(order: Order) -> None:
+    """The hot path of the market: the token, the bidder's GPU lines, the order's lock, the insert.
+    (Each statement the ORM builds costs more CPU than the database spends on it.)"""
+    p = f.provider()
+    api = f.api(p.user, f.PROVIDER)
+    api.get("/api/v1/bids/")  # the token's first use also records when it was used
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post(f"/api/v1/orders/{order.pk}/bids/", {"price_per_hour": USD}, format="json").status_code == 201
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if not q["sql"].startswith("SAVEPOINT")]
+    statements = [s for s in statements if s not in ("RELEASE", "BEGIN", "COMMIT")]
+    assert statements == ["SELECT", "SELECT", "SELECT", "INSERT"], queries.captured_queries
 
 
 def test_unknown_order_is_404() -> None:
