@@ -198,7 +198,8 @@ REALTIME_RELAY_ACCEPT = False
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Redis pub/sub: one PUBLISH an event (core/layers.py says why not channels_redis's)
+            "BACKEND": "core.layers.RedisPubSubLayer",
             # a page that falls behind keeps up to 500 events (bids carry their rows) before
             # the layer drops any; its periodic refresh makes up for those
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 500},

@@ -55,6 +55,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             with suppress(Exception):  # the socket may be gone already
                 await send({"type": "websocket.close", "code": SERVICE_RESTART})
 
+    async def dispatch(self, message: dict) -> None:
+        # An event only passes through to the socket: no database, so none of the hop to a
+        # thread that Channels makes before each handler to close stale connections.
+        if message["type"] == "market.event":
+            await self.market_event(message)
+        else:
+            await super().dispatch(message)
+
+    async def market_event(self, event: dict) -> None:
+        """An event from the layer: its payload goes to the socket as it is."""
+        await self.send_json(event["payload"])
+
 
 class WatchConsumer(LiveConsumer):
     """A page watching one object (an order, a lease): it joins the object's group if the user may

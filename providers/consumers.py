@@ -55,6 +55,3 @@ class ProviderConsumer(LiveConsumer):
             return await super().decode_json(text_data)
         except ValueError:
             return None  # garbage from a client is ignored, never a crash
-
-    async def market_event(self, event: dict) -> None:
-        await self.send_json(event["payload"])

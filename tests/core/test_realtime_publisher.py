@@ -9,10 +9,10 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels_redis.core import RedisChannelLayer
 from django.db import transaction
 
 from core import realtime
+from core.layers import RedisPubSubLayer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -21,20 +21,16 @@ pytestmark = [
 
 
 def test_events_leave_in_the_order_they_were_published() -> None:
-    layer = RedisChannelLayer(hosts=[os.environ["REDIS_URL"]], capacity=500)
+    layer = RedisPubSubLayer(hosts=[os.environ["REDIS_URL"]], capacity=500)
 
-    async def listen() -> str:
+    async def listen_while_published() -> list[dict]:
         channel = await layer.new_channel()
         await layer.group_add("order.4242", channel)
-        return channel
+        for n in range(200):
+            realtime._publisher.submit(layer, "order.4242", {"type": "bid.changed", "n": n})
+        return [(await asyncio.wait_for(layer.receive(channel), timeout=5))["payload"] for _ in range(200)]
 
-    async def drain(channel: str, count: int) -> list[dict]:
-        return [(await asyncio.wait_for(layer.receive(channel), timeout=5))["payload"] for _ in range(count)]
-
-    channel = async_to_sync(listen)()
-    for n in range(200):
-        realtime._publisher.submit(layer, "order.4242", {"type": "bid.changed", "n": n})
-    assert [event["n"] for event in async_to_sync(drain)(channel, 200)] == list(range(200))
+    assert [event["n"] for event in async_to_sync(listen_while_published)()] == list(range(200))
 
 
 def test_a_channel_layer_that_hangs_neither_fails_nor_slows_the_write(settings, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +39,7 @@ def test_a_channel_layer_that_hangs_neither_fails_nor_slows_the_write(settings, 
     hung = socket.create_server(("127.0.0.1", 0))  # takes connections, never answers
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "core.layers.RedisPubSubLayer",
             "CONFIG": {"hosts": [f"redis://127.0.0.1:{hung.getsockname()[1]}"]},
         }
     }

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 import requests
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core import signing
 
@@ -14,23 +14,18 @@ from core import realtime
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _listen(group: str) -> str:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    return channel
-
-
-async def _next(channel: str) -> dict:
-    return await asyncio.wait_for(get_channel_layer().receive(channel), timeout=5)
-
-
 def test_a_workers_event_reaches_the_web_processs_sockets(live_server, settings) -> None:  # type: ignore[no-untyped-def]
     settings.REALTIME_RELAY_ACCEPT = True
-    channel = async_to_sync(_listen)("lease.77")
     settings.REALTIME_RELAY_URL = f"{live_server.url}/internal/realtime/"  # as the worker has it
-    realtime.publish("lease.77", {"type": "lease.changed", "lease": 77})
-    message = async_to_sync(_next)(channel)
+
+    async def listen_while_published() -> dict:  # a socket of the web process, listening
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add("lease.77", channel)
+        await sync_to_async(realtime.publish)("lease.77", {"type": "lease.changed", "lease": 77})
+        return await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+    message = async_to_sync(listen_while_published)()
     assert message == {"type": "market.event", "payload": {"type": "lease.changed", "lease": 77}}
 
 

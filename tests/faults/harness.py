@@ -2,6 +2,7 @@
 point of its work), real processes started and killed, and the checks every fault ends with."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +15,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import connection
 from django.db.models import Sum
 
+from chain.devnode import free_port
 from leases.models import Lease
 from providers.models import Provider, ProviderGpu
 from tests.conftest import assert_books_balance
@@ -231,3 +234,38 @@ def assert_converged(*, leases: list[Lease] = (), engine: Any = None, chain: Any
                 assert found[lease.pk] <= 1, f"lease {lease.pk} runs {found[lease.pk]} containers"
             else:
                 assert not found, f"lease {lease.pk} is closed, its container is still there (an orphan)"
+
+
+class Redis:
+    """A Redis server of the test's own on a free port, that keeps nothing on disk."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.skip("needs redis-server (CI installs Redis)")
+        self.port, self.dir = free_port(), tmp_path
+        self.process = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = start(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.dir,
+        )
+        wait_for(lambda: _answers(self.port), what="redis")
+
+    def stop(self) -> None:
+        kill(self.process)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

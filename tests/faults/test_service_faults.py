@@ -2,7 +2,6 @@
 stopped under it and started again, and with the server itself killed in the middle of an auction
 and started again."""
 
-import shutil
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -19,46 +18,9 @@ from marketplace.services import order_award_due
 from providers.agent.push import PushListener
 from tests import factories as f
 from tests.factories import USD
-from tests.faults.harness import assert_converged, database_url, kill, python, start, wait_for
+from tests.faults.harness import Redis, assert_converged, database_url, kill, python, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-class Redis:
-    """A Redis server of the test's own on a free port, that keeps nothing on disk."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            pytest.skip("needs redis-server (CI installs Redis)")
-        self.port, self.dir = free_port(), tmp_path
-        self.process = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = start(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=self.dir,
-        )
-        wait_for(lambda: _answers(self.port), what="redis")
-
-    def stop(self) -> None:
-        kill(self.process)
-
-
-def _answers(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class Server:
