@@ -182,7 +182,7 @@ def open_bid_of(*, provider: Provider, order_id: int) -> int | None:
     )
 
 
-def order_gpu_model_ids(order_id: int) -> set[str]:
+def order_gpu_model_ids(*, order_id: int) -> set[str]:
     return set(Order.gpu_models.through.objects.filter(order_id=order_id).values_list("gpumodel_id", flat=True))
 
 

@@ -225,7 +225,7 @@ def _bid_insert(
             )
         if gpu_model is not None:
             rows = [r for r in rows if r.gpu_model_id == gpu_model]
-            if not rows and gpu_model not in (accepted := selectors.order_gpu_model_ids(order_id)):
+            if not rows and gpu_model not in (accepted := selectors.order_gpu_model_ids(order_id=order_id)):
                 raise ValidationFailed(
                     "The order does not accept that GPU model.",
                     code="gpu_model_not_accepted",
