@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.middleware import BaseMiddleware
 from redis.exceptions import RedisError
 
-from core import services
+from core import realtime, services
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict) -> None:
         # An event only passes through to the socket: no database, so none of the hop to a
         # thread that Channels makes before each handler to close stale connections.
-        if message["type"] == "market.event":
+        if message["type"] == realtime.EVENT:
             await self.market_event(message)
         else:
             await super().dispatch(message)

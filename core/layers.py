@@ -20,7 +20,6 @@ One Redis server (``hosts``, a list of one URL, like channels_redis's). Messages
 import asyncio
 import json
 import logging
-import time
 import types
 import uuid
 from contextlib import suppress
@@ -33,8 +32,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from core.logs import SparseWarnings
+
 logger = logging.getLogger(__name__)
-SAY_EVERY = 60.0  # seconds between two warnings of the same kind
 
 
 class RedisPubSubLayer(BaseChannelLayer):
@@ -47,7 +47,7 @@ class RedisPubSubLayer(BaseChannelLayer):
         self.url = hosts[0]
         self.prefix = prefix
         self._links: dict[asyncio.AbstractEventLoop, _Link] = {}
-        self._said: dict[str, float] = {}
+        self.warnings = SparseWarnings(logger)  # an outage or a slow socket: a line a minute
 
     # names on the Redis side
     def _group_key(self, group: str) -> str:
@@ -55,13 +55,6 @@ class RedisPubSubLayer(BaseChannelLayer):
 
     def _channel_key(self, channel: str) -> str:
         return f"{self.prefix}:channel:{channel}"
-
-    def say(self, kind: str, message: str, *args: object) -> None:
-        """A warning, at most once a minute for each kind (an outage is not a log flood)."""
-        now = time.monotonic()
-        if now - self._said.get(kind, -SAY_EVERY) >= SAY_EVERY:
-            self._said[kind] = now
-            logger.warning(message, *args)
 
     def _link(self) -> "_Link":
         loop = asyncio.get_running_loop()
@@ -175,8 +168,7 @@ class _Link:
     async def _drop(self, channel: str) -> None:
         self.queues.pop(channel, None)
         for key in [k for k, members in self.members.items() if channel in members]:
-            with suppress(RedisError, OSError):
-                await self.leave(key, channel)
+            await self.leave(key, channel)
 
     async def _read(self, pubsub: Any) -> None:
         try:
@@ -187,7 +179,9 @@ class _Link:
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError) as exc:
-            self.layer.say("lost", "live updates: the subscription to Redis broke (%s); closing its sockets", exc)
+            self.layer.warnings.warning(
+                "lost", "live updates: the subscription to Redis broke (%s); closing its sockets", exc
+            )
             await self._fail(pubsub, exc)
 
     def _deliver(self, key: str, data: bytes) -> None:
@@ -198,7 +192,9 @@ class _Link:
             try:
                 queue.put_nowait(data)
             except asyncio.QueueFull:
-                self.layer.say("full", "live updates: a socket is %d events behind; dropping events", queue.maxsize)
+                self.layer.warnings.warning(
+                    "full", "live updates: a socket is %d events behind; dropping events", queue.maxsize
+                )
 
     async def _fail(self, pubsub: Any, exc: BaseException) -> None:
         """Every channel listening through this subscription hears of its end, once."""

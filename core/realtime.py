@@ -39,8 +39,11 @@ def _send(group: str, payload: dict) -> None:
         _to_layer(group, payload)
 
 
+EVENT = "market.event"  # the channel layer message a domain event travels in (consumers' market_event)
+
+
 def _message(payload: dict) -> dict:
-    return {"type": "market.event", "payload": payload}
+    return {"type": EVENT, "payload": payload}
 
 
 def _to_layer(group: str, payload: dict) -> None:

@@ -165,7 +165,7 @@ def open_orders_for_provider(*, provider: Provider, now: datetime | None = None)
 def bidder_gpus(*, user: User, order_id: int) -> tuple[Provider, list[ProviderGpu]]:
     """The bidding provider and its GPU lines of the models the order accepts, in one read (the
     provider alone, by a second read, when it has none of them)."""
-    accepted = Order.gpu_models.through.objects.filter(order_id=order_id).values("gpumodel_id")
+    accepted = _accepted_models(order_id).values("gpumodel_id")
     rows = list(
         ProviderGpu.objects.select_related("provider", "gpu_model")
         .filter(provider__user=user, gpu_model_id__in=accepted)
@@ -182,8 +182,12 @@ def open_bid_of(*, provider: Provider, order_id: int) -> int | None:
     )
 
 
+def _accepted_models(order_id: int) -> QuerySet:
+    return Order.gpu_models.through.objects.filter(order_id=order_id)
+
+
 def order_gpu_model_ids(*, order_id: int) -> set[str]:
-    return set(Order.gpu_models.through.objects.filter(order_id=order_id).values_list("gpumodel_id", flat=True))
+    return set(_accepted_models(order_id).values_list("gpumodel_id", flat=True))
 
 
 def order_for_bidding_locked(*, provider: Provider, order_id: int) -> Order:

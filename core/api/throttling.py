@@ -17,6 +17,7 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.logs import SparseWarnings
 from core.models import ApiToken
 
 if TYPE_CHECKING:
@@ -58,16 +59,13 @@ def forget(bucket: str) -> None:
         _redis_down(exc)
 
 
-_said_at = 0.0
+_warnings = SparseWarnings(logger)
 
 
 def _redis_down(exc: Exception) -> None:
     """Counting fails open: while Redis is down, requests are served and not counted (said once a
     minute per process, not once a request)."""
-    global _said_at
-    if time.monotonic() - _said_at >= 60:
-        _said_at = time.monotonic()
-        logger.warning("rate limits are not counted: Redis does not answer (%s)", exc)
+    _warnings.warning("redis", "rate limits are not counted: Redis does not answer (%s)", exc)
 
 
 def _count(bucket: str, ttl: int) -> int:
