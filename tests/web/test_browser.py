@@ -18,7 +18,7 @@ from django.db import connections
 
 from chain.models import Wallet
 from core import services as accounts
-from core.models import TokenScope
+from core.models import TokenScope, User
 from leases import escrow, ledger
 from leases.models import Lease
 from marketplace.models import Order
@@ -339,3 +339,34 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     while demo_agent["engine"].containers.list(all=True, filters={"name": f"gpumarket-lease-{lease.pk}"}):
         assert time.monotonic() < deadline, demo_agent["log"].read_text()[-2000:]
         time.sleep(0.5)
+
+
+def test_a_bid_placed_before_the_pages_socket_opens_shows_when_it_opens(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
+    """An agent may bid between the order page's render and its socket's open, when nobody
+    listens to the order's group (the layer keeps nothing for later): the page fetches its bids
+    once the socket is open, so the bid shows at once, not at the next 20-second refresh."""
+    from playwright.sync_api import expect
+
+    base = asgi_server
+    bidder = f.provider(gpus={"h100-sxm-80gb": 8})
+    token = accounts.token_issue(user=bidder.user, name="agent", scope=TokenScope.PROVIDER).secret
+    page.goto(base + "/accounts/signup/")
+    page.get_by_label("Username").fill("lin")
+    page.get_by_label("Email").fill("lin@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Hello, lin")).to_be_visible()
+    client = User.objects.get(username="lin")
+    ledger.deposit(user=client, amount=100 * USD, key="test:deposit:lin")
+    order = f.order(client, bid_window_seconds=300)
+
+    # the page's socket waits until the bid is in: then it reaches the server and opens
+    def hold(socket) -> None:  # type: ignore[no-untyped-def]
+        api(base, token, "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_000_000})
+        socket.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/ws/orders/\d+/$"), hold)
+    page.goto(f"{base}/orders/{order.pk}/")
+    expect(page.locator("#live")).to_have_attribute("data-state", "online")
+    expect(page.locator("#bids tbody tr")).to_have_count(1, timeout=5_000)
+    expect(page.locator("#bids tbody tr").first).to_contain_text(bidder.name)

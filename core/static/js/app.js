@@ -101,21 +101,22 @@
   }
 
   // <div data-live="/ws/orders/7/" hx-get="..." hx-trigger="live"> reloads itself on every event
-  // from its socket, bid events excepted (they carry their row); it reconnects with backoff and
-  // reloads once when back (events may be lost).
+  // from its socket, bid events excepted (they carry their row); it reconnects with backoff.
+  // It reloads once each time its socket opens, the first time too: the server joins the socket
+  // to its group before it accepts, so that fetch sees whatever was sent while no socket listened
+  // (between the page's render and the socket's open, or while it was away).
   // data-live-types="a b" reloads only on events of those types; data-live-ignore="c" not on those.
   function live(root) {
     root.querySelectorAll("[data-live]").forEach(function (el) {
       if (el.dataset.bound) return;
       el.dataset.bound = "1";
-      var delay = 500, opened = false;
+      var delay = 500;
       function connect() {
         var scheme = location.protocol === "https:" ? "wss://" : "ws://";
         var socket = new WebSocket(scheme + location.host + el.dataset.live);
         socket.onopen = function () {
           el.dataset.state = "online";
-          if (opened) htmx.trigger(el, "live");
-          opened = true;
+          htmx.trigger(el, "live");
           delay = 500;
         };
         socket.onmessage = function (message) {
