@@ -75,9 +75,12 @@ class ContractDeployment(models.Model):
 
 
 class SiweChallenge(models.Model):
-    """A Sign-In with Ethereum (EIP-4361) message issued to a user, to be signed once."""
+    """A Sign-In with Ethereum (EIP-4361) message, to be signed once: issued to a user to link the
+    address, or to nobody (``user`` empty) to sign in to the account the address is linked to."""
 
-    user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="siwe_challenges")
+    user = models.ForeignKey(
+        "core.User", null=True, blank=True, on_delete=models.CASCADE, related_name="siwe_challenges"
+    )
     nonce = models.CharField(max_length=32, unique=True)
     address = models.CharField(max_length=42)
     domain = models.CharField(max_length=255)

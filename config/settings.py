@@ -73,6 +73,8 @@ CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed"]
 LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
 LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=30)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+# Sign-In with Ethereum challenges one address may ask for within LOGIN_LOCKOUT_SECONDS.
+SIWE_CHALLENGES_PER_ADDRESS = env.int("SIWE_CHALLENGES_PER_ADDRESS", default=60)
 # Proxies in front of the app that append to X-Forwarded-For (an ingress: 1). The client's address,
 # for login lockouts and anonymous rate limits, is then the one they saw; 0 trusts no such header.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)

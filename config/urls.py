@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from chain import views as chain_web
 from core import views as core_web
 from core.api import views as core_views
 from marketplace import metrics as market_metrics
@@ -30,6 +31,8 @@ urlpatterns = [
     path("api/redoc/", csp_exempt()(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
     path("accounts/signup/", core_web.signup, name="signup"),
     path("accounts/login/", core_web.LoginView.as_view(), name="login"),
+    path("accounts/ethereum/challenge/", chain_web.sign_in_challenge, name="siwe-challenge"),
+    path("accounts/ethereum/login/", chain_web.sign_in, name="siwe-login"),
     path("accounts/", include("django.contrib.auth.urls")),  # logout, password reset and change
     path("admin/", admin.site.urls),
     path("", include("marketplace.urls")),

@@ -76,7 +76,12 @@ def _login_buckets(request: HttpRequest) -> tuple[str, str]:
     """Failed-login counters: the account (by its lowercased name) and the client's address."""
     username = str(request.POST.get("username", ""))[:150].strip().lower()
     digest = hashlib.sha256(username.encode()).hexdigest()[:32]  # no user input in cache keys
-    return f"login:account:{digest}", f"login:address:{client_address(request)}"
+    return f"login:account:{digest}", login_address_bucket(request)
+
+
+def login_address_bucket(request: HttpRequest) -> str:
+    """Failed logins from the client's address, by password or by wallet."""
+    return f"login:address:{client_address(request)}"
 
 
 def client_address(request: HttpRequest) -> str:

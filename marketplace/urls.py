@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from chain import views as chain_views
 from leases import views as lease_views
 from marketplace import views
 from payments import views as payment_views
@@ -19,6 +20,7 @@ urlpatterns = [
     path("account/webhooks/", views.webhook_create, name="webhook-create"),
     path("account/webhooks/<int:pk>/<str:action>/", views.webhook_action, name="webhook-action"),
     path("notifications/<int:pk>/read/", views.notification_read, name="notification-read"),
+    path("account/wallets/<str:address>/unlink/", chain_views.wallet_unlink, name="wallet-unlink"),
     path("account/tokens/", views.token_create, name="token-create"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("orders/new/", views.order_new, name="order-new"),

@@ -370,3 +370,66 @@ def test_a_bid_placed_before_the_pages_socket_opens_shows_when_it_opens(page, as
     expect(page.locator("#live")).to_have_attribute("data-state", "online")
     expect(page.locator("#bids tbody tr")).to_have_count(1, timeout=5_000)
     expect(page.locator("#bids tbody tr").first).to_contain_text(bidder.name)
+
+
+def test_link_a_browser_wallet_then_sign_in_with_it(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
+    """Sign-In with Ethereum with a browser wallet: the test's wallet is an EIP-1193 provider
+    (``window.ethereum``, as MetaMask injects it) whose key is held by the test."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from playwright.sync_api import expect
+    from web3 import Web3
+
+    base = asgi_server
+    wallet = Account.create()
+
+    # without a wallet in the browser the button says what to do
+    page.goto(base + "/accounts/login/")
+    page.get_by_role("button", name="Sign in with Ethereum").click()
+    expect(page.get_by_role("status")).to_contain_text("No browser wallet found")
+
+    signed: list[str] = []
+
+    def answer(method: str, params: list) -> object:
+        if method == "eth_requestAccounts":
+            return [wallet.address]
+        if method == "eth_chainId":
+            return "0x7a69"
+        if method == "personal_sign":
+            assert params[1] == wallet.address
+            text = bytes.fromhex(params[0][2:]).decode()
+            signed.append(text)
+            return Web3.to_hex(wallet.sign_message(encode_defunct(text=text)).signature)
+        raise ValueError(f"unexpected wallet request {method}")
+
+    page.expose_function("testWallet", answer)
+    page.add_init_script("window.ethereum = { request: (r) => window.testWallet(r.method, r.params || []) };")
+
+    page.goto(base + "/accounts/signup/")
+    page.get_by_label("Username").fill("satoshi")
+    page.get_by_label("Email").fill("satoshi@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Link a browser wallet").click()
+    expect(page.locator("#wallet-list")).to_contain_text(wallet.address)
+    assert "Link this wallet to your GPU Market account." in signed[0] and "Chain ID: 31337" in signed[0]
+    page.locator("#wallets + .card").screenshot(path=str(SCREENSHOTS / "10-account-wallet.png"))
+
+    page.get_by_role("button", name="Log out").click()
+    page.goto(base + "/accounts/login/?next=/account/")
+    page.get_by_role("button", name="Sign in with Ethereum").click()
+    expect(page.get_by_role("heading", name="Account")).to_be_visible()
+    assert "Sign in to GPU Market with this wallet." in signed[1]
+    expect(page.locator("#wallet-list")).to_contain_text(wallet.address)
+
+    # unlinked, the wallet signs nobody in, and the page says why
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Unlink {wallet.address}").click()
+    expect(page.get_by_text(f"Wallet {wallet.address} unlinked.")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    page.goto(base + "/accounts/login/")
+    page.get_by_role("button", name="Sign in with Ethereum").click()
+    expect(page.get_by_role("status")).to_contain_text("No account has this wallet linked")
+    shot_path = SCREENSHOTS / "10-login-with-ethereum.png"
+    page.screenshot(path=str(shot_path), full_page=True)
