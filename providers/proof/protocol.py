@@ -182,14 +182,20 @@ def leaf_bytes(values: Any) -> bytes:
 
 
 def prove(
-    seed: bytes, params: Params, backend: Backend | Sequence[Backend] | None = None, *, block_leaves: int = 4
+    seed: bytes,
+    params: Params,
+    backend: Backend | Sequence[Backend] | None = None,
+    *,
+    block_leaves: int | None = None,
 ) -> Commitment:
-    """The honest prover, a block of leaves at a time (the agent's GPU prover is the same loop
-    over CUDA tensors). Given several backends (a multi-GPU check: one per card), each computes
-    its own contiguous share of the leaves, all at once."""
+    """The honest prover, a block of leaves at a time (``block_leaves``, by default the backend's
+    own; the agent's GPU prover is the same loop over CUDA tensors). Given several backends (a
+    multi-GPU check: one per card), each computes its own contiguous share of the leaves, all at
+    once. The result does not depend on the block size: rows are independent."""
     backends = [NumpyBackend()] if backend is None else [backend] if not isinstance(backend, Sequence) else backend
     if not backends:
         raise ValueError("no backend to prove with")
+    block_leaves = block_leaves or backends[0].block_leaves
     cards = len(backends)
     bounds = [params.leaves * i // cards for i in range(cards + 1)]
     if cards == 1:

@@ -27,6 +27,7 @@ class Backend(Protocol):
     """What differs between array libraries; everything else is shared arithmetic."""
 
     chunk: int  # how many entries to draw at a time
+    block_leaves: int  # how many leaves' rows the prover takes through the rounds at once
 
     def arange(self, start: int, stop: int) -> Any:
         """A 1-D int64 array of start..stop-1."""
@@ -51,6 +52,7 @@ class NumpyBackend:
     """The CPU backend (the verifier, and the agent where there is no GPU)."""
 
     chunk = 1 << 16
+    block_leaves = 4
 
     def __init__(self) -> None:
         import numpy
@@ -90,6 +92,9 @@ class TorchBackend:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.chunk = 1 << 26 if self.cuda else 1 << 16
+        # On a GPU a block is a few kernels a round whatever its size: blocks of 16,384 rows (at
+        # the default shape) keep those launches and the copy to the host small next to the work
+        self.block_leaves = 64 if self.cuda else 4
 
     def arange(self, start: int, stop: int) -> Any:
         return self.torch.arange(start, stop, dtype=self.torch.int64, device=self.device)

@@ -216,6 +216,16 @@ def test_drawing_in_chunks_of_any_size_gives_the_same_matrices() -> None:
     assert digests[0] == digests[1]
 
 
+def test_the_root_does_not_depend_on_how_many_leaves_a_block_holds(honest) -> None:  # type: ignore[no-untyped-def]
+    """A GPU takes bigger blocks through the rounds than a CPU (fewer kernel launches): same rows,
+    same digests, same root, whether the size is the backend's own or asked for."""
+    big = work.NumpyBackend()
+    big.block_leaves = SMALL.leaves  # the whole challenge at once
+    assert protocol.prove(SEED, SMALL, big).root == honest.root
+    for block in (1, 3, SMALL.leaves + 5):
+        assert protocol.prove(SEED, SMALL, block_leaves=block).root == honest.root, block
+
+
 def test_several_cards_share_a_challenge_and_commit_to_the_same_root(honest) -> None:  # type: ignore[no-untyped-def]
     """A multi-GPU check: each card computes its own contiguous share of the leaves."""
     for cards in (2, 3, SMALL.leaves):
