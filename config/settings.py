@@ -38,6 +38,7 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "core.api.errors.csrf_failure"  # the error page, or the JSON error shape
 
 # Served over HTTPS (behind a proxy or an ingress that sets X-Forwarded-Proto): redirect plain HTTP,
 # secure cookies, HSTS. The probes and /metrics answer over plain HTTP inside the cluster.

@@ -83,8 +83,12 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
-    """The API's JSON error shape under /api/ (and for clients that ask for JSON); a page elsewhere."""
-    wants_json = request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+    """The API's JSON error shape under /api/ (and for clients that ask for or send JSON); a page elsewhere."""
+    wants_json = (
+        request.path.startswith("/api/")
+        or "application/json" in request.headers.get("Accept", "")
+        or request.content_type == "application/json"
+    )
     if wants_json:
         return JsonResponse(error_body(code, message), status=status)
     try:
@@ -115,3 +119,10 @@ def json_bad_request(request: HttpRequest, exception: Exception | None = None) -
 
 def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 403, "permission_denied", "Permission denied.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form or a page's script posted without this session's CSRF token (``CSRF_FAILURE_VIEW``)."""
+    return _error(
+        request, 403, "csrf_failed", "This form has expired or came from another site. Reload the page and try again."
+    )

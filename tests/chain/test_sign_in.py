@@ -175,7 +175,7 @@ def test_both_steps_need_the_csrf_token() -> None:
     client = browser()
     for path in (CHALLENGE, LOGIN):
         refused = client.post(path, json.dumps({"address": "0x" + "1" * 40}), content_type="application/json")
-        assert refused.status_code == 403
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
     assert not SiweChallenge.objects.exists()
 
 

@@ -33,6 +33,16 @@ def test_session_writes_need_csrf() -> None:
     assert set(response.json()["error"]) == {"code", "message", "fields"}
 
 
+def test_a_form_posted_without_its_csrf_token_gets_the_error_page() -> None:
+    page = Client(enforce_csrf_checks=True).post("/accounts/login/", {"username": "a", "password": "b"})
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
+    assert "This form has expired or came from another site." in page.content.decode()
+    script = Client(enforce_csrf_checks=True).post(
+        "/accounts/login/", {"username": "a"}, HTTP_ACCEPT="application/json"
+    )
+    assert script.status_code == 403 and script.json()["error"]["code"] == "csrf_failed"
+
+
 def test_requests_are_throttled_per_token(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cache.clear()
     monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "3/minute"})

@@ -17,6 +17,7 @@
       credentials: "same-origin",
       headers: {
         "Content-Type": "application/json",
+        Accept: "application/json",
         "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value,
       },
       body: JSON.stringify(body),
