@@ -49,7 +49,11 @@ def test_rows_digests_and_commitments_agree_bit_for_bit(device: str) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_the_requantization_is_the_wrapping_conversion_a_gpu_does_in_two_passes(device: str) -> None:
-    sums = torch.randint(-(2**31), 2**31 - 1, (100_000,), dtype=torch.int32, device=device)
-    backend = work.TorchBackend(device)
-    assert torch.equal(work.requantize(backend, sums), (sums >> 8).to(torch.int8))
+def test_the_two_pass_requantization_keeps_the_bits_the_masks_keep(device: str) -> None:
+    """The GPU prover's ``(sums >> 8).to(int8)`` is the protocol's q, on this device: every sum's
+    bits 8 to 15 as a two's-complement int8, the extremes included."""
+    extremes = torch.tensor([-(2**31), -(2**31) + 255, -32768, -129, -1, 0, 127, 128, 32767, 2**31 - 1])
+    sums = torch.cat([extremes, torch.randint(-(2**31), 2**31 - 1, (100_000,))]).to(torch.int32).to(device)
+    on_device = work.requantize(work.TorchBackend(device), sums).cpu().numpy()
+    masked = work.requantize(work.NumpyBackend(), sums.cpu().numpy().astype(np.int64))
+    assert on_device.dtype == np.int8 and np.array_equal(on_device, masked)
