@@ -17,7 +17,7 @@ never accepted for the other.
 import re
 import secrets
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -143,6 +143,14 @@ def wallet_sign_in(*, message: str, signature: str, nonce: str) -> User:
             code="wallet_not_linked",
         )
     return wallet.user
+
+
+def challenges_purge(*, now: datetime | None = None) -> int:
+    """Forget challenges that expired over an hour ago, used or not: none can be answered any
+    more, and anyone may ask for sign-in ones. Periodic (``chain.tasks.purge_challenges``)."""
+    now = now or timezone.now()
+    deleted, _ = SiweChallenge.objects.filter(expires_at__lt=now - timedelta(hours=1)).delete()
+    return deleted
 
 
 def wallet_unlink(*, user: User, address: str) -> None:

@@ -272,6 +272,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-gpu-checks": {"task": "trust.tasks.sweep_checks", "schedule": timedelta(seconds=PROOF_SWEEP_SECONDS)},
     "update-reputations": {"task": "trust.tasks.update_reputations", "schedule": timedelta(minutes=10)},
+    "purge-wallet-challenges": {"task": "chain.tasks.purge_challenges", "schedule": timedelta(hours=1)},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------

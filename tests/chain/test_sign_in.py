@@ -221,3 +221,17 @@ def test_unlink_a_wallet_from_the_account_page() -> None:
     assert page.get(f"/account/wallets/{wallet.address}/unlink/").status_code == 405
     bad = page.post("/account/wallets/0xnot-an-address/unlink/", follow=True)
     assert bad.status_code == 200 and "Invalid address." in bad.content.decode()
+
+
+def test_long_expired_challenges_are_forgotten() -> None:
+    from chain import tasks, wallets
+
+    now = timezone.now()
+    for user in (None, f.client_user()):
+        wallets.siwe_challenge(user=user, address=Account.create().address, domain="d", uri="https://d/", chain_id=1)
+    old, recent = SiweChallenge.objects.order_by("id")
+    SiweChallenge.objects.filter(pk=old.pk).update(expires_at=now - timedelta(hours=1, seconds=1))
+    SiweChallenge.objects.filter(pk=recent.pk).update(expires_at=now - timedelta(minutes=59))
+    assert wallets.challenges_purge(now=now) == 1
+    assert list(SiweChallenge.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert tasks.purge_challenges() == 0  # the task runs the same, with the clock
