@@ -79,10 +79,11 @@ def describe(backend_name: str, device: str) -> dict[str, Any]:
     return info
 
 
-def make_backend(name: str, device: str) -> work.Backend:
+def make_backend(name: str, device: str, *, unfused: bool = False) -> work.Backend:
     if name == "numpy":
         return work.NumpyBackend()
-    return work.TorchBackend(device)  # a CUDA device; "cpu" tries the script without one
+    # a CUDA device ("cpu" tries the script without one); its tables by the fused kernel unless asked
+    return work.TorchBackend(device, fused=False if unfused else None)
 
 
 def timed_prove(seed: bytes, params: protocol.Params, backend: work.Backend, block_leaves: int) -> tuple[Any, float]:
@@ -174,10 +175,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=protocol.DEFAULT_ROUNDS, help="PROOF_ROUNDS")
     parser.add_argument("--leaf-rows", type=int, default=protocol.DEFAULT_LEAF_ROWS, help="PROOF_LEAF_ROWS")
     parser.add_argument("--block-leaves", type=int, help="leaves the prover computes at once (the backend's own)")
+    parser.add_argument("--unfused", action="store_true", help="draw the tables with array operations, no Triton")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "proof_gpu.json")
     args = parser.parse_args(argv)
 
-    backend = make_backend(args.backend, args.device)
+    backend = make_backend(args.backend, args.device, unfused=args.unfused)
     args.block_leaves = args.block_leaves or backend.block_leaves
     machine = describe(args.backend, args.device)
     model = args.model or normalize_gpu_name(str(machine["device"]))
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": model,
         "shape": {"width": args.width, "rounds": args.rounds, "leaf_rows": args.leaf_rows},
         "block_leaves": args.block_leaves,
+        "fused_tables": hasattr(backend, "table"),
         "envelope": {"target_s": args.target_seconds, "margin": args.margin, "allowance_s": args.allowance},
         "calibration": calibration,
         "calibrated": summary(runs),

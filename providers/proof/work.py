@@ -85,7 +85,7 @@ class TorchBackend:
     """PyTorch on a CUDA device (the agent's GPU prover), or on the CPU (to check it agrees with
     NumPy where there is no GPU). Needs ``torch``, which the marketplace itself does not."""
 
-    def __init__(self, device: str = "cuda") -> None:
+    def __init__(self, device: str = "cuda", *, fused: bool | None = None) -> None:
         import torch
 
         self.torch = torch
@@ -95,6 +95,25 @@ class TorchBackend:
         # On a GPU a block is a few kernels a round whatever its size: blocks of 16,384 rows (at
         # the default shape) keep those launches and the copy to the host small next to the work
         self.block_leaves = 64 if self.cuda else 4
+        # The generator's tables in one Triton kernel (``kernels``), on a card by default, where
+        # Triton is installed (it comes with CUDA PyTorch); without it, array operations
+        if fused is None:
+            fused = self.cuda and _triton_installed()
+        if fused:
+            from providers.proof import kernels
+
+            self.table = lambda key, stream, rows, columns: kernels.draw_table(torch, key, stream, rows, columns)
+        if self.cuda and str(self.device) not in _WARM:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Set up now what a card's first use sets up (the CUDA context, the int8 product's
+        library, the fused kernel's compilation: seconds, once a process): the agent makes its
+        backends before it starts a check, so none of it falls in a check's timed window."""
+        digests(self, inputs(self, bytes(16), 64), self.arange(0, 32), width=64, rounds=1)
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            _WARM.add(str(self.device))
 
     def arange(self, start: int, stop: int) -> Any:
         return self.torch.arange(start, stop, dtype=self.torch.int64, device=self.device)
@@ -130,6 +149,17 @@ class TorchBackend:
         return values.cpu().numpy()
 
 
+_WARM: set[str] = set()  # the CUDA devices this process has warmed up
+
+
+def _triton_installed() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def key_words(seed: bytes) -> tuple[int, int, int]:
     """The generator's key: three 32-bit words derived from the challenge's 16-byte seed."""
     if len(seed) != 16:
@@ -161,7 +191,11 @@ def draw(key: tuple[int, int, int], stream: int, index: Any) -> Any:
 def table(backend: Backend, key: tuple[int, int, int], stream: int, rows: Any, columns: int) -> Any:
     """Rows ``rows`` (a 1-D int64 array) of a ``stream``'s matrix with ``columns`` columns: entry
     (row, column) is ``draw(stream, row * columns + column)``. Drawn ``backend.chunk`` entries at
-    a time, which keeps a CPU's intermediate arrays in its cache."""
+    a time, which keeps a CPU's intermediate arrays in its cache; a backend with a fused kernel
+    for it (the GPU prover's ``kernels.draw_table``) draws it itself."""
+    own = getattr(backend, "table", None)
+    if own is not None:
+        return own(key, stream, rows, columns)
     step = max(1, backend.chunk // columns)
     across = backend.arange(0, columns).reshape(1, columns)
     return backend.concat(

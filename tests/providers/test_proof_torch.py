@@ -2,7 +2,11 @@
 every round, the digests and the commitment. Runs where PyTorch is installed (``make gpu``): on
 the CPU, and on a CUDA device too where there is one."""
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +61,39 @@ def test_the_two_pass_requantization_keeps_the_bits_the_masks_keep(device: str) 
     on_device = work.requantize(work.TorchBackend(device), sums).cpu().numpy()
     masked = work.requantize(work.NumpyBackend(), sums.cpu().numpy().astype(np.int64))
     assert on_device.dtype == np.int8 and np.array_equal(on_device, masked)
+
+
+def fused_agrees(device: str) -> None:
+    """The fused kernel's tables, and a whole commitment, are the array operations' own."""
+    fused, arrays = work.TorchBackend(device, fused=True), work.NumpyBackend()
+    fused.warm_up()  # what a card does once, before its first check
+    key = work.key_words(SEED)
+    rows = [0, 1, 2**31 // 64, 2**32 + 5, 2**40 - 1, *random.Random(1).sample(range(1 << 30), 50)]
+    for stream in (work.STREAM_X, work.STREAM_B, work.STREAM_V):
+        for columns in (2, 64, 300):
+            got = work.table(fused, key, stream, fused.indices(rows), columns).cpu().numpy()
+            want = work.table(arrays, key, stream, arrays.indices(rows), columns)
+            assert got.dtype == np.int8 and np.array_equal(got, want), (stream, columns)
+    assert work.table(fused, key, work.STREAM_X, fused.indices([]), 8).shape == (0, 8)
+    params = protocol.Params(rows=1024, width=64, rounds=3, leaf_rows=64, checks=30)
+    assert protocol.prove(SEED, params, fused).root == protocol.prove(SEED, params, arrays).root
+
+
+def test_the_fused_generator_draws_what_the_array_operations_draw() -> None:
+    """On the CPU through Triton's interpreter (the same typing rules as on a card), in a process
+    of its own since the interpreter is chosen when Triton loads; on the card directly."""
+    pytest.importorskip("triton")
+    root = Path(__file__).resolve().parents[2]
+    program = "from tests.providers.test_proof_torch import fused_agrees; fused_agrees('cpu')"
+    run = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=root,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    if torch.cuda.is_available():
+        assert hasattr(work.TorchBackend("cuda"), "table")  # fused by default on a card
+        fused_agrees("cuda")
