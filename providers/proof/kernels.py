@@ -10,6 +10,7 @@ Exactly what ``work.table`` computes: ``tests/providers/test_proof_torch.py`` co
 the card, and on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``).
 """
 
+from contextlib import nullcontext
 from typing import Any
 
 import triton
@@ -54,7 +55,10 @@ def draw_table(torch: Any, key: tuple[int, int, int], stream: int, rows: Any, co
         # the stream's constant joins the second key word (xor is associative, as in ``draw``)
         mixed = key[1] ^ ((stream * GOLDEN) & M32)
         keys = (_i32(key[0]), _i32(mixed), _i32(key[2]))
-        _draw_table[(triton.cdiv(total, BLOCK),)](rows, out, total, columns, *keys, BLOCK=BLOCK)
+        # Triton launches on the current device, not the tensors': on a multi-GPU host each card's
+        # thread (``protocol.prove``) makes its own card current
+        with torch.cuda.device(rows.device) if rows.is_cuda else nullcontext():
+            _draw_table[(triton.cdiv(total, BLOCK),)](rows, out, total, columns, *keys, BLOCK=BLOCK)
     return out
 
 
