@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -48,7 +50,7 @@ def describe(backend_name: str, device: str) -> dict[str, Any]:
     """What the run was measured on."""
     info: dict[str, Any] = {
         "host": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "numpy": __import__("numpy").__version__,
+        "numpy": numpy.__version__,
     }
     if backend_name != "torch":
         info["device"] = "CPU (NumPy)"

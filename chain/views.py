@@ -2,13 +2,12 @@
 
 Sign-In with Ethereum from the login page: the page's script asks for a challenge for the
 browser wallet's address, has the wallet sign it, and posts the signature back; the account the
-address is linked to is logged in. JSON in and out, CSRF-protected like every form, errors in
-the API's shape. Failures count against the address like failed password logins, and the same
-lockout applies. (The account page links a wallet through the API's own endpoints, with the
-session; unlinking is a form.)"""
+address is linked to is logged in. JSON in and out (read by the API's own serializers),
+CSRF-protected like every form, errors in the API's shape. Failures count against the address
+like failed password logins, and the same lockout applies. (The account page links a wallet
+through the API's own endpoints, with the session; unlinking is a form.)"""
 
 import json
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -17,9 +16,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from rest_framework.serializers import Serializer
 
 from chain import wallets
+from chain.api.serializers import ChallengeRequestSerializer, LinkSerializer
 from core.api import throttling
+from core.api.errors import validation_failed
 from core.errors import DomainError, ValidationFailed
 from core.middleware import error_body
 from core.views import client_address, login_address_bucket
@@ -28,14 +30,16 @@ from core.web import perform
 SESSION_NONCE = "siwe_sign_in_nonce"
 
 
-def _fields(request: HttpRequest, *names: str) -> dict[str, Any]:
+def _read(request: HttpRequest, serializer_class: type[Serializer]) -> tuple[dict, dict]:
+    """The JSON body as the API's serializer reads it: (validated data, the whole body)."""
     try:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed("The body must be a JSON object.", code="malformed_request") from exc
-    if not isinstance(body, dict):
-        raise ValidationFailed("The body must be a JSON object.", code="malformed_request")
-    return {name: body.get(name) for name in names}
+    payload = serializer_class(data=body)
+    if not payload.is_valid():
+        raise validation_failed(payload.errors)
+    return payload.validated_data, body
 
 
 def _refused(exc: DomainError) -> JsonResponse:
@@ -65,16 +69,13 @@ def sign_in_challenge(request: HttpRequest) -> JsonResponse:
     if issued > settings.SIWE_CHALLENGES_PER_ADDRESS:
         return _too_many("Too many sign-in attempts from here. Try again later.")
     try:
-        fields = _fields(request, "address", "chain_id")
-        chain_id = fields["chain_id"] if fields["chain_id"] is not None else 1
-        if not isinstance(chain_id, int) or isinstance(chain_id, bool) or not 1 <= chain_id <= 2**53:
-            raise ValidationFailed("Invalid chain.", fields={"chain_id": ["A positive integer."]})
+        fields, _ = _read(request, ChallengeRequestSerializer)
         challenge = wallets.siwe_challenge(
             user=None,
             address=fields["address"],
             domain=request.get_host(),
             uri=request.build_absolute_uri("/"),
-            chain_id=chain_id,
+            chain_id=fields["chain_id"],
         )
     except DomainError as exc:
         return _refused(exc)
@@ -89,13 +90,13 @@ def sign_in(request: HttpRequest) -> JsonResponse:
         return refusal
     nonce = request.session.pop(SESSION_NONCE, "")
     try:
-        fields = _fields(request, "message", "signature", "next")
+        fields, body = _read(request, LinkSerializer)
         user = wallets.wallet_sign_in(message=fields["message"], signature=fields["signature"], nonce=nonce)
     except DomainError as exc:
         throttling.hit(login_address_bucket(request), settings.LOGIN_LOCKOUT_SECONDS)
         return _refused(exc)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    target = fields["next"] if isinstance(fields["next"], str) else ""
+    target = body.get("next") if isinstance(body.get("next"), str) else ""
     safe = url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )

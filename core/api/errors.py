@@ -13,7 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import DomainError
+from core.errors import DomainError, ValidationFailed
 from core.middleware import error_body
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ def _validation_message(fields: Any) -> str:
     return "Invalid input."
 
 
+def validation_failed(detail: Any) -> ValidationFailed:
+    """A serializer's errors (DRF's detail) as the domain's validation error: the fields as plain
+    strings, the message naming the first."""
+    fields = _flatten(detail if isinstance(detail, dict) else {"non_field_errors": detail})
+    return ValidationFailed(_validation_message(fields), fields=fields)
+
+
 def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
@@ -69,9 +76,8 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if response is None:
         return None  # a real bug: let Django log it and answer 500
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        fields = _flatten(detail)
-        response.data = error_body("validation_error", _validation_message(fields), fields)
+        failed = validation_failed(exc.detail)
+        response.data = error_body(failed.code, failed.message, failed.fields)
         response.status_code = status.HTTP_400_BAD_REQUEST
         return response
     code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), None)

@@ -14,6 +14,7 @@ with q(a) = bits 8 to 15 of each sum, read as a two's-complement int8.
 """
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,7 +99,7 @@ class TorchBackend:
         # The generator's tables in one Triton kernel (``kernels``), on a card by default, where
         # Triton is installed (it comes with CUDA PyTorch); without it, array operations
         if fused is None:
-            fused = self.cuda and _triton_installed()
+            fused = self.cuda and importlib.util.find_spec("triton") is not None
         if fused:
             from providers.proof import kernels
 
@@ -150,14 +151,6 @@ class TorchBackend:
 
 
 _WARM: set[str] = set()  # the CUDA devices this process has warmed up
-
-
-def _triton_installed() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def key_words(seed: bytes) -> tuple[int, int, int]:

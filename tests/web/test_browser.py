@@ -77,6 +77,14 @@ def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type
         connections.close_all()
 
 
+def sign_up(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Fill in the sign-up page as ``name`` and send it."""
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Email").fill(f"{name}@example.com")
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Sign up").click()
+
+
 def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
     response = requests.request(
         method, f"{base}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -124,10 +132,7 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     expect(page.locator("#gpus-online")).to_have_text("16")
     shot(page, "01-landing")
     page.get_by_role("link", name="Rent GPUs").first.click()
-    page.get_by_label("Username").fill("grace")
-    page.get_by_label("Email").fill("grace@example.com")
-    page.get_by_label("Password").fill("a long enough passphrase")
-    page.get_by_role("button", name="Sign up").click()
+    sign_up(page, "grace")
     expect(page.get_by_role("heading", name="Hello, grace")).to_be_visible()
     shot(page, "02-dashboard")
 
@@ -285,10 +290,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
 
     page.goto(base + "/")
     page.get_by_role("link", name="Rent GPUs").first.click()
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Email").fill("ada@example.com")
-    page.get_by_label("Password").fill("a long enough passphrase")
-    page.get_by_role("button", name="Sign up").click()
+    sign_up(page, "ada")
     page.get_by_role("link", name="Add funds").first.click()
     page.get_by_label("Amount ($)").fill("20")
     page.get_by_role("button", name="Add credit").click()
@@ -351,10 +353,7 @@ def test_a_bid_placed_before_the_pages_socket_opens_shows_when_it_opens(page, as
     bidder = f.provider(gpus={"h100-sxm-80gb": 8})
     token = accounts.token_issue(user=bidder.user, name="agent", scope=TokenScope.PROVIDER).secret
     page.goto(base + "/accounts/signup/")
-    page.get_by_label("Username").fill("lin")
-    page.get_by_label("Email").fill("lin@example.com")
-    page.get_by_label("Password").fill("a long enough passphrase")
-    page.get_by_role("button", name="Sign up").click()
+    sign_up(page, "lin")
     expect(page.get_by_role("heading", name="Hello, lin")).to_be_visible()
     client = User.objects.get(username="lin")
     ledger.deposit(user=client, amount=100 * USD, key="test:deposit:lin")
@@ -406,10 +405,7 @@ def test_link_a_browser_wallet_then_sign_in_with_it(page, asgi_server: str) -> N
     page.add_init_script("window.ethereum = { request: (r) => window.testWallet(r.method, r.params || []) };")
 
     page.goto(base + "/accounts/signup/")
-    page.get_by_label("Username").fill("satoshi")
-    page.get_by_label("Email").fill("satoshi@example.com")
-    page.get_by_label("Password").fill("a long enough passphrase")
-    page.get_by_role("button", name="Sign up").click()
+    sign_up(page, "satoshi")
     page.get_by_role("link", name="Account").click()
     page.get_by_role("button", name="Link a browser wallet").click()
     expect(page.locator("#wallet-list")).to_contain_text(wallet.address)
