@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django_filters import rest_framework as filters
+from django_filters.fields import ChoiceField
 
 
 class _StrictBooleanField(forms.Field):
@@ -28,3 +29,17 @@ class StrictBooleanFilter(filters.BooleanFilter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", forms.TextInput)  # django-filter's own widget reads junk as "any"
         super().__init__(*args, **kwargs)
+
+
+class _PresentChoiceField(ChoiceField):
+    def clean(self, value: Any) -> Any:
+        if value == "":  # the parameter given, but empty (absent is None)
+            raise forms.ValidationError("Use one of the listed values, or leave the parameter out.", code="invalid")
+        return super().clean(value)
+
+
+class StrictChoiceFilter(filters.ChoiceFilter):
+    """One of the choices. Given but empty (``?kind=``) is a 400 like any other value not among
+    them; django-filter's own reads it as "any"."""
+
+    field_class = _PresentChoiceField

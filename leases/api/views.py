@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.filters import StrictChoiceFilter
 from core.api.idempotency import idempotent
 from core.api.renderers import CSVRenderer, to_csv
 from core.errors import ValidationFailed
@@ -129,14 +130,14 @@ class AccountView(APIView):
 
 
 class LedgerFilter(filters.FilterSet):
-    account = filters.ChoiceFilter(
+    account = StrictChoiceFilter(
         field_name="account__kind",
         choices=[
             (LedgerAccount.Kind.CLIENT_BALANCE, "client_balance"),
             (LedgerAccount.Kind.PROVIDER_EARNINGS, "provider_earnings"),
         ],
     )
-    kind = filters.ChoiceFilter(field_name="transaction__kind", choices=LedgerTransaction.Kind.choices)
+    kind = StrictChoiceFilter(field_name="transaction__kind", choices=LedgerTransaction.Kind.choices)
     lease = filters.NumberFilter(field_name="transaction__lease_id")
 
 

@@ -153,4 +153,7 @@ def test_account_and_ledger_endpoints() -> None:
         ("deposit", 100 * USD, 100 * USD),
     ]
     assert api.get("/api/v1/account/ledger/?kind=deposit").json()["count"] == 1
+    for query in ("kind=", "account=", "kind=junk"):  # given, it must be one of the values
+        refused = api.get(f"/api/v1/account/ledger/?{query}")
+        assert refused.status_code == 400 and query.split("=")[0] in refused.json()["error"]["fields"], query
     assert f.api(p.user, f.PROVIDER).get("/api/v1/account/ledger/").json()["count"] == 0
