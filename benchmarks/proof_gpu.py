@@ -10,7 +10,8 @@ needs only NumPy, PyTorch and ``providers.proof``, no Django and no marketplace.
 2. **Calibration**: the agent's prover (``protocol.prove`` on ``TorchBackend``, as the agent calls
    it) on growing sizes until one run takes ``--calibrate-seconds``, then three runs at that size;
    the median rate, in rows per second at the marketplace's default shape, is what
-   ``protocol.CALIBRATED_ROWS_PER_SECOND`` holds for the model.
+   ``protocol.CALIBRATED_ROWS_PER_SECOND`` holds for the model. Then the same size with other
+   block sizes (``--sweep-block-leaves``), to tell whether the agent's own suits the card.
 3. **Acceptance**: ``--runs`` challenges, each sized as the marketplace sizes one from that rate
    (``protocol.fit`` for ``--target-seconds``) with a fresh seed: the prover's time from start to
    commitment (its GPU work, copying the digests to the host and the Merkle tree) against the
@@ -117,6 +118,16 @@ def calibrate(args: argparse.Namespace, backend: work.Backend) -> dict[str, Any]
     return {"rows": params.rows, "rates": rates, "rows_per_second": statistics.median(rates)}
 
 
+def sweep(args: argparse.Namespace, backend: work.Backend, rows: int) -> dict[int, float]:
+    """Rows per second at each block size of ``--sweep-block-leaves`` (the best of two runs of
+    ``rows`` rows each): whether the agent's own block size suits this card."""
+    params = shape(args, rows)
+    return {
+        block: max(params.rows / timed_prove(protocol.new_seed(), params, backend, block)[1] for _ in range(2))
+        for block in args.sweep_block_leaves
+    }
+
+
 def challenge(args: argparse.Namespace, backend: work.Backend, rate: float) -> dict[str, Any]:
     """One challenge as the marketplace issues and checks it, at ``rate`` rows per second."""
     params = protocol.fit(rate, args.target_seconds, width=args.width, rounds=args.rounds, leaf_rows=args.leaf_rows)
@@ -177,7 +188,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=protocol.DEFAULT_ROUNDS, help="PROOF_ROUNDS")
     parser.add_argument("--leaf-rows", type=int, default=protocol.DEFAULT_LEAF_ROWS, help="PROOF_LEAF_ROWS")
     parser.add_argument("--block-leaves", type=int, help="leaves the prover computes at once (the backend's own)")
-    parser.add_argument("--unfused", action="store_true", help="draw the tables with array operations, no Triton")
+    parser.add_argument(
+        "--sweep-block-leaves",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[16, 32, 64, 128],
+        help="block sizes to compare after the calibration, comma-separated ('' for none)",
+    )
+    parser.add_argument("--unfused", action="store_true", help="array operations only, no Triton kernels")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "proof_gpu.json")
     args = parser.parse_args(argv)
 
@@ -191,6 +208,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     calibration = calibrate(args, backend)
     rate = calibration["rows_per_second"]
     print(f"calibrated: {rate:,.0f} rows/s (runs of {calibration['rows']:,} rows)", flush=True)
+    blocks = sweep(args, backend, calibration["rows"])
+    for block, block_rate in blocks.items():
+        print(f"  {block} leaves a block: {block_rate:,.0f} rows/s", flush=True)
     runs = []
     for n in range(args.runs):
         runs.append(challenge(args, backend, rate))
@@ -203,9 +223,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": model,
         "shape": {"width": args.width, "rounds": args.rounds, "leaf_rows": args.leaf_rows},
         "block_leaves": args.block_leaves,
-        "fused_tables": hasattr(backend, "table"),
+        "fused_kernels": bool(getattr(backend, "fused", False)),
         "envelope": {"target_s": args.target_seconds, "margin": args.margin, "allowance_s": args.allowance},
         "calibration": calibration,
+        "block_sweep": {str(block): block_rate for block, block_rate in blocks.items()},
         "calibrated": summary(runs),
     }
     if entry is not None and args.estimate_runs:
@@ -243,6 +264,9 @@ def report(result: dict[str, Any]) -> None:
         f"p99 {honest['prover_s']['p99']:.2f} s, max {honest['prover_s']['max']:.2f} s "
         f"(envelope {honest['deadline_s']:.2f} s) | ≤ 10 s |"
     )
+    if result["block_sweep"]:
+        sizes = ", ".join(f"{block}: {rate:,.0f}" for block, rate in result["block_sweep"].items())
+        print(f"| rows per second by leaves a block | {sizes} | |")
     print(f"| int8 throughput of the prover | p50 {honest['int8_tops']['p50']:.1f} TOPS | |")
     print(f"| honest challenges passed | {honest['passed']} of {honest['runs']} | all |")
     print(
@@ -265,6 +289,14 @@ def report(result: dict[str, Any]) -> None:
     print()
     rate = result["calibration"]["rows_per_second"]
     print(f'CALIBRATED_ROWS_PER_SECOND["{result["model"]}"] = {rate:.0f}  # measured on {machine["device"]}')
+    if result["block_sweep"]:
+        best = max(result["block_sweep"], key=result["block_sweep"].get)
+        gain = result["block_sweep"][best] / rate - 1
+        if int(best) != result["block_leaves"] and gain > 0.05:
+            print(
+                f"# {best} leaves a block did {gain:.0%} better than {result['block_leaves']}: make it the "
+                "backend's own (work.TorchBackend.block_leaves), then calibrate again"
+            )
 
 
 if __name__ == "__main__":

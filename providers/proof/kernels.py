@@ -1,4 +1,5 @@
-"""The GPU prover's fused kernel (Triton): the generator's tables in one pass.
+"""The GPU prover's fused kernels (Triton): the generator's tables, and the requantization, each
+in one pass.
 
 ``work.table`` written with array operations makes PyTorch run some twenty kernels one after
 another over int64 temporaries, about 740 bytes of memory traffic for each int8 entry it draws:
@@ -6,8 +7,13 @@ for the rows' starting vectors that is several times the traffic of all the roun
 Here one kernel computes each entry from its index in registers (the same ``draw``, in unsigned
 32-bit arithmetic, where multiplication wraps as the masks do) and writes one byte.
 
-Exactly what ``work.table`` computes: ``tests/providers/test_proof_torch.py`` compares them on
-the card, and on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``).
+A round's requantization is memory traffic only: PyTorch's ``(sums >> 8).to(int8)`` is two
+kernels, which write the shifted int32 sums out and read them back (13 bytes an entry). Here one
+kernel reads each sum once and writes its byte (5 bytes an entry). With the product writing its
+int32 sums, a round moves about 10 bytes an entry, where the datasheet estimate allows 17.
+
+Exactly what ``work.table`` and ``work.requantize`` compute: ``tests/providers/test_proof_torch.py``
+compares them on the card, and on the CPU through Triton's interpreter (``TRITON_INTERPRET=1``).
 """
 
 from contextlib import nullcontext
@@ -46,6 +52,15 @@ def _draw_table(rows_ptr, out_ptr, total, columns, key0, key1, key2, BLOCK: tl.c
     tl.store(out_ptr + offsets, ((h >> 24).to(tl.int32) - 128).to(tl.int8), mask=inside)
 
 
+@triton.jit(do_not_specialize=["total"])
+def _requantize(sums_ptr, out_ptr, total, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]  # noqa: N803
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = offsets < total
+    sums = tl.load(sums_ptr + offsets, mask=inside, other=0)
+    # an arithmetic shift of the signed sums, then the conversion to int8 keeps the low byte
+    tl.store(out_ptr + offsets, (sums >> 8).to(tl.int8), mask=inside)
+
+
 def draw_table(torch: Any, key: tuple[int, int, int], stream: int, rows: Any, columns: int) -> Any:
     """``work.table`` for a 1-D int64 tensor of row numbers: an int8 tensor, len(rows) x columns."""
     rows = rows.contiguous()
@@ -59,6 +74,17 @@ def draw_table(torch: Any, key: tuple[int, int, int], stream: int, rows: Any, co
         # thread (``protocol.prove``) makes its own card current
         with torch.cuda.device(rows.device) if rows.is_cuda else nullcontext():
             _draw_table[(triton.cdiv(total, BLOCK),)](rows, out, total, columns, *keys, BLOCK=BLOCK)
+    return out
+
+
+def requantize(torch: Any, sums: Any) -> Any:
+    """``work.requantize`` of an int32 tensor in one pass: an int8 tensor of the same shape."""
+    sums = sums.contiguous()
+    out = torch.empty(sums.shape, dtype=torch.int8, device=sums.device)
+    total = out.numel()
+    if total:
+        with torch.cuda.device(sums.device) if sums.is_cuda else nullcontext():
+            _requantize[(triton.cdiv(total, BLOCK),)](sums, out, total, BLOCK=BLOCK)
     return out
 
 

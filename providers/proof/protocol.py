@@ -10,7 +10,7 @@ import binascii
 import math
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -153,9 +153,13 @@ def envelope(expected_seconds: float, *, margin: float, allowance: float) -> flo
 class Commitment:
     """The prover's result: the digests' bytes, leaf by leaf, and the Merkle tree over them."""
 
-    def __init__(self, leaves: list[bytes]) -> None:
+    def __init__(self, leaves: list[bytes], hashes: list[bytes] | None = None) -> None:
+        """``hashes``, where given, are the leaves' own (``merkle.leaf_hash``): the prover hashes
+        each block's leaves while the device computes the next."""
         self.leaves = leaves
-        self.tree = merkle.MerkleTree([merkle.leaf_hash(i, data) for i, data in enumerate(leaves)])
+        if hashes is None:
+            hashes = [merkle.leaf_hash(i, data) for i, data in enumerate(leaves)]
+        self.tree = merkle.MerkleTree(hashes)
 
     @property
     def root(self) -> bytes:
@@ -199,25 +203,44 @@ def prove(
     cards = len(backends)
     bounds = [params.leaves * i // cards for i in range(cards + 1)]
     if cards == 1:
-        return Commitment(_leaves(seed, params, backends[0], 0, params.leaves, block_leaves))
-    with ThreadPoolExecutor(max_workers=cards) as pool:  # GPU kernels release the GIL
-        shares = pool.map(
-            lambda i: _leaves(seed, params, backends[i], bounds[i], bounds[i + 1], block_leaves), range(cards)
+        return Commitment(*_leaves(seed, params, backends[0], 0, params.leaves, block_leaves))
+    with ThreadPoolExecutor(max_workers=cards) as pool:  # GPU kernels release the GIL, and so does hashing
+        shares = list(
+            pool.map(lambda i: _leaves(seed, params, backends[i], bounds[i], bounds[i + 1], block_leaves), range(cards))
         )
-        return Commitment([leaf for share in shares for leaf in share])
+    return Commitment(
+        [leaf for leaves, _ in shares for leaf in leaves], [digest for _, hashes in shares for digest in hashes]
+    )
 
 
-def _leaves(seed: bytes, params: Params, backend: Backend, first: int, last: int, block_leaves: int) -> list[bytes]:
-    """Leaves ``first`` to ``last`` (exclusive), computed on ``backend``."""
+def _leaves(
+    seed: bytes, params: Params, backend: Backend, first: int, last: int, block_leaves: int
+) -> tuple[list[bytes], list[bytes]]:
+    """Leaves ``first`` to ``last`` (exclusive), computed on ``backend``, and their hashes. One
+    block at a time, pipelined: a block's digests are copied to the host and hashed while the
+    device computes the next one, so a GPU never waits for the CPU between blocks."""
     shared = inputs(backend, seed, params.width)
     leaves: list[bytes] = []
+    hashes: list[bytes] = []
+
+    def take(fetched: Callable[[], Any]) -> None:
+        data = leaf_bytes(fetched())
+        for i in range(0, len(data), params.leaf_bytes):
+            hashes.append(merkle.leaf_hash(first + len(leaves), data[i : i + params.leaf_bytes]))
+            leaves.append(data[i : i + params.leaf_bytes])
+
+    pending: Callable[[], Any] | None = None
     step = block_leaves * params.leaf_rows
     for start in range(first * params.leaf_rows, last * params.leaf_rows, step):
         stop = min(last * params.leaf_rows, start + step)
         block = digests(backend, shared, backend.arange(start, stop), width=params.width, rounds=params.rounds)
-        data = leaf_bytes(backend.host(block))
-        leaves.extend(data[i : i + params.leaf_bytes] for i in range(0, len(data), params.leaf_bytes))
-    return leaves
+        fetched = backend.fetch(block)  # queued behind this block's work, ahead of the next block's
+        if pending is not None:
+            take(pending)
+        pending = fetched
+    if pending is not None:
+        take(pending)
+    return leaves, hashes
 
 
 # --- The verifier ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ with q(a) = bits 8 to 15 of each sum, read as a two's-complement int8.
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +48,11 @@ class Backend(Protocol):
 
     def host(self, values: Any) -> Any:
         """``values`` as a NumPy array in this process's memory."""
+
+    def fetch(self, values: Any) -> Callable[[], Any]:
+        """Start copying ``values`` to this process's memory, behind the work queued for them;
+        what it returns waits for the copy and gives the NumPy array. Meanwhile the caller may
+        queue more work (the prover's next block)."""
 
 
 class NumpyBackend:
@@ -81,6 +87,9 @@ class NumpyBackend:
     def host(self, values: Any) -> Any:
         return values
 
+    def fetch(self, values: Any) -> Callable[[], Any]:
+        return lambda: values
+
 
 class TorchBackend:
     """PyTorch on a CUDA device (the agent's GPU prover), or on the CPU (to check it agrees with
@@ -96,14 +105,17 @@ class TorchBackend:
         # On a GPU a block is a few kernels a round whatever its size: blocks of 16,384 rows (at
         # the default shape) keep those launches and the copy to the host small next to the work
         self.block_leaves = 64 if self.cuda else 4
-        # The generator's tables in one Triton kernel (``kernels``), on a card by default, where
-        # Triton is installed (it comes with CUDA PyTorch); without it, array operations
+        # The generator's tables and the requantization each in one Triton kernel (``kernels``),
+        # on a card by default, where Triton is installed (it comes with CUDA PyTorch); without
+        # it, array operations
         if fused is None:
             fused = self.cuda and importlib.util.find_spec("triton") is not None
+        self.fused = fused
         if fused:
             from providers.proof import kernels
 
             self.table = lambda key, stream, rows, columns: kernels.draw_table(torch, key, stream, rows, columns)
+            self.requantize = lambda sums: kernels.requantize(torch, sums)
         if self.cuda and str(self.device) not in _WARM:
             self.warm_up()
 
@@ -140,7 +152,7 @@ class TorchBackend:
     def requantize(self, sums: Any) -> Any:
         """``work.requantize`` in two passes: the shift, then the int8 conversion, which keeps the
         low byte (``tests/providers/test_proof_torch.py`` checks it against the masks, on the CPU
-        and on the card)."""
+        and on the card). Fused, one kernel does both (``kernels.requantize``)."""
         return (sums >> 8).to(self.torch.int8)
 
     def concat(self, parts: list[Any]) -> Any:
@@ -148,6 +160,23 @@ class TorchBackend:
 
     def host(self, values: Any) -> Any:
         return values.cpu().numpy()
+
+    def fetch(self, values: Any) -> Callable[[], Any]:
+        if not self.cuda:
+            return lambda: values.numpy()
+        torch = self.torch
+        # into page-locked memory, so the copy runs on the card's stream without blocking this
+        # thread; the event marks when it is done (the work before it on the stream too)
+        landing = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        landing.copy_(values, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record(torch.cuda.current_stream(self.device))
+
+        def wait() -> Any:
+            copied.synchronize()
+            return landing.numpy()
+
+        return wait
 
 
 _WARM: set[str] = set()  # the CUDA devices this process has warmed up

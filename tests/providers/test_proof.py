@@ -224,6 +224,8 @@ def test_the_root_does_not_depend_on_how_many_leaves_a_block_holds(honest) -> No
     assert protocol.prove(SEED, SMALL, big).root == honest.root
     for block in (1, 3, SMALL.leaves + 5):
         assert protocol.prove(SEED, SMALL, block_leaves=block).root == honest.root, block
+    # the leaves the prover hashed as it went are the leaves it committed to
+    assert protocol.Commitment(honest.leaves).root == honest.root
 
 
 def test_several_cards_share_a_challenge_and_commit_to_the_same_root(honest) -> None:  # type: ignore[no-untyped-def]

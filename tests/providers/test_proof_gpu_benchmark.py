@@ -25,6 +25,7 @@ SMALL = ["--backend", "numpy", "--width", "64", "--rounds", "2", "--leaf-rows", 
 def test_an_honest_prover_passes_every_challenge_sized_from_its_calibration(bench, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "proof_gpu.json"
     argv = [*SMALL, "--runs", "4", "--target-seconds", "0.1", "--calibrate-seconds", "0.1"]
+    argv += ["--sweep-block-leaves", "1,8"]
     result = bench.main([*argv, "--model", "h100-sxm-80gb", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["calibration"]["rows_per_second"] > 0
@@ -35,7 +36,9 @@ def test_an_honest_prover_passes_every_challenge_sized_from_its_calibration(benc
     assert (
         "datasheet" not in result and result["datasheet_rows_per_second"] > 3 * result["calibration"]["rows_per_second"]
     )
+    assert set(result["block_sweep"]) == {"1", "8"} and min(result["block_sweep"].values()) > 0
     printed = capsys.readouterr().out
+    assert "| rows per second by leaves a block | 1: " in printed
     assert "| honest challenges passed | 4 of 4 | all |" in printed
     assert "every challenge would be too slow" in printed
     assert 'CALIBRATED_ROWS_PER_SECOND["h100-sxm-80gb"] = ' in printed

@@ -52,19 +52,42 @@ def test_rows_digests_and_commitments_agree_bit_for_bit(device: str) -> None:
     assert protocol.prove(SEED, params, tensors).root == protocol.prove(SEED, params, arrays).root
 
 
+def requantizes_as_the_masks_do(backend: work.TorchBackend) -> None:
+    """The backend's requantization is the protocol's q: every int32 sum's bits 8 to 15 as a
+    two's-complement int8, the extremes included, whatever the tensor's shape."""
+    extremes = torch.tensor([-(2**31), -(2**31) + 255, -32768, -129, -1, 0, 127, 128, 32767, 2**31 - 1])
+    sums = torch.cat([extremes, torch.randint(-(2**31), 2**31 - 1, (100_006,))]).to(torch.int32)
+    sums = sums.reshape(-1, 8)[:, :6].to(backend.device)  # a matrix, and not contiguous
+    on_device = work.requantize(backend, sums).cpu().numpy()
+    masked = work.requantize(work.NumpyBackend(), sums.cpu().numpy().astype(np.int64))
+    assert on_device.dtype == np.int8 and on_device.shape == masked.shape and np.array_equal(on_device, masked)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_two_pass_requantization_keeps_the_bits_the_masks_keep(device: str) -> None:
-    """The GPU prover's ``(sums >> 8).to(int8)`` is the protocol's q, on this device: every sum's
-    bits 8 to 15 as a two's-complement int8, the extremes included."""
-    extremes = torch.tensor([-(2**31), -(2**31) + 255, -32768, -129, -1, 0, 127, 128, 32767, 2**31 - 1])
-    sums = torch.cat([extremes, torch.randint(-(2**31), 2**31 - 1, (100_000,))]).to(torch.int32).to(device)
-    on_device = work.requantize(work.TorchBackend(device), sums).cpu().numpy()
-    masked = work.requantize(work.NumpyBackend(), sums.cpu().numpy().astype(np.int64))
-    assert on_device.dtype == np.int8 and np.array_equal(on_device, masked)
+    """The GPU prover's ``(sums >> 8).to(int8)`` without Triton, on this device."""
+    requantizes_as_the_masks_do(work.TorchBackend(device, fused=False))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_block_fetched_while_more_work_is_queued_is_the_block_computed(device: str) -> None:
+    """The prover copies a block's digests to the host while the device computes the next: what
+    the fetch gives is the block as it was computed, whatever the device did after."""
+    backend = work.TorchBackend(device, fused=False)
+    shared = work.inputs(backend, SEED, 64)
+    blocks = [backend.arange(i * 512, (i + 1) * 512) for i in range(3)]
+    fetched = []
+    for rows in blocks:
+        fetched.append(backend.fetch(work.digests(backend, shared, rows, width=64, rounds=3)))
+    arrays = work.NumpyBackend()
+    for rows, wait in zip(blocks, fetched, strict=True):
+        want = work.digests(arrays, work.inputs(arrays, SEED, 64), rows.cpu().numpy(), width=64, rounds=3)
+        assert np.array_equal(wait(), want)
 
 
 def fused_agrees(device: str) -> None:
-    """The fused kernel's tables, and a whole commitment, are the array operations' own."""
+    """The fused kernels' tables and requantization, and a whole commitment, are the array
+    operations' own."""
     fused, arrays = work.TorchBackend(device, fused=True), work.NumpyBackend()
     fused.warm_up()  # what a card does once, before its first check
     key = work.key_words(SEED)
@@ -75,11 +98,13 @@ def fused_agrees(device: str) -> None:
             want = work.table(arrays, key, stream, arrays.indices(rows), columns)
             assert got.dtype == np.int8 and np.array_equal(got, want), (stream, columns)
     assert work.table(fused, key, work.STREAM_X, fused.indices([]), 8).shape == (0, 8)
+    requantizes_as_the_masks_do(fused)
+    assert work.requantize(fused, fused.arange(0, 0).to(torch.int32)).shape == (0,)
     params = protocol.Params(rows=1024, width=64, rounds=3, leaf_rows=64, checks=30)
     assert protocol.prove(SEED, params, fused).root == protocol.prove(SEED, params, arrays).root
 
 
-def test_the_fused_generator_draws_what_the_array_operations_draw() -> None:
+def test_the_fused_kernels_compute_what_the_array_operations_compute() -> None:
     """On the CPU through Triton's interpreter (the same typing rules as on a card), in a process
     of its own since the interpreter is chosen when Triton loads; on the card directly."""
     pytest.importorskip("triton")
@@ -95,5 +120,5 @@ def test_the_fused_generator_draws_what_the_array_operations_draw() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     if torch.cuda.is_available():
-        assert hasattr(work.TorchBackend("cuda"), "table")  # fused by default on a card
+        assert work.TorchBackend("cuda").fused  # by default on a card
         fused_agrees("cuda")
