@@ -16,7 +16,7 @@ class GpuCheckAdmin(admin.ModelAdmin):
         "elapsed_seconds",
         "issued_at",
     ]
-    list_filter = ["status", "reason", "failure", "gpu_model"]
+    list_filter = ["status", "reason", "failure", "envelope", "gpu_model"]
     search_fields = ["provider__name"]
     readonly_fields = [field.name for field in GpuCheck._meta.fields]
 

@@ -30,6 +30,13 @@ class GpuCheck(models.Model):
         PATH_MISMATCH = "path_mismatch", "An opened leaf is not under the committed root"
         NOT_OPENED = "not_opened", "The rows were not opened in time"
 
+    class Envelope(models.TextChoices):
+        """Where the model's expected speed, which sized the check and its time limit, came from."""
+
+        OPERATOR = "operator", "Set by the marketplace's operator"
+        CALIBRATED = "calibrated", "Measured on a real card of the model"
+        DATASHEET = "datasheet", "Estimated from the model's datasheet"
+
     provider = models.ForeignKey("providers.Provider", on_delete=models.CASCADE, related_name="gpu_checks")
     gpu_model = models.ForeignKey("providers.GpuModel", on_delete=models.PROTECT, related_name="+")
     reason = models.CharField(max_length=16, choices=Reason.choices)
@@ -44,6 +51,12 @@ class GpuCheck(models.Model):
     params = models.JSONField()
     expected_seconds = models.FloatField()
     deadline_seconds = models.FloatField()  # the envelope: from start to commitment
+    envelope = models.CharField(
+        max_length=16,
+        choices=Envelope.choices,
+        default=Envelope.DATASHEET,
+        help_text="Where the expected speed that sized the check and its time limit came from.",
+    )
     rows = models.JSONField(default=list, blank=True)  # drawn at commitment
     root = models.BinaryField(max_length=32, null=True, blank=True)
     elapsed_seconds = models.FloatField(null=True, blank=True)

@@ -52,18 +52,22 @@ logger = logging.getLogger(__name__)
 OPEN = (GpuCheck.Status.ISSUED, GpuCheck.Status.STARTED, GpuCheck.Status.COMMITTED)
 
 
-def expected_rows_per_second(gpu_model: GpuModel) -> float:
-    """How fast an honest card of the model does this work: the operator's figure, else ours
-    measured on a real card, else the datasheet estimate."""
-    for table in (settings.PROOF_ROWS_PER_SECOND, protocol.CALIBRATED_ROWS_PER_SECOND):
+def expected_rows_per_second(gpu_model: GpuModel) -> tuple[float, str]:
+    """How fast an honest card of the model does this work, and where that comes from: the
+    operator's figure, else ours measured on a real card, else the datasheet estimate."""
+    for table, source in (
+        (settings.PROOF_ROWS_PER_SECOND, GpuCheck.Envelope.OPERATOR),
+        (protocol.CALIBRATED_ROWS_PER_SECOND, GpuCheck.Envelope.CALIBRATED),
+    ):
         if gpu_model.pk in table:
-            return float(table[gpu_model.pk])
-    return protocol.estimated_rows_per_second(
+            return float(table[gpu_model.pk]), source
+    estimate = protocol.estimated_rows_per_second(
         float(gpu_model.int8_tops),
         gpu_model.memory_bandwidth_gbps,
         width=settings.PROOF_WIDTH,
         rounds=settings.PROOF_ROUNDS,
     )
+    return estimate, GpuCheck.Envelope.DATASHEET
 
 
 def check_issue(
@@ -82,7 +86,8 @@ def check_issue(
         gpu_model = GpuModel.objects.get(pk=gpu_model_id)
     except GpuModel.DoesNotExist as exc:
         raise NotFound("No such GPU model.", code="unknown_gpu_model") from exc
-    rate = expected_rows_per_second(gpu_model) * cards
+    rate, source = expected_rows_per_second(gpu_model)
+    rate *= cards
     params = protocol.fit(
         rate,
         settings.PROOF_TARGET_SECONDS,
@@ -102,6 +107,7 @@ def check_issue(
                 seed=protocol.new_seed(),
                 params=params.as_dict(),
                 expected_seconds=expected,
+                envelope=source,
                 deadline_seconds=protocol.envelope(
                     expected, margin=settings.PROOF_MARGIN, allowance=settings.PROOF_ALLOWANCE_SECONDS
                 ),
@@ -192,7 +198,8 @@ def check_commit(*, provider: Provider, check_id: int, root: object, now: dateti
             _fail(
                 check,
                 GpuCheck.Failure.TOO_SLOW,
-                f"{elapsed:.2f} s; an honest {check.gpu_model_id} needs at most {check.deadline_seconds:.2f} s",
+                f"{elapsed:.2f} s; an honest {check.gpu_model_id} needs at most {check.deadline_seconds:.2f} s"
+                f" ({check.get_envelope_display().lower()})",
                 now,
             )
             return check

@@ -107,7 +107,30 @@ def test_a_commitment_later_than_the_models_envelope_fails() -> None:
     check = services.check_commit(provider=provider, check_id=check.pk, root=honest.root.hex(), now=late)
     assert (check.status, check.failure) == ("failed", "too_slow")
     assert "an honest h100-sxm-80gb needs at most" in check.detail
+    assert check.detail.endswith("(set by the marketplace's operator)")  # the envelope's source, for a dispute
     assert not ProviderGpu.objects.get(provider=provider).verified
+
+
+def test_a_check_says_where_its_envelope_came_from(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The operator's figure, else a card measured by us, else the datasheet estimate: each check
+    is sized from the first there is, and says which (in the API, and on the provider's page)."""
+    settings.PROOF_ROWS_PER_SECOND = {"h100-sxm-80gb": 1000.0}
+    provider = f.provider(gpus={"h100-sxm-80gb": 8, "a100-sxm-80gb": 4, "l40s-48gb": 2})
+    monkeypatch.setitem(protocol.CALIBRATED_ROWS_PER_SECOND, "a100-sxm-80gb", 500.0)
+    monkeypatch.setitem(protocol.CALIBRATED_ROWS_PER_SECOND, "h100-sxm-80gb", 2000.0)  # the operator's wins
+    listed = {c["gpu_model"]: c for c in f.api(provider.user, f.PROVIDER).get(CHECKS).json()}
+    assert {model: c["envelope"] for model, c in listed.items()} == {
+        "h100-sxm-80gb": "operator",
+        "a100-sxm-80gb": "calibrated",
+        "l40s-48gb": "datasheet",
+    }
+    estimate = protocol.estimated_rows_per_second(733, 864, width=32, rounds=3)  # the L40S's datasheet
+    for model, rate in (("h100-sxm-80gb", 1000.0 * 8), ("a100-sxm-80gb", 500.0 * 4), ("l40s-48gb", estimate * 2)):
+        assert listed[model]["params"]["rows"] == protocol.fit(rate, 0.256, width=32, rounds=3, leaf_rows=64).rows
+    page = Client()
+    page.force_login(provider.user)
+    checks = page.get("/provider/").content.decode().split('id="checks"')[1].split("</table>")[0]
+    assert checks.count(">est.</abbr>") == 1  # the L40S's, estimated
 
 
 def test_rows_not_opened_in_time_fail_the_check(settings) -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ class GpuCheckSerializer(StrictModelSerializer):
             "params",
             "expected_seconds",
             "deadline_seconds",
+            "envelope",
             "rows",
             "elapsed_seconds",
             "measured_int8_tops",
