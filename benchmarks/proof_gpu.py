@@ -21,7 +21,9 @@ needs only NumPy, PyTorch and ``providers.proof``, no Django and no marketplace.
    sized from it, to show whether an honest card passed before calibration.
 
 It prints a Markdown table for ``benchmarks/RESULTS.md`` and the calibration line, and writes
-everything to ``benchmarks/out/proof_gpu.json`` (or ``--out``). ``--backend numpy`` runs the same
+everything to ``benchmarks/out/proof_gpu.json`` (or ``--out``), after each step too, so a run
+stopped from outside keeps what it measured; ``--budget-seconds`` stops it starting challenges
+after that long, and the report says how many ran. ``--backend numpy`` runs the same
 on the CPU at small sizes, to try the script where there is no GPU.
 """
 
@@ -194,29 +196,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=[16, 32, 64, 128],
         help="block sizes to compare after the calibration, comma-separated ('' for none)",
     )
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        help="stop starting challenges after this long (the runs so far are reported, marked stopped early)",
+    )
     parser.add_argument("--unfused", action="store_true", help="array operations only, no Triton kernels")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "proof_gpu.json")
     args = parser.parse_args(argv)
 
+    began = time.monotonic()
     backend = make_backend(args.backend, args.device, unfused=args.unfused)
     args.block_leaves = args.block_leaves or backend.block_leaves
     machine = describe(args.backend, args.device)
     model = args.model or normalize_gpu_name(str(machine["device"]))
     entry = CATALOG_BY_ID.get(model or "")
     print(f"# {machine['device']} ({model or 'not in the catalog'}), {json.dumps(machine)}", flush=True)
-
-    calibration = calibrate(args, backend)
-    rate = calibration["rows_per_second"]
-    print(f"calibrated: {rate:,.0f} rows/s (runs of {calibration['rows']:,} rows)", flush=True)
-    blocks = sweep(args, backend, calibration["rows"])
-    for block, block_rate in blocks.items():
-        print(f"  {block} leaves a block: {block_rate:,.0f} rows/s", flush=True)
-    runs = []
-    for n in range(args.runs):
-        runs.append(challenge(args, backend, rate))
-        if (n + 1) % 10 == 0 or not runs[-1]["passed"]:
-            last = runs[-1]
-            print(f"  {n + 1}/{args.runs}: {last['prover_s']:.2f} s of {last['deadline_s']:.2f}, {last['verdict']}")
     result: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": machine,
@@ -225,21 +220,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "block_leaves": args.block_leaves,
         "fused_kernels": bool(getattr(backend, "fused", False)),
         "envelope": {"target_s": args.target_seconds, "margin": args.margin, "allowance_s": args.allowance},
-        "calibration": calibration,
-        "block_sweep": {str(block): block_rate for block, block_rate in blocks.items()},
-        "calibrated": summary(runs),
     }
+
+    def save() -> None:  # after each step: a run stopped from outside keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+    def time_left() -> bool:
+        return args.budget_seconds is None or time.monotonic() - began < args.budget_seconds
+
+    result["calibration"] = calibration = calibrate(args, backend)
+    rate = calibration["rows_per_second"]
+    print(f"calibrated: {rate:,.0f} rows/s (runs of {calibration['rows']:,} rows)", flush=True)
+    save()
+    result["block_sweep"] = {str(block): speed for block, speed in sweep(args, backend, calibration["rows"]).items()}
+    for block, speed in result["block_sweep"].items():
+        print(f"  {block} leaves a block: {speed:,.0f} rows/s", flush=True)
+    runs: list[dict[str, Any]] = []
+    while len(runs) < args.runs and (not runs or time_left()):  # one at least
+        runs.append(challenge(args, backend, rate))
+        if len(runs) % 10 == 0 or not runs[-1]["passed"]:
+            last = runs[-1]
+            print(f"  {len(runs)}/{args.runs}: {last['prover_s']:.2f} s of {last['deadline_s']:.2f}, {last['verdict']}")
+            result["calibrated"] = summary(runs)
+            save()
+    result["calibrated"] = summary(runs)
+    result["stopped_early"] = len(runs) < args.runs  # out of --budget-seconds
     if entry is not None and args.estimate_runs:
         estimate = protocol.estimated_rows_per_second(
             float(entry.int8_tops), entry.memory_bandwidth_gbps, width=args.width, rounds=args.rounds
         )
         result["datasheet_rows_per_second"] = estimate
-        if estimate <= 3 * rate:
+        if estimate <= 3 * rate and time_left():
             result["datasheet"] = summary([challenge(args, backend, estimate) for _ in range(args.estimate_runs)])
         # else not run: every challenge sized from it fails, after up to a multiple of the target
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save()
     report(result)
     return result
 
@@ -268,7 +283,8 @@ def report(result: dict[str, Any]) -> None:
         sizes = ", ".join(f"{block}: {rate:,.0f}" for block, rate in result["block_sweep"].items())
         print(f"| rows per second by leaves a block | {sizes} | |")
     print(f"| int8 throughput of the prover | p50 {honest['int8_tops']['p50']:.1f} TOPS | |")
-    print(f"| honest challenges passed | {honest['passed']} of {honest['runs']} | all |")
+    early = " (stopped early: out of time)" if result["stopped_early"] else ""
+    print(f"| honest challenges passed | {honest['passed']} of {honest['runs']}{early} | all |")
     print(
         f"| verifier CPU time per challenge | p50 {honest['verifier_cpu_s']['p50']:.2f} s, "
         f"max {honest['verifier_cpu_s']['max']:.2f} s | ≤ 1 s |"

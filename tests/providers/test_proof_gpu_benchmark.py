@@ -53,3 +53,14 @@ def test_a_card_slower_than_its_calibration_fails_the_envelope(bench, tmp_path) 
     rate = bench.calibrate(bench.argparse.Namespace(**vars(args), calibrate_seconds=0.1), backend)["rows_per_second"]
     run = bench.challenge(args, backend, 4 * rate)
     assert run["verdict"] == "passed" and not run["in_time"] and not run["passed"]
+
+
+def test_a_run_out_of_time_keeps_what_it_measured(bench, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--budget-seconds``: no new challenge after that long; the report says how many ran, and the
+    file holds them (it is written after every step, for a run stopped from outside)."""
+    out = tmp_path / "proof_gpu.json"
+    argv = [*SMALL, "--runs", "50", "--target-seconds", "0.1", "--calibrate-seconds", "0.1", "--budget-seconds", "0"]
+    result = bench.main([*argv, "--sweep-block-leaves", "", "--estimate-runs", "0", "--out", str(out)])
+    assert result["stopped_early"] and result["calibrated"]["runs"] == 1 and result["block_sweep"] == {}
+    assert json.loads(out.read_text())["calibrated"]["runs"] == 1
+    assert "| honest challenges passed | 1 of 1 (stopped early: out of time) | all |" in capsys.readouterr().out
