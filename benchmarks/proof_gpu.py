@@ -87,7 +87,7 @@ def describe(backend_name: str, device: str) -> dict[str, Any]:
 def make_backend(name: str, device: str, *, unfused: bool = False) -> work.Backend:
     if name == "numpy":
         return work.NumpyBackend()
-    # a CUDA device ("cpu" tries the script without one); its tables by the fused kernel unless asked
+    # a CUDA device ("cpu" tries the script without one); with the fused kernels unless asked
     return work.TorchBackend(device, fused=False if unfused else None)
 
 
@@ -97,6 +97,11 @@ def timed_prove(seed: bytes, params: protocol.Params, backend: work.Backend, blo
     began = time.perf_counter()
     commitment = protocol.prove(seed, params, backend, block_leaves=block_leaves)
     return commitment, time.perf_counter() - began
+
+
+def measure_rate(params: protocol.Params, backend: work.Backend, block_leaves: int) -> float:
+    """Rows per second of one run of the prover with a fresh seed."""
+    return params.rows / timed_prove(protocol.new_seed(), params, backend, block_leaves)[1]
 
 
 def shape(args: argparse.Namespace, rows: int) -> protocol.Params:
@@ -116,7 +121,7 @@ def calibrate(args: argparse.Namespace, backend: work.Backend) -> dict[str, Any]
             break
         grow = min(16.0, max(2.0, 1.2 * args.calibrate_seconds / max(elapsed, 1e-3)))
         rows = min(protocol.MAX_ROWS, int(params.rows * grow))
-    rates = [params.rows / timed_prove(protocol.new_seed(), params, backend, args.block_leaves)[1] for _ in range(3)]
+    rates = [measure_rate(params, backend, args.block_leaves) for _ in range(3)]
     return {"rows": params.rows, "rates": rates, "rows_per_second": statistics.median(rates)}
 
 
@@ -124,10 +129,7 @@ def sweep(args: argparse.Namespace, backend: work.Backend, rows: int) -> dict[in
     """Rows per second at each block size of ``--sweep-block-leaves`` (the best of two runs of
     ``rows`` rows each): whether the agent's own block size suits this card."""
     params = shape(args, rows)
-    return {
-        block: max(params.rows / timed_prove(protocol.new_seed(), params, backend, block)[1] for _ in range(2))
-        for block in args.sweep_block_leaves
-    }
+    return {block: max(measure_rate(params, backend, block) for _ in range(2)) for block in args.sweep_block_leaves}
 
 
 def challenge(args: argparse.Namespace, backend: work.Backend, rate: float) -> dict[str, Any]:

@@ -231,8 +231,9 @@ def _leaves(
     def take(fetched: Callable[[], Any]) -> None:
         data = leaf_bytes(fetched())
         for i in range(0, len(data), params.leaf_bytes):
-            hashes.append(merkle.leaf_hash(first + len(leaves), data[i : i + params.leaf_bytes]))
-            leaves.append(data[i : i + params.leaf_bytes])
+            leaf = data[i : i + params.leaf_bytes]
+            hashes.append(merkle.leaf_hash(first + len(leaves), leaf))
+            leaves.append(leaf)
 
     pending: Callable[[], Any] | None = None
     step = block_leaves * params.leaf_rows

@@ -121,11 +121,12 @@ class TorchBackend:
 
     def warm_up(self) -> None:
         """Set up now what a card's first use sets up (the CUDA context, the int8 product's
-        library, the fused kernel's compilation: seconds, once a process): the agent makes its
-        backends before it starts a check, so none of it falls in a check's timed window."""
-        digests(self, inputs(self, bytes(16), 64), self.arange(0, 32), width=64, rounds=1)
+        library, the fused kernels' compilation, page-locked memory for the copies: seconds, once
+        a process): the agent makes its backends before it starts a check, so none of it falls in
+        a check's timed window. A block's whole path, through the copy to the host, as a check
+        takes it (waiting for the copy waits for the work before it)."""
+        self.fetch(digests(self, inputs(self, bytes(16), 64), self.arange(0, 32), width=64, rounds=1))()
         if self.cuda:
-            self.torch.cuda.synchronize(self.device)
             _WARM.add(str(self.device))
 
     def arange(self, start: int, stop: int) -> Any:
