@@ -45,7 +45,6 @@ from leases import ledger
 from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
 from leases.selectors import claimed_by
 from leases.services import (
-    lease_event,
     post_close,
     refund_to_client,
     reservation_for,
@@ -54,6 +53,7 @@ from leases.services import (
     top_up_confirm,
     top_up_fail,
 )
+from leases.states import lease_transition
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,9 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
     with transaction.atomic():
         lease = Lease.objects.select_for_update().get(pk=lease_id)
         if lease.status == Lease.Status.FUNDING:
-            lease.status = Lease.Status.FUNDED
             lease.open_tx_hash = tx_hash
             lease.platform_fee_bps = on_chain.fee_bps  # the contract fixed it: the books follow
-            lease.save(update_fields=["status", "open_tx_hash", "platform_fee_bps"])
-            lease_event(lease, "lease.funded")
+            lease_transition(lease, Lease.Status.FUNDED, fields=["open_tx_hash", "platform_fee_bps"])
     return lease
 
 
@@ -142,12 +140,13 @@ def _funding_failed(*, lease_id: int, reason: str) -> Lease:
             key=f"lease:{lease.pk}:unfunded",
             memo="deposit returned, the escrow did not take it",
         )
-        lease.status = Lease.Status.CLOSED
         lease.closed_at = timezone.now()
         lease.closed_by = Lease.ClosedBy.SYSTEM
         lease.close_reason = f"the escrow did not take the deposit: {reason}"[:200]
         lease.refunded_to_client = lease.deposit
-        lease.save(update_fields=["status", "closed_at", "closed_by", "close_reason", "refunded_to_client"])
+        lease_transition(
+            lease, Lease.Status.CLOSED, fields=["closed_at", "closed_by", "close_reason", "refunded_to_client"]
+        )
     logger.warning("lease %s not funded: %s", lease_id, reason)
     return lease
 

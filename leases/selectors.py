@@ -12,6 +12,7 @@ from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
 from leases.models import Lease, LeaseLog, LedgerAccount, LedgerEntry, UsageReport
+from leases.states import CLOSING_OR_CLOSED
 from providers.proof.protocol import envelope
 
 
@@ -268,13 +269,13 @@ def provider_earnings(*, user: User, limit: int = 100) -> ProviderEarnings:
     now = timezone.now()
     rows = []
     for lease in with_usage(Lease.objects.filter(provider__user=user)).order_by("-created_at", "-id")[:limit]:
-        if lease.status in (Lease.Status.CLOSED, Lease.Status.CLOSING):
+        if lease.status in CLOSING_OR_CLOSED:
             owed = lease.paid_to_provider or lease.settled_amount
         else:
             owed = lease_owed(lease=lease, until=now)
         rows.append(LeaseEarning(lease=lease, owed=owed, settled=lease.settled_amount))
     accrued = 0
-    active = Lease.objects.filter(provider__user=user).exclude(status__in=(Lease.Status.CLOSED, Lease.Status.CLOSING))
+    active = Lease.objects.filter(provider__user=user).exclude(status__in=CLOSING_OR_CLOSED)
     for lease in with_usage(active):
         accrued += max(0, lease_owed(lease=lease, until=now, tail=False) - lease.settled_amount)
     earned = (

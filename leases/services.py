@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery import Task
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
@@ -21,33 +22,25 @@ from core import queueing, realtime
 from core.bulk import update_column
 from core.errors import Conflict, DomainError, NotAllowed, NotFound, ValidationFailed
 from core.models import User
-from leases import ledger, selectors
+from leases import ledger, selectors, states, tasks
+from leases.events import lease_changed, lease_event
 from leases.models import Lease, LeaseLog, LeaseTopUp, LedgerAccount, LedgerTransaction, UsageReport
 from leases.selectors import lease_owed
-from notifications.services import notify, webhook_publish
+from notifications.services import notify
 from providers.agent import usage
 from providers.models import Provider
 from providers.services import Reservation, capacity_release
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_STATUSES = (
-    Lease.Status.FUNDING,
-    Lease.Status.FUNDED,
-    Lease.Status.DEPLOYING,
-    Lease.Status.RUNNING,
-    Lease.Status.INSUFFICIENT_FUNDS,
-    Lease.Status.FAILED,
-)
-
 
 def escrow_on_chain() -> bool:
     return settings.ESCROW_BACKEND == "chain"
 
 
-def _enqueue(task_name: str, object_id: int) -> None:
+def _enqueue(task: Task, object_id: int) -> None:
     """Queue a chain task (called after commit); if the broker is down, the chain sync retries it."""
-    queueing.send(f"leases.tasks.{task_name}", object_id)
+    queueing.send(task, object_id)
 
 
 def reservation_for(lease: Lease) -> Reservation:
@@ -70,7 +63,7 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
     """
     now = now or timezone.now()
     deposit = price_per_hour * order.duration_hours
-    lease = Lease.objects.create(
+    lease = Lease(
         order=order,
         bid=bid,
         client_id=order.client_id,
@@ -86,10 +79,10 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         deposit=deposit,
         # on chain, the fee the escrow fixes when it opens the lease replaces this once funded
         platform_fee_bps=settings.PLATFORM_FEE_BPS,
-        status=Lease.Status.FUNDING if escrow_on_chain() else Lease.Status.FUNDED,
         started_at=now,
         ends_at=now + timedelta(hours=order.duration_hours),
     )
+    states.lease_transition(lease, Lease.Status.FUNDING if escrow_on_chain() else Lease.Status.FUNDED)
     escrow = ledger.escrow_account_open(lease=lease)
     client_balance = ledger.user_account(user=order.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE)
     ledger.post(
@@ -100,40 +93,8 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         memo=f"Deposit for lease {lease.pk} (order {order.pk})",
     )
     if lease.status == Lease.Status.FUNDING:
-        transaction.on_commit(lambda: _enqueue("fund_lease_on_chain", lease.pk))
-    else:
-        lease_event(lease, "lease.funded")
+        transaction.on_commit(lambda: _enqueue(tasks.fund_lease_on_chain, lease.pk))
     return lease
-
-
-def lease_changed(lease: Lease) -> None:
-    """Pages showing the lease refresh (after the transaction commits)."""
-    realtime.publish(realtime.lease_group(lease.pk), {"type": "lease.changed", "lease": lease.pk})
-
-
-def lease_event(lease: Lease, event: str) -> None:
-    """A lease changed: the provider's agent hears it over its socket (when it has to act), and the
-    webhooks of the client and the provider that subscribed receive it."""
-    lease_changed(lease)
-    if event in ("lease.funded", "lease.closed", "lease.insufficient_funds", "lease.resumed"):
-        realtime.publish(realtime.provider_group(lease.provider_id), {"type": event, "lease": lease.pk})
-    webhook_publish(
-        user_ids=[lease.client_id, lease.provider.user_id],
-        event_type=event,
-        data={
-            "object": "lease",
-            "id": lease.pk,
-            "order": lease.order_id,
-            "status": lease.status,
-            "status_reason": lease.status_reason,
-            "price_per_hour": lease.price_per_hour,
-            "deposit": lease.deposit,
-            "endpoints": lease.endpoints,
-            "paid_to_provider": lease.paid_to_provider,
-            "refunded_to_client": lease.refunded_to_client,
-            "close_reason": lease.close_reason,
-        },
-    )
 
 
 def _lease_for_actor(*, user: User, lease_id: int, roles: set[str]) -> tuple[Lease, str]:
@@ -185,11 +146,11 @@ def _close(
         lease.closed_by = closed_by
         lease.close_reason = reason[:200]
         if escrow_on_chain():
-            lease.status = Lease.Status.CLOSING
             lease.close_requested_amount = earned
-            lease.save(update_fields=["status", "closed_by", "close_reason", "close_requested_amount"])
-            lease_changed(lease)
-            transaction.on_commit(lambda: _enqueue("close_lease_on_chain", lease.pk))
+            states.lease_transition(
+                lease, Lease.Status.CLOSING, fields=["closed_by", "close_reason", "close_requested_amount"]
+            )
+            transaction.on_commit(lambda: _enqueue(tasks.close_lease_on_chain, lease.pk))
             return lease
         return post_close(lease=lease, paid=earned, refunded=lease.deposit - lease.settled_amount - earned, now=now)
 
@@ -286,16 +247,15 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
         memo=f"Payment for lease {lease.pk}",
     )
     refund_to_client(lease=lease, amount=refunded, key=f"lease:{lease.pk}:refund", memo="the unused deposit")
-    lease.status = Lease.Status.CLOSED
     lease.closed_at = now
     lease.paid_to_provider = lease.settled_amount + paid
     lease.platform_fee += ledger.platform_fee(paid, lease.platform_fee_bps)
     lease.refunded_to_client = refunded
     lease.close_tx_hash = tx_hash
-    lease_event(lease, "lease.closed")
-    lease.save(
-        update_fields=[
-            "status",
+    return states.lease_transition(
+        lease,
+        Lease.Status.CLOSED,
+        fields=[
             "closed_at",
             "closed_by",
             "close_reason",
@@ -303,16 +263,11 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
             "platform_fee",
             "refunded_to_client",
             "close_tx_hash",
-        ]
+        ],
     )
-    return lease
 
 
 # --- top-ups, running out, the grace period -------------------------------------------------------
-TOP_UP_STATUSES = (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.INSUFFICIENT_FUNDS)
-RUNNABLE = (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING)
-
-
 def _has_pending_top_up(lease: Lease) -> bool:
     return LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists()
 
@@ -339,7 +294,7 @@ def lease_top_up(
         lease = Lease.objects.select_for_update().select_related("provider").filter(pk=lease_id, client=user).first()
         if lease is None:
             raise NotFound("No such lease.")
-        if lease.status not in TOP_UP_STATUSES:
+        if lease.status not in states.TOP_UP:
             raise Conflict(f"Lease {lease.pk} is {lease.status}: it cannot be topped up.", code="lease_not_active")
         if _has_pending_top_up(lease):
             raise Conflict(f"Lease {lease.pk} has a top-up waiting for the escrow.", code="top_up_pending")
@@ -355,7 +310,7 @@ def lease_top_up(
             memo=f"Top-up of lease {lease.pk}",
         )
         if escrow_on_chain():
-            transaction.on_commit(lambda: _enqueue("top_up_lease_on_chain", top_up.pk))
+            transaction.on_commit(lambda: _enqueue(tasks.top_up_lease_on_chain, top_up.pk))
         else:
             top_up_confirm(top_up=top_up, lease=lease, now=now)
     return top_up
@@ -375,28 +330,20 @@ def top_up_confirm(*, top_up: LeaseTopUp, lease: Lease, now: datetime | None = N
         lease.low_funds_warned_at = None  # warned again when the new deposit runs low
     if top_up.source == LeaseTopUp.Source.AUTO:
         lease.auto_topped_up += top_up.amount
-    resumed = lease.status == Lease.Status.INSUFFICIENT_FUNDS
-    if resumed:
-        lease.status = Lease.Status.DEPLOYING
-        lease.resumed_at = now
-        lease.suspended_at = lease.grace_ends_at = None
-        lease.status_reason = "topped up: the provider restarts the workload"
-    lease.save(
-        update_fields=[
-            "deposit",
-            "ends_at",
-            "low_funds_warned_at",
-            "auto_topped_up",
-            "status",
-            "resumed_at",
-            "suspended_at",
-            "grace_ends_at",
-            "status_reason",
-        ]
+    fields = ["deposit", "ends_at", "low_funds_warned_at", "auto_topped_up"]
+    if lease.status != Lease.Status.INSUFFICIENT_FUNDS:
+        lease.save(update_fields=fields)
+        lease_event(lease, "lease.topped_up")
+        return
+    lease.resumed_at = now
+    lease.suspended_at = lease.grace_ends_at = None
+    lease.status_reason = "topped up: the provider restarts the workload"
+    states.lease_transition(
+        lease,
+        Lease.Status.DEPLOYING,
+        fields=[*fields, "resumed_at", "suspended_at", "grace_ends_at", "status_reason"],
+        events_before=["lease.topped_up"],
     )
-    lease_event(lease, "lease.topped_up")
-    if resumed:
-        lease_event(lease, "lease.resumed")
 
 
 def top_up_fail(*, top_up_id: int, reason: str) -> LeaseTopUp:
@@ -432,7 +379,7 @@ def lease_auto_top_up_set(*, user: User, lease_id: int, limit: Any) -> Lease:
         lease = Lease.objects.select_for_update().filter(pk=lease_id, client=user).first()
         if lease is None:
             raise NotFound("No such lease.")
-        if lease.status not in (*TOP_UP_STATUSES, Lease.Status.FUNDING):
+        if lease.status not in states.AUTO_TOP_UP:
             raise Conflict(f"Lease {lease.pk} is {lease.status}.", code="lease_not_active")
         lease.auto_top_up_limit = limit
         lease.save(update_fields=["auto_top_up_limit"])
@@ -464,7 +411,7 @@ def leases_suspend_exhausted(*, now: datetime | None = None, limit: int = 500) -
     first automatically, when the client allowed it)."""
     now = now or timezone.now()
     due = list(
-        Lease.objects.filter(status__in=RUNNABLE, ends_at__lte=now)
+        Lease.objects.filter(status__in=states.RUNNABLE, ends_at__lte=now)
         .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
         .order_by("ends_at")
         .values_list("pk", flat=True)[:limit]
@@ -473,20 +420,20 @@ def leases_suspend_exhausted(*, now: datetime | None = None, limit: int = 500) -
     for lease_id in due:
         with transaction.atomic():
             lease = Lease.objects.select_for_update().select_related("client", "provider").get(pk=lease_id)
-            if lease.status not in RUNNABLE or lease.ends_at > now or _has_pending_top_up(lease):
+            if lease.status not in states.RUNNABLE or lease.ends_at > now or _has_pending_top_up(lease):
                 continue
             if _auto_top_up(lease, now=now):
                 continue
             grace_ends = now + timedelta(seconds=settings.LEASE_GRACE_SECONDS)
-            lease.status = Lease.Status.INSUFFICIENT_FUNDS
             lease.suspended_at = lease.ends_at
             lease.grace_ends_at = grace_ends
             lease.status_reason = (
                 f"its paid time ran out: the workload is stopped and kept until {grace_ends:%Y-%m-%d %H:%M} UTC; "
                 "top up to resume it"
             )
-            lease.save(update_fields=["status", "suspended_at", "grace_ends_at", "status_reason"])
-            lease_event(lease, "lease.insufficient_funds")
+            states.lease_transition(
+                lease, Lease.Status.INSUFFICIENT_FUNDS, fields=["suspended_at", "grace_ends_at", "status_reason"]
+            )
             notify(
                 user=lease.client,
                 kind="lease.insufficient_funds",
@@ -543,7 +490,7 @@ def leases_close_abandoned(*, now: datetime | None = None, limit: int = 500) -> 
     now = now or timezone.now()
     silent_since = now - timedelta(seconds=settings.LEASE_ABANDONED_AFTER_SECONDS)
     due = list(
-        Lease.objects.filter(status__in=(Lease.Status.FUNDED, *SETTLING))
+        Lease.objects.filter(status__in=states.ABANDONABLE)
         .filter(Q(provider__last_heartbeat_at__lt=silent_since) | Q(provider__last_heartbeat_at__isnull=True))
         .exclude(top_ups__status=LeaseTopUp.Status.PENDING)
         .order_by("pk")
@@ -558,12 +505,6 @@ def leases_close_abandoned(*, now: datetime | None = None, limit: int = 500) -> 
 
 
 # --- What the provider's agent reports ---------------------------------------------------------
-
-PROVIDER_TRANSITIONS = {
-    Lease.Status.DEPLOYING: {Lease.Status.FUNDED, Lease.Status.DEPLOYING},
-    Lease.Status.RUNNING: {Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING},
-    Lease.Status.FAILED: {Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING},
-}
 
 
 def lease_for_provider(*, user: User, lease_id: int) -> Lease:
@@ -599,7 +540,7 @@ def lease_logs_put(*, user: User, lease_id: int, text: str) -> LeaseLog:
 def lease_manifest(*, user: User, lease_id: int) -> Lease:
     """The lease its provider should run: only while there is something to run."""
     lease = lease_for_provider(user=user, lease_id=lease_id)
-    if lease.status not in (Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING):
+    if lease.status not in states.RUNNABLE:
         raise Conflict(f"The lease is {lease.status}: there is nothing to run.", code="lease_not_deployable")
     return lease
 
@@ -613,7 +554,7 @@ def lease_report_status(
     that settlements of reported usage did not already pay.
     """
     lease = lease_for_provider(user=user, lease_id=lease_id)
-    allowed_from = PROVIDER_TRANSITIONS.get(status)
+    allowed_from = states.PROVIDER_REPORTS.get(status)
     if allowed_from is None:
         raise Conflict(f"A provider cannot set a lease to {status}.", code="illegal_transition")
     with transaction.atomic():
@@ -629,26 +570,15 @@ def lease_report_status(
                 reason=f"the deployment failed: {reason}",
                 nothing_earned=True,
             )
-        started_running = status == Lease.Status.RUNNING and lease.status != Lease.Status.RUNNING
-        lease.status = status
         lease.status_reason = reason[:500]
         if endpoints is not None:
             lease.endpoints = endpoints
-        lease.save(update_fields=["status", "status_reason", "endpoints"])
-        if started_running:
-            lease_event(lease, "lease.running")
-        else:
+        if status == lease.status:  # the same state again: new endpoints or a new word on it
+            lease.save(update_fields=["status_reason", "endpoints"])
             lease_changed(lease)
+        else:
+            states.lease_transition(lease, status, fields=["status_reason", "endpoints"])
     return lease
-
-
-USAGE_STATUSES = (
-    Lease.Status.DEPLOYING,
-    Lease.Status.RUNNING,
-    Lease.Status.INSUFFICIENT_FUNDS,
-    Lease.Status.CLOSING,
-    Lease.Status.CLOSED,
-)
 
 
 USAGE_BATCH_MAX = 500  # reports in one request
@@ -847,7 +777,7 @@ def _usage_refusal(
     replay = stored.get((lease.pk, start))
     if replay is not None and replay.signature == signature:
         return replay
-    if lease.status not in USAGE_STATUSES:
+    if lease.status not in states.USAGE:
         return Conflict(f"The lease is {lease.status}: it has no usage to report.", code="lease_not_running")
     if start < lease.started_at.replace(microsecond=0):
         return ValidationFailed("The period starts before the lease.", code="usage_outside_lease")
@@ -864,9 +794,6 @@ def _usage_refusal(
 
 
 # --- settlement -----------------------------------------------------------------------------
-SETTLING = (Lease.Status.DEPLOYING, Lease.Status.RUNNING, Lease.Status.INSUFFICIENT_FUNDS)
-
-
 def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
     """Book settlements, ``(lease id, amount, key, memo)`` each, at most one per lease: escrow →
     provider earnings less the lease's platform fee, once per key, all in one transaction with
@@ -939,7 +866,7 @@ def settlements_due(*, now: datetime, limit: int) -> dict[int, tuple[int, int]]:
     show as downtime): a settlement never pays what a later report could take back.
     """
     due: dict[int, tuple[int, int]] = {}
-    leases = selectors.with_usage(Lease.objects.filter(status__in=SETTLING)).order_by("pk")[:limit]
+    leases = selectors.with_usage(Lease.objects.filter(status__in=states.SETTLING)).order_by("pk")[:limit]
     for lease in leases:
         owed = selectors.lease_owed(lease=lease, until=now, tail=False)
         if owed > lease.settled_amount:
@@ -976,7 +903,7 @@ def leases_settle(*, now: datetime | None = None, batch_size: int | None = None,
                 # under the lock: closed meanwhile (closing paid it) or already settled are left out
                 settled = dict(
                     Lease.objects.select_for_update()
-                    .filter(pk__in=batch, status__in=SETTLING)
+                    .filter(pk__in=batch, status__in=states.SETTLING)
                     .order_by("pk")
                     .values_list("pk", "settled_amount")
                 )
@@ -1005,7 +932,7 @@ def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> 
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.LOW_FUNDS_WARNING_SECONDS)
     due = Lease.objects.filter(
-        status__in=(Lease.Status.FUNDED, Lease.Status.DEPLOYING, Lease.Status.RUNNING),
+        status__in=states.RUNNABLE,
         ends_at__lte=horizon,
         ends_at__gt=now,
         low_funds_warned_at__isnull=True,

@@ -18,7 +18,7 @@ from core.models import User
 from core.money import format_usd_short
 from leases.models import Lease
 from leases.services import lease_open
-from marketplace import selectors
+from marketplace import selectors, tasks
 from marketplace.auction import Candidate, clearing_price, rank
 from marketplace.models import Bid, Order
 from marketplace.spec import OrderSpec
@@ -143,7 +143,7 @@ def order_event(order: Order, event: str, **extra: object) -> None:
 
 def _schedule_award(order_id: int, deadline: datetime) -> None:
     """Queue the deadline award. If the broker is down the periodic sweeper awards it."""
-    queueing.send("marketplace.tasks.award_order", order_id, eta=deadline)
+    queueing.send(tasks.award_order, order_id, eta=deadline)
 
 
 def order_cancel(*, client: User, order_id: int) -> Order:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from core import queueing
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import User
-from notifications import signing
+from notifications import signing, tasks
 from notifications.models import Notification, WebhookDelivery, WebhookEndpoint, new_secret
 from notifications.targets import TargetRefused, check_url
 
@@ -116,7 +116,7 @@ def webhook_secret_roll(*, user: User, endpoint_id: int) -> WebhookEndpoint:
 
 def _enqueue(delivery_ids: list[int]) -> None:
     for delivery_id in delivery_ids:  # the broker down: the retry sweeper sends it
-        queueing.send("notifications.tasks.deliver_webhook", delivery_id)
+        queueing.send(tasks.deliver_webhook, delivery_id)
 
 
 def _envelope(event_id: str, event_type: str, data: dict, now: datetime) -> dict:

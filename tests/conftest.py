@@ -142,6 +142,16 @@ def asgi_server():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    """An integrator's webhook endpoint on loopback (``tests.webhook_receiver.Receiver``)."""
+    from tests.webhook_receiver import Receiver
+
+    running = Receiver()
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture
 def fake_stripe(tmp_path):  # type: ignore[no-untyped-def]
     """localstripe on a free loopback port, with the Stripe settings pointing at it."""
     from tests.payments.fake_stripe import run_fake_stripe

@@ -23,6 +23,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 import requests
+from celery import Task
 from cryptography import x509
 from django.conf import settings
 from django.core.cache import cache
@@ -35,6 +36,7 @@ from core import queueing
 from core.bulk import update_column
 from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.money import format_usd
+from leases import states as lease_states
 from leases.escrow import custody_lock, primary_wallet
 from leases.models import Lease
 from leases.selectors import lease_owed
@@ -43,7 +45,7 @@ from notifications.services import notify
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.proof import protocol
 from providers.services import gpus_attested, gpus_unverified, gpus_verified
-from trust import attestation, reputation
+from trust import attestation, reputation, tasks
 from trust.models import Attestation, Compensation, GpuCheck
 from trust.selectors import reputation_records, suspended_until
 
@@ -279,18 +281,17 @@ def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
     check.save(update_fields=["status", "failure", "detail", "finished_at"])
     gpus_unverified(provider_id=check.provider_id, now=now)
     reputations_update(provider_ids=[check.provider_id], now=now)
-    transaction.on_commit(lambda: _enqueue("apply_consequences", check.pk))
+    transaction.on_commit(lambda: _enqueue(tasks.apply_consequences, check.pk))
 
 
-def _enqueue(task_name: str, object_id: int) -> None:
+def _enqueue(task: Task, object_id: int) -> None:
     """Queue a task (called after commit); if the broker is down, the minute's sweep does it."""
-    queueing.send(f"trust.tasks.{task_name}", object_id)
+    queueing.send(task, object_id)
 
 
 # --- what a failure costs --------------------------------------------------------------------------
 # Closing a lease never waits for the money: the lease closes first (nothing more paid, the unsettled
 # deposit refunded), its compensation is fixed then, and paid afterwards (on chain, by slashing).
-LEASE_OPEN = [s for s in Lease.Status.values if s != Lease.Status.CLOSED]
 PAY_LOCK_SECONDS = 600  # longer than slashing for every lease of a check may take
 
 
@@ -313,7 +314,7 @@ def consequences_apply(*, check_id: int, now: datetime | None = None) -> int:
     )
     closed, waiting = 0, False
     leases = Lease.objects.filter(
-        provider_id=check.provider_id, gpu_model_id=check.gpu_model_id, status__in=LEASE_OPEN
+        provider_id=check.provider_id, gpu_model_id=check.gpu_model_id, status__in=lease_states.OPEN
     ).order_by("pk")
     for lease_id in leases.values_list("pk", flat=True):
         with transaction.atomic():
@@ -342,7 +343,7 @@ def consequences_apply(*, check_id: int, now: datetime | None = None) -> int:
                 waiting = True
     if not waiting:
         GpuCheck.objects.filter(pk=check.pk).update(consequences_at=now)
-        transaction.on_commit(lambda: _enqueue("pay_compensations", check.pk))
+        transaction.on_commit(lambda: _enqueue(tasks.pay_compensations, check.pk))
     if closed:
         logger.warning("check %s failed: closed %d leases of provider %s", check.pk, closed, check.provider_id)
         reputations_update(provider_ids=[check.provider_id], now=now)

@@ -7,9 +7,8 @@ from core.api.fields import StrictCharField, StrictModelSerializer
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX
+from leases.states import CLOSING_OR_CLOSED
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
-
-CLOSED_OR_CLOSING = (Lease.Status.CLOSED, Lease.Status.CLOSING)
 
 
 class CompensationSerializer(serializers.Serializer):
@@ -111,7 +110,7 @@ class LeaseSerializer(StrictModelSerializer):
     @extend_schema_field(CompensationSerializer(allow_null=True))
     def get_compensation(self, obj: Lease) -> dict | None:
         # the trust app's record, reached by its relation (the trust layer sits above this one)
-        compensation = getattr(obj, "compensation", None) if obj.status in CLOSED_OR_CLOSING else None
+        compensation = getattr(obj, "compensation", None) if obj.status in CLOSING_OR_CLOSED else None
         return CompensationSerializer(compensation).data if compensation is not None else None
 
 

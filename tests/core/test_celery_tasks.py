@@ -19,3 +19,23 @@ def test_every_periodic_task_exists() -> None:
     current_app.loader.import_default_modules()
     for entry, schedule in settings.CELERY_BEAT_SCHEDULE.items():
         assert schedule["task"] in current_app.tasks, f"{entry}: no task {schedule['task']}"
+
+
+def test_services_name_their_tasks_by_import() -> None:
+    """A task a service queues is an object it imported, never a string: the path from a service to
+    its task is one an IDE and import-linter can follow (and a renamed task fails at import)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    by_string = []
+    for app in ("core", "notifications", "chain", "providers", "leases", "trust", "marketplace", "payments"):
+        for path in (root / app).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                name = ast.unparse(node.func)
+                sends = name.endswith(("queueing.send", "send_task")) or name in ("send", "_enqueue")
+                if sends and isinstance(node.args[0], ast.Constant | ast.JoinedStr):
+                    by_string.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert by_string == []

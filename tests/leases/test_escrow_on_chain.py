@@ -97,9 +97,11 @@ def test_award_funds_the_lease_on_chain_and_close_books_what_the_chain_paid(
 
 
 def test_a_lease_the_escrow_refuses_is_closed_and_its_deposit_returned(
-    chain, django_capture_on_commit_callbacks
+    chain, django_capture_on_commit_callbacks, receiver
 ) -> None:  # type: ignore[no-untyped-def]
     client_user, provider = setup_parties(chain, allow=USD)  # the client let the operator lock only $1
+    for user, scope in ((client_user, f.CLIENT), (provider.user, f.PROVIDER)):
+        f.api(user, scope).post("/api/v1/webhooks/", {"url": receiver.url, "events": ["lease.*"]}, format="json")
     order = f.order(client_user, duration_hours=2)
     bid = f.bid(provider, order, 3 * USD)
     with django_capture_on_commit_callbacks(execute=True):
@@ -111,6 +113,12 @@ def test_a_lease_the_escrow_refuses_is_closed_and_its_deposit_returned(
     assert ledger_balance(client_user) == 100 * USD == chain.balance_of(wallet_of(chain, 5))
     assert provider.gpus.get().reserved == 0
     assert not chain.lease(lease.pk).open
+    # both sides hear that it closed, and why (it used to close without a word)
+    closed = [e["data"] for e in receiver.events() if e["type"] == "lease.closed"]
+    assert [(c["id"], c["status"], c["refunded_to_client"]) for c in closed] == [
+        (lease.pk, "closed", lease.deposit)
+    ] * 2
+    assert "operator allowance exceeded" in closed[0]["close_reason"]
 
 
 def test_a_crash_after_the_chain_confirmed_is_repaired_by_the_sync(chain) -> None:  # type: ignore[no-untyped-def]
