@@ -43,3 +43,16 @@ class StrictChoiceFilter(filters.ChoiceFilter):
     them; django-filter's own reads it as "any"."""
 
     field_class = _PresentChoiceField
+
+
+class IdFilter(filters.NumberFilter):
+    """An object's id: a whole number the database's ids can hold (1 to 2^63 - 1). Anything else is a
+    400; django-filter's own reads a decimal, and a number past the column's range fails in the
+    database (SQLite cannot bind it at all)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)

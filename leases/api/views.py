@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.filters import StrictChoiceFilter
+from core.api.filters import IdFilter, StrictChoiceFilter
 from core.api.idempotency import idempotent
 from core.api.renderers import CSVRenderer, to_csv
 from core.errors import ValidationFailed
@@ -138,7 +138,7 @@ class LedgerFilter(filters.FilterSet):
         ],
     )
     kind = StrictChoiceFilter(field_name="transaction__kind", choices=LedgerTransaction.Kind.choices)
-    lease = filters.NumberFilter(field_name="transaction__lease_id")
+    lease = IdFilter(field_name="transaction__lease_id")
 
 
 class LedgerView(generics.ListAPIView):

@@ -135,7 +135,7 @@ def test_lease_shows_accrual_while_running() -> None:
 
 
 def test_account_and_ledger_endpoints() -> None:
-    client, p, _lease = awarded(price=3 * USD, hours=2)
+    client, p, lease = awarded(price=3 * USD, hours=2)
     api = f.api(client, f.CLIENT)
     summary = api.get("/api/v1/account/").json()
     assert summary == {
@@ -156,4 +156,9 @@ def test_account_and_ledger_endpoints() -> None:
     for query in ("kind=", "account=", "kind=junk"):  # given, it must be one of the values
         refused = api.get(f"/api/v1/account/ledger/?{query}")
         assert refused.status_code == 400 and query.split("=")[0] in refused.json()["error"]["fields"], query
+    assert api.get(f"/api/v1/account/ledger/?lease={lease.pk}").json()["count"] == 1
+    # a lease id is a whole number the ids can hold: past SQLite's integer range this was a 500
+    for query in ("lease=99999999999999999999999", "lease=-99999999999999999999999", "lease=1.5", "lease=0"):
+        refused = api.get(f"/api/v1/account/ledger/?{query}")
+        assert refused.status_code == 400 and "lease" in refused.json()["error"]["fields"], query
     assert f.api(p.user, f.PROVIDER).get("/api/v1/account/ledger/").json()["count"] == 0
