@@ -11,7 +11,7 @@ from django.utils import timezone
 from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
-from leases.models import Lease, LeaseLog, LedgerAccount, LedgerEntry, UsageReport
+from leases.models import Lease, LeaseLog, LeaseTopUp, LedgerAccount, LedgerEntry, UsageReport
 from leases.states import CLOSING_OR_CLOSED
 from providers.proof.protocol import envelope
 
@@ -302,3 +302,8 @@ def claimed_by(*, addresses: list[str]) -> int:
         return 0
     claims = ChainEvent.objects.filter(name="Claimed", args__provider__in=addresses).values_list("args", flat=True)
     return sum(int(args["amount"]) for args in claims)
+
+
+def has_pending_top_up(lease: Lease) -> bool:
+    """A top-up of the lease is on its way to the escrow."""
+    return LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists()

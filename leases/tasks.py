@@ -1,8 +1,13 @@
-from celery import shared_task
-from django.conf import settings
+"""Celery tasks for leases: each takes ids, calls one service, and is safe to run again. The
+escrow's own tasks (funding, closing and topping up on chain) are in ``leases.escrow.tasks``."""
 
-from chain.transactions import ChainUnavailable
+from celery import shared_task
+
 from leases import services
+from leases.escrow import escrow
+from leases.escrow import tasks as escrow_tasks
+
+__all__ = ["escrow_tasks"]  # the escrow's tasks register with the worker through this module
 
 
 @shared_task(name="leases.tasks.close_finished_leases", ignore_result=True, soft_time_limit=50, time_limit=60)
@@ -23,48 +28,8 @@ def warn_low_funds() -> int:
     return services.leases_warn_low_funds()
 
 
-# Escrow tasks retry for as long as the chain is unreachable, backing off up to 5 minutes.
-CHAIN_TASK = {
-    "ignore_result": True,
-    "autoretry_for": (ChainUnavailable,),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "max_retries": None,
-    "soft_time_limit": 280,
-    "time_limit": 300,
-}
-
-
-@shared_task(name="leases.tasks.fund_lease_on_chain", **CHAIN_TASK)
-def fund_lease_on_chain(lease_id: int) -> None:
-    """Open a funding lease in the escrow contract; retried while the chain is unreachable."""
-    from leases import escrow
-
-    escrow.lease_fund_on_chain(lease_id=lease_id)
-
-
-@shared_task(name="leases.tasks.close_lease_on_chain", **CHAIN_TASK)
-def close_lease_on_chain(lease_id: int) -> None:
-    """Close a closing lease in the escrow contract and book what it paid and refunded."""
-    from leases import escrow
-
-    escrow.lease_close_on_chain(lease_id=lease_id)
-
-
-@shared_task(name="leases.tasks.top_up_lease_on_chain", **CHAIN_TASK)
-def top_up_lease_on_chain(top_up_id: int) -> None:
-    """Send a pending lease top-up to the escrow contract and book the outcome."""
-    from leases import escrow
-
-    escrow.top_up_on_chain(top_up_id=top_up_id)
-
-
 @shared_task(name="leases.tasks.sync_chain", ignore_result=True, soft_time_limit=100, time_limit=120)
 def sync_chain() -> int:
-    """Periodic: index the escrow's events, apply deposits and withdrawals, and retry leases
-    whose funding or closing task was lost."""
-    if settings.ESCROW_BACKEND != "chain":
-        return 0
-    from leases import escrow
-
-    return escrow.chain_sync(confirmations=settings.CHAIN_CONFIRMATIONS)
+    """Periodic: what happened in the escrow outside our calls (on chain: index its events, apply
+    deposits and withdrawals, retry leases whose funding or closing task was lost)."""
+    return escrow().sync()

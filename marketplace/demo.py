@@ -5,21 +5,17 @@ Only this seed creates money out of thin air, from the ``demo_faucet`` external 
 """
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from django.conf import settings
 from django.db import transaction
 from eth_account import Account
 
-from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account, embedded_key
 from chain.models import Wallet
 from core import services as accounts
 from core.models import ApiToken, TokenScope, User
-from leases import ledger
-from leases.models import LedgerAccount
+from leases.escrow import escrow
 from providers import services as providers
 from providers.agent import config as agent_config
 from providers.models import Provider
@@ -44,6 +40,7 @@ class Demo:
     provider: Provider
     client_token: str
     provider_token: str
+    funds: str  # where the client's money is, in words
 
 
 def _user(username: str, *, is_client: bool = False, is_provider: bool = False) -> User:
@@ -74,32 +71,22 @@ def seed_demo() -> Demo:
         nodes=[providers.NodeReport(name=DEMO_NODE, gpus=gpus, **hosts)],
         prices=DEMO_PRICES,
     )
-    if settings.ESCROW_BACKEND == "chain":
-        # Money lives in the escrow contract: the demo users get wallets on the in-process
-        # chain, and the client's balance arrives from its wallet's deposit, not from a faucet.
-        if settings.CHAIN_BACKEND == "embedded":
-            for user, index in ((client, DEMO_CLIENT_ACCOUNT), (provider_user, DEMO_PROVIDER_ACCOUNT)):
-                Wallet.objects.get_or_create(address=embedded_account(index), defaults={"user": user})
-        return _issue_tokens(client, provider, provider_user)
-    balance = ledger.user_account(user=client, kind=LedgerAccount.Kind.CLIENT_BALANCE)
-    if balance.balance < DEMO_BALANCE:
-        ledger.deposit(
-            user=client,
-            amount=DEMO_BALANCE - balance.balance,
-            key=f"demo:topup:{uuid.uuid4()}",
-            memo="Demo balance",
-        )
-    return _issue_tokens(client, provider, provider_user)
+    funds = escrow().demo_fund(client=client, provider_user=provider_user, amount=DEMO_BALANCE)
+    return _issue_tokens(client, provider, provider_user, funds=funds)
 
 
-def _issue_tokens(client: User, provider: Provider, provider_user: User) -> Demo:
+def _issue_tokens(client: User, provider: Provider, provider_user: User, *, funds: str) -> Demo:
     for user in (client, provider_user):
         for token in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked_at__isnull=True):
             accounts.token_revoke(user=user, token_id=token.pk)
     client_token = accounts.token_issue(user=client, name=DEMO_TOKEN_NAME, scope=TokenScope.CLIENT)
     provider_token = accounts.token_issue(user=provider_user, name=DEMO_TOKEN_NAME, scope=TokenScope.PROVIDER)
     return Demo(
-        client=client, provider=provider, client_token=client_token.secret, provider_token=provider_token.secret
+        client=client,
+        provider=provider,
+        client_token=client_token.secret,
+        provider_token=provider_token.secret,
+        funds=funds,
     )
 
 
@@ -113,11 +100,8 @@ def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_ne
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     key_file = path.with_name("signing-key.hex")
-    if settings.ESCROW_BACKEND == "chain" and settings.CHAIN_BACKEND == "embedded":
-        key = embedded_key(DEMO_PROVIDER_ACCOUNT)
-    else:
-        existing = key_file.read_text().strip() if key_file.exists() else ""
-        key = existing or Account.create().key.hex()
+    existing = key_file.read_text().strip() if key_file.exists() else ""
+    key = escrow().demo_signing_key() or existing or Account.create().key.hex()
     address = Account.from_key(key).address
     wallet, _ = Wallet.objects.get_or_create(address=address, defaults={"user": demo.provider.user})
     if wallet.user_id != demo.provider.user_id:

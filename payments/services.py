@@ -13,7 +13,7 @@
    shortfall, never taken below zero.
 
 With the escrow on chain, money paid off chain is held in the escrow by the marketplace's custody
-account (``leases.escrow.custody_sync``), for clients without a linked wallet; a client with a
+account (``leases.escrow.chain.custody_sync``), for clients without a linked wallet; a client with a
 wallet funds its balance from that wallet, so card top-ups are refused to it.
 
 Demo credit (``DEMO_CREDIT_CENTS`` per account, off unless set; ``make run`` sets it) is the same
@@ -30,11 +30,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from chain.adapter import custody_address
-from chain.models import Wallet
-from core.errors import Conflict, ValidationFailed
+from core.errors import ValidationFailed
 from core.models import User
 from leases import ledger
+from leases.escrow import escrow
 from leases.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from payments.models import CardTopUp, StripeEvent
 
@@ -64,17 +63,9 @@ def stripe_client() -> stripe.StripeClient:
 
 
 def off_chain_funding_check(*, user: User) -> None:
-    """Whether ``user`` may add money other than from a wallet: always with the escrow in the ledger;
-    with it on chain, only without a linked wallet and with a custody account to hold it."""
-    if settings.ESCROW_BACKEND != "chain":
-        return
-    if Wallet.objects.filter(user=user).exists():
-        raise Conflict(
-            "Your balance is funded from your linked wallet: deposit to the escrow contract from it.",
-            code="wallet_funded",
-        )
-    if custody_address() is None:
-        raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
+    """Whether ``user`` may add money other than from a wallet: the escrow says (in the ledger,
+    always; on chain, only without a linked wallet and with a custody account to hold it)."""
+    escrow().off_chain_funding_check(user=user)
 
 
 def top_up_create(*, user: User, amount_cents: int, idempotency_key: str = "") -> tuple[CardTopUp, str]:

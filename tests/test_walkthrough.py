@@ -57,7 +57,7 @@ def test_readme_walkthrough_runs_as_written(live_server, tmp_path: Path, setting
     assert '"status": "closed"' in result.stdout
     assert "Demo GPU Cloud" in result.stdout
     if escrow == "chain":
-        from leases.escrow import reconcile
+        from leases.escrow.chain import reconcile
 
         assert lease.open_tx_hash and lease.close_tx_hash
         assert reconcile() == []

@@ -30,17 +30,15 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chain.adapter import escrow_client
-from chain.models import ChainTransaction
 from core import queueing
 from core.bulk import update_column
 from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.money import format_usd
 from leases import states as lease_states
-from leases.escrow import custody_lock, primary_wallet
+from leases.escrow import escrow
 from leases.models import Lease
 from leases.selectors import lease_owed
-from leases.services import compensate_from_earnings, compensate_from_stake, escrow_on_chain, lease_close_for_cause
+from leases.services import lease_close_for_cause
 from notifications.services import notify
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.proof import protocol
@@ -391,81 +389,27 @@ def _pay(check_id: int, now: datetime) -> int:
     )
     if not pending:
         return 0
-    if not escrow_on_chain():
-        for compensation in pending:
-            with transaction.atomic():
-                lease = compensation.lease
-                given = compensate_from_earnings(
-                    lease=lease,
-                    amount=compensation.refund,
-                    key=f"compensation:{compensation.pk}",
-                    memo=f"back for the time since {compensation.since:%Y-%m-%d %H:%M} UTC (failed GPU check)",
-                )
-                compensation.payable = compensation.refund
-                _paid(compensation, given, now)
-        return len(pending)
-    return _pay_on_chain(pending, now)
-
-
-def slash_plan(*, stake: int, refunds: list[int], weights: list[int], penalty_bps: int) -> list[int]:
-    """What to slash for each affected lease: its refund, or its pro rata part of the stake if the
-    stake cannot cover them all; plus its share (pro rata to ``weights``) of ``penalty_bps`` of the
-    stake left after the refunds. Rounded down: never more than the stake."""
-    owed = sum(refunds)
-    if stake <= owed:
-        return [stake * refund // owed for refund in refunds]
-    pool, weight = (stake - owed) * penalty_bps // 10_000, sum(weights)
-    return [refund + (pool * w // weight if weight else 0) for refund, w in zip(refunds, weights, strict=True)]
-
-
-def _pay_on_chain(pending: list[Compensation], now: datetime) -> int:
-    client = escrow_client()
-    first = pending[0].lease
-    provider_wallet = (client.lease(first.pk).provider if first.open_tx_hash else None) or primary_wallet(
-        first.provider.user_id
-    )
     if any(c.payable is None for c in pending):  # fixed once: a retry pays the same
-        stake = client.slashable(provider_wallet) if provider_wallet else 0
-        planned = slash_plan(
-            stake=stake,
-            refunds=[c.refund for c in pending],
-            weights=[c.lease.price_per_hour for c in pending],
-            penalty_bps=settings.PROOF_SLASH_BPS,
+        planned = escrow().compensation_plan(
+            [c.lease for c in pending], refunds=[c.refund for c in pending], penalty_bps=settings.PROOF_SLASH_BPS
         )
         for compensation, payable in zip(pending, planned, strict=True):
             compensation.payable = payable
             compensation.penalty = max(0, payable - compensation.refund)
             compensation.save(update_fields=["payable", "penalty"])
     for compensation in pending:
-        reference = f"compensation:{compensation.pk}"
-        if not compensation.payable or provider_wallet is None:
-            with transaction.atomic():
-                _paid(compensation, 0, now)
-            continue
-        beneficiary = primary_wallet(compensation.client_id) or client.custody_address
-        assert beneficiary is not None  # a client without a wallet had its lease opened by the custody account
-        with custody_lock():  # the custody sync must not see the slashed money before the ledger does
-            done = ChainTransaction.objects.filter(
-                kind="slash", reference=reference, status=ChainTransaction.Status.CONFIRMED
-            ).first()
-            taken = (
-                client.slashed_in(done.tx_hash)
-                if done
-                else client.slash(
-                    provider=provider_wallet, amount=compensation.payable, beneficiary=beneficiary, reference=reference
-                )
-            )
-            with transaction.atomic():
-                if taken:
-                    compensate_from_stake(
-                        lease=compensation.lease,
-                        amount=taken,
-                        chain_id=client.chain_id,
-                        key=reference,
-                        memo="from the provider's stake, slashed after a failed GPU check",
-                    )
-                compensation.beneficiary = beneficiary
-                _paid(compensation, taken, now)
+
+        def paid(given: int, beneficiary: str, compensation: Compensation = compensation) -> None:
+            compensation.beneficiary = beneficiary
+            _paid(compensation, given, now)
+
+        escrow().compensate(
+            compensation.lease,
+            amount=compensation.payable or 0,
+            key=f"compensation:{compensation.pk}",
+            since=compensation.since,
+            paid=paid,
+        )
     return len(pending)
 
 

@@ -219,7 +219,7 @@ def assert_converged(*, leases: list[Lease] = (), engine: Any = None, chain: Any
         held = Lease.objects.filter(provider=provider, status__in=HOLDS_CAPACITY).aggregate(n=Sum("cpu_cores"))["n"]
         assert provider.cpu_cores_reserved == (held or 0), f"{provider}: cpu reserved"
     if chain is not None:
-        from leases import escrow
+        from leases.escrow import chain as escrow
 
         assert escrow.reconcile() == []
     if engine is not None:

@@ -7,7 +7,8 @@ import pytest
 from eth_account import Account
 
 from chain.models import ChainTransaction, Wallet
-from leases import escrow, ledger, tasks
+from leases import ledger, tasks
+from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseTopUp, LedgerAccount
 from marketplace import services as market
 from payments.services import CARD_SOURCE

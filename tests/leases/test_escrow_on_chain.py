@@ -11,7 +11,8 @@ from chain import adapter as chain_adapter
 from chain.evm import eth_tester_of
 from chain.indexer import index_events
 from chain.models import Wallet
-from leases import escrow, services, tasks
+from leases import services, tasks
+from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseTopUp, LedgerAccount
 from tests import factories as f
 from tests.conftest import on_anvil
@@ -332,7 +333,7 @@ def test_a_top_up_reaches_the_escrow_and_resumes_a_lease_out_of_funds(
     assert lease.status == Lease.Status.INSUFFICIENT_FUNDS
     api = f.api(client_user, f.CLIENT)
     queued: list[tuple[str, int]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda task, object_id: queued.append((task, object_id)))
+    monkeypatch.setattr(escrow, "_enqueue", lambda task, object_id: queued.append((task.name, object_id)))
     pending = api.post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": 2 * USD}, format="json")
     assert pending.status_code == 202 and pending.json()["status"] == "pending"
     # reserved in the ledger, not yet in the contract: the books still reconcile, and nothing closes meanwhile
@@ -343,15 +344,15 @@ def test_a_top_up_reaches_the_escrow_and_resumes_a_lease_out_of_funds(
     assert again.status_code == 409 and again.json()["error"]["code"] == "top_up_pending"
     assert services.leases_close_finished(now=timezone.now() + timedelta(hours=1)) == 0  # grace over, top-up on its way
     top_up = LeaseTopUp.objects.get()
-    assert queued == [("top_up_lease_on_chain", top_up.pk)]
-    tasks.top_up_lease_on_chain(top_up.pk)  # the worker picks it up
+    assert queued == [("leases.tasks.top_up_lease_on_chain", top_up.pk)]
+    escrow.tasks.top_up_lease_on_chain(top_up.pk)  # the worker picks it up
     top_up.refresh_from_db()
     lease.refresh_from_db()
     assert top_up.status == LeaseTopUp.Status.CONFIRMED and top_up.tx_hash.startswith("0x")
     assert lease.status == Lease.Status.DEPLOYING and lease.deposit == 9_200_000
     assert chain.lease(lease.pk).balance == lease.deposit == LedgerAccount.objects.get(lease=lease).balance
     assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
-    tasks.top_up_lease_on_chain(top_up.pk)  # a retried task sends nothing twice
+    escrow.tasks.top_up_lease_on_chain(top_up.pk)  # a retried task sends nothing twice
     assert chain.lease(lease.pk).balance == lease.deposit
     assert escrow.reconcile() == []
 

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from leases import escrow
 from leases import services as leases
+from leases.escrow import chain as escrow
 from leases.models import Lease, LedgerAccount
 from marketplace import services as market
 from notifications.models import Notification
@@ -166,7 +166,7 @@ def test_a_provider_that_spent_its_earnings_pays_back_what_is_left() -> None:
 
 
 def test_the_slash_plan_refunds_first_then_shares_the_penalty_pro_rata() -> None:
-    plan = services.slash_plan
+    plan = escrow.slash_plan
     assert plan(stake=10_000, refunds=[1_000, 3_000], weights=[1, 3], penalty_bps=5000) == [1_750, 5_250]
     assert plan(stake=2_000, refunds=[1_000, 3_000], weights=[1, 3], penalty_bps=5000) == [500, 1_500]
     assert plan(stake=0, refunds=[1_000], weights=[1], penalty_bps=5000) == [0]

@@ -19,7 +19,8 @@ from django.db import connections
 from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope, User
-from leases import escrow, ledger
+from leases import ledger
+from leases.escrow import chain as escrow
 from leases.models import Lease
 from marketplace.models import Order
 from payments.models import CardTopUp

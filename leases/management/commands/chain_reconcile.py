@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from chain.adapter import escrow_client
 from chain.indexer import index_events
 from core.errors import DomainError
-from leases.escrow import chain_deposits_apply, reconcile
+from leases.escrow.chain import chain_deposits_apply, reconcile
 
 
 class Command(BaseCommand):

@@ -1,10 +1,8 @@
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from leases.ledger import format_usd
-from marketplace.demo import DEMO_BALANCE, demo_agent_config, seed_demo
+from marketplace.demo import demo_agent_config, seed_demo
 
 
 class Command(BaseCommand):
@@ -29,12 +27,7 @@ class Command(BaseCommand):
         demo = seed_demo()
         if not options["quiet"]:
             self.stdout.write(self.style.SUCCESS("Demo data ready."))
-            if settings.ESCROW_BACKEND == "chain":
-                funds = format_usd(settings.CHAIN_EMBEDDED_DEMO_FUNDS)
-                self.stdout.write(f"  demo client  : {demo.client.username} ({funds} deposited in the escrow contract)")
-            else:
-                balance = format_usd(DEMO_BALANCE)
-                self.stdout.write(f"  demo client  : {demo.client.username} (balance topped up to {balance})")
+            self.stdout.write(f"  demo client  : {demo.client.username} ({demo.funds})")
             self.stdout.write(f"  demo provider: {demo.provider.name}, {demo.provider.region}")
             self.stdout.write("Tokens (shown once; earlier demo tokens were revoked):")
         self.stdout.write(f"export CLIENT_TOKEN={demo.client_token}")

@@ -14,7 +14,8 @@ from eth_account import Account
 from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope
-from leases import escrow, selectors, services
+from leases import selectors, services
+from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseLog, LedgerAccount, UsageReport
 from marketplace import services as market
 from providers.agent.runtimes.docker_runtime import container_name

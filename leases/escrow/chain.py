@@ -1,4 +1,5 @@
-"""The lease side of the escrow contract (``ESCROW_BACKEND=chain``).
+"""The escrow contract as the escrow (``ESCROW_BACKEND=chain``): ``ChainEscrow``, and the steps its
+tasks and the chain sync take.
 
 - Funding: a ``funding`` lease is opened on chain with the client's and the provider's linked
   wallets. Confirmed: the lease is ``funded``, with the platform fee the contract fixed for it.
@@ -26,8 +27,9 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from celery import Task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -37,14 +39,17 @@ from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from chain.adapter import custody_address, escrow_client
+from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account, embedded_key
 from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
 from chain.transactions import ChainReverted, ChainUnavailable
-from core.errors import PaymentRequired
+from core import queueing
+from core.errors import Conflict, PaymentRequired, ValidationFailed
+from core.models import User
+from core.money import format_usd
 from leases import ledger
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
-from leases.selectors import claimed_by
-from leases.services import (
+from leases.books import (
+    compensate_from_stake,
     post_close,
     refund_to_client,
     reservation_for,
@@ -53,6 +58,10 @@ from leases.services import (
     top_up_confirm,
     top_up_fail,
 )
+from leases.escrow import tasks
+from leases.escrow.base import Escrow, Paid
+from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
+from leases.selectors import claimed_by
 from leases.states import lease_transition
 from providers.services import capacity_release
 
@@ -473,3 +482,134 @@ def reconcile() -> list[str]:
         if lease.status == Lease.Status.CLOSED and on_chain.open:
             differences.append(f"lease {lease.pk}: closed in the ledger, open in the contract")
     return differences
+
+
+def slash_plan(*, stake: int, refunds: list[int], weights: list[int], penalty_bps: int) -> list[int]:
+    """What to slash for each affected lease: its refund, or its pro rata part of the stake if the
+    stake cannot cover them all; plus its share (pro rata to ``weights``) of ``penalty_bps`` of the
+    stake left after the refunds. Rounded down: never more than the stake."""
+    owed = sum(refunds)
+    if stake <= owed:
+        return [stake * refund // owed for refund in refunds]
+    pool, weight = (stake - owed) * penalty_bps // 10_000, sum(weights)
+    return [refund + (pool * w // weight if weight else 0) for refund, w in zip(refunds, weights, strict=True)]
+
+
+def _provider_wallet(lease: Lease) -> str | None:
+    """The wallet whose stake answers for the lease: the one the contract opened it with."""
+    opened_with = escrow_client().lease(lease.pk).provider if lease.open_tx_hash else None
+    return opened_with or primary_wallet(lease.provider.user_id)
+
+
+def _enqueue(task: Task, object_id: int) -> None:
+    """Queue a chain task (called after commit); if the broker is down, the chain sync does it."""
+    queueing.send(task, object_id)
+
+
+class ChainEscrow(Escrow):
+    opening_status = Lease.Status.FUNDING
+
+    def fund(self, lease: Lease) -> None:
+        transaction.on_commit(lambda: _enqueue(tasks.fund_lease_on_chain, lease.pk))
+
+    def close(self, lease: Lease, *, earned: int, now: datetime) -> Lease:
+        """``closing`` until the contract pays and refunds; the ledger then books what it moved."""
+        lease.close_requested_amount = earned
+        lease_transition(lease, Lease.Status.CLOSING, fields=["closed_by", "close_reason", "close_requested_amount"])
+        transaction.on_commit(lambda: _enqueue(tasks.close_lease_on_chain, lease.pk))
+        return lease
+
+    def top_up(self, top_up: LeaseTopUp, lease: Lease, *, now: datetime) -> None:
+        transaction.on_commit(lambda: _enqueue(tasks.top_up_lease_on_chain, top_up.pk))
+
+    def settlements_catch_up(self) -> bool:
+        return chain_settlements_catch_up()
+
+    def settle(self, due: dict[int, tuple[int, int]], *, batch_size: int) -> int:
+        return leases_settle_on_chain(
+            due={i: owed - settled for i, (owed, settled) in due.items()}, batch_size=batch_size
+        )
+
+    def compensation_plan(self, leases: list[Lease], *, refunds: list[int], penalty_bps: int) -> list[int]:
+        """Slashed from the provider's stake: the refunds first (pro rata if the stake cannot cover
+        them), then ``penalty_bps`` of what stake remains, shared pro rata to the leases' prices."""
+        wallet = _provider_wallet(leases[0]) if leases else None
+        stake = escrow_client().slashable(wallet) if wallet else 0
+        weights = [lease.price_per_hour for lease in leases]
+        return slash_plan(stake=stake, refunds=refunds, weights=weights, penalty_bps=penalty_bps)
+
+    def compensate(self, lease: Lease, *, amount: int, key: str, since: datetime, paid: Paid) -> None:
+        """Slashed straight to the client's wallet, or to the custody account for a client without
+        one, once per ``key`` (a retry finds the confirmed slash and books what it took)."""
+        wallet = _provider_wallet(lease) if amount else None
+        if wallet is None:
+            with transaction.atomic():
+                paid(0, "")
+            return
+        client = escrow_client()
+        beneficiary = primary_wallet(lease.client_id) or client.custody_address
+        assert beneficiary is not None  # a client without a wallet had its lease opened by the custody account
+        with custody_lock():  # the custody sync must not see the slashed money before the ledger does
+            done = ChainTransaction.objects.filter(
+                kind="slash", reference=key, status=ChainTransaction.Status.CONFIRMED
+            ).first()
+            taken = (
+                client.slashed_in(done.tx_hash)
+                if done
+                else client.slash(provider=wallet, amount=amount, beneficiary=beneficiary, reference=key)
+            )
+            with transaction.atomic():
+                if taken:
+                    compensate_from_stake(
+                        lease=lease,
+                        amount=taken,
+                        chain_id=client.chain_id,
+                        key=key,
+                        memo="from the provider's stake, slashed after a failed GPU check",
+                    )
+                paid(taken, beneficiary)
+
+    def sync(self) -> int:
+        return chain_sync(confirmations=settings.CHAIN_CONFIRMATIONS)
+
+    def reconcile(self) -> list[str]:
+        return reconcile()
+
+    def off_chain_funding_check(self, *, user: User) -> None:
+        """Money paid off chain is held in the escrow by the custody account for a client without a
+        linked wallet; a client with one funds its balance from it."""
+        if Wallet.objects.filter(user=user).exists():
+            raise Conflict(
+                "Your balance is funded from your linked wallet: deposit to the escrow contract from it.",
+                code="wallet_funded",
+            )
+        if custody_address() is None:
+            raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
+
+    def wallet_link_check(self, *, user: User) -> None:
+        """A client without a wallet is funded through the custody account: linking a first wallet
+        would move the balance it already has, and the refunds of its open leases, to a wallet that
+        does not hold them. Refused until both are zero."""
+        balance = (
+            LedgerAccount.objects.filter(owner=user, kind=LedgerAccount.Kind.CLIENT_BALANCE)
+            .values_list("balance", flat=True)
+            .first()
+        )
+        open_leases = Lease.objects.filter(client=user).exclude(status=Lease.Status.CLOSED).exists()
+        if balance or open_leases:
+            raise Conflict(
+                "The marketplace holds your card-paid balance for you; spend it and close your leases before "
+                "linking a wallet.",
+                code="balance_in_custody",
+            )
+
+    def demo_fund(self, *, client: User, provider_user: User, amount: int) -> str:
+        """The demo users get wallets on the in-process chain (funded when it starts), and the
+        client's balance arrives from its wallet's deposit, not from a faucet."""
+        if settings.CHAIN_BACKEND == "embedded":
+            for user, index in ((client, DEMO_CLIENT_ACCOUNT), (provider_user, DEMO_PROVIDER_ACCOUNT)):
+                Wallet.objects.get_or_create(address=embedded_account(index), defaults={"user": user})
+        return f"{format_usd(settings.CHAIN_EMBEDDED_DEMO_FUNDS)} deposited in the escrow contract"
+
+    def demo_signing_key(self) -> str | None:
+        return embedded_key(DEMO_PROVIDER_ACCOUNT) if settings.CHAIN_BACKEND == "embedded" else None

@@ -1,0 +1,89 @@
+"""The escrow as the lease code needs it: one small interface, two backends.
+
+- ``ledger`` (``leases.escrow.ledger``): the database ledger is the escrow. A deposit is held the
+  moment a lease opens, a close pays and refunds at once.
+- ``chain`` (``leases.escrow.chain``): the escrow contract holds the money and the ledger books
+  what the contract moved. Opening, closing and top-ups wait for the chain (``funding``,
+  ``closing``, a pending top-up), settlements go out in batched transactions, compensations are
+  slashed from the provider's stake, and deposits and withdrawals of linked wallets come from the
+  chain's events.
+
+``leases.escrow.escrow()`` returns the one ``ESCROW_BACKEND`` names; no other code asks which it
+is. Both book through ``leases.books``.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+
+from core.models import User
+from leases.models import Lease, LeaseTopUp
+
+Paid = Callable[[int, str], None]
+"""Told, inside the transaction that books it, what a compensation gave and to which address."""
+
+
+class Escrow(ABC):
+    opening_status: str
+    """The state an awarded lease opens in: ``funded`` when the escrow holds its deposit at once,
+    ``funding`` while it waits for the chain."""
+
+    @abstractmethod
+    def fund(self, lease: Lease) -> None:
+        """The lease just opened (inside the award's transaction), its deposit reserved from the
+        client's balance: have the escrow hold it."""
+
+    @abstractmethod
+    def close(self, lease: Lease, *, earned: int, now: datetime) -> Lease:
+        """Close the lease (its lock held): pay its provider ``earned`` on top of the settlements
+        made, refund its client the rest of the deposit."""
+
+    @abstractmethod
+    def top_up(self, top_up: LeaseTopUp, lease: Lease, *, now: datetime) -> None:
+        """The top-up's amount was reserved from the client's balance (the lease's lock held): add
+        it to the lease's deposit in the escrow."""
+
+    @abstractmethod
+    def settlements_catch_up(self) -> bool:
+        """Book settlements the escrow made that the books miss; False while the escrow cannot be
+        asked (then nothing is settled this tick)."""
+
+    @abstractmethod
+    def settle(self, due: dict[int, tuple[int, int]], *, batch_size: int) -> int:
+        """Pay providers: ``due`` maps a lease to (what its provider earned in all, what was settled
+        before). Returns how many leases were paid."""
+
+    @abstractmethod
+    def compensation_plan(self, leases: list[Lease], *, refunds: list[int], penalty_bps: int) -> list[int]:
+        """What each lease's client can be given after its provider's GPUs failed a check: its
+        refund, and where the escrow holds a stake, a share of ``penalty_bps`` of it."""
+
+    @abstractmethod
+    def compensate(self, lease: Lease, *, amount: int, key: str, since: datetime, paid: Paid) -> None:
+        """Give the lease's client ``amount`` (once per ``key``) for the time since ``since``, and
+        tell ``paid`` what was given, in the transaction that books it."""
+
+    def sync(self) -> int:
+        """Apply what happened in the escrow outside the marketplace's own calls (deposits and
+        withdrawals of linked wallets) and finish what a lost task left; how many were applied."""
+        return 0
+
+    def reconcile(self) -> list[str]:
+        """Every difference between the books and the escrow, as sentences (empty: none)."""
+        return []
+
+    def off_chain_funding_check(self, *, user: User) -> None:
+        """Raise unless ``user`` may add money other than through the escrow (a card payment)."""
+        return
+
+    def wallet_link_check(self, *, user: User) -> None:
+        """Raise if linking a wallet to ``user`` now would strand money the escrow holds for it."""
+        return
+
+    @abstractmethod
+    def demo_fund(self, *, client: User, provider_user: User, amount: int) -> str:
+        """Give the demo client ``amount`` to spend; says where it is, for the seed's message."""
+
+    def demo_signing_key(self) -> str | None:
+        """The key the demo provider signs usage with, where the escrow's chain made one for it."""
+        return None
