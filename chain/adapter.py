@@ -9,7 +9,7 @@
 
 The server never holds users' keys. It signs as the operator, and as the marketplace's own
 custody account (``CHAIN_CUSTODY_KEY``; an account of its own on the in-process chain), which
-holds in the escrow what clients who pay by card have in their balances (see ``leases.escrow``).
+holds in the escrow what clients who pay by card have in their balances (see ``leases.escrow.chain``).
 """
 
 import threading
@@ -22,6 +22,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from chain import transactions
@@ -45,8 +46,36 @@ class OnChainLease:
     fee_bps: int  # the platform's share of its settlements, fixed when it opened
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A lease's settlement in a ``settle`` transaction (``log_index`` tells apart those of one)."""
+
+    lease_id: int
+    amount: int
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A lease closed on chain: what its provider was paid and its client refunded at the close."""
+
+    lease_id: int
+    paid: int
+    refunded: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class ToppedUp:
+    lease_id: int
+    amount: int
+    tx_hash: str
+
+
 class EscrowClient:
-    """The operator's view of the escrow: write calls are recorded ChainTransactions."""
+    """The operator's view of the escrow: write calls are recorded ChainTransactions; what a
+    transaction did comes back as typed results (``Settled``, ``Closed``, ``ToppedUp``)."""
 
     def __init__(
         self,
@@ -131,10 +160,43 @@ class EscrowClient:
 
     def slashed_in(self, tx_hash: str) -> int:
         """What a confirmed slash transaction took."""
-        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-        return sum(
-            int(e["args"]["amount"]) for e in self.escrow.events.Slashed().process_receipt(receipt, errors=DISCARD)
-        )
+        return sum(int(e["args"]["amount"]) for e in self._events(tx_hash, self.escrow.events.Slashed))
+
+    # --- what a transaction did ---------------------------------------------------------------
+    def _receipt(self, tx_hash: str) -> Any:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound as exc:
+            raise transactions.ChainUnavailable(f"{tx_hash} is not mined yet") from exc
+
+    def _events(self, tx_hash: str, event: Any) -> list[Any]:
+        """The events of one kind a transaction emitted (none if it reverted)."""
+        receipt = self._receipt(tx_hash)
+        return list(event().process_receipt(receipt, errors=DISCARD)) if receipt["status"] == 1 else []
+
+    def settled_in(self, tx_hash: str) -> list[Settled]:
+        """The settlements a ``settle`` transaction made (none if it reverted)."""
+        return [
+            Settled(int(e["args"]["lease_id"]), int(e["args"]["amount"]), tx_hash, int(e["logIndex"]))
+            for e in self._events(tx_hash, self.escrow.events.Settled)
+        ]
+
+    def closed_in(self, tx_hash: str) -> Closed | None:
+        """The close a ``close_lease`` transaction made, or None if it made none."""
+        closed = self._events(tx_hash, self.escrow.events.LeaseClosed)
+        if not closed:
+            return None
+        args = closed[0]["args"]
+        return Closed(int(args["lease_id"]), int(args["paid"]), int(args["refunded"]), tx_hash)
+
+    def topped_up_in(self, tx_hash: str) -> ToppedUp | None:
+        """The top-up a ``top_up`` transaction made, or None if it made none (it reverted).
+        Raises ChainUnavailable while it is not mined."""
+        topped_up = self._events(tx_hash, self.escrow.events.LeaseToppedUp)
+        if not topped_up:
+            return None
+        args = topped_up[0]["args"]
+        return ToppedUp(int(args["lease_id"]), int(args["amount"]), tx_hash)
 
     # --- the custody account ---------------------------------------------------------------
     @property

@@ -35,8 +35,6 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
-from web3.exceptions import TransactionNotFound
-from web3.logs import DISCARD
 
 from chain.adapter import custody_address, escrow_client
 from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account, embedded_key
@@ -186,13 +184,12 @@ def top_up_on_chain(*, top_up_id: int) -> LeaseTopUp:
             except ChainReverted as exc:
                 return top_up_fail(top_up_id=top_up.pk, reason=exc.message)
         try:
-            receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
-        except TransactionNotFound as exc:
-            raise ChainUnavailable(f"top-up {top_up.pk}: {record.tx_hash} is not mined yet") from exc
+            topped_up = client.topped_up_in(record.tx_hash)
+        except ChainUnavailable as exc:
+            raise ChainUnavailable(f"top-up {top_up.pk}: {exc}") from exc
     finally:
         cache.delete(lock)
-    topped_up = client.escrow.events.LeaseToppedUp().process_receipt(receipt, errors=DISCARD)
-    if receipt["status"] != 1 or not topped_up:
+    if topped_up is None:
         return top_up_fail(top_up_id=top_up.pk, reason="the escrow transaction reverted")
     with transaction.atomic():
         lease = Lease.objects.select_for_update().select_related("provider").get(pk=top_up.lease_id)
@@ -217,16 +214,15 @@ def leases_settle_on_chain(*, due: dict[int, int], batch_size: int) -> int:
         if record.status != ChainTransaction.Status.CONFIRMED:
             logger.warning("settle transaction %s did not confirm", record.tx_hash)
             continue
-        receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
         paid += settlements_book(
             [
                 (
-                    int(log["args"]["lease_id"]),
-                    int(log["args"]["amount"]),
-                    f"chain:{client.chain_id}:{record.tx_hash}:{log['logIndex']}",
-                    f"Settled on chain, {record.tx_hash}",
+                    settled.lease_id,
+                    settled.amount,
+                    f"chain:{client.chain_id}:{settled.tx_hash}:{settled.log_index}",
+                    f"Settled on chain, {settled.tx_hash}",
                 )
-                for log in client.escrow.events.Settled().process_receipt(receipt, errors=DISCARD)
+                for settled in client.settled_in(record.tx_hash)
             ]
         )
     return paid
@@ -276,16 +272,16 @@ def lease_close_on_chain(*, lease_id: int) -> Lease:
     index_events(client=client, confirmations=settings.CHAIN_CONFIRMATIONS)
     chain_settlements_apply()
     record = client.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
-    receipt = client.w3.eth.get_transaction_receipt(record.tx_hash)
-    closed = client.escrow.events.LeaseClosed().process_receipt(receipt, errors=DISCARD)
-    if record.status != ChainTransaction.Status.CONFIRMED or not closed:
+    closed = client.closed_in(record.tx_hash) if record.status == ChainTransaction.Status.CONFIRMED else None
+    if closed is None:
         raise ChainReverted(f"closing lease {lease.pk} on chain did not confirm")
-    paid, refunded = closed[0]["args"]["paid"], closed[0]["args"]["refunded"]
     with transaction.atomic():
         lease = Lease.objects.select_for_update().select_related("provider").get(pk=lease_id)
         if lease.status != Lease.Status.CLOSING:
             return lease
-        return post_close(lease=lease, paid=paid, refunded=refunded, now=timezone.now(), tx_hash=record.tx_hash)
+        return post_close(
+            lease=lease, paid=closed.paid, refunded=closed.refunded, now=timezone.now(), tx_hash=closed.tx_hash
+        )
 
 
 def chain_deposits_apply(*, limit: int = 500) -> int:
