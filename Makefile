@@ -15,7 +15,7 @@ $(BIN)/python:
 $(BIN)/uv: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.base-installed: requirements/base.lock | $(BIN)/uv
+$(VENV)/.base-installed: requirements/base.lock pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/base.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
@@ -25,7 +25,7 @@ $(VENV)/.dev-installed: requirements/dev.lock $(VENV)/.base-installed
 	touch $@
 
 ## The agent's GPU prover (CUDA PyTorch, several GB): provider hosts with NVIDIA GPUs. Its tests
-## (tests/providers/test_proof_torch.py) run wherever it is installed, on the CPU without a GPU.
+## (tests/protocol/test_proof_torch.py) run wherever it is installed, on the CPU without a GPU.
 $(VENV)/.gpu-installed: requirements/gpu.lock $(VENV)/.base-installed
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/gpu.lock
 	touch $@

@@ -5,7 +5,7 @@
 
 1. **Award → running.** A scratch database next to DATABASE_URL's (``<name>_bench_agent``), the
    marketplace's ASGI application on uvicorn (REST and the push socket), and the agent's own loop
-   (``providers.agent.runner.Agent``) in this process with the Docker runtime and the push
+   (``agent.runner.Agent``) in this process with the Docker runtime and the push
    listener, as ``gpumarket-agent run`` runs it. Each round: a client accepts a bid, and the clock
    runs from the award's commit until the marketplace has the lease ``running`` (the agent heard
    the push, read the manifest, reported ``deploying``, started the container and reported
@@ -46,8 +46,8 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def inventory_benchmark(nodes: int, runs: int) -> dict:
-    from providers.agent.runtimes.kubernetes_runtime import KubernetesRuntime
-    from tests.providers.agent.kube import Cluster, running_status
+    from agent.runtimes.kubernetes_runtime import KubernetesRuntime
+    from tests.agent.kube import Cluster, running_status
 
     with Cluster() as cluster:
         started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -91,18 +91,18 @@ def award_benchmark(rounds: int, port: int) -> dict:
     import docker
     from eth_account import Account
 
+    from agent.config import validate
+    from agent.runner import Agent
+    from agent.runtimes.docker_runtime import DockerRuntime
     from chain.models import Wallet
     from core import services as accounts
     from core.models import TokenScope
     from leases import services as lease_services
     from leases.models import Lease
     from marketplace import services as market
-    from providers.agent.config import validate
-    from providers.agent.runner import Agent
-    from providers.agent.runtimes.docker_runtime import DockerRuntime
     from tests import factories as f
+    from tests.agent.images import IMAGE, engine_with_test_image
     from tests.factories import USD
-    from tests.providers.agent.images import IMAGE, engine_with_test_image
 
     engine, missing = engine_with_test_image()
     if engine is None:

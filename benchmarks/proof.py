@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
-from providers.proof import protocol, work  # noqa: E402
+from protocol.proof import protocol, work  # noqa: E402
 
 
 def challenge(params: protocol.Params) -> dict:

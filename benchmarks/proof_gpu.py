@@ -3,7 +3,7 @@
     python3 benchmarks/proof_gpu.py [--model ID] [--runs 100] [--target-seconds 3]
 
 On a host with an NVIDIA GPU and CUDA PyTorch (the agent's GPU prover, ``make gpu``). Pure: it
-needs only NumPy, PyTorch and ``providers.proof``, no Django and no marketplace.
+needs only NumPy, PyTorch and ``protocol.proof``, no Django and no marketplace.
 
 1. **The card**: its name (and the catalog model it normalizes to, unless ``--model`` says), the
    driver, CUDA and PyTorch versions.
@@ -45,8 +45,8 @@ import numpy
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from providers.catalog import CATALOG_BY_ID, normalize_gpu_name  # noqa: E402
-from providers.proof import protocol, work  # noqa: E402
+from protocol.catalog import CATALOG_BY_ID, normalize_gpu_name  # noqa: E402
+from protocol.proof import protocol, work  # noqa: E402
 
 
 def describe(backend_name: str, device: str) -> dict[str, Any]:

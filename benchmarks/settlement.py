@@ -136,7 +136,7 @@ def tick_chain_database_part(lease_ids: list[int]) -> dict:
 
 def _signed_reports(leases: list, key, *, after: int) -> list[dict]:  # type: ignore[no-untyped-def]
     """One report a lease for the minute ``after`` seconds into it (after the seeded report)."""
-    from providers.agent.usage import UsageReport, sign
+    from protocol.usage import UsageReport, sign
 
     bodies = []
     for lease in leases:

@@ -13,7 +13,7 @@ from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
 from leases.models import Lease, LeaseLog, LeaseTopUp, LedgerAccount, LedgerEntry, UsageReport
 from leases.states import CLOSING_OR_CLOSED
-from providers.proof.protocol import envelope
+from protocol.proof.protocol import envelope
 
 
 def leases_visible_to(*, user: User, roles: set[str]) -> QuerySet[Lease]:

@@ -17,7 +17,6 @@ from core import services as accounts
 from core.models import ApiToken, TokenScope, User
 from leases.escrow import escrow
 from providers import services as providers
-from providers.agent import config as agent_config
 from providers.models import Provider
 
 DEMO_BALANCE = 1_000_000_000  # $1,000
@@ -108,21 +107,24 @@ def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_ne
         raise ValueError(f"{key_file} belongs to another account's wallet: remove it and seed again.")
     key_file.write_text(key + "\n")
     os.chmod(key_file, 0o600)
-    cfg = agent_config.AgentConfig(
-        marketplace_url=marketplace_url,
-        token=demo.provider_token,
-        signing_key_file=str(key_file),
-        state_dir=str(path.with_name("state")),
-        pricing=agent_config.PricingPolicy(per_gpu_hour=dict(DEMO_PRICES)),
-        docker=agent_config.DockerSettings(network=docker_network, host_address="127.0.0.1", gpus=False),
-        declared_inventory=agent_config.DeclaredInventory(
-            gpus=[agent_config.DeclaredGpus(model=model, count=count) for model, count, _ in DEMO_GPUS],
-            node=DEMO_NODE,
-            **DEMO_HOST,
-        ),
+    # the agent's configuration file (agent/config.py reads it; tests/marketplace/test_demo.py
+    # loads what this writes through it): the marketplace writes it as text, importing no agent code
+    text = yaml.safe_dump(
+        {
+            "marketplace_url": marketplace_url,
+            "token": demo.provider_token,
+            "signing_key_file": str(key_file),
+            "state_dir": str(path.with_name("state")),
+            "pricing": {"per_gpu_hour": dict(DEMO_PRICES)},
+            "docker": {"network": docker_network, "host_address": "127.0.0.1", "gpus": False},
+            "declared_inventory": {
+                "gpus": [{"model": model, "count": count} for model, count, _ in DEMO_GPUS],
+                "node": DEMO_NODE,
+                **DEMO_HOST,
+            },
+        },
+        sort_keys=False,
     )
-    text = cfg.to_yaml()
-    agent_config.validate(yaml.safe_load(text))  # what the agent will read back
     path.write_text(text)
     os.chmod(path, 0o600)  # it holds the provider token
     return path

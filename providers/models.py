@@ -5,7 +5,7 @@ from django.utils import timezone
 
 
 class GpuModel(models.Model):
-    """A catalog entry. Rows are kept in step with ``providers.catalog`` after every migrate."""
+    """A catalog entry. Rows are kept in step with ``protocol.catalog`` after every migrate."""
 
     id = models.SlugField(primary_key=True, max_length=40)
     name = models.CharField(max_length=80)

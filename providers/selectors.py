@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from core.errors import NotAllowed
 from core.models import User
-from providers.catalog import CATALOG_BY_ID
+from protocol.catalog import CATALOG_BY_ID
 from providers.models import GpuModel, Provider, ProviderGpu
 
 

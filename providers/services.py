@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.errors import Conflict, NotAllowed, ValidationFailed
 from core.models import User
 from core.validation import check_display_name
-from providers.catalog import CATALOG_BY_ID, GPU_CATALOG, normalize_gpu_name
+from protocol.catalog import CATALOG_BY_ID, GPU_CATALOG, normalize_gpu_name
 from providers.models import GpuModel, Provider, ProviderGpu, UptimeDay
 from providers.selectors import host_available
 

@@ -50,9 +50,9 @@ def _fresh_cache() -> None:
 
 @pytest.fixture(scope="session")
 def engine():  # type: ignore[no-untyped-def]
-    """The Docker engine, with the test image (``tests.providers.agent.images.IMAGE``) imported from
+    """The Docker engine, with the test image (``tests.agent.images.IMAGE``) imported from
     a busybox root filesystem (no image can be pulled)."""
-    from tests.providers.agent.images import engine_with_test_image
+    from tests.agent.images import engine_with_test_image
 
     client, missing = engine_with_test_image()
     if client is None:

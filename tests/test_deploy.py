@@ -16,8 +16,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from providers.agent.config import validate as agent_config
-from tests.providers.agent.test_kubernetes_runtime import SUPPORTED_KUBERNETES
+from agent.config import validate as agent_config
+from tests.agent.test_kubernetes_runtime import SUPPORTED_KUBERNETES
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT / "helm" / "gpumarket"
@@ -149,7 +149,7 @@ def test_the_agent_chart_grants_only_what_the_runtime_calls_and_configures_a_val
     granted = {
         (g, res, verb) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"] for verb in r["verbs"]
     }
-    from tests.providers.agent.test_kubernetes_runtime import RUNTIME_CALLS
+    from tests.agent.test_kubernetes_runtime import RUNTIME_CALLS
 
     assert granted == RUNTIME_CALLS  # no more, no less
     [deployment] = by_kind(documents, "Deployment")
@@ -191,7 +191,8 @@ def test_each_dockerfile_parses_its_sources_exist_and_it_runs_as_nobody_special(
 
 
 def test_the_agent_image_files_alone_run_the_agent(tmp_path: Path) -> None:
-    """What Dockerfile.agent copies is enough: the agent imports nothing else of the project."""
+    """What Dockerfile.agent copies is enough: the agent imports nothing of the project but itself and the
+    protocol."""
     parser = dockerfile("Dockerfile.agent")
     for instruction in parser.structure:
         if (
@@ -212,15 +213,17 @@ def test_the_agent_image_files_alone_run_the_agent(tmp_path: Path) -> None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes((ROOT / source).read_bytes())
     probe = (
-        "import sys, providers.agent.cli, providers.agent.runner, providers.agent.runtimes.kubernetes_runtime, "
-        "providers.agent.runtimes.docker_runtime, providers.agent.proving, providers.agent.attesting; "
-        "import providers; assert providers.__file__.startswith(sys.argv[1]), providers.__file__; "
-        "assert not {m.split('.')[0] for m in sys.modules} & {'django', 'config', 'core', 'leases', 'trust'}"
+        "import sys, agent.cli, agent.runner, agent.runtimes.kubernetes_runtime, "
+        "agent.runtimes.docker_runtime, agent.proving, agent.attesting; "
+        "import agent, protocol; "
+        "assert agent.__file__.startswith(sys.argv[1]) and protocol.__file__.startswith(sys.argv[1]); "
+        "ours = {'django', 'config', 'core', 'leases', 'trust', 'providers', 'marketplace', 'payments', 'chain'}; "
+        "found = {m.split('.')[0] for m in sys.modules} & ours; assert not found, sorted(found)"
     )
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     help_text = subprocess.run(
-        [sys.executable, "-m", "providers.agent.cli", "--help"], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "agent.cli", "--help"], cwd=tmp_path, capture_output=True, text=True
     )
     assert help_text.returncode == 0 and "run" in help_text.stdout
 

@@ -40,8 +40,8 @@ from leases.models import Lease
 from leases.selectors import lease_owed
 from leases.services import lease_close_for_cause
 from notifications.services import notify
+from protocol.proof import protocol
 from providers.models import GpuModel, Provider, ProviderGpu
-from providers.proof import protocol
 from providers.services import gpus_attested, gpus_unverified, gpus_verified
 from trust import attestation, reputation, tasks
 from trust.models import Attestation, Compensation, GpuCheck

@@ -19,7 +19,7 @@ import time
 
 from locust import HttpUser, between, constant, task
 
-from providers.agent.usage import UsageReport, sign
+from protocol.usage import UsageReport, sign
 
 CREDENTIALS = json.loads(open(os.environ["LOAD_CREDENTIALS"]).read())  # noqa: SIM115 - read once at start
 _next = {"providers": itertools.count(), "clients": itertools.count()}

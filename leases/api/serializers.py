@@ -209,7 +209,7 @@ UNIX_SECONDS_MAX = 2**63 - 1
 
 
 class UsageReportWriteSerializer(serializers.Serializer):
-    """A usage report as the agent signed it (EIP-712, see ``providers.agent.usage``)."""
+    """A usage report as the agent signed it (EIP-712, see ``protocol.usage``)."""
 
     period_start = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")
     period_end = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")

@@ -18,7 +18,7 @@ from leases import states
 from leases.events import lease_changed
 from leases.models import Lease, LeaseLog, UsageReport
 from leases.services.lifecycle import _close
-from providers.agent import usage
+from protocol import usage
 
 logger = logging.getLogger(__name__)
 

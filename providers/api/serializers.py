@@ -2,7 +2,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictModelSerializer
-from providers.agent import usage
+from protocol import usage
 from providers.models import GpuModel, Provider, ProviderGpu
 from providers.selectors import provider_is_online
 

@@ -14,18 +14,18 @@ import pytest
 from django.utils import timezone
 from eth_account import Account
 
+from agent.runtimes.docker_runtime import container_name
 from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope
 from leases.models import Lease, UsageReport
 from leases.tasks import close_finished_leases
 from marketplace import services as market
-from providers.agent.runtimes.docker_runtime import container_name
 from providers.models import Provider
 from tests import factories as f
+from tests.agent.images import IMAGE
 from tests.factories import USD
 from tests.faults.harness import HoldingProxy, assert_converged, containers_removed, kill, python, wait_for
-from tests.providers.agent.images import IMAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -54,7 +54,7 @@ class Site:
         )
 
     def agent(self, *, once: bool = True):  # type: ignore[no-untyped-def]
-        args = ["-m", "providers.agent.cli", "run"] + (["--once"] if once else [])
+        args = ["-m", "agent.cli", "run"] + (["--once"] if once else [])
         return python(*args, cwd=self.dir, env={"DOCKER_HOST": f"tcp://127.0.0.1:{self.docker.port}"})
 
     def pass_once(self) -> dict:

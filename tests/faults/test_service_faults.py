@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from agent.push import PushListener
 from chain.devnode import free_port
 from core import services as accounts
 from core.models import TokenScope
 from leases.models import Lease
 from marketplace.models import Bid, Order
 from marketplace.services import order_award_due
-from providers.agent.push import PushListener
 from tests import factories as f
 from tests.factories import USD
 from tests.faults.harness import Redis, assert_converged, database_url, kill, python, wait_for

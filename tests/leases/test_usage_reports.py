@@ -10,7 +10,7 @@ from chain.models import Wallet
 from leases import services
 from leases.models import Lease, UsageReport
 from marketplace import services as market
-from providers.agent import usage
+from protocol import usage
 from tests import factories as f
 from tests.factories import USD
 

@@ -8,11 +8,11 @@ import yaml
 from django.core.management import call_command
 from eth_account import Account
 
+from agent.config import load
+from agent.inventory import declared
 from chain.evm import DEMO_PROVIDER_ACCOUNT, embedded_account
 from chain.models import Wallet
 from marketplace.demo import DEMO_GPUS, DEMO_NODE
-from providers.agent.config import load
-from providers.agent.inventory import declared
 from providers.models import Provider
 
 pytestmark = pytest.mark.django_db

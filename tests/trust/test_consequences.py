@@ -14,7 +14,7 @@ from leases.escrow import chain as escrow
 from leases.models import Lease, LedgerAccount
 from marketplace import services as market
 from notifications.models import Notification
-from providers.proof import protocol
+from protocol.proof import protocol
 from tests import factories as f
 from tests.factories import USD
 from tests.leases.test_escrow_on_chain import advance, funded_lease, ledger_balance, wallet_of

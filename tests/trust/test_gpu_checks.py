@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from protocol.proof import protocol, work
 from providers.models import ProviderGpu
-from providers.proof import protocol, work
 from tests import factories as f
 from trust import selectors, services
 from trust.models import GpuCheck

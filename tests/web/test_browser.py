@@ -248,7 +248,7 @@ def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-u
     agent (declared GPUs, Docker without GPUs), running until the test ends."""
     from chain import adapter
     from marketplace.demo import demo_agent_config, seed_demo
-    from tests.providers.agent.images import engine_with_test_image
+    from tests.agent.images import engine_with_test_image
 
     engine, missing = engine_with_test_image()
     if engine is None:
@@ -263,7 +263,7 @@ def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-u
         demo, path=tmp_path / "agent" / "agent.yaml", marketplace_url=asgi_server, docker_network="none"
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "providers.agent.cli", "--config", str(config), "run"],
+        [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "agent.log").open("w"),
@@ -282,7 +282,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     log, and tears it down on close; the refund lands in the ledger."""
     from playwright.sync_api import expect
 
-    from tests.providers.agent.images import IMAGE
+    from tests.agent.images import IMAGE
 
     base = asgi_server
 

@@ -1,0 +1,282 @@
+"""Leases as containers on one Docker host (the official ``docker`` SDK).
+
+A container per lease, named and labelled after it, with CPU and memory limits, GPUs by device
+request (a count, or the device UUIDs the agent assigned), exposed ports bound on a configured
+host address. Everything the agent owns is found again from the labels after a restart.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from agent.inventory import Inventory, discover, discover_gpus
+from agent.runtimes.base import (
+    LABEL_LEASE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    Deployment,
+    LeaseManifest,
+    Runtime,
+    RuntimeError_,
+    RuntimeUnavailable,
+    Usage,
+    labels_for,
+    run_overlap,
+)
+
+STOP_TIMEOUT_SECONDS = 10  # SIGTERM, then SIGKILL after this long, as `docker stop`
+
+
+def container_name(lease_id: int) -> str:
+    return f"gpumarket-lease-{lease_id}"
+
+
+class DockerRuntime(Runtime):
+    def __init__(
+        self,
+        *,
+        client: docker.DockerClient | None = None,
+        host_address: str = "0.0.0.0",  # noqa: S104 - where providers publish lease ports
+        network: str = "bridge",
+        gpus: bool = True,
+        pull_images: bool = True,
+        inventory: Callable[[], Inventory] = discover,
+    ) -> None:
+        try:
+            self.client = client or docker.from_env()
+        except DockerException as exc:
+            raise RuntimeError_(f"no Docker engine answers: {exc}") from exc
+        self.host_address, self.network, self.gpus = host_address, network, gpus
+        self.pull_images = pull_images
+        self.inventory = inventory
+        self._cpus: int | None = None
+
+    def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
+        """The lease's container, freshly inspected, or None (also when it is removed meanwhile)."""
+        try:
+            return self.client.containers.get(container_name(lease_id))
+        except NotFound:
+            return None
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+
+    def deploy(self, manifest: LeaseManifest) -> Deployment:
+        existing = self._container(manifest.lease_id)
+        if existing is not None:  # a retried deploy, or a restart: never run a lease twice
+            return self.status(manifest.lease_id)
+        self._ensure_image(manifest.image)
+        device_requests = []
+        if self.gpus and manifest.gpu_count:
+            uuids = manifest.gpu_uuids or self._assign_gpus(manifest.gpu_count)
+            if uuids:
+                device_requests.append(DeviceRequest(device_ids=list(uuids), capabilities=[["gpu"]]))
+            else:
+                device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
+        try:
+            container = self.client.containers.run(
+                **self.container_options(manifest, host_cpus=self._host_cpus()),
+                device_requests=device_requests or None,
+            )
+        except ImageNotFound as exc:
+            self._remove_quietly(manifest.lease_id)
+            raise RuntimeError_(f"the image {manifest.image} does not exist or cannot be pulled") from exc
+        except APIError as exc:
+            self._remove_quietly(manifest.lease_id)
+            raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
+        container.reload()
+        return self._describe(manifest.lease_id, container)
+
+    def container_options(self, manifest: LeaseManifest, *, host_cpus: int) -> dict:
+        """How a lease's container is run (``containers.run``'s arguments, but its GPUs): the
+        tenant's isolation lives here, and the tests hold every manifest to it."""
+        ports = {}
+        if self.network == "bridge":
+            ports = {f"{p['port']}/{p.get('protocol', 'tcp')}": (self.host_address, None) for p in manifest.ports}
+        return {
+            "image": manifest.image,
+            "entrypoint": manifest.command or None,
+            "command": manifest.args or None,
+            "environment": manifest.env,
+            "name": container_name(manifest.lease_id),
+            "labels": labels_for(manifest.lease_id),
+            "detach": True,
+            "nano_cpus": min(manifest.cpu_cores, host_cpus) * 1_000_000_000,
+            "mem_limit": f"{manifest.memory_gib}g",
+            "network_mode": self.network,
+            "ports": ports or None,
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "privileged": False,
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        }
+
+    def _host_cpus(self) -> int:
+        """The engine's CPUs: Docker refuses a limit above them (a declared inventory may list more)."""
+        if self._cpus is None:
+            try:
+                self._cpus = int(self.client.info().get("NCPU") or 0) or 1_000_000
+            except (APIError, DockerException, OSError) as exc:
+                raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        return self._cpus
+
+    def _assign_gpus(self, count: int) -> list[str]:
+        """Free GPUs for a new lease, by UUID, so that no two leases share one. Empty when NVML
+        cannot list the GPUs (Docker then picks ``count`` of them)."""
+        gpus, _, _ = discover_gpus()
+        if not gpus:
+            return []
+        busy = self.gpus_in_use()
+        free = [gpu.uuid for gpu in gpus if gpu.uuid not in busy and not gpu.mig_mode]
+        if len(free) < count:
+            raise RuntimeError_(f"the GPUs are gone: {len(free)} of this host's GPUs are free, the lease needs {count}")
+        return free[:count]
+
+    def lease_gpus(self, lease_id: int) -> list[str]:
+        container = self._container(lease_id)
+        if container is None:
+            return []
+        requests = container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
+        return [uuid for request in requests for uuid in request.get("DeviceIDs") or []]
+
+    @contextmanager
+    def paused(self, lease_id: int) -> Iterator[None]:
+        """``docker pause`` (the cgroup freezer) for the time of a spot check, then unpause. A
+        container that is not running is left as it is."""
+        container = self._container(lease_id)
+        try:
+            if container is not None:
+                container.pause()
+        except (APIError, DockerException, OSError):
+            container = None
+        try:
+            yield
+        finally:
+            if container is not None:
+                with contextlib.suppress(APIError, DockerException, OSError):
+                    container.unpause()
+
+    def gpus_in_use(self) -> set[str]:
+        """UUIDs of the GPUs the containers this agent runs hold."""
+        busy: set[str] = set()
+        for container in self._owned_containers():
+            for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []:
+                busy.update(request.get("DeviceIDs") or [])
+        return busy
+
+    def inventory_report(self) -> dict:
+        return self.inventory().report(busy_gpu_uuids=self.gpus_in_use())
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            if not self.pull_images:
+                raise RuntimeError_(f"the image {image} does not exist on this host") from None
+        try:
+            self.client.images.pull(image)
+        except (ImageNotFound, APIError) as exc:
+            raise RuntimeError_(f"the image {image} does not exist or cannot be pulled") from exc
+
+    def _describe(self, lease_id: int, container) -> Deployment:  # type: ignore[no-untyped-def]
+        state = container.attrs["State"]
+        endpoints = []
+        for bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).values():
+            for binding in bindings or []:
+                endpoints.append(f"{binding['HostIp']}:{binding['HostPort']}")
+        finished = _parse_time(state.get("FinishedAt"))
+        return Deployment(
+            lease_id=lease_id,
+            state="running" if state.get("Running") else state.get("Status", "unknown"),
+            endpoints=sorted(endpoints),
+            restarts=container.attrs.get("RestartCount", 0),
+            exit_code=None if state.get("Running") else state.get("ExitCode"),
+            error=state.get("Error", ""),
+            finished_at=None if state.get("Running") or finished is None else finished.timestamp(),
+        )
+
+    def status(self, lease_id: int) -> Deployment:
+        container = self._container(lease_id)
+        if container is None:
+            return Deployment(lease_id=lease_id, state="missing")
+        return self._describe(lease_id, container)
+
+    def logs(self, lease_id: int, *, tail: int = 200) -> str:
+        container = self._container(lease_id)
+        if container is None:
+            return ""
+        return container.logs(tail=tail).decode(errors="replace")
+
+    def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
+        container = self._container(lease_id)
+        if container is None:
+            return Usage(run_seconds=0, restarts=0)
+        state = container.attrs["State"]
+        started = _parse_time(state.get("StartedAt"))
+        running = bool(state.get("Running"))
+        finished = None if running else _parse_time(state.get("FinishedAt"))
+        run_seconds = 0
+        if started is not None and (running or finished is not None):
+            run_seconds = run_overlap(
+                started=started.timestamp(), finished=finished.timestamp() if finished else None, start=start, end=end
+            )
+        return Usage(run_seconds=run_seconds, restarts=int(container.attrs.get("RestartCount", 0)))
+
+    def suspend(self, lease_id: int) -> None:
+        """``docker stop``: the container, its writable layer and volumes stay for a resume."""
+        container = self._container(lease_id)
+        if container is None:
+            return
+        try:
+            container.stop(timeout=STOP_TIMEOUT_SECONDS)
+        except NotFound:
+            return
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not stop the container: {exc}") from exc
+
+    def resume(self, lease_id: int) -> Deployment:
+        container = self._container(lease_id)
+        if container is None:
+            return Deployment(lease_id=lease_id, state="missing")
+        try:
+            container.start()
+        except APIError as exc:
+            raise RuntimeError_(f"the container could not start again: {exc.explanation or exc}") from exc
+        return self.status(lease_id)
+
+    def teardown(self, lease_id: int) -> None:
+        self._remove_quietly(lease_id)
+
+    def _remove_quietly(self, lease_id: int) -> None:
+        container = self._container(lease_id)
+        if container is not None:
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+
+    def _owned_containers(self) -> list:
+        try:
+            return self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"}, ignore_removed=True
+            )
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+
+    def owned(self) -> list[int]:
+        return sorted(
+            int(c.labels[LABEL_LEASE]) for c in self._owned_containers() if c.labels.get(LABEL_LEASE, "").isdigit()
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    trimmed = value.rstrip("Z")
+    if "." in trimmed:
+        head, fraction = trimmed.split(".", 1)
+        trimmed = f"{head}.{fraction[:6]}"
+    return datetime.fromisoformat(trimmed).replace(tzinfo=UTC)

@@ -1,0 +1,137 @@
+"""The Docker runtime against a real Docker engine, with a test image built here by
+``docker import`` of a busybox root filesystem (no image can be pulled)."""
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+docker = pytest.importorskip("docker")
+
+from agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
+from agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
+from tests.agent.images import IMAGE  # noqa: E402
+
+
+@pytest.fixture
+def runtime(engine) -> Iterator[DockerRuntime]:  # type: ignore[no-untyped-def]
+    rt = DockerRuntime(client=engine, network="none", gpus=False, pull_images=False)  # nothing leaves the host
+    yield rt
+    for lease_id in rt.owned():
+        if lease_id >= 900_000:
+            rt.teardown(lease_id)
+
+
+def manifest(lease_id: int, **overrides) -> LeaseManifest:  # type: ignore[no-untyped-def]
+    base = {
+        "lease_id": lease_id,
+        "image": IMAGE,
+        "command": ["sh", "-c"],
+        "args": ["echo started $GREETING; sleep 600"],
+        "env": {"GREETING": "hello"},
+        "cpu_cores": 1,
+        "memory_gib": 1,
+        "gpu_count": 1,
+    }
+    return LeaseManifest(**{**base, **overrides})
+
+
+def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
+    deployed = runtime.deploy(manifest(900_001))
+    assert deployed.state == "running"
+    container = runtime.client.containers.get(container_name(900_001))
+    host = container.attrs["HostConfig"]
+    assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 1024**3
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["NetworkMode"] == "none"
+    assert container.labels[LABEL_LEASE] == "900001"
+    deadline = time.monotonic() + 10
+    while "started hello" not in runtime.logs(900_001) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "started hello" in runtime.logs(900_001)
+    time.sleep(2.1)
+    now = int(time.time())
+    used = runtime.usage(900_001, start=now - 60, end=now)
+    assert 1 <= used.run_seconds <= 30 and used.restarts == 0
+    assert runtime.usage(900_001, start=now - 3600, end=now - 1800).run_seconds == 0  # before it started
+    assert 900_001 in runtime.owned()
+    # deploying again (a retry, or after a restart) never starts a second container
+    assert runtime.deploy(manifest(900_001)).state == "running"
+    assert len(runtime.client.containers.list(filters={"name": container_name(900_001)})) == 1
+    runtime.teardown(900_001)
+    assert runtime.status(900_001).state == "missing"
+    assert 900_001 not in runtime.owned()
+
+
+def test_a_lease_asking_more_cpus_than_the_host_has_gets_them_all(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
+    """A declared inventory can list more cores than the host has: Docker would refuse the limit."""
+    host_cpus = engine.info()["NCPU"]
+    assert runtime.deploy(manifest(900_009, cpu_cores=host_cpus + 100)).state == "running"
+    nano_cpus = runtime.client.containers.get(container_name(900_009)).attrs["HostConfig"]["NanoCpus"]
+    assert nano_cpus == host_cpus * 1_000_000_000
+
+
+def test_a_fresh_runtime_finds_what_it_owns_from_the_labels(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
+    runtime.deploy(manifest(900_002))
+    restarted = DockerRuntime(
+        client=docker.from_env(), network="none", gpus=False, pull_images=False
+    )  # the agent restarted
+    assert 900_002 in restarted.owned()
+    assert restarted.status(900_002).state == "running"
+
+
+def test_an_image_that_does_not_exist_is_a_clear_failure(runtime: DockerRuntime) -> None:
+    with pytest.raises(RuntimeError_, match="does not exist"):
+        runtime.deploy(manifest(900_003, image="gpumarket-test/no-such-image:1"))
+    assert runtime.status(900_003).state == "missing"
+
+
+def test_gpus_the_host_does_not_have_are_a_clear_failure(engine) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("nvidia-container-runtime"):
+        pytest.skip("this host has the NVIDIA runtime")
+    with_gpus = DockerRuntime(client=engine, network="none", gpus=True, pull_images=False)
+    with pytest.raises(RuntimeError_, match="could not start"):
+        with_gpus.deploy(manifest(900_004))
+    assert with_gpus.status(900_004).state == "missing"  # nothing left behind
+
+
+def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(runtime: DockerRuntime) -> None:
+    script = "date +%s >> /starts; trap 'exit 0' TERM; sleep 600 & wait"
+    assert runtime.deploy(manifest(900_005, args=[script])).state == "running"
+    time.sleep(1.1)
+    runtime.suspend(900_005)
+    stopped = runtime.status(900_005)
+    assert stopped.state == "exited" and stopped.finished_at is not None
+    assert 900_005 in runtime.owned()  # kept, with its filesystem
+    later = int(time.time()) + 2
+    time.sleep(2.1)
+    assert runtime.usage(900_005, start=later, end=later + 1).run_seconds == 0  # stopped time is not running
+    resumed = runtime.resume(900_005)
+    assert resumed.state == "running"
+    starts = runtime.client.containers.get(container_name(900_005)).exec_run(["cat", "/starts"]).output
+    assert len(starts.decode().split()) == 2  # the same container, started twice
+    runtime.suspend(900_005)
+    runtime.suspend(900_005)  # twice is harmless
+    runtime.teardown(900_005)
+    runtime.suspend(900_005)  # and so is a container that is gone
+    assert runtime.resume(900_005).state == "missing"
+
+
+def test_a_spot_check_pauses_the_leases_container_and_unpauses_it_after(runtime: DockerRuntime) -> None:
+    assert runtime.deploy(manifest(900_007)).state == "running"
+    assert runtime.lease_gpus(900_007) == []  # no GPUs on this host: none assigned by UUID
+    container = runtime.client.containers.get(container_name(900_007))
+    with pytest.raises(TimeoutError), runtime.paused(900_007):
+        container.reload()
+        assert container.status == "paused"
+        raise TimeoutError  # the check went wrong: the workload is unpaused all the same
+    container.reload()
+    assert container.status == "running"
+    runtime.suspend(900_007)
+    with runtime.paused(900_007):  # stopped: nothing to pause, nothing fails
+        pass
+    with runtime.paused(900_999):  # gone
+        pass
+    assert runtime.status(900_007).state == "exited"
+    runtime.teardown(900_007)

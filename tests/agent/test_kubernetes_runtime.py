@@ -1,0 +1,230 @@
+"""The Kubernetes runtime with the official client, over HTTP, against kmock's emulated API."""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent.runtimes.base import (
+    LABEL_LEASE,
+    LABEL_MANAGED_BY,
+    LeaseManifest,
+    RuntimeError_,
+    RuntimeUnavailable,
+)
+from agent.runtimes.kubernetes_runtime import KubernetesRuntime
+from tests.agent.kube import Cluster, running_status, waiting_status
+
+ROOT = Path(__file__).resolve().parents[3]
+SUPPORTED_KUBERNETES = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
+# (API group, resource, verb) of every call the runtime makes: what its RBAC must grant
+RUNTIME_CALLS = {
+    ("", "nodes", "list"),  # inventory
+    ("", "pods", "list"),  # inventory (all namespaces), a lease's pods
+    ("", "pods/log", "get"),
+    ("", "namespaces", "list"),  # what the agent owns
+    ("", "namespaces", "create"),
+    ("", "namespaces", "delete"),  # teardown, with everything in it
+    ("", "services", "get"),
+    ("", "services", "create"),
+    ("", "resourcequotas", "create"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "create"),
+    ("apps", "deployments", "patch"),  # scaled to zero and back: suspend and resume
+}
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with Cluster() as running:
+        running.add_node("gpu-1", gpus=8, product=H100, memory_mib=81559)
+        running.add_node("gpu-2", gpus=4, product="NVIDIA-A100-SXM4-80GB", memory_mib=81920)
+        running.add_node("cpu-1")
+        yield running
+
+
+@pytest.fixture
+def runtime(cluster: Cluster) -> KubernetesRuntime:
+    return KubernetesRuntime(cluster.api_client(), node_address="203.0.113.9")
+
+
+def manifest(lease_id: int = 41, **overrides) -> LeaseManifest:  # type: ignore[no-untyped-def]
+    fields = {
+        "lease_id": lease_id,
+        "image": "ghcr.io/acme/trainer:1.4",
+        "command": ["python"],
+        "args": ["train.py"],
+        "env": {"MODE": "train", "HF_TOKEN": "hf_secret"},
+        "ports": [{"port": 8888, "protocol": "tcp"}, {"port": 9000, "protocol": "udp"}],
+        "gpu_model": "h100-sxm-80gb",
+        "gpu_count": 2,
+        "cpu_cores": 16,
+        "memory_gib": 128,
+        "storage_gib": 200,
+    }
+    return LeaseManifest(**{**fields, **overrides})
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+def test_every_manifest_is_valid_kubernetes(runtime: KubernetesRuntime, version: str) -> None:
+    for lease in (manifest(), manifest(gpu_count=0, ports=[], command=[], args=[], env={})):
+        for obj in runtime.manifests(lease, products=[H100]):
+            kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown or wrong field
+    load_balanced = KubernetesRuntime(runtime.api, service_type="LoadBalancer")
+    for obj in load_balanced.manifests(manifest(), products=[H100]):
+        kubernetes_validate.validate(obj, SUPPORTED_KUBERNETES[-1], strict=True)
+
+
+def test_a_lease_is_a_namespace_with_everything_it_needs(cluster: Cluster, runtime: KubernetesRuntime) -> None:
+    deployed = runtime.deploy(manifest())
+    assert deployed.state == "starting"  # nothing runs until the scheduler and the kubelet say so
+    namespace = "gpumarket-lease-41"
+    everything = [
+        *cluster.objects("clusternamespaces"),
+        *(
+            obj
+            for plural in ("deployments", "services", "networkpolicies", "resourcequotas")
+            for obj in cluster.objects(plural, namespace)
+        ),
+    ]
+    assert len(everything) == 5
+    for obj in everything:
+        assert obj["metadata"]["labels"][LABEL_MANAGED_BY] == "gpumarket-agent"
+        assert obj["metadata"]["labels"][LABEL_LEASE] == "41"
+
+    [deployment] = cluster.objects("deployments", namespace)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    want = {"cpu": "16", "memory": "128Gi", "ephemeral-storage": "200Gi", "nvidia.com/gpu": "2"}
+    assert container["resources"] == {"requests": want, "limits": want}
+    assert pod["runtimeClassName"] == "nvidia"
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.product", "operator": "In", "values": [H100]}]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod["hostNetwork"] and "volumes" not in pod and pod["automountServiceAccountToken"] is False
+    assert {"name": "HF_TOKEN", "value": "hf_secret"} in container["env"]
+
+    [service] = cluster.objects("services", namespace)
+    assert service["spec"]["type"] == "NodePort"
+    assert [p["port"] for p in service["spec"]["ports"]] == [8888, 9000]
+    [policy] = cluster.objects("networkpolicies", namespace)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "10.0.0.0/8" in policy["spec"]["egress"][0]["to"][0]["ipBlock"]["except"]
+    [quota] = cluster.objects("resourcequotas", namespace)
+    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "2"
+    assert quota["spec"]["hard"]["services.nodeports"] == "2"
+
+    # deploying again (a retry, or a restarted agent) creates nothing new
+    runtime.deploy(manifest())
+    assert len(cluster.objects("deployments", namespace)) == 1
+
+
+def test_running_endpoints_usage_and_teardown(cluster: Cluster, runtime: KubernetesRuntime) -> None:
+    runtime.deploy(manifest())
+    namespace, labels = "gpumarket-lease-41", {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: "41"}
+    started = datetime.now(UTC) - timedelta(seconds=90)
+    cluster.set_pod(namespace, "workload-abc", labels=labels, gpus=2, **running_status(iso(started), restarts=1))
+
+    status = runtime.status(41)
+    assert status.state == "running" and status.restarts == 1
+    assert status.endpoints == ["203.0.113.9:30000", "203.0.113.9:30001"]  # the node ports the API allocated
+    now = int(time.time())
+    used = runtime.usage(41, start=now - 60, end=now)
+    assert used.run_seconds == 60 and used.restarts == 1
+    assert runtime.usage(41, start=now - 600, end=now - 300).run_seconds == 0  # before it started
+    assert runtime.owned() == [41]
+
+    runtime.teardown(41)
+    assert runtime.status(41).state == "missing"
+    assert runtime.owned() == []
+    assert cluster.objects("deployments", namespace) == [] and cluster.objects("pods", namespace) == []
+    runtime.teardown(41)  # tearing down twice is fine
+
+
+def test_an_image_that_cannot_be_pulled_is_a_failure_the_client_can_read(
+    cluster: Cluster, runtime: KubernetesRuntime
+) -> None:
+    runtime.deploy(manifest(42))
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: "42"}
+    cluster.set_pod(
+        "gpumarket-lease-42", "w", labels=labels, **waiting_status("ImagePullBackOff", 'pull "ghcr.io/nope" failed')
+    )
+    status = runtime.status(42)
+    assert status.state == "failed" and status.error.startswith("ImagePullBackOff: pull")
+
+
+def test_gpus_the_cluster_does_not_have_are_refused_before_anything_is_created(
+    cluster: Cluster, runtime: KubernetesRuntime
+) -> None:
+    with pytest.raises(RuntimeError_, match="no node of this cluster has a b200-sxm-180gb"):
+        runtime.deploy(manifest(43, gpu_model="b200-sxm-180gb"))
+    assert cluster.objects("clusternamespaces") == []
+
+
+def test_a_fresh_runtime_finds_what_it_owns_and_ignores_the_rest(cluster: Cluster, runtime: KubernetesRuntime) -> None:
+    runtime.deploy(manifest(44, gpu_count=0, ports=[]))
+    runtime.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "someone-else"}})
+    assert KubernetesRuntime(cluster.api_client()).owned() == [44]
+
+
+def test_inventory_is_allocatable_gpus_minus_running_pods(cluster: Cluster, runtime: KubernetesRuntime) -> None:
+    labels = {"app": "other"}
+    cluster.set_pod("team-a", "busy", labels=labels, node="gpu-1", gpus=3, **running_status(iso(datetime.now(UTC))))
+    cluster.set_pod("team-a", "done", labels=labels, node="gpu-1", gpus=4, phase="Succeeded")  # holds nothing
+    report = runtime.inventory_report()
+    by_model = {line["model"]: line for line in report["gpus"]}
+    assert by_model["NVIDIA H100 80GB HBM3"] == {
+        "model": "NVIDIA H100 80GB HBM3",
+        "memory_mib": 81559,
+        "total": 8,
+        "free": 5,
+    }
+    assert by_model["NVIDIA A100 SXM4 80GB"]["free"] == 4
+    assert report["cpu_cores"] == {"total": 192, "free": 192}
+    assert report["memory_gib"]["total"] == 3 * 512
+    # by node: what each holds and has free, adding up to the totals
+    nodes = {node["name"]: node for node in report["nodes"]}
+    assert nodes["gpu-1"]["gpus"] == [{"model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "total": 8, "free": 5}]
+    assert nodes["gpu-1"]["cpu_cores"] == {"total": 64, "free": 64}
+    assert sum(node["memory_gib"]["total"] for node in report["nodes"]) == report["memory_gib"]["total"]
+    assert [line["model"] for node in report["nodes"] for line in node["gpus"]].count("NVIDIA A100 SXM4 80GB") == 1
+
+
+def test_an_unreachable_cluster_is_unavailable_not_a_failed_lease() -> None:
+    from kubernetes import client as k8s
+
+    runtime = KubernetesRuntime(k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9")))
+    runtime.api.configuration.retries = 0
+    with pytest.raises(RuntimeUnavailable, match="unreachable"):
+        runtime.owned()
+    with pytest.raises(RuntimeUnavailable):
+        runtime.status(1)
+
+
+@pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
+def test_the_documented_rbac_is_valid_and_grants_what_the_runtime_does(version: str) -> None:
+    documents = list(yaml.safe_load_all((ROOT / "docs" / "agent-kubernetes.yaml").read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+    [role] = [d for d in documents if d["kind"] == "ClusterRole"]
+    granted = {
+        (group, res, verb)
+        for r in role["rules"]
+        for group in r["apiGroups"]
+        for res in r["resources"]
+        for verb in r["verbs"]
+    }
+    assert granted >= RUNTIME_CALLS, RUNTIME_CALLS - granted
