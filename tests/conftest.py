@@ -40,6 +40,35 @@ def assert_books_balance() -> None:
             assert account.balance >= 0, f"{account} is negative"
 
 
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():  # type: ignore[no-untyped-def]
+    """Whatever a test started through ``tests.processes`` is killed when it ends, passed or not
+    (after its own fixtures have stopped what they started)."""
+    from tests import processes
+
+    position = processes.mark()
+    yield
+    processes.kill_started_since(position)
+
+
+SLOW_HASHERS: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing() -> None:
+    """Passwords are hashed with a fast hasher in the tests (Django's PBKDF2 takes a quarter of a
+    second a password here); ``production_hashers`` gives a test the real ones."""
+    from django.conf import settings
+
+    SLOW_HASHERS[:] = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def production_hashers(settings):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = SLOW_HASHERS
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fresh_cache() -> None:
     """Throttle counters live in the cache (Redis in CI): start every run from zero."""

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leases import services as leases
 from marketplace.models import Order
 from tests import factories as f
+from tests import processes
 from tests.trust.test_consequences import failed_check, lease_on, small_challenges  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def test_gunicorns_workers_sum_their_request_metrics(tmp_path: Path) -> None:
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
         DB_POOL="false",
     )
-    server = subprocess.Popen(
+    server = processes.start(
         [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"],
         cwd=ROOT,
         env=env,
@@ -241,3 +242,14 @@ def test_pages_carry_a_content_security_policy_and_only_the_payment_page_allows_
         assert not re.search(r"\son(click|submit|change|load|input)=", text), template
     docs = Client().get("/api/docs/")
     assert docs.status_code == 200 and "Content-Security-Policy" not in docs  # its own inline scripts
+
+
+@pytest.mark.django_db
+def test_passwords_are_stored_with_a_slow_salted_hash(production_hashers) -> None:  # type: ignore[no-untyped-def]
+    """The suite hashes with a fast hasher; the product stores PBKDF2 (Django's default)."""
+    from core import services as accounts
+
+    user = accounts.user_create(username="hashed", password="a long enough passphrase")
+    algorithm, iterations, salt, _ = user.password.split("$")
+    assert algorithm == "pbkdf2_sha256" and int(iterations) >= 1_000_000 and len(salt) >= 16
+    assert user.check_password("a long enough passphrase") and not user.check_password("another")

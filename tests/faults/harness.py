@@ -22,6 +22,7 @@ from django.db.models import Sum
 from chain.devnode import free_port
 from leases.models import Lease
 from providers.models import Provider, ProviderGpu
+from tests import processes
 from tests.conftest import assert_books_balance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,14 +155,13 @@ def database_url() -> str:
 
 
 def start(args: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
+    return processes.start(
         args,
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
     )
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from marketplace.models import Order
 from tests import factories as f
+from tests import processes
 from tests.factories import USD
 from tests.faults.harness import database_url
 
@@ -29,7 +30,7 @@ def test_a_real_worker_awards_the_order_when_its_window_ends() -> None:
     f.bid(f.provider(), order, 3 * USD)
 
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
-    worker = subprocess.Popen(
+    worker = processes.start(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=info", "-n", "test@%h"],
         cwd=ROOT,
         env=env,

@@ -12,6 +12,7 @@ import stripe
 from django.test import override_settings
 
 from chain.devnode import free_port
+from tests import processes
 
 SECRET = "whsec_test_only"
 
@@ -19,7 +20,7 @@ SECRET = "whsec_test_only"
 def run_fake_stripe(directory: Path) -> Iterator[str]:
     port = free_port()
     binary = Path(sys.executable).with_name("localstripe")
-    process = subprocess.Popen(
+    process = processes.start(
         [str(binary), "--port", str(port), "--from-scratch"],
         cwd=directory,
         stdout=subprocess.DEVNULL,

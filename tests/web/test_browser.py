@@ -25,6 +25,7 @@ from leases.models import Lease
 from marketplace.models import Order
 from payments.models import CardTopUp
 from tests import factories as f
+from tests import processes
 from tests.factories import USD
 from tests.payments.fake_stripe import pay_on_the_page, send_webhooks_to
 
@@ -262,7 +263,7 @@ def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-u
     config = demo_agent_config(
         demo, path=tmp_path / "agent" / "agent.yaml", marketplace_url=asgi_server, docker_network="none"
     )
-    process = subprocess.Popen(
+    process = processes.start(
         [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
