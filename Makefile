@@ -53,7 +53,7 @@ test: $(VENV)/.dev-installed tools
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Known vulnerabilities in the pinned dependencies (the server's and the agent's), but those
 ## triaged in requirements/audit-ignore.txt; anything that cannot be audited fails too.

@@ -193,6 +193,10 @@ AUTH_USER_MODEL = "core.User"
 
 # --- Redis: channel layer, Celery broker and cache, or embedded stand-ins --------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# What this deployment keeps on Redis (cache, rate-limit counters, channel groups, and, when not the
+# default, Celery's queues) is named under this prefix, so deployments sharing a Redis, and test
+# runs sharing one (`make test` sets one per run), never meet.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="gpumarket")
 # Where a worker hands its live events when the channel layer is in the web process's memory
 # (`make run` sets it for its worker): the web process's /internal/realtime/.
 REALTIME_RELAY_URL = env.str("REALTIME_RELAY_URL", default="")
@@ -205,19 +209,21 @@ if REDIS_URL:
             "BACKEND": "core.layers.RedisPubSubLayer",
             # a page that falls behind keeps up to 500 events (bids carry their rows) before
             # the layer drops any; its periodic refresh makes up for those
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 500},
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "prefix": REDIS_KEY_PREFIX},
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "gpumarket",
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
         }
     }
     # Redis is the broker unless CELERY_BROKER_URL names another (RabbitMQ: amqp://user:pass@host:5672//)
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
+        {} if REDIS_KEY_PREFIX == "gpumarket" else {"global_keyprefix": f"{REDIS_KEY_PREFIX}:"}
+    )
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # The layer is in this process's memory: a worker relays its events to the web process.

@@ -69,12 +69,31 @@ def production_hashers(settings):  # type: ignore[no-untyped-def]
     settings.PASSWORD_HASHERS = SLOW_HASHERS
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _fresh_cache() -> None:
-    """Throttle counters live in the cache (Redis in CI): start every run from zero."""
+def clear_our_cache() -> None:
+    """Forget the cache and the rate-limit counters: this run's alone (on Redis, the keys under its
+    ``REDIS_KEY_PREFIX``; never another run's, as a flush would)."""
+    from django.conf import settings
     from django.core.cache import cache
 
-    cache.clear()
+    if not settings.REDIS_URL:
+        cache.clear()  # this process's memory
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Every test starts with no throttle counts and no cached values: ids (and the loopback
+    address) come back from test to test, and so would their counters."""
+    clear_our_cache()
 
 
 @pytest.fixture(scope="session")

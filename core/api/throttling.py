@@ -33,16 +33,16 @@ def _redis() -> Any:
 
 def hit(bucket: str, ttl: int) -> int:
     """Count one more event in ``bucket`` (kept ``ttl`` seconds); returns the count so far."""
-    return _count(f"gpumarket:{bucket}", ttl)
+    return _count(f"{settings.REDIS_KEY_PREFIX}:{bucket}", ttl)
 
 
 def count_of(bucket: str) -> int:
     """Events counted in ``bucket`` so far (0 once it expired, or while Redis is down)."""
     client = _redis()
     if client is None:
-        return int(cache.get(f"gpumarket:{bucket}") or 0)
+        return int(cache.get(f"{settings.REDIS_KEY_PREFIX}:{bucket}") or 0)
     try:
-        return int(client.get(f"gpumarket:{bucket}") or 0)
+        return int(client.get(f"{settings.REDIS_KEY_PREFIX}:{bucket}") or 0)
     except redis.RedisError as exc:
         _redis_down(exc)
         return 0
@@ -51,10 +51,10 @@ def count_of(bucket: str) -> int:
 def forget(bucket: str) -> None:
     client = _redis()
     if client is None:
-        cache.delete(f"gpumarket:{bucket}")
+        cache.delete(f"{settings.REDIS_KEY_PREFIX}:{bucket}")
         return
     try:
-        client.delete(f"gpumarket:{bucket}")
+        client.delete(f"{settings.REDIS_KEY_PREFIX}:{bucket}")
     except redis.RedisError as exc:
         _redis_down(exc)
 
