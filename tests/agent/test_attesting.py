@@ -18,7 +18,7 @@ from tests import factories as f
 from trust.models import Attestation
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SIGNER = Path(__file__).resolve().parents[2] / "trust" / "nras.py"
+SIGNER = Path(__file__).resolve().parents[1] / "trust" / "nras.py"
 
 
 def agent_for(live_server, provider, command: list[str]) -> Agent:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from agent.runtimes.base import (
 from agent.runtimes.kubernetes_runtime import KubernetesRuntime
 from tests.agent.kube import Cluster, running_status, waiting_status
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 SUPPORTED_KUBERNETES = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 # (API group, resource, verb) of every call the runtime makes: what its RBAC must grant
 RUNTIME_CALLS = {
