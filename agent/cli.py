@@ -127,6 +127,7 @@ def _runtime(cfg: agent_config.AgentConfig, *, quiet: bool = False) -> Runtime |
             gpus=cfg.docker.gpus,
             pull_images=cfg.docker.pull_images,
             inventory=inventory_source(cfg.declared_inventory),
+            name_prefix=cfg.docker.name_prefix,
         )
     except RuntimeError_ as exc:
         if not quiet:

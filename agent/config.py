@@ -1,6 +1,7 @@
 """The agent's configuration: a YAML file, with environment variables overriding it."""
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class DockerSettings:
     host_address: str = "0.0.0.0"  # noqa: S104 - where lease ports are published
     gpus: bool = True
     pull_images: bool = True
+    name_prefix: str = "gpumarket-lease-"  # containers are <prefix><lease id>; the agent owns only those
 
 
 @dataclass
@@ -167,6 +169,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         docker_settings = DockerSettings(**docker_data)
     except TypeError as exc:
         raise ConfigError(f"`docker`: {exc}") from exc
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}", str(docker_settings.name_prefix)):
+        raise ConfigError("`docker.name_prefix` must start with a letter or digit; letters, digits, _ . - after.")
     if docker_settings.network not in ("bridge", "none"):
         # never the host's network: a tenant's container would reach everything on the provider's
         # own loopback and network (its agent, its Docker engine if served on TCP, its services)

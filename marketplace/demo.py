@@ -89,7 +89,9 @@ def _issue_tokens(client: User, provider: Provider, provider_user: User, *, fund
     )
 
 
-def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_network: str = "bridge") -> Path:
+def demo_agent_config(
+    demo: Demo, *, path: Path, marketplace_url: str, docker_network: str = "bridge", container_prefix: str = ""
+) -> Path:
     """Write the demo provider's agent configuration (and its signing key) next to ``path``.
 
     The agent declares the demo's GPUs instead of discovering them (a development machine seldom
@@ -116,7 +118,12 @@ def demo_agent_config(demo: Demo, *, path: Path, marketplace_url: str, docker_ne
             "signing_key_file": str(key_file),
             "state_dir": str(path.with_name("state")),
             "pricing": {"per_gpu_hour": dict(DEMO_PRICES)},
-            "docker": {"network": docker_network, "host_address": "127.0.0.1", "gpus": False},
+            "docker": {
+                "network": docker_network,
+                "host_address": "127.0.0.1",
+                "gpus": False,
+                **({"name_prefix": container_prefix} if container_prefix else {}),
+            },
             "declared_inventory": {
                 "gpus": [{"model": model, "count": count} for model, count, _ in DEMO_GPUS],
                 "node": DEMO_NODE,

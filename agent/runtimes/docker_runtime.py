@@ -3,9 +3,14 @@
 A container per lease, named and labelled after it, with CPU and memory limits, GPUs by device
 request (a count, or the device UUIDs the agent assigned), exposed ports bound on a configured
 host address. Everything the agent owns is found again from the labels after a restart.
+
+An agent owns the containers carrying its label whose names start with its ``name_prefix``
+(``gpumarket-lease-`` unless configured): two agents on one Docker host (two marketplaces, or
+staging beside production) with different prefixes never see, meter or remove each other's.
 """
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,8 +37,12 @@ from agent.runtimes.base import (
 STOP_TIMEOUT_SECONDS = 10  # SIGTERM, then SIGKILL after this long, as `docker stop`
 
 
-def container_name(lease_id: int) -> str:
-    return f"gpumarket-lease-{lease_id}"
+NAME_PREFIX = "gpumarket-lease-"
+NAME_PREFIX_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}")  # what Docker allows a name to start with
+
+
+def container_name(lease_id: int, prefix: str = NAME_PREFIX) -> str:
+    return f"{prefix}{lease_id}"
 
 
 class DockerRuntime(Runtime):
@@ -46,7 +55,11 @@ class DockerRuntime(Runtime):
         gpus: bool = True,
         pull_images: bool = True,
         inventory: Callable[[], Inventory] = discover,
+        name_prefix: str = NAME_PREFIX,
     ) -> None:
+        if not NAME_PREFIX_PATTERN.fullmatch(name_prefix):
+            raise RuntimeError_(f"not a container name prefix: {name_prefix!r}")
+        self.name_prefix = name_prefix
         try:
             self.client = client or docker.from_env()
         except DockerException as exc:
@@ -59,7 +72,7 @@ class DockerRuntime(Runtime):
     def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
         """The lease's container, freshly inspected, or None (also when it is removed meanwhile)."""
         try:
-            return self.client.containers.get(container_name(lease_id))
+            return self.client.containers.get(container_name(lease_id, self.name_prefix))
         except NotFound:
             return None
         except (APIError, DockerException, OSError) as exc:
@@ -102,7 +115,7 @@ class DockerRuntime(Runtime):
             "entrypoint": manifest.command or None,
             "command": manifest.args or None,
             "environment": manifest.env,
-            "name": container_name(manifest.lease_id),
+            "name": container_name(manifest.lease_id, self.name_prefix),
             "labels": labels_for(manifest.lease_id),
             "detach": True,
             "nano_cpus": min(manifest.cpu_cores, host_cpus) * 1_000_000_000,
@@ -260,11 +273,15 @@ class DockerRuntime(Runtime):
 
     def _owned_containers(self) -> list:
         try:
-            return self.client.containers.list(
-                all=True, filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}"}, ignore_removed=True
+            listed = self.client.containers.list(
+                all=True,
+                filters={"label": f"{LABEL_MANAGED_BY}={MANAGED_BY}", "name": f"^/{re.escape(self.name_prefix)}"},
+                ignore_removed=True,
             )
         except (APIError, DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        # the engine's name filter is a pattern; the name itself decides
+        return [c for c in listed if c.name == f"{self.name_prefix}{c.labels.get(LABEL_LEASE, '')}"]
 
     def owned(self) -> list[int]:
         return sorted(

@@ -2,11 +2,24 @@
 pulled). Shared by the tests and the agent benchmark."""
 
 import io
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
 
 IMAGE = "gpumarket-test/busybox:1"
+# this run's (and this worker's) containers: what its agents and runtimes create and remove, so
+# runs sharing the engine never touch each other's
+CONTAINERS = f"gpumarket-test{os.getpid()}-lease-"
+DOCKER_SETTINGS = "{network: none, gpus: false, pull_images: false, name_prefix: " + CONTAINERS + "}"
+
+
+def ours(lease_id: int) -> dict:
+    """The engine's filter for this run's containers of a lease (labelled with it, named under this
+    run's prefix)."""
+    return {"label": f"gpumarket.io/lease={lease_id}", "name": f"^/{CONTAINERS}"}
+
+
 BUSYBOX = Path("/bin/busybox")
 
 

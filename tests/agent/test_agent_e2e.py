@@ -20,7 +20,7 @@ from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseLog, LedgerAccount, UsageReport
 from marketplace import services as market
 from tests import factories as f
-from tests.agent.images import IMAGE
+from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, ours
 from tests.conftest import assert_books_balance
 from tests.factories import USD
 from tests.leases.test_escrow_on_chain import ledger_balance, setup_parties, wallet_of
@@ -49,7 +49,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
     Wallet.objects.create(user=provider.user, address=key.address)  # linked with SIWE in real life
     (tmp_path / "agent.yaml").write_text(
         f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
-        "docker: {network: none, gpus: false, pull_images: false}\n"  # this host has no GPUs; nothing is pulled
+        f"docker: {DOCKER_SETTINGS}\n"  # this host has no GPUs; nothing is pulled
     )
     client = f.client_user(balance=100 * USD)
     order = f.order(
@@ -64,7 +64,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert passes and passes[-1]["deployed"] == [lease.pk], json.dumps(log)
         lease.refresh_from_db()
         assert lease.status == Lease.Status.RUNNING
-        container = engine.containers.get(container_name(lease.pk))
+        container = engine.containers.get(container_name(lease.pk, CONTAINERS))
         assert container.status == "running" and container.labels["gpumarket.io/lease"] == str(lease.pk)
 
         # a later pass (or a restarted agent) deploys nothing new, and reports usage once it is due
@@ -82,7 +82,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         log = run_agent(tmp_path)
         passes = [e for e in log if e["event"] == "leases reconciled"]
         assert passes[-1]["torn_down"] == [lease.pk]
-        assert not engine.containers.list(all=True, filters={"name": container_name(lease.pk)})
+        assert not engine.containers.list(all=True, filters=ours(lease.pk))
         # the final report runs from the last one to the close
         lease.refresh_from_db()
         reports = UsageReport.objects.filter(lease=lease).order_by("period_start")
@@ -95,7 +95,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert 0 < lease.paid_to_provider <= lease.price_per_hour * elapsed // 3600
         assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     finally:
-        for c in engine.containers.list(all=True, filters={"label": f"gpumarket.io/lease={lease.pk}"}):
+        for c in engine.containers.list(all=True, filters=ours(lease.pk)):
             c.remove(force=True)
 
 
@@ -106,8 +106,7 @@ def test_an_image_that_does_not_exist_fails_the_lease_and_refunds_the_client(
     provider = f.provider()
     token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\n"
-        "docker: {network: none, gpus: false, pull_images: false}\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\ndocker: {DOCKER_SETTINGS}\n"
     )
     client = f.client_user(balance=100 * USD)
     order = f.order(client, workload={"image": "gpumarket-test/missing:1"})
@@ -130,8 +129,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
     (tmp_path / "signing-key.hex").write_text(key.key.hex())
     Wallet.objects.create(user=provider.user, address=key.address)  # signs usage; wallet 6 is paid
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
-        "docker: {network: none, gpus: false, pull_images: false}\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\ndocker: {DOCKER_SETTINGS}\n"
     )
     price = 36 * USD  # an hour: 10,000 micro-dollars a second
     order = f.order(
@@ -171,7 +169,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         lease.refresh_from_db()
         assert lease.status == Lease.Status.INSUFFICIENT_FUNDS
         assert [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"][-1]["suspended"] == [lease.pk]
-        assert engine.containers.get(container_name(lease.pk)).status == "exited"
+        assert engine.containers.get(container_name(lease.pk, CONTAINERS)).status == "exited"
         time.sleep(6)
         run_agent(tmp_path)  # reports the stopped time as not running
         before = services_owed(lease)
@@ -185,7 +183,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         assert lease.status == Lease.Status.DEPLOYING and chain.lease(lease.pk).balance == lease.deposit - settled
         passes = [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"]
         assert passes[-1]["resumed"] == [lease.pk]
-        assert engine.containers.get(container_name(lease.pk)).status == "running"
+        assert engine.containers.get(container_name(lease.pk, CONTAINERS)).status == "running"
         lease.refresh_from_db()
         assert lease.status == Lease.Status.RUNNING
         time.sleep(6)
@@ -205,7 +203,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         assert not chain.lease(lease.pk).open
         books_equal_chain()
     finally:
-        for c in engine.containers.list(all=True, filters={"label": f"gpumarket.io/lease={lease.pk}"}):
+        for c in engine.containers.list(all=True, filters=ours(lease.pk)):
             c.remove(force=True)
 
 

@@ -11,12 +11,14 @@ docker = pytest.importorskip("docker")
 
 from agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
 from agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
-from tests.agent.images import IMAGE  # noqa: E402
+from tests.agent.images import CONTAINERS, IMAGE  # noqa: E402
 
 
 @pytest.fixture
 def runtime(engine) -> Iterator[DockerRuntime]:  # type: ignore[no-untyped-def]
-    rt = DockerRuntime(client=engine, network="none", gpus=False, pull_images=False)  # nothing leaves the host
+    rt = DockerRuntime(
+        client=engine, name_prefix=CONTAINERS, network="none", gpus=False, pull_images=False
+    )  # nothing leaves the host
     yield rt
     for lease_id in rt.owned():
         if lease_id >= 900_000:
@@ -40,7 +42,7 @@ def manifest(lease_id: int, **overrides) -> LeaseManifest:  # type: ignore[no-un
 def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
     deployed = runtime.deploy(manifest(900_001))
     assert deployed.state == "running"
-    container = runtime.client.containers.get(container_name(900_001))
+    container = runtime.client.containers.get(container_name(900_001, CONTAINERS))
     host = container.attrs["HostConfig"]
     assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 1024**3
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
@@ -58,7 +60,7 @@ def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
     assert 900_001 in runtime.owned()
     # deploying again (a retry, or after a restart) never starts a second container
     assert runtime.deploy(manifest(900_001)).state == "running"
-    assert len(runtime.client.containers.list(filters={"name": container_name(900_001)})) == 1
+    assert len(runtime.client.containers.list(filters={"name": container_name(900_001, CONTAINERS)})) == 1
     runtime.teardown(900_001)
     assert runtime.status(900_001).state == "missing"
     assert 900_001 not in runtime.owned()
@@ -68,17 +70,33 @@ def test_a_lease_asking_more_cpus_than_the_host_has_gets_them_all(engine, runtim
     """A declared inventory can list more cores than the host has: Docker would refuse the limit."""
     host_cpus = engine.info()["NCPU"]
     assert runtime.deploy(manifest(900_009, cpu_cores=host_cpus + 100)).state == "running"
-    nano_cpus = runtime.client.containers.get(container_name(900_009)).attrs["HostConfig"]["NanoCpus"]
+    nano_cpus = runtime.client.containers.get(container_name(900_009, CONTAINERS)).attrs["HostConfig"]["NanoCpus"]
     assert nano_cpus == host_cpus * 1_000_000_000
 
 
 def test_a_fresh_runtime_finds_what_it_owns_from_the_labels(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
     runtime.deploy(manifest(900_002))
     restarted = DockerRuntime(
-        client=docker.from_env(), network="none", gpus=False, pull_images=False
+        client=docker.from_env(), name_prefix=CONTAINERS, network="none", gpus=False, pull_images=False
     )  # the agent restarted
     assert 900_002 in restarted.owned()
     assert restarted.status(900_002).state == "running"
+
+
+def test_an_agent_with_another_name_prefix_never_sees_or_touches_these_containers(
+    engine, runtime: DockerRuntime
+) -> None:  # type: ignore[no-untyped-def]
+    """Two agents on one Docker host (two marketplaces, staging beside production) keep apart."""
+    runtime.deploy(manifest(900_010))
+    other = DockerRuntime(
+        client=engine, name_prefix=f"other-{CONTAINERS}", network="none", gpus=False, pull_images=False
+    )
+    assert 900_010 in runtime.owned() and 900_010 not in other.owned()
+    assert other.status(900_010).state == "missing"
+    other.teardown(900_010)  # removes only what would be its own
+    assert runtime.status(900_010).state == "running"
+    with pytest.raises(RuntimeError_, match="name prefix"):
+        DockerRuntime(client=engine, name_prefix="/etc", network="none", gpus=False, pull_images=False)
 
 
 def test_an_image_that_does_not_exist_is_a_clear_failure(runtime: DockerRuntime) -> None:
@@ -90,7 +108,7 @@ def test_an_image_that_does_not_exist_is_a_clear_failure(runtime: DockerRuntime)
 def test_gpus_the_host_does_not_have_are_a_clear_failure(engine) -> None:  # type: ignore[no-untyped-def]
     if shutil.which("nvidia-container-runtime"):
         pytest.skip("this host has the NVIDIA runtime")
-    with_gpus = DockerRuntime(client=engine, network="none", gpus=True, pull_images=False)
+    with_gpus = DockerRuntime(client=engine, name_prefix=CONTAINERS, network="none", gpus=True, pull_images=False)
     with pytest.raises(RuntimeError_, match="could not start"):
         with_gpus.deploy(manifest(900_004))
     assert with_gpus.status(900_004).state == "missing"  # nothing left behind
@@ -109,7 +127,7 @@ def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(ru
     assert runtime.usage(900_005, start=later, end=later + 1).run_seconds == 0  # stopped time is not running
     resumed = runtime.resume(900_005)
     assert resumed.state == "running"
-    starts = runtime.client.containers.get(container_name(900_005)).exec_run(["cat", "/starts"]).output
+    starts = runtime.client.containers.get(container_name(900_005, CONTAINERS)).exec_run(["cat", "/starts"]).output
     assert len(starts.decode().split()) == 2  # the same container, started twice
     runtime.suspend(900_005)
     runtime.suspend(900_005)  # twice is harmless
@@ -121,7 +139,7 @@ def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(ru
 def test_a_spot_check_pauses_the_leases_container_and_unpauses_it_after(runtime: DockerRuntime) -> None:
     assert runtime.deploy(manifest(900_007)).state == "running"
     assert runtime.lease_gpus(900_007) == []  # no GPUs on this host: none assigned by UUID
-    container = runtime.client.containers.get(container_name(900_007))
+    container = runtime.client.containers.get(container_name(900_007, CONTAINERS))
     with pytest.raises(TimeoutError), runtime.paused(900_007):
         container.reload()
         assert container.status == "paused"

@@ -23,6 +23,7 @@ from chain.devnode import free_port
 from leases.models import Lease
 from providers.models import Provider, ProviderGpu
 from tests import processes
+from tests.agent.images import ours
 from tests.conftest import assert_books_balance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def containers_removed(engine: Any, *lease_ids: int) -> Iterator[None]:
         yield
     finally:
         for lease_id in lease_ids:
-            for c in engine.containers.list(all=True, filters={"label": f"{LEASE_LABEL}={lease_id}"}):
+            for c in engine.containers.list(all=True, filters=ours(lease_id)):
                 c.remove(force=True)
 
 
@@ -227,8 +228,7 @@ def assert_converged(*, leases: list[Lease] = (), engine: Any = None, chain: Any
         for lease in leases:
             lease.refresh_from_db()
             found = Counter(
-                int(c.labels[LEASE_LABEL])
-                for c in engine.containers.list(all=True, filters={"label": f"{LEASE_LABEL}={lease.pk}"})
+                int(c.labels[LEASE_LABEL]) for c in engine.containers.list(all=True, filters=ours(lease.pk))
             )
             if lease.pk in open_ids:
                 assert found[lease.pk] <= 1, f"lease {lease.pk} runs {found[lease.pk]} containers"

@@ -23,7 +23,7 @@ from leases.tasks import close_finished_leases
 from marketplace import services as market
 from providers.models import Provider
 from tests import factories as f
-from tests.agent.images import IMAGE
+from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, ours
 from tests.factories import USD
 from tests.faults.harness import HoldingProxy, assert_converged, containers_removed, kill, python, wait_for
 
@@ -47,7 +47,7 @@ class Site:
         self.docker = HoldingProxy(DOCKER_SOCKET)
         (tmp_path / "agent.yaml").write_text(
             f"marketplace_url: {self.market.url}\ntoken: {token}\nusage_seconds: 5\npoll_seconds: 1\n"
-            "heartbeat_seconds: 5\ndocker: {network: none, gpus: false, pull_images: false}\n"
+            f"heartbeat_seconds: 5\ndocker: {DOCKER_SETTINGS}\n"
             # this host has no GPUs: the agent reports what the provider was registered with
             "declared_inventory:\n  gpus: [{model: h100-sxm-80gb, count: 8}]\n"
             "  cpu_cores: 256\n  memory_gib: 2048\n  storage_gib: 50000\n"
@@ -112,14 +112,14 @@ def test_an_agent_killed_during_a_deploy_finishes_it_once_restarted(site: Site, 
         proxy.release()
         lease.refresh_from_db()
         assert lease.status == Lease.Status.DEPLOYING  # the marketplace has not heard it runs
-        before = engine.containers.get(container_name(lease.pk)).status
+        before = engine.containers.get(container_name(lease.pk, CONTAINERS)).status
         assert before == ("created" if point == "docker start" else "running")
 
         summary = site.pass_once()  # restarted: it finds its container by its labels
         assert summary["running"] == [lease.pk] and summary["deployed"] == [] and summary["failed"] == []
         lease.refresh_from_db()
         assert lease.status == Lease.Status.RUNNING
-        [container] = engine.containers.list(all=True, filters={"label": f"gpumarket.io/lease={lease.pk}"})
+        [container] = engine.containers.list(all=True, filters=ours(lease.pk))
         assert container.status == "running"
 
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
@@ -138,12 +138,12 @@ def test_an_agent_killed_while_a_lease_runs_loses_and_repeats_no_usage(site: Sit
         wait_for(site.market.held.is_set, timeout=30, what="the second report")
         kill(agent)
         site.market.release()
-        assert engine.containers.get(container_name(lease.pk)).status == "running"  # the workload goes on
+        assert engine.containers.get(container_name(lease.pk, CONTAINERS)).status == "running"  # the workload goes on
 
         agent = site.agent(once=False)  # restarted: it sends what waited, and meters on from there
         wait_for(lambda: UsageReport.objects.filter(lease=lease).count() >= 3, timeout=60, what="more reports")
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
-        wait_for(lambda: not engine.containers.list(all=True, filters={"name": container_name(lease.pk)}), timeout=60)
+        wait_for(lambda: not engine.containers.list(all=True, filters=ours(lease.pk)), timeout=60)
         time.sleep(6)  # the final report's flush
         output = kill(agent)
 
@@ -174,7 +174,7 @@ def test_an_agent_killed_during_teardown_finishes_it_once_restarted(site: Site, 
         wait_for(site.docker.held.is_set, what="the container's removal")
         kill(agent)
         site.docker.release()
-        assert engine.containers.list(all=True, filters={"name": container_name(lease.pk)})  # still there
+        assert engine.containers.list(all=True, filters=ours(lease.pk))  # still there
 
         summary = site.pass_once()
         assert summary["torn_down"] == [lease.pk]

@@ -26,6 +26,7 @@ from marketplace.models import Order
 from payments.models import CardTopUp
 from tests import factories as f
 from tests import processes
+from tests.agent.images import CONTAINERS
 from tests.factories import USD
 from tests.payments.fake_stripe import pay_on_the_page, send_webhooks_to
 
@@ -261,7 +262,11 @@ def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-u
     demo = seed_demo()
     # the test network has no Docker bridge: containers get none (make run uses the bridge)
     config = demo_agent_config(
-        demo, path=tmp_path / "agent" / "agent.yaml", marketplace_url=asgi_server, docker_network="none"
+        demo,
+        path=tmp_path / "agent" / "agent.yaml",
+        marketplace_url=asgi_server,
+        docker_network="none",
+        container_prefix=CONTAINERS,  # this run's containers, apart from any other's on the engine
     )
     process = processes.start(
         [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
@@ -272,7 +277,7 @@ def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-u
     yield {"demo": demo, "engine": engine, "log": tmp_path / "agent.log"}
     process.terminate()
     process.wait(timeout=20)
-    for container in engine.containers.list(all=True, filters={"label": "gpumarket.io/managed-by"}):
+    for container in engine.containers.list(all=True, filters={"name": f"^/{CONTAINERS}"}):
         container.remove(force=True)
     adapter._embedded.clear()
 
@@ -283,7 +288,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     log, and tears it down on close; the refund lands in the ledger."""
     from playwright.sync_api import expect
 
-    from tests.agent.images import IMAGE
+    from tests.agent.images import IMAGE, ours
 
     base = asgi_server
 
@@ -323,7 +328,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     expect(page.locator("#lease-status")).to_have_text("Running", timeout=20_000)
     expect(page.locator("#logs")).to_contain_text("Hello from your GPU box", timeout=20_000)
     lease = Lease.objects.get()
-    container = demo_agent["engine"].containers.get(f"gpumarket-lease-{lease.pk}")
+    container = demo_agent["engine"].containers.get(f"{CONTAINERS}{lease.pk}")
     assert container.status == "running"
     shot(page, "02-lease-running")
 
@@ -340,7 +345,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
 
     # the agent takes the container down once it hears the lease closed
     deadline = time.monotonic() + 20
-    while demo_agent["engine"].containers.list(all=True, filters={"name": f"gpumarket-lease-{lease.pk}"}):
+    while demo_agent["engine"].containers.list(all=True, filters=ours(lease.pk)):
         assert time.monotonic() < deadline, demo_agent["log"].read_text()[-2000:]
         time.sleep(0.5)
 
