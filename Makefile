@@ -6,8 +6,11 @@ UV_VERSION := 0.13.8
 ANVIL_VERSION := 1.7.1
 ANVIL := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 PORT ?= 8000
+# Test workers in parallel: many tests wait on a browser, an agent, a chain or the Docker engine,
+# so twice the cores keeps them busy (override: make test TEST_WORKERS=1).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
-.PHONY: run test lint lock audit bench bench-agent bench-load clean tools gpu
+.PHONY: run test test-fast lint lock audit bench bench-agent bench-load clean tools gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +56,13 @@ test: $(VENV)/.dev-installed tools
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
-	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest $(PYTEST_ARGS)
+	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+## The inner loop: the tests, in parallel, without the checks before them and without the slowest
+## (the fault matrix, the browser journeys, the end-to-end agent runs); PYTEST_ARGS narrows further.
+test-fast: $(VENV)/.dev-installed
+	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) -m "not slow" \
+		--ignore=tests/faults --ignore=tests/web/test_browser.py --ignore=tests/agent/test_agent_e2e.py $(PYTEST_ARGS)
 
 ## Known vulnerabilities in the pinned dependencies (the server's and the agent's), but those
 ## triaged in requirements/audit-ignore.txt; anything that cannot be audited fails too.

@@ -197,6 +197,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # default, Celery's queues) is named under this prefix, so deployments sharing a Redis, and test
 # runs sharing one (`make test` sets one per run), never meet.
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="gpumarket")
+if env.str("PYTEST_XDIST_WORKER", default=""):  # a parallel test run: each of its workers apart too
+    REDIS_KEY_PREFIX = f"{REDIS_KEY_PREFIX}-{env.str('PYTEST_XDIST_WORKER')}"
 # Where a worker hands its live events when the channel layer is in the web process's memory
 # (`make run` sets it for its worker): the web process's /internal/realtime/.
 REALTIME_RELAY_URL = env.str("REALTIME_RELAY_URL", default="")
