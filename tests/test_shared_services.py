@@ -13,9 +13,10 @@ from django.core.cache import cache
 from core.api import throttling
 from tests.conftest import clear_our_cache
 
-pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL; CI has it)")
+NEEDS_REDIS = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL; CI has it)")
 
 
+@NEEDS_REDIS
 def test_clearing_between_tests_forgets_this_runs_keys_and_no_one_elses() -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     theirs = f"another-run-{uuid.uuid4().hex}:1:throttle"
@@ -33,7 +34,24 @@ def test_clearing_between_tests_forgets_this_runs_keys_and_no_one_elses() -> Non
         client.close()
 
 
+@NEEDS_REDIS
 def test_the_channel_layer_and_the_cache_use_the_runs_prefix() -> None:
     assert settings.CACHES["default"]["KEY_PREFIX"] == settings.REDIS_KEY_PREFIX
     assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == settings.REDIS_KEY_PREFIX
     assert settings.REDIS_KEY_PREFIX != "gpumarket"  # the deployments' default is not a test run's
+
+
+def test_no_test_flushes_what_other_runs_keep() -> None:
+    """``cache.clear()`` on Redis flushes the whole database, other runs' keys with it: the suite
+    clears through ``clear_our_cache`` (its own prefix) instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    flushing = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "conftest.py" and path != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "cache.clear()" in line or "flushdb" in line.lower() or "flushall" in line.lower()
+    ]
+    assert flushing == []

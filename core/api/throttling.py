@@ -107,7 +107,9 @@ class TokenRateThrottle(SimpleRateThrottle):
         now = time.time()
         window = int(now // self.duration)
         self.wait_seconds = (window + 1) * self.duration - now
-        count = _count(f"gpumarket:{self.get_cache_key(request, view)}:{window}", int(self.duration) + 1)
+        count = _count(
+            f"{settings.REDIS_KEY_PREFIX}:{self.get_cache_key(request, view)}:{window}", int(self.duration) + 1
+        )
         return count <= self.num_requests
 
     def wait(self) -> float:

@@ -14,6 +14,11 @@ CONTAINERS = f"gpumarket-test{os.getpid()}-lease-"
 DOCKER_SETTINGS = "{network: none, gpus: false, pull_images: false, name_prefix: " + CONTAINERS + "}"
 
 
+def our_containers(engine: Any, lease_id: int) -> list:
+    """This run's containers of a lease now (one removed while it is listed is left out)."""
+    return engine.containers.list(all=True, filters=ours(lease_id), ignore_removed=True)
+
+
 def ours(lease_id: int) -> dict:
     """The engine's filter for this run's containers of a lease (labelled with it, named under this
     run's prefix)."""

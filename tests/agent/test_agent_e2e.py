@@ -20,7 +20,7 @@ from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseLog, LedgerAccount, UsageReport
 from marketplace import services as market
 from tests import factories as f
-from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, ours
+from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, our_containers
 from tests.conftest import assert_books_balance
 from tests.factories import USD
 from tests.leases.test_escrow_on_chain import ledger_balance, setup_parties, wallet_of
@@ -82,7 +82,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         log = run_agent(tmp_path)
         passes = [e for e in log if e["event"] == "leases reconciled"]
         assert passes[-1]["torn_down"] == [lease.pk]
-        assert not engine.containers.list(all=True, filters=ours(lease.pk))
+        assert not our_containers(engine, lease.pk)
         # the final report runs from the last one to the close
         lease.refresh_from_db()
         reports = UsageReport.objects.filter(lease=lease).order_by("period_start")
@@ -95,7 +95,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert 0 < lease.paid_to_provider <= lease.price_per_hour * elapsed // 3600
         assert lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     finally:
-        for c in engine.containers.list(all=True, filters=ours(lease.pk)):
+        for c in our_containers(engine, lease.pk):
             c.remove(force=True)
 
 
@@ -203,7 +203,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         assert not chain.lease(lease.pk).open
         books_equal_chain()
     finally:
-        for c in engine.containers.list(all=True, filters=ours(lease.pk)):
+        for c in our_containers(engine, lease.pk):
             c.remove(force=True)
 
 

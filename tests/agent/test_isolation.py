@@ -111,6 +111,7 @@ def test_every_kubernetes_manifest_isolates_its_tenant(lease: LeaseManifest, ser
 def test_every_docker_container_isolates_its_tenant(lease: LeaseManifest, network: str, host_cpus: int) -> None:
     runtime = DockerRuntime.__new__(DockerRuntime)  # no engine needed to build the options
     runtime.host_address, runtime.network, runtime.gpus, runtime.pull_images = "127.0.0.1", network, True, False
+    runtime.name_prefix = "gpumarket-lease-"
     options = runtime.container_options(lease, host_cpus=host_cpus)
     assert options["network_mode"] == network and options["privileged"] is False
     assert options["cap_drop"] == ["ALL"] and "cap_add" not in options

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from eth_account import Account
@@ -13,6 +12,7 @@ from eth_account import Account
 from chain.models import SiweChallenge, Wallet
 from tests import factories as f
 from tests.chain.test_wallets import sign
+from tests.conftest import clear_our_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +21,9 @@ CHALLENGE, LOGIN = "/accounts/ethereum/challenge/", "/accounts/ethereum/login/"
 
 @pytest.fixture(autouse=True)
 def _fresh_counters():  # type: ignore[no-untyped-def]
-    cache.clear()
+    clear_our_cache()
     yield
-    cache.clear()
+    clear_our_cache()
 
 
 def browser(address: str = "198.51.100.20") -> Client:

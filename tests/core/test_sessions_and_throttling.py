@@ -1,10 +1,10 @@
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
 from core.api.throttling import TokenRateThrottle
 from tests import factories as f
+from tests.conftest import clear_our_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def test_a_form_posted_without_its_csrf_token_gets_the_error_page() -> None:
 
 
 def test_requests_are_throttled_per_token(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cache.clear()
+    clear_our_cache()
     monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "3/minute"})
     user = f.client_user()
     first, second = f.api(user, f.CLIENT), f.api(user, f.CLIENT)
@@ -54,11 +54,11 @@ def test_requests_are_throttled_per_token(monkeypatch) -> None:  # type: ignore[
     assert limited.json()["error"]["code"] == "rate_limited"
     assert int(limited["Retry-After"]) > 0
     assert second.get("/api/v1/account/").status_code == 200  # another token has its own budget
-    cache.clear()
+    clear_our_cache()
 
 
 def test_password_guessing_is_locked_out_without_checking_the_password(settings) -> None:  # type: ignore[no-untyped-def]
-    cache.clear()
+    clear_our_cache()
     settings.LOGIN_FAILURES_PER_ACCOUNT, settings.LOGIN_FAILURES_PER_ADDRESS = 3, 100
     user = f.client_user()
     user.set_password("right horse battery staple")
@@ -82,7 +82,7 @@ def test_password_guessing_is_locked_out_without_checking_the_password(settings)
         .status_code
         == 302
     )
-    cache.clear()
+    clear_our_cache()
     assert (
         guesser.post(
             "/accounts/login/", {"username": user.username, "password": "right horse battery staple"}
@@ -92,7 +92,7 @@ def test_password_guessing_is_locked_out_without_checking_the_password(settings)
 
 
 def test_one_address_cannot_spray_passwords_over_many_accounts(settings) -> None:  # type: ignore[no-untyped-def]
-    cache.clear()
+    clear_our_cache()
     settings.LOGIN_FAILURES_PER_ACCOUNT, settings.LOGIN_FAILURES_PER_ADDRESS = 100, 4
     sprayer = Client(REMOTE_ADDR="198.51.100.7")
     codes = [
@@ -111,11 +111,11 @@ def test_one_address_cannot_spray_passwords_over_many_accounts(settings) -> None
     assert ingress.post("/accounts/login/", {"username": "a", "password": "x"}, **spoofed).status_code == 429
     fresh = {"HTTP_X_FORWARDED_FOR": "198.51.100.9"}
     assert ingress.post("/accounts/login/", {"username": "a", "password": "x"}, **fresh).status_code == 200
-    cache.clear()
+    clear_our_cache()
 
 
 def test_bids_and_token_creation_have_budgets_of_their_own(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    cache.clear()
+    clear_our_cache()
     monkeypatch.setattr(
         TokenRateThrottle, "THROTTLE_RATES", {"token": "1000/minute", "bids": "2/minute", "tokens": "2/hour"}
     )
@@ -135,4 +135,4 @@ def test_bids_and_token_creation_have_budgets_of_their_own(monkeypatch) -> None:
         for i in range(3)
     ]
     assert made == [201, 201, 429]
-    cache.clear()
+    clear_our_cache()

@@ -23,7 +23,7 @@ from chain.devnode import free_port
 from leases.models import Lease
 from providers.models import Provider, ProviderGpu
 from tests import processes
-from tests.agent.images import ours
+from tests.agent.images import our_containers
 from tests.conftest import assert_books_balance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ def containers_removed(engine: Any, *lease_ids: int) -> Iterator[None]:
         yield
     finally:
         for lease_id in lease_ids:
-            for c in engine.containers.list(all=True, filters=ours(lease_id)):
+            for c in our_containers(engine, lease_id):
                 c.remove(force=True)
 
 
@@ -227,9 +227,7 @@ def assert_converged(*, leases: list[Lease] = (), engine: Any = None, chain: Any
         open_ids = set(Lease.objects.exclude(status=Lease.Status.CLOSED).values_list("pk", flat=True))
         for lease in leases:
             lease.refresh_from_db()
-            found = Counter(
-                int(c.labels[LEASE_LABEL]) for c in engine.containers.list(all=True, filters=ours(lease.pk))
-            )
+            found = Counter(int(c.labels[LEASE_LABEL]) for c in our_containers(engine, lease.pk))
             if lease.pk in open_ids:
                 assert found[lease.pk] <= 1, f"lease {lease.pk} runs {found[lease.pk]} containers"
             else:

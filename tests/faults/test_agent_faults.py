@@ -23,7 +23,7 @@ from leases.tasks import close_finished_leases
 from marketplace import services as market
 from providers.models import Provider
 from tests import factories as f
-from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, ours
+from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, our_containers
 from tests.factories import USD
 from tests.faults.harness import HoldingProxy, assert_converged, containers_removed, kill, python, wait_for
 
@@ -119,7 +119,7 @@ def test_an_agent_killed_during_a_deploy_finishes_it_once_restarted(site: Site, 
         assert summary["running"] == [lease.pk] and summary["deployed"] == [] and summary["failed"] == []
         lease.refresh_from_db()
         assert lease.status == Lease.Status.RUNNING
-        [container] = engine.containers.list(all=True, filters=ours(lease.pk))
+        [container] = our_containers(engine, lease.pk)
         assert container.status == "running"
 
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
@@ -143,7 +143,7 @@ def test_an_agent_killed_while_a_lease_runs_loses_and_repeats_no_usage(site: Sit
         agent = site.agent(once=False)  # restarted: it sends what waited, and meters on from there
         wait_for(lambda: UsageReport.objects.filter(lease=lease).count() >= 3, timeout=60, what="more reports")
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
-        wait_for(lambda: not engine.containers.list(all=True, filters=ours(lease.pk)), timeout=60)
+        wait_for(lambda: not our_containers(engine, lease.pk), timeout=60)
         time.sleep(6)  # the final report's flush
         output = kill(agent)
 
@@ -174,7 +174,7 @@ def test_an_agent_killed_during_teardown_finishes_it_once_restarted(site: Site, 
         wait_for(site.docker.held.is_set, what="the container's removal")
         kill(agent)
         site.docker.release()
-        assert engine.containers.list(all=True, filters=ours(lease.pk))  # still there
+        assert our_containers(engine, lease.pk)  # still there
 
         summary = site.pass_once()
         assert summary["torn_down"] == [lease.pk]

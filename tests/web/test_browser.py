@@ -288,7 +288,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     log, and tears it down on close; the refund lands in the ledger."""
     from playwright.sync_api import expect
 
-    from tests.agent.images import IMAGE, ours
+    from tests.agent.images import IMAGE, our_containers
 
     base = asgi_server
 
@@ -345,7 +345,7 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
 
     # the agent takes the container down once it hears the lease closed
     deadline = time.monotonic() + 20
-    while demo_agent["engine"].containers.list(all=True, filters=ours(lease.pk)):
+    while our_containers(demo_agent["engine"], lease.pk):
         assert time.monotonic() < deadline, demo_agent["log"].read_text()[-2000:]
         time.sleep(0.5)
 
