@@ -56,12 +56,12 @@ test: $(VENV)/.dev-installed tools
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
-	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 ## The inner loop: the tests, in parallel, without the checks before them and without the slowest
 ## (the fault matrix, the browser journeys, the end-to-end agent runs); PYTEST_ARGS narrows further.
 test-fast: $(VENV)/.dev-installed
-	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) -m "not slow" \
+	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow" \
 		--ignore=tests/faults --ignore=tests/web/test_browser.py --ignore=tests/agent/test_agent_e2e.py $(PYTEST_ARGS)
 
 ## Known vulnerabilities in the pinned dependencies (the server's and the agent's), but those

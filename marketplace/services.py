@@ -15,12 +15,12 @@ from django.utils import timezone
 from core import queueing, realtime
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
 from core.models import User
-from core.money import format_usd_short
 from leases.models import Lease
 from leases.services import lease_open
 from marketplace import selectors, tasks
 from marketplace.auction import Candidate, clearing_price, rank
 from marketplace.models import Bid, Order
+from marketplace.presenters import bid_row
 from marketplace.spec import OrderSpec
 from notifications.services import webhook_publish
 from providers.models import GpuModel, Provider, ProviderGpu
@@ -106,29 +106,6 @@ def bid_changed(bid: Bid, *, placed: bool = False) -> None:
         realtime.order_group(bid.order_id),
         {"type": "bid.placed" if placed else "bid.changed", "order": bid.order_id, "bid": bid_row(bid)},
     )
-
-
-def bid_row(bid: Bid) -> dict:
-    """What an order page shows of a bid, formatted as its table shows it."""
-    provider, gpu_count = bid.provider, bid.order.gpu_count
-    return {
-        "id": bid.pk,
-        "provider_id": provider.pk,
-        "rank": bid.rank_key,
-        "status": bid.status,
-        "price_per_hour": bid.price_per_hour,
-        "text": {
-            "provider": provider.name,
-            "region": provider.region,
-            "gpu_model": bid.gpu_model.name,
-            "per_gpu_hour": format_usd_short(bid.price_per_hour // gpu_count),
-            "per_hour": format_usd_short(bid.price_per_hour),
-            "reliability": f"{round(provider.reputation / 10)} %",
-            "verified": "verified" if selectors.bid_gpu_verified(bid) else "",
-            "status": bid.get_status_display(),
-            "accept": f"Accept the bid of {provider.name} at {format_usd_short(bid.price_per_hour)} an hour",
-        },
-    }
 
 
 def order_event(order: Order, event: str, **extra: object) -> None:

@@ -8,6 +8,7 @@ from django.core import mail
 from django.test import Client
 
 from leases.models import Lease
+from marketplace import presenters
 from marketplace import services as market
 from marketplace.models import Order
 from providers.models import ProviderGpu
@@ -359,7 +360,7 @@ def test_a_bid_events_row_reads_as_the_listed_row() -> None:
     html = browser(client).get(f"/orders/{order.pk}/live/").content.decode()
     row = re.search(rf'<tr data-bid="{placed.pk}" data-rank="([^"]+)">(.*?)</tr>', html, re.S)
     assert row is not None
-    event = market.bid_row(placed)
+    event = presenters.bid_row(placed)
     assert row.group(1) == event["rank"] and event["text"]["verified"] == "verified"
     for slot, text in event["text"].items():
         if slot == "accept":
