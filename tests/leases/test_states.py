@@ -80,6 +80,14 @@ def unsaved_lease(client, provider) -> Lease:  # type: ignore[no-untyped-def]
     )
 
 
+def lease_in(status: str, client, provider) -> Lease:  # type: ignore[no-untyped-def]
+    """A lease put straight into ``status`` (a test may; the code may not)."""
+    lease = unsaved_lease(client, provider)
+    lease.status = status
+    lease.save()
+    return lease
+
+
 def subscribed(receiver: Receiver):  # type: ignore[no-untyped-def]
     client, provider = f.client_user(), f.provider()
     for user, scope in ((client, f.CLIENT), (provider.user, f.PROVIDER)):
@@ -122,9 +130,7 @@ def test_every_transition_emits_its_event_after_commit(edge: states.Transition, 
 def test_the_pages_hear_every_transition(receiver: Receiver, pushes) -> None:  # type: ignore[no-untyped-def]
     listen, received = pushes
     client, provider = subscribed(receiver)
-    lease = unsaved_lease(client, provider)
-    lease.status = S.FUNDED
-    lease.save()
+    lease = lease_in(S.FUNDED, client, provider)
     listen(realtime.lease_group(lease.pk))
     for target in (S.DEPLOYING, S.RUNNING, S.INSUFFICIENT_FUNDS, S.DEPLOYING, S.CLOSING, S.CLOSED):
         with transaction.atomic():
@@ -136,9 +142,7 @@ def test_the_pages_hear_every_transition(receiver: Receiver, pushes) -> None:  #
 def test_a_transition_rolled_back_emits_nothing(receiver: Receiver, pushes) -> None:  # type: ignore[no-untyped-def]
     listen, received = pushes
     client, provider = subscribed(receiver)
-    lease = unsaved_lease(client, provider)
-    lease.status = S.RUNNING
-    lease.save()
+    lease = lease_in(S.RUNNING, client, provider)
     listen(realtime.provider_group(provider.pk))
     receiver.received.clear()
     with pytest.raises(RuntimeError, match="changed its mind"), transaction.atomic():
@@ -151,9 +155,7 @@ def test_a_transition_rolled_back_emits_nothing(receiver: Receiver, pushes) -> N
 @pytest.mark.django_db
 def test_a_transition_not_in_the_table_is_refused_and_writes_nothing() -> None:
     client, provider = f.client_user(), f.provider()
-    lease = unsaved_lease(client, provider)
-    lease.status = S.FUNDED
-    lease.save()
+    lease = lease_in(S.FUNDED, client, provider)
     refused = 0
     for source in S.values:
         for target in S.values:
@@ -172,9 +174,7 @@ def test_a_transition_not_in_the_table_is_refused_and_writes_nothing() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_transition_outside_a_transaction_is_refused() -> None:
-    lease = unsaved_lease(f.client_user(), f.provider())
-    lease.status = S.RUNNING
-    lease.save()
+    lease = lease_in(S.RUNNING, f.client_user(), f.provider())
     with pytest.raises(RuntimeError, match="inside the transaction"):
         states.lease_transition(lease, S.CLOSED)  # no lock can be held outside a transaction
 
