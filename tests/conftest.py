@@ -3,6 +3,11 @@ from django.db import connection
 
 from leases.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
+# Tests that time real processes against each other (an agent's passes against its usage period,
+# a browser against a page's socket): `make test` runs them after the parallel part, alone on the
+# machine, so that other workers' load does not stretch their clocks.
+SERIAL = ("tests/faults/", "tests/web/test_browser.py", "tests/agent/test_agent_e2e.py", "tests/agent/test_cli.py")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from django.conf import settings
@@ -12,6 +17,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(skip)
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(autouse=True)

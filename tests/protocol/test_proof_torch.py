@@ -109,7 +109,7 @@ def test_the_fused_kernels_compute_what_the_array_operations_compute() -> None:
     of its own since the interpreter is chosen when Triton loads; on the card directly."""
     pytest.importorskip("triton")
     root = Path(__file__).resolve().parents[2]
-    program = "from tests.providers.test_proof_torch import fused_agrees; fused_agrees('cpu')"
+    program = "from tests.protocol.test_proof_torch import fused_agrees; fused_agrees('cpu')"
     run = subprocess.run(
         [sys.executable, "-c", program],
         cwd=root,
