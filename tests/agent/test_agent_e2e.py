@@ -50,6 +50,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
     (tmp_path / "agent.yaml").write_text(
         f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
         f"docker: {DOCKER_SETTINGS}\n"  # this host has no GPUs; nothing is pulled
+        "prover: 'off'\n"  # no proofs here: finding no GPU through PyTorch takes longer than a usage period
     )
     client = f.client_user(balance=100 * USD)
     order = f.order(
@@ -106,7 +107,7 @@ def test_an_image_that_does_not_exist_fails_the_lease_and_refunds_the_client(
     provider = f.provider()
     token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\ndocker: {DOCKER_SETTINGS}\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\ndocker: {DOCKER_SETTINGS}\nprover: 'off'\n"
     )
     client = f.client_user(balance=100 * USD)
     order = f.order(client, workload={"image": "gpumarket-test/missing:1"})
@@ -129,7 +130,8 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
     (tmp_path / "signing-key.hex").write_text(key.key.hex())
     Wallet.objects.create(user=provider.user, address=key.address)  # signs usage; wallet 6 is paid
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\ndocker: {DOCKER_SETTINGS}\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
+        f"docker: {DOCKER_SETTINGS}\nprover: 'off'\n"
     )
     price = 36 * USD  # an hour: 10,000 micro-dollars a second
     order = f.order(

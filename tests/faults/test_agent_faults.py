@@ -48,6 +48,9 @@ class Site:
         (tmp_path / "agent.yaml").write_text(
             f"marketplace_url: {self.market.url}\ntoken: {token}\nusage_seconds: 5\npoll_seconds: 1\n"
             f"heartbeat_seconds: 5\ndocker: {DOCKER_SETTINGS}\n"
+            # these faults are about usage and teardown: no prover, whose discovery (importing
+            # PyTorch where it is installed) takes longer than a usage period here
+            "prover: 'off'\n"
             # this host has no GPUs: the agent reports what the provider was registered with
             "declared_inventory:\n  gpus: [{model: h100-sxm-80gb, count: 8}]\n"
             "  cpu_cores: 256\n  memory_gib: 2048\n  storage_gib: 50000\n"
