@@ -8,9 +8,11 @@ free) are left alone: they expire without consequence.
 """
 
 import logging
+import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.client import MarketplaceClient
 from agent.runtimes.base import Runtime
@@ -41,8 +43,15 @@ class CudaDevice:
     name: str  # as PyTorch names it: cuda:N
 
 
+NVIDIA_CONTROL_DEVICE = Path("/dev/nvidiactl")  # there whenever NVIDIA's driver is loaded (in containers too)
+
+
 def cuda_devices() -> list[CudaDevice] | None:
-    """This host's CUDA devices of catalog models, or None without CUDA PyTorch."""
+    """This host's CUDA devices of catalog models, or None without CUDA PyTorch. A Linux host
+    without NVIDIA's driver has none, and is not made to import PyTorch (seconds at every start)
+    to find that out."""
+    if sys.platform.startswith("linux") and not NVIDIA_CONTROL_DEVICE.exists():
+        return None
     try:
         import torch
     except ImportError:

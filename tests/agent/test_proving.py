@@ -106,3 +106,17 @@ def test_a_spot_check_of_a_lease_is_answered_on_all_its_cards(live_server) -> No
     assert services.measured_int8_tops(check) == pytest.approx(
         2 * protocol.Params.from_dict(check.params).multiply_accumulates / 2 / check.elapsed_seconds / 1e12
     )
+
+
+def test_a_host_without_nvidias_driver_is_not_made_to_import_pytorch() -> None:
+    """Finding no GPU must not cost an agent's start the seconds PyTorch takes to import."""
+    import subprocess
+    import sys
+
+    from agent.proving import NVIDIA_CONTROL_DEVICE
+
+    if NVIDIA_CONTROL_DEVICE.exists():
+        pytest.skip("this host has NVIDIA's driver: PyTorch is how its cards are found")
+    probe = "import sys; from agent.proving import cuda_devices; print(cuda_devices(), 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["None", "False"]
