@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 from django.db import connection
 
@@ -76,6 +78,13 @@ def production_hashers(settings):  # type: ignore[no-untyped-def]
     settings.PASSWORD_HASHERS = SLOW_HASHERS
 
 
+@functools.cache
+def _redis(url: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
 def clear_our_cache() -> None:
     """Forget the cache and the rate-limit counters: this run's alone (on Redis, the keys under its
     ``REDIS_KEY_PREFIX``; never another run's, as a flush would)."""
@@ -85,15 +94,10 @@ def clear_our_cache() -> None:
     if not settings.REDIS_URL:
         cache.clear()  # this process's memory
         return
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    client = _redis(settings.REDIS_URL)  # one connection for the run, not one a test
+    keys = list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,6 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 import requests
-from celery import Task
 from cryptography import x509
 from django.conf import settings
 from django.core.cache import cache
@@ -279,12 +278,8 @@ def _fail(check: GpuCheck, failure: str, detail: str, now: datetime) -> None:
     check.save(update_fields=["status", "failure", "detail", "finished_at"])
     gpus_unverified(provider_id=check.provider_id, now=now)
     reputations_update(provider_ids=[check.provider_id], now=now)
-    transaction.on_commit(lambda: _enqueue(tasks.apply_consequences, check.pk))
-
-
-def _enqueue(task: Task, object_id: int) -> None:
-    """Queue a task (called after commit); if the broker is down, the minute's sweep does it."""
-    queueing.send(task, object_id)
+    # queued after commit; with the broker down, the minute's sweep does it
+    transaction.on_commit(lambda: queueing.send(tasks.apply_consequences, check.pk))
 
 
 # --- what a failure costs --------------------------------------------------------------------------
@@ -341,7 +336,7 @@ def consequences_apply(*, check_id: int, now: datetime | None = None) -> int:
                 waiting = True
     if not waiting:
         GpuCheck.objects.filter(pk=check.pk).update(consequences_at=now)
-        transaction.on_commit(lambda: _enqueue(tasks.pay_compensations, check.pk))
+        transaction.on_commit(lambda: queueing.send(tasks.pay_compensations, check.pk))
     if closed:
         logger.warning("check %s failed: closed %d leases of provider %s", check.pk, closed, check.provider_id)
         reputations_update(provider_ids=[check.provider_id], now=now)

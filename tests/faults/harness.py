@@ -3,7 +3,6 @@ point of its work), real processes started and killed, and the checks every faul
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -168,8 +167,7 @@ def start(args: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = Non
 
 def kill(process: subprocess.Popen) -> str:
     """SIGKILL: no clean-up, no last words; what it printed."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    processes.kill(process)
     return process.communicate(timeout=30)[0] or ""
 
 
