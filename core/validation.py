@@ -4,6 +4,8 @@ import unicodedata
 
 from core.errors import ValidationFailed
 
+MAX_ID = 2**63 - 1  # the largest id a row can have (a signed 64-bit key); past it SQLite cannot even bind it
+
 # Bidirectional overrides and isolates can make a name display as something else.
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 # Control, surrogate, private-use and unassigned code points never belong in a display name.

@@ -6,6 +6,8 @@ from django import forms
 from django_filters import rest_framework as filters
 from django_filters.fields import ChoiceField
 
+from core.validation import MAX_ID
+
 
 class _StrictBooleanField(forms.Field):
     widget = forms.TextInput
@@ -54,5 +56,5 @@ class IdFilter(filters.NumberFilter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", 2**63 - 1)
+        kwargs.setdefault("max_value", MAX_ID)
         super().__init__(*args, **kwargs)

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictModelSerializer
+from core.validation import MAX_ID
 from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
 from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX
@@ -220,7 +221,7 @@ class UsageReportWriteSerializer(serializers.Serializer):
 
 
 class UsageBatchItemSerializer(UsageReportWriteSerializer):
-    lease = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    lease = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
 class UsageBatchSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from chain.models import Wallet
 from core import realtime
 from core.errors import Conflict, DomainError, NotAllowed, NotFound, ValidationFailed
 from core.models import User
+from core.validation import MAX_ID
 from leases import states
 from leases.events import lease_changed
 from leases.models import Lease, LeaseLog, UsageReport
@@ -205,7 +206,8 @@ def usage_reports_accept(*, user: User, reports: list[dict], now: datetime | Non
     reads each one's last period and inserts the accepted reports in bulk.
     """
     now = now or timezone.now()
-    lease_ids = {int(r["lease"]) for r in reports}
+    # an id no row can have is no lease of yours (and past 2^63 the database cannot even compare it)
+    lease_ids = {int(r["lease"]) for r in reports if 0 < int(r["lease"]) <= MAX_ID}
     leases = {
         lease.pk: lease for lease in Lease.objects.filter(pk__in=lease_ids, provider__user=user).only("pk", "gpu_count")
     }

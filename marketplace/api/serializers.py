@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictIntegerField, StrictModelSerializer
+from core.validation import MAX_ID
 from marketplace.models import Bid, Order
 from marketplace.selectors import bid_gpu_verified
 from marketplace.spec import StrictSerializer
@@ -140,4 +141,4 @@ class BidUpdateSerializer(StrictSerializer):
 
 
 class AcceptSerializer(StrictSerializer):
-    bid = StrictIntegerField(min_value=1, max_value=2**63 - 1)
+    bid = StrictIntegerField(min_value=1, max_value=MAX_ID)
