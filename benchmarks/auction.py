@@ -112,7 +112,7 @@ def seed_providers(count: int, *, prefix: str = "bench") -> list[str]:
 def seed(*, providers: int, orders: int, pairs_file: Path) -> int:
     """Providers with tokens, open orders with an hour-long window; writes the bid pairs."""
     from core import services as accounts
-    from leases import ledger
+    from ledger import services as ledger
     from marketplace import services as market
 
     tokens = seed_providers(providers)
@@ -192,7 +192,7 @@ def award_time(args: argparse.Namespace) -> dict:
     from django.db import transaction
 
     from core import services as accounts
-    from leases import ledger
+    from ledger import services as ledger
     from marketplace import services as market
     from marketplace.models import Bid, Order
     from providers.models import GpuModel, Provider, ProviderGpu

@@ -48,7 +48,7 @@ def seed(*, providers: int, pages: int) -> tuple[list[str], list[int], str]:
     from django.test import Client
 
     from core import services as accounts
-    from leases import ledger
+    from ledger import services as ledger
     from marketplace import services as market
 
     tokens = seed_providers(providers, prefix="live")

@@ -47,8 +47,9 @@ def seed(count: int) -> tuple[list[int], object]:
     from eth_account import Account
 
     from chain.models import Wallet
-    from leases import ledger
-    from leases.models import Lease, LedgerAccount, UsageReport
+    from leases.models import Lease, UsageReport
+    from ledger import services as ledger
+    from ledger.models import LedgerAccount
     from marketplace import services as market
     from marketplace.models import Bid, Order
     from tests import factories as f

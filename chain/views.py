@@ -24,8 +24,7 @@ from core.api import throttling
 from core.api.errors import validation_failed
 from core.errors import DomainError, ValidationFailed
 from core.middleware import error_body
-from core.views import client_address, login_address_bucket
-from core.web import perform
+from core.web import client_address, login_address_bucket, perform
 
 SESSION_NONCE = "siwe_sign_in_nonce"
 

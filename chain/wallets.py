@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -157,8 +156,3 @@ def wallet_unlink(*, user: User, address: str) -> None:
     deleted, _ = Wallet.objects.filter(user=user, address=_address(address)).delete()
     if not deleted:
         raise NotFound("No such wallet.")
-
-
-def wallets_for(*, user: User) -> QuerySet[Wallet]:
-    """The addresses the user linked, oldest first."""
-    return Wallet.objects.filter(user=user).order_by("linked_at", "id")

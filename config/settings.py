@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "notifications",
     "chain",
     "providers",
+    "ledger",
     "leases",
     "trust",
     "marketplace",

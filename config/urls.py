@@ -14,10 +14,15 @@ api_v1 = [
     path("", include("providers.api.urls")),
     path("", include("marketplace.api.urls")),
     path("", include("leases.api.urls")),
+    path("", include("ledger.api.urls")),
     path("", include("notifications.api.urls")),
     path("", include("payments.api.urls")),
     path("", include("trust.api.urls")),
 ]
+
+# The web UI's pages, one namespace (``web``) for the URLs each app routes to its own pages.
+WEB_APPS = ["marketplace", "core", "notifications", "chain", "providers", "leases", "payments"]
+web = [path("", include(f"{app}.urls")) for app in WEB_APPS]
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
@@ -35,7 +40,7 @@ urlpatterns = [
     path("accounts/ethereum/login/", chain_web.sign_in, name="siwe-login"),
     path("accounts/", include("django.contrib.auth.urls")),  # logout, password reset and change
     path("admin/", admin.site.urls),
-    path("", include("marketplace.urls")),
+    path("", include((web, "web"))),
 ]
 
 handler400 = "core.api.errors.json_bad_request"

@@ -1,5 +1,6 @@
-"""Web pages for accounts: sign up, and logging in with brute force held off (logging out and
-password resets are Django's views)."""
+"""Web pages for accounts: sign up, logging in with brute force held off (logging out and password
+resets are Django's views), and the account page: balance and movements, API tokens, wallets,
+webhook endpoints (whose forms ``notifications.views`` handles)."""
 
 import hashlib
 from typing import Any
@@ -7,14 +8,22 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import services
+from chain.selectors import wallets_for
+from core import selectors, services
 from core.api import throttling
 from core.errors import DomainError
-from core.forms import SignupForm
+from core.forms import SignupForm, TokenForm
+from core.web import login_address_bucket, perform
+from leases import selectors as lease_selectors
+from ledger import selectors as ledger_selectors
+from notifications import selectors as notification_selectors
+from notifications.forms import WebhookEndpointForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -79,15 +88,63 @@ def _login_buckets(request: HttpRequest) -> tuple[str, str]:
     return f"login:account:{digest}", login_address_bucket(request)
 
 
-def login_address_bucket(request: HttpRequest) -> str:
-    """Failed logins from the client's address, by password or by wallet."""
-    return f"login:address:{client_address(request)}"
+@login_required
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    return account_page(request, TokenForm())
 
 
-def client_address(request: HttpRequest) -> str:
-    """The client's address: the peer's, or behind ``NUM_PROXIES`` proxies the address the first
-    of them saw (the last ones they appended to X-Forwarded-For; what the client sent is not trusted)."""
-    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
-    if settings.NUM_PROXIES and forwarded:
-        return forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
-    return request.META.get("REMOTE_ADDR", "")
+def account_page(
+    request: HttpRequest,
+    token_form: TokenForm,
+    *,
+    new_secret: str = "",
+    webhook_form: WebhookEndpointForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The account page, with the token form and the webhook form as given (kept as typed when
+    they were refused)."""
+    ledger = Paginator(ledger_selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("page"))
+    endpoints = list(notification_selectors.endpoints_for(user=request.user))
+    for endpoint in endpoints:
+        endpoint.recent = list(
+            notification_selectors.deliveries_for(user=request.user, endpoint_id=endpoint.pk).order_by("-id")[:5]
+        )
+    context = {
+        "summary": lease_selectors.account_summary(user=request.user),
+        "ledger": ledger,
+        "tokens": selectors.tokens_for_user(user=request.user).order_by("-created_at"),
+        "token_form": token_form,
+        "new_secret": new_secret,
+        "wallets": wallets_for(user=request.user),
+        "endpoints": endpoints,
+        "webhook_form": webhook_form or WebhookEndpointForm(),
+    }
+    return render(request, "core/account.html", context, status=status)
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return account_page(request, form, status=400)
+    try:
+        issued = services.token_issue(
+            user=request.user, name=form.cleaned_data["name"], scope=form.cleaned_data["scope"]
+        )
+    except DomainError as exc:
+        form.add_error(None, exc.message)
+        return account_page(request, form, status=exc.status_code)
+    return account_page(request, TokenForm(), new_secret=issued.secret)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    perform(
+        request,
+        lambda: services.token_revoke(user=request.user, token_id=pk),
+        success=lambda token: f"Token “{token.name}” revoked.",
+    )
+    return redirect("web:account")

@@ -1,8 +1,10 @@
-"""Small helpers shared by the web UI's views."""
+"""Small helpers shared by the web UI's views of every app: a form button's service call, the
+client's address."""
 
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest
 
@@ -21,3 +23,17 @@ def perform(request: HttpRequest, action: Callable[[], T], *, success: str | Cal
         return None
     messages.success(request, success(result) if callable(success) else success)
     return result
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the peer's, or behind ``NUM_PROXIES`` proxies the address the first
+    of them saw (the last ones they appended to X-Forwarded-For; what the client sent is not trusted)."""
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if settings.NUM_PROXIES and forwarded:
+        return forwarded[-min(settings.NUM_PROXIES, len(forwarded))]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def login_address_bucket(request: HttpRequest) -> str:
+    """Failed logins from the client's address, by password or by wallet."""
+    return f"login:address:{client_address(request)}"

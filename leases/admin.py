@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from leases.models import Lease, LedgerAccount, LedgerEntry, LedgerTransaction
+from leases.models import Lease
 
 
 @admin.register(Lease)
@@ -18,27 +18,3 @@ class LeaseAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     raw_id_fields = ["order", "bid", "client", "provider"]
-
-
-class LedgerEntryInline(admin.TabularInline):
-    model = LedgerEntry
-    extra = 0
-    can_delete = False
-    readonly_fields = ["account", "amount", "balance_after", "created_at"]
-
-
-@admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "idempotency_key", "lease", "created_at"]
-    list_filter = ["kind"]
-    inlines = [LedgerEntryInline]
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False  # the books are append-only
-
-
-@admin.register(LedgerAccount)
-class LedgerAccountAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "owner", "lease", "name", "balance"]
-    list_filter = ["kind"]
-    readonly_fields = ["balance"]

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class LeasesConfig(AppConfig):
     name = "leases"
-    verbose_name = "Leases and the ledger"
+    verbose_name = "Leases"
 
     def ready(self) -> None:
         from chain.wallets import first_wallet_linking

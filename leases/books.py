@@ -11,9 +11,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.bulk import update_column
-from leases import ledger, states
+from leases import states
 from leases.events import lease_event
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LeaseTopUp
+from ledger import services as ledger
+from ledger.models import LedgerAccount, LedgerTransaction
 from providers.models import Provider
 from providers.services import Reservation, capacity_release
 
@@ -53,7 +55,7 @@ def compensate_from_earnings(*, lease: Lease, amount: int, key: str, memo: str) 
             key=key,
             kind=LedgerTransaction.Kind.COMPENSATION,
             legs=[*legs, (client, given)],
-            lease=lease,
+            lease_id=lease.pk,
             memo=f"Lease {lease.pk}: {memo}",
         )
     return given
@@ -70,7 +72,7 @@ def compensate_from_stake(*, lease: Lease, amount: int, chain_id: int, key: str,
             (ledger.external_account(name=f"stake:{chain_id}"), -amount),
             (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
         ],
-        lease=lease,
+        lease_id=lease.pk,
         memo=f"Lease {lease.pk}: {memo}",
     )
 
@@ -84,7 +86,7 @@ def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
             (LedgerAccount.objects.get(lease=lease), -amount),
             (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
         ],
-        lease=lease,
+        lease_id=lease.pk,
         memo=f"Lease {lease.pk}: {memo}",
     )
 
@@ -113,7 +115,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
             amount=paid,
             fee_bps=lease.platform_fee_bps,
         ),
-        lease=lease,
+        lease_id=lease.pk,
         memo=f"Payment for lease {lease.pk}",
     )
     refund_to_client(lease=lease, amount=refunded, key=f"lease:{lease.pk}:refund", memo="the unused deposit")
@@ -224,7 +226,7 @@ def settlements_book(payouts: list[tuple[int, int, str, str]]) -> int:
                         fee_bps=lease.platform_fee_bps,
                         platform=platform,
                     ),
-                    lease=lease,
+                    lease_id=lease.pk,
                     memo=wanted[lease.pk][2],
                 )
                 for lease in leases

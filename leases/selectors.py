@@ -1,7 +1,7 @@
 """Reads for leases, balances and the ledger."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -11,8 +11,10 @@ from django.utils import timezone
 from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
-from leases.models import Lease, LeaseLog, LeaseTopUp, LedgerAccount, LedgerEntry, UsageReport
+from leases.models import Lease, LeaseLog, LeaseTopUp, UsageReport
 from leases.states import CLOSING_OR_CLOSED
+from ledger.models import LedgerAccount
+from ledger.selectors import balances
 from protocol.proof.protocol import envelope
 
 
@@ -113,7 +115,7 @@ class AccountSummary:
 
 
 def account_summary(*, user: User) -> AccountSummary:
-    accounts = dict(LedgerAccount.objects.filter(owner=user).values_list("kind", "balance"))
+    accounts = balances(user=user)
     in_escrow = (
         LedgerAccount.objects.filter(kind=LedgerAccount.Kind.LEASE_ESCROW, lease__client=user).aggregate(
             total=Sum("balance")
@@ -124,18 +126,6 @@ def account_summary(*, user: User) -> AccountSummary:
         balance=accounts.get(LedgerAccount.Kind.CLIENT_BALANCE, 0),
         in_escrow=in_escrow,
         earnings=accounts.get(LedgerAccount.Kind.PROVIDER_EARNINGS, 0),
-    )
-
-
-def ledger_for_user(*, user: User) -> QuerySet[LedgerEntry]:
-    """Movements on the user's balance and earnings, newest first."""
-    return (
-        LedgerEntry.objects.filter(
-            account__owner=user,
-            account__kind__in=[LedgerAccount.Kind.CLIENT_BALANCE, LedgerAccount.Kind.PROVIDER_EARNINGS],
-        )
-        .select_related("transaction", "account")
-        .order_by("-id")
     )
 
 
@@ -197,53 +187,6 @@ def lease_statement(*, lease: Lease) -> LeaseStatement:
         platform_fee=lease.platform_fee,
         refunded_to_client=lease.refunded_to_client,
     )
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    kind: str
-    count: int
-    total: int
-
-
-@dataclass(frozen=True)
-class AccountStatement:
-    account: str  # client_balance or provider_earnings
-    month: str  # YYYY-MM
-    opening_balance: int
-    lines: list[StatementLine]
-    closing_balance: int
-    entries: list[LedgerEntry]
-
-
-def account_statements(*, user: User, year: int, month: int) -> list[AccountStatement]:
-    """For each of the user's accounts: the month's opening balance, its movements by kind, and
-    its closing balance (opening + movements = closing, always)."""
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    statements = []
-    for account in LedgerAccount.objects.filter(owner=user).order_by("kind"):
-        before = account.entries.filter(created_at__lt=start).order_by("-id").first()
-        entries = list(
-            account.entries.filter(created_at__gte=start, created_at__lt=end)
-            .select_related("transaction")
-            .order_by("id")
-        )
-        by_kind: dict[str, list[int]] = {}
-        for entry in entries:
-            by_kind.setdefault(entry.transaction.kind, []).append(entry.amount)
-        opening = before.balance_after if before else 0
-        statements.append(
-            AccountStatement(
-                account=account.kind,
-                month=f"{year:04d}-{month:02d}",
-                opening_balance=opening,
-                lines=[StatementLine(kind, len(amounts), sum(amounts)) for kind, amounts in sorted(by_kind.items())],
-                closing_balance=opening + sum(e.amount for e in entries),
-                entries=entries,
-            )
-        )
-    return statements
 
 
 # --- provider earnings --------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.models import User
-from leases.models import Lease, LedgerTransaction
+from leases.models import Lease
+from ledger.models import LedgerTransaction
 from marketplace.auction import BidFacts, Candidate, ineligibility
 from marketplace.models import Bid, Order, Verification
 from providers.models import Provider, ProviderGpu
@@ -116,10 +117,11 @@ def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bi
     return qs.none()
 
 
-def bids_of_provider(*, provider: Provider) -> QuerySet[Bid]:
-    return with_gpu_verified(
-        Bid.objects.filter(provider=provider).select_related("order", "provider", "gpu_model").order_by("-id")
-    )
+def bids_of_provider(*, provider: Provider, open_only: bool = False) -> QuerySet[Bid]:
+    bids = Bid.objects.filter(provider=provider)
+    if open_only:
+        bids = bids.filter(status=Bid.Status.OPEN)
+    return with_gpu_verified(bids.select_related("order", "provider", "gpu_model").order_by("-id"))
 
 
 def bid_get_own(*, provider: Provider, bid_id: int) -> Bid:

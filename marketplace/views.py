@@ -1,4 +1,7 @@
-"""Web pages: the landing page, offers, the dashboard, the account, orders and their live bids.
+"""The marketplace's pages: the landing page, offers, the dashboard, orders and their live bids.
+(Each app routes and renders its own pages: the account in ``core``, the provider console in
+``providers``, leases in ``leases``, top-ups in ``payments``; ``config.urls`` puts them under one
+namespace, ``web``.)
 
 Views parse the request, call one service or selector, and render; rules live in services. Pages
 work without JavaScript; htmx swaps fragments and a WebSocket tells a page when to refresh one.
@@ -6,32 +9,21 @@ work without JavaScript; htmx swaps fragments and a WebSocket tells a page when 
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chain.wallets import wallets_for
-from core import selectors as core_selectors
-from core import services as core_services
 from core.errors import DomainError, NotFound
-from core.forms import TokenForm
 from core.web import perform
 from leases import selectors as lease_selectors
 from leases.selectors import spot_check_terms
 from marketplace import selectors, services
 from marketplace.forms import RELIABILITY_CHOICES, TEMPLATES, OrderForm
-from marketplace.models import Bid, Order
+from marketplace.models import Order
 from notifications import selectors as notification_selectors
-from notifications import services as notification_services
-from notifications.forms import WebhookEndpointForm
 from providers import selectors as provider_selectors
-from providers import services as provider_services
-from providers.forms import ProviderRegisterForm
 from providers.models import Provider
-from trust import selectors as trust_selectors
 
 
 def _roles(request: HttpRequest) -> set[str]:
@@ -102,114 +94,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     provider = Provider.objects.filter(user=request.user).first() if "provider" in roles else None
     if provider is not None:
         context["provider"] = provider
-        context["bids"] = selectors.bids_of_provider(provider=provider).filter(status=Bid.Status.OPEN)[:20]
+        context["bids"] = selectors.bids_of_provider(provider=provider, open_only=True)[:20]
         context["provider_leases"] = lease_selectors.leases_visible_to(user=request.user, roles={"provider"})[:20]
         context["earnings"] = lease_selectors.provider_earnings(user=request.user, limit=10)
     return render(request, "marketplace/dashboard.html", context)
-
-
-@login_required
-@require_GET
-def account(request: HttpRequest) -> HttpResponse:
-    return _account(request, TokenForm())
-
-
-def _account(
-    request: HttpRequest,
-    token_form: TokenForm,
-    *,
-    new_secret: str = "",
-    webhook_form: WebhookEndpointForm | None = None,
-    status: int = 200,
-) -> HttpResponse:
-    ledger = Paginator(lease_selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("page"))
-    endpoints = list(notification_selectors.endpoints_for(user=request.user))
-    for endpoint in endpoints:
-        endpoint.recent = list(
-            notification_selectors.deliveries_for(user=request.user, endpoint_id=endpoint.pk).order_by("-id")[:5]
-        )
-    context = {
-        "summary": lease_selectors.account_summary(user=request.user),
-        "ledger": ledger,
-        "tokens": core_selectors.tokens_for_user(user=request.user).order_by("-created_at"),
-        "token_form": token_form,
-        "new_secret": new_secret,
-        "wallets": wallets_for(user=request.user),
-        "endpoints": endpoints,
-        "webhook_form": webhook_form or WebhookEndpointForm(),
-    }
-    return render(request, "marketplace/account.html", context, status=status)
-
-
-@login_required
-@require_POST
-def webhook_create(request: HttpRequest) -> HttpResponse:
-    form = WebhookEndpointForm(request.POST)
-    if form.is_valid():
-        try:
-            notification_services.webhook_endpoint_create(user=request.user, **form.cleaned_data)
-        except DomainError as exc:
-            for name, problems in exc.fields.items():
-                for problem in problems if isinstance(problems, list) else [problems]:
-                    form.add_error(name if name in form.fields else None, str(problem))
-            if not exc.fields:
-                form.add_error(None, exc.message)
-        else:
-            messages.success(request, "Endpoint added: it receives the events you chose, signed with its secret.")
-            return redirect(reverse("web:account") + "#webhooks")
-    return _account(request, TokenForm(), webhook_form=form, status=400)
-
-
-@login_required
-@require_POST
-def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    actions = {
-        "delete": (notification_services.webhook_endpoint_delete, "Endpoint removed."),
-        "roll": (notification_services.webhook_secret_roll, "New secret: update your receiver."),
-        "ping": (notification_services.webhook_ping, "Ping sent: see the deliveries below."),
-    }
-    if action not in actions:
-        raise Http404("No such action.")
-    call, success = actions[action]
-    perform(request, lambda: call(user=request.user, endpoint_id=pk), success=success)
-    return redirect(reverse("web:account") + "#webhooks")
-
-
-@login_required
-@require_POST
-def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
-    try:
-        notification_services.notification_read(user=request.user, notification_id=pk)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    return redirect("web:dashboard")
-
-
-@login_required
-@require_POST
-def token_create(request: HttpRequest) -> HttpResponse:
-    form = TokenForm(request.POST)
-    if not form.is_valid():
-        return _account(request, form, status=400)
-    try:
-        issued = core_services.token_issue(
-            user=request.user, name=form.cleaned_data["name"], scope=form.cleaned_data["scope"]
-        )
-    except DomainError as exc:
-        form.add_error(None, exc.message)
-        return _account(request, form, status=exc.status_code)
-    return _account(request, TokenForm(), new_secret=issued.secret)
-
-
-@login_required
-@require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    perform(
-        request,
-        lambda: core_services.token_revoke(user=request.user, token_id=pk),
-        success=lambda token: f"Token “{token.name}” revoked.",
-    )
-    return redirect("web:account")
 
 
 @login_required
@@ -314,44 +202,3 @@ def order_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     perform(request, lambda: services.order_cancel(client=request.user, order_id=order.pk), success="Order cancelled.")
     return redirect("web:order", pk=order.pk)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def provider_console(request: HttpRequest) -> HttpResponse:
-    """The provider's page: register, install the agent, inventory, bids, leases, earnings."""
-    if "provider" not in _roles(request):
-        messages.error(request, "Providing GPUs needs a provider account.")
-        return redirect("web:dashboard")
-    provider = Provider.objects.filter(user=request.user).first()
-    if provider is None:
-        form = ProviderRegisterForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                provider_services.provider_register(user=request.user, **form.cleaned_data)
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, "Registered. Now install the agent next to your GPUs.")
-                return redirect("web:provider")
-        return render(request, "marketplace/provider_register.html", {"form": form}, status=400 if form.errors else 200)
-    if request.method == "POST":
-        return redirect("web:provider")
-    context = {
-        "provider": provider,
-        "online": provider_selectors.provider_is_online(provider),
-        "gpus": provider.gpus.select_related("gpu_model").order_by("-gpu_model__vram_gib"),
-        "nodes": provider_selectors.inventory_by_node(provider),
-        "bids": selectors.bids_of_provider(provider=provider).filter(status=Bid.Status.OPEN)[:50],
-        "leases": lease_selectors.leases_visible_to(user=request.user, roles={"provider"}).select_related("gpu_model")[
-            :50
-        ],
-        "earnings": lease_selectors.provider_earnings(user=request.user, limit=20),
-        "has_token": request.user.api_tokens.filter(scope="provider", revoked_at__isnull=True).exists(),
-        "checks": trust_selectors.checks_of(provider=provider)[:20],
-        "suspended_until": trust_selectors.suspended_until(provider=provider),
-        "record": trust_selectors.reputation_records(provider_ids=[provider.pk])[provider.pk],
-        "spot_checks": spot_check_terms(),
-        "attestations": trust_selectors.attestations_of(provider=provider)[:10],
-    }
-    return render(request, "marketplace/provider.html", context)

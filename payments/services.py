@@ -13,7 +13,7 @@
    shortfall, never taken below zero.
 
 With the escrow on chain, money paid off chain is held in the escrow by the marketplace's custody
-account (``leases.escrow.chain.custody_sync``), for clients without a linked wallet; a client with a
+account (``ledger.custody``), for clients without a linked wallet; a client with a
 wallet funds its balance from that wallet, so card top-ups are refused to it.
 
 Demo credit (``DEMO_CREDIT_CENTS`` per account, off unless set; ``make run`` sets it) is the same
@@ -32,9 +32,9 @@ from django.db.models import Sum
 
 from core.errors import ValidationFailed
 from core.models import User
-from leases import ledger
 from leases.escrow import escrow
-from leases.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from ledger import services as ledger
+from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from payments.models import CardTopUp, StripeEvent
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ import functools
 import pytest
 from django.db import connection
 
-from leases.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
 # Tests that time real processes against each other (an agent's passes against its usage period,
 # a browser against a page's socket): `make test` runs them after the parallel part, alone on the

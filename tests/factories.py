@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from core import services as accounts
 from core.models import TokenScope, User
-from leases import ledger
+from ledger import services as ledger
 from marketplace import services as market
 from marketplace.models import Bid, Order
 from marketplace.spec import OrderSpecSerializer

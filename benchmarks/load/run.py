@@ -43,7 +43,7 @@ def seed(*, agents: int, clients: int, path: Path) -> None:
     from chain.models import Wallet
     from core import services as accounts
     from core.models import TokenScope, User
-    from leases import ledger
+    from ledger import services as ledger
 
     tokens = seed_providers(agents, prefix="load")
     users = {u.username: u for u in User.objects.filter(username__startswith="load-provider-")}

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from rest_framework.renderers import BaseRenderer
+from rest_framework.response import Response
 
 
 class CSVRenderer(BaseRenderer):
@@ -33,3 +34,8 @@ def _safe(cell: Any) -> Any:
     if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + cell
     return cell
+
+
+def csv_attachment(rows: list[list[Any]], filename: str) -> Response:
+    """A CSV download of ``rows`` named ``filename``."""
+    return Response(to_csv(rows), headers={"Content-Disposition": f'attachment; filename="{filename}"'})

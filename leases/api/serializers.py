@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictModelSerializer
 from core.validation import MAX_ID
-from leases.models import Lease, LeaseTopUp, LedgerEntry, UsageReport
+from leases.models import Lease, LeaseTopUp, UsageReport
 from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX
 from leases.states import CLOSING_OR_CLOSED
@@ -158,18 +158,6 @@ class AccountSerializer(serializers.Serializer):
     earnings = serializers.IntegerField(help_text="Paid to you as a provider.")
 
 
-class LedgerEntrySerializer(StrictModelSerializer):
-    account = StrictCharField(source="account.kind")
-    kind = StrictCharField(source="transaction.kind")
-    memo = StrictCharField(source="transaction.memo")
-    lease = serializers.IntegerField(source="transaction.lease_id", allow_null=True)
-    transaction = serializers.IntegerField(source="transaction_id")
-
-    class Meta:
-        model = LedgerEntry
-        fields = ["id", "transaction", "account", "kind", "amount", "balance_after", "lease", "memo", "created_at"]
-
-
 ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}$"
 
 
@@ -314,20 +302,6 @@ class LeaseStatementSerializer(serializers.Serializer):
 
     def get_gpu_hours(self, obj) -> str:  # type: ignore[no-untyped-def]
         return f"{obj.gpu_seconds / 3600:.4f}"
-
-
-class StatementLineSerializer(serializers.Serializer):
-    kind = StrictCharField()
-    count = serializers.IntegerField()
-    total = serializers.IntegerField()
-
-
-class AccountStatementSerializer(serializers.Serializer):
-    account = StrictCharField()
-    month = StrictCharField()
-    opening_balance = serializers.IntegerField()
-    lines = StatementLineSerializer(many=True)
-    closing_balance = serializers.IntegerField()
 
 
 class LeaseEarningSerializer(serializers.Serializer):

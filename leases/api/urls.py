@@ -13,8 +13,6 @@ urlpatterns = [
     path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),
     path("usage-reports/", views.UsageBatchView.as_view(), name="usage-reports"),
     path("leases/<int:pk>/statement/", views.LeaseStatementView.as_view(), name="lease-statement"),
-    path("account/statements/<str:month>/", views.AccountStatementView.as_view(), name="account-statement"),
     path("provider/earnings/", views.ProviderEarningsView.as_view(), name="provider-earnings"),
     path("account/", views.AccountView.as_view(), name="account"),
-    path("account/ledger/", views.LedgerView.as_view(), name="account-ledger"),
 ]

@@ -11,10 +11,11 @@ tasks and the chain sync take.
 - Top-ups: the amount is reserved from the client's ledger balance into the lease's escrow
   account, then sent to the contract's ``top_up``; confirmed, the lease's deposit grows (and a
   lease waiting in its grace period resumes); refused, the amount goes back to the balance.
-- Deposits and withdrawals the indexer recorded for linked wallets move clients' balances.
+- Deposits and withdrawals the indexer recorded for linked wallets move clients' balances
+  (``ledger.deposits``).
 - Custody: a client without a linked wallet (one who pays by card) is funded through the
   marketplace's custody account. Its leases are opened with the custody address as their client,
-  so refunds come back to it; and ``custody_sync`` keeps the custody account's free balance in the
+  so refunds come back to it; and ``custody_sync`` (``ledger.custody``) keeps the custody account's free balance in the
   escrow equal to what those clients are owed: their ledger balances plus the deposits and top-ups
   reserved for them and not yet in the contract. It deposits what is missing (before funding a
   lease, and on every chain sync) and withdraws what is no longer owed (a card refund or dispute).
@@ -24,9 +25,6 @@ Every step is idempotent: a retried task finds the lease already moved on and do
 """
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from celery import Task
@@ -42,10 +40,9 @@ from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
 from chain.transactions import ChainReverted, ChainUnavailable
 from core import queueing
-from core.errors import Conflict, PaymentRequired, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from core.models import User
 from core.money import format_usd
-from leases import ledger
 from leases.books import (
     compensate_from_stake,
     post_close,
@@ -58,15 +55,17 @@ from leases.books import (
 )
 from leases.escrow import tasks
 from leases.escrow.base import Escrow, Paid
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LeaseTopUp
 from leases.selectors import claimed_by
 from leases.states import lease_transition
+from ledger import custody
+from ledger.custody import custody_lock, walletless_balances
+from ledger.deposits import chain_deposits_apply
+from ledger.models import LedgerAccount
 from providers.services import capacity_release
 
 logger = logging.getLogger(__name__)
 TOP_UP_LOCK_SECONDS = 600  # longer than sending one transaction may take
-CUSTODY_LOCK = "leases:custody:sync"
-CUSTODY_LOCK_WAIT_SECONDS = 30
 
 
 def primary_wallet(user_id: int) -> str | None:
@@ -284,46 +283,6 @@ def lease_close_on_chain(*, lease_id: int) -> Lease:
         )
 
 
-def chain_deposits_apply(*, limit: int = 500) -> int:
-    """Move clients' ledger balances by the deposits and withdrawals indexed for their wallets.
-
-    Events of wallets nobody linked yet stay pending and are applied once the wallet is linked.
-    """
-    applied = 0
-    pending = ChainEvent.objects.filter(applied_at__isnull=True, name__in=["Deposited", "Withdrawn"]).order_by(
-        "block_number", "log_index"
-    )[:limit]
-    custody = custody_address()  # from the settings: no round trip to the node
-    for event in pending:
-        if event.args["account"] == custody:  # the marketplace's own movements: see custody_sync
-            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
-            continue
-        owner = Wallet.objects.filter(address=event.args["account"]).values_list("user_id", flat=True).first()
-        if owner is None:
-            continue
-        amount = int(event.args["amount"])
-        source = ledger.external_account(name=f"chain:{event.chain_id}")
-        balance = ledger.user_account(user=owner, kind=LedgerAccount.Kind.CLIENT_BALANCE)
-        if event.name == "Deposited":
-            kind, legs = LedgerTransaction.Kind.DEPOSIT, [(source, -amount), (balance, amount)]
-        else:
-            kind, legs = LedgerTransaction.Kind.WITHDRAWAL, [(balance, -amount), (source, amount)]
-        try:
-            with transaction.atomic():
-                ledger.post(
-                    key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
-                    kind=kind,
-                    legs=legs,
-                    memo=f"{event.name} on chain, {event.tx_hash}",
-                )
-                ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
-        except PaymentRequired:
-            logger.warning("withdrawal %s exceeds the ledger balance of user %s; will retry", event.tx_hash, owner)
-            continue
-        applied += 1
-    return applied
-
-
 def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     """Index the escrow's events, apply deposits and withdrawals, and finish leases whose
     funding or closing task was lost. Returns how many deposits and withdrawals were applied."""
@@ -345,58 +304,26 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     return applied
 
 
-def custodial_obligations() -> int:
-    """What the custody account must hold free in the escrow: the balances of clients without a
-    linked wallet, plus the deposits and top-ups reserved for their leases and not yet in the
-    contract (they are still in the custody's free balance there)."""
+def reserved_in_custody() -> int:
+    """What is reserved for the leases of clients without a linked wallet and not yet in the
+    contract: the deposits of leases being funded and the pending top-ups (they are still in the
+    custody account's free balance there)."""
     with_wallet = Wallet.objects.values("user_id")
-    balances = LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CLIENT_BALANCE, owner__isnull=False).exclude(
-        owner__in=with_wallet
-    )
     funding = Lease.objects.filter(status=Lease.Status.FUNDING).exclude(client__in=with_wallet)
     top_ups = LeaseTopUp.objects.filter(status=LeaseTopUp.Status.PENDING).exclude(lease__client__in=with_wallet)
-    return (
-        (balances.aggregate(total=Sum("balance"))["total"] or 0)
-        + (funding.aggregate(total=Sum("deposit"))["total"] or 0)
-        + (top_ups.aggregate(total=Sum("amount"))["total"] or 0)
+    return (funding.aggregate(total=Sum("deposit"))["total"] or 0) + (
+        top_ups.aggregate(total=Sum("amount"))["total"] or 0
     )
 
 
-@contextmanager
-def custody_lock() -> Iterator[None]:
-    """One custody movement at a time across workers (two would both see the same shortfall)."""
-    deadline = time.monotonic() + CUSTODY_LOCK_WAIT_SECONDS
-    while not cache.add(CUSTODY_LOCK, 1, timeout=TOP_UP_LOCK_SECONDS):
-        if time.monotonic() > deadline:
-            raise ChainUnavailable("the custody account is busy with another movement")
-        time.sleep(0.1)
-    try:
-        yield
-    finally:
-        cache.delete(CUSTODY_LOCK)
+def custodial_obligations() -> int:
+    """What the custody account must hold free in the escrow (``ledger.custody``)."""
+    return walletless_balances() + reserved_in_custody()
 
 
 def custody_sync(*, withdraw: bool = True) -> int:
-    """Bring the custody account's free balance in the escrow to ``custodial_obligations()``.
-
-    Deposits the shortfall; with ``withdraw``, takes out what is no longer owed. Returns the amount
-    moved (negative: withdrawn). Nothing to do without a custody account.
-    """
-    client = escrow_client()
-    if client.custody_address is None:
-        return 0
-    with custody_lock():
-        owed = custodial_obligations()
-        held = client.balance_of(client.custody_address)
-        if owed > held:
-            client.custody_deposit(amount=owed - held, reference=f"custody:owed:{owed}")
-            logger.info("custody: deposited %d to cover %d owed", owed - held, owed)
-            return owed - held
-        if withdraw and held > owed:
-            client.custody_withdraw(amount=held - owed, reference=f"custody:owed:{owed}")
-            logger.warning("custody: withdrew %d no longer owed (card refunds or disputes)", held - owed)
-            return owed - held
-    return 0
+    """Bring the custody account's free balance to ``custodial_obligations()`` (``ledger.custody``)."""
+    return custody.custody_sync(reserved=reserved_in_custody, withdraw=withdraw)
 
 
 def reconcile() -> list[str]:

@@ -8,10 +8,12 @@ from django.db import transaction
 
 from core.models import User
 from core.money import format_usd
-from leases import books, ledger
+from leases import books
 from leases.escrow.base import Escrow, Paid
-from leases.models import Lease, LeaseTopUp, LedgerAccount
+from leases.models import Lease, LeaseTopUp
 from leases.states import SETTLING
+from ledger import services as ledger
+from ledger.models import LedgerAccount
 
 
 class LedgerEscrow(Escrow):

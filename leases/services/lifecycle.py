@@ -12,10 +12,12 @@ from django.utils import timezone
 
 from core.errors import Conflict, NotFound
 from core.models import User
-from leases import ledger, states
+from leases import states
 from leases.escrow import escrow
-from leases.models import Lease, LedgerAccount, LedgerTransaction
+from leases.models import Lease
 from leases.selectors import has_pending_top_up, lease_owed
+from ledger import services as ledger
+from ledger.models import LedgerAccount, LedgerTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +51,13 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         ends_at=now + timedelta(hours=order.duration_hours),
     )
     states.lease_transition(lease, escrow().opening_status)
-    held = ledger.escrow_account_open(lease=lease)
+    held = ledger.escrow_account_open(lease_id=lease.pk)
     client_balance = ledger.user_account(user=order.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE)
     ledger.post(
         key=f"lease:{lease.pk}:fund",
         kind=LedgerTransaction.Kind.LEASE_FUND,
         legs=[(client_balance, -deposit), (held, deposit)],
-        lease=lease,
+        lease_id=lease.pk,
         memo=f"Deposit for lease {lease.pk} (order {order.pk})",
     )
     escrow().fund(lease)

@@ -9,10 +9,12 @@ from django.db import transaction
 
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.models import User
-from leases import ledger, states
+from leases import states
 from leases.escrow import escrow
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LeaseTopUp
 from leases.selectors import has_pending_top_up
+from ledger import services as ledger
+from ledger.models import LedgerAccount, LedgerTransaction
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def lease_top_up(
                 (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
                 (LedgerAccount.objects.get(lease=lease), amount),
             ],
-            lease=lease,
+            lease_id=lease.pk,
             memo=f"Top-up of lease {lease.pk}",
         )
         escrow().top_up(top_up, lease, now=now)

@@ -17,7 +17,8 @@ from core import services as accounts
 from core.models import TokenScope
 from leases import selectors, services
 from leases.escrow import chain as escrow
-from leases.models import Lease, LeaseLog, LedgerAccount, UsageReport
+from leases.models import Lease, LeaseLog, UsageReport
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from tests import factories as f
 from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, our_containers

@@ -14,7 +14,8 @@ from core import services as accounts
 from core.errors import DomainError
 from core.models import TokenScope
 from leases import services as lease_services
-from leases.models import Lease, LedgerTransaction, UsageReport
+from leases.models import Lease, UsageReport
+from ledger.models import LedgerTransaction
 from marketplace import services
 from marketplace.models import Bid, Order
 from tests import factories as f

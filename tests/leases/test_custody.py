@@ -7,9 +7,12 @@ import pytest
 from eth_account import Account
 
 from chain.models import ChainTransaction, Wallet
-from leases import ledger, tasks
+from leases import tasks
 from leases.escrow import chain as escrow
-from leases.models import Lease, LeaseTopUp, LedgerAccount
+from leases.models import Lease, LeaseTopUp
+from ledger import services as ledger
+from ledger.deposits import chain_deposits_apply
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from payments.services import CARD_SOURCE
 from tests import factories as f
@@ -125,7 +128,7 @@ def test_the_custody_events_are_not_taken_for_a_users_deposits(custody_chain) ->
     card_paid_client(7 * USD)
     escrow.custody_sync()
     index_events(client=chain, confirmations=0)
-    assert escrow.chain_deposits_apply() == 0
+    assert chain_deposits_apply() == 0
     assert not ChainEvent.objects.filter(name="Deposited", applied_at__isnull=True).exists()
 
 

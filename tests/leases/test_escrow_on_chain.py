@@ -13,7 +13,9 @@ from chain.indexer import index_events
 from chain.models import Wallet
 from leases import services, tasks
 from leases.escrow import chain as escrow
-from leases.models import Lease, LeaseTopUp, LedgerAccount
+from leases.models import Lease, LeaseTopUp
+from ledger.deposits import chain_deposits_apply
+from ledger.models import LedgerAccount
 from tests import factories as f
 from tests.conftest import on_anvil
 from tests.factories import USD
@@ -55,7 +57,7 @@ def setup_parties(chain, *, allow: int):  # type: ignore[no-untyped-def]
     Wallet.objects.create(user=provider.user, address=wallet_of(chain, 6))
     fund_from_wallet(chain, wallet_of(chain, 5), amount=100 * USD, allow=allow)
     index_events(client=chain, confirmations=0)
-    assert escrow.chain_deposits_apply() == 1
+    assert chain_deposits_apply() == 1
     assert ledger_balance(client_user) == 100 * USD == chain.balance_of(wallet_of(chain, 5))
     return client_user, provider
 
@@ -143,10 +145,10 @@ def test_deposits_of_unlinked_wallets_wait_until_the_wallet_is_linked(chain) -> 
     client_user = f.client_user(balance=0)
     fund_from_wallet(chain, wallet_of(chain, 7), amount=5 * USD, allow=0)
     index_events(client=chain, confirmations=0)
-    assert escrow.chain_deposits_apply() == 0
+    assert chain_deposits_apply() == 0
     Wallet.objects.create(user=client_user, address=wallet_of(chain, 7))
-    assert escrow.chain_deposits_apply() == 1
-    assert escrow.chain_deposits_apply() == 0  # once
+    assert chain_deposits_apply() == 1
+    assert chain_deposits_apply() == 0  # once
     assert ledger_balance(client_user) == 5 * USD
 
 
@@ -157,7 +159,7 @@ def test_reconcile_finds_no_difference_after_a_lease_and_reports_one_when_the_bo
 
     from django.core.management import CommandError, call_command
 
-    from leases import ledger
+    from ledger import services as ledger
 
     client_user, provider = setup_parties(chain, allow=100 * USD)
     order = f.order(client_user, duration_hours=1)

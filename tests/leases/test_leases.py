@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from leases import services, tasks
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from tests import factories as f
 from tests.factories import USD

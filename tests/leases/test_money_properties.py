@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from leases import services
-from leases.models import Lease, LedgerAccount, LedgerEntry
+from leases.models import Lease
+from ledger.models import LedgerAccount, LedgerEntry
 from tests import factories as f
 from tests.conftest import assert_books_balance
 from tests.factories import USD

@@ -2,7 +2,8 @@
 
 import pytest
 
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from tests import factories as f
 from tests.factories import USD

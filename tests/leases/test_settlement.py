@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from leases import services, tasks
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from tests import factories as f
 from tests.leases.test_leases import account, awarded, started_ago
 from tests.marketplace.test_races import race

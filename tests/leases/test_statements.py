@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from core.api.renderers import to_csv
 from leases import services
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from tests import factories as f
 from tests.leases.test_leases import awarded, started_ago
 

@@ -8,7 +8,8 @@ from django.core import mail
 from django.utils import timezone
 
 from leases import selectors, services
-from leases.models import Lease, LeaseTopUp, LedgerAccount, LedgerTransaction
+from leases.models import Lease, LeaseTopUp
+from ledger.models import LedgerAccount, LedgerTransaction
 from notifications.models import Notification, WebhookDelivery
 from tests import factories as f
 from tests.conftest import assert_books_balance

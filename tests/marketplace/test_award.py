@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from core.errors import Conflict, PaymentRequired
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from marketplace import services, tasks
 from marketplace.models import Bid, Order
 from providers.models import Provider, ProviderGpu

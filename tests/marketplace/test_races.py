@@ -10,8 +10,9 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from core.errors import DomainError
-from leases import ledger
-from leases.models import Lease, LedgerTransaction
+from leases.models import Lease
+from ledger import services as ledger
+from ledger.models import LedgerTransaction
 from marketplace import services
 from marketplace.models import Bid, Order
 from tests import factories as f

@@ -10,8 +10,8 @@ import uuid
 import pytest
 import requests
 
-from leases import ledger
-from leases.models import LedgerAccount
+from ledger import services as ledger
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from payments.models import CardTopUp, StripeEvent
 from tests import factories as f

@@ -4,7 +4,7 @@ and who may add money off chain at all when the escrow is on chain."""
 import pytest
 
 from chain.models import Wallet
-from leases.models import LedgerAccount
+from ledger.models import LedgerAccount
 from tests import factories as f
 from tests.factories import USD
 from tests.web.test_pages import browser, post

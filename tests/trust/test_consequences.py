@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from leases import services as leases
 from leases.escrow import chain as escrow
-from leases.models import Lease, LedgerAccount
+from leases.models import Lease
+from ledger.models import LedgerAccount
 from marketplace import services as market
 from notifications.models import Notification
 from protocol.proof import protocol
@@ -151,7 +152,7 @@ def test_a_provider_that_spent_its_earnings_pays_back_what_is_left() -> None:
     lease = lease_on(provider, client, "h100-sxm-80gb", ran=900)
     leases.leases_settle()
     earnings = LedgerAccount.objects.get(owner=provider.user, kind=LedgerAccount.Kind.PROVIDER_EARNINGS)
-    from leases import ledger
+    from ledger import services as ledger
 
     ledger.post(  # paid out to the provider's bank meanwhile
         key="test:payout",

@@ -19,9 +19,9 @@ from django.db import connections
 from chain.models import Wallet
 from core import services as accounts
 from core.models import TokenScope, User
-from leases import ledger
 from leases.escrow import chain as escrow
 from leases.models import Lease
+from ledger import services as ledger
 from marketplace.models import Order
 from payments.models import CardTopUp
 from tests import factories as f

@@ -3,7 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 from chain.adapter import escrow_client
 from chain.indexer import index_events
 from core.errors import DomainError
-from leases.escrow.chain import chain_deposits_apply, reconcile
+from leases.escrow.chain import reconcile
+from ledger.deposits import chain_deposits_apply
 
 
 class Command(BaseCommand):

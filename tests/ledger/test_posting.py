@@ -1,8 +1,8 @@
 import pytest
 
 from core.errors import PaymentRequired, ValidationFailed
-from leases import ledger
-from leases.models import LedgerAccount, LedgerTransaction
+from ledger import services as ledger
+from ledger.models import LedgerAccount, LedgerTransaction
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
