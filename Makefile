@@ -48,13 +48,14 @@ $(ANVIL):
 
 tools: $(ANVIL)
 
-## Lint, Django checks, migrations check, layer contracts, then the test suite.
+## Lint, Django checks, migrations check, layer contracts, the type checker, then the test suite.
 test: $(VENV)/.dev-installed tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py check --fail-level WARNING
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/mypy
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
 	export REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$}; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS); first=$$?; \

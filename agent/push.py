@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 logger = logging.getLogger("gpumarket.agent")
 
@@ -48,7 +49,7 @@ class PushListener:
                 with connect(
                     self.url,
                     additional_headers={"Authorization": f"Bearer {self.token}"},
-                    origin=self.origin,  # type: ignore[arg-type]
+                    origin=Origin(self.origin),
                     open_timeout=10,
                     user_agent_header="gpumarket-agent",
                 ) as socket:

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TransactionNotFound
@@ -165,7 +166,7 @@ class EscrowClient:
     # --- what a transaction did ---------------------------------------------------------------
     def _receipt(self, tx_hash: str) -> Any:
         try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
+            return self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound as exc:
             raise transactions.ChainUnavailable(f"{tx_hash} is not mined yet") from exc
 

@@ -39,7 +39,7 @@ def embedded_web3() -> Web3:
 
 
 def eth_tester_of(w3: Web3) -> EthereumTester:
-    return w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    return w3.provider.ethereum_tester  # type: ignore[attr-defined]  # the embedded chain's provider has one
 
 
 def contract_at(w3: Web3, name: str, address: str) -> Contract:
@@ -53,4 +53,6 @@ def deploy(w3: Web3, name: str, *args: Any, sender: str, artifact: dict | None =
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
         raise RuntimeError(f"deploying {name} failed")
-    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+    address = receipt["contractAddress"]
+    assert address is not None  # a contract creation's receipt names the contract
+    return w3.eth.contract(address=address, abi=artifact["abi"])

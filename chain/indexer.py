@@ -7,6 +7,7 @@ Waiting for confirmations keeps shallow reorganisations out; the events feed the
 and ``chain_reconcile``.
 """
 
+import functools
 from typing import Any
 
 from django.db import transaction
@@ -54,7 +55,7 @@ def index_events(*, client: EscrowClient, confirmations: int = 1, chunk: int = C
     while start <= head:
         end = min(start + chunk - 1, head)
         logs = with_retries(
-            lambda s=start, e=end: w3.eth.get_logs({"address": address, "fromBlock": s, "toBlock": e}),
+            functools.partial(w3.eth.get_logs, {"address": address, "fromBlock": start, "toBlock": end}),
             policy=policy,
             what="logs",
         )

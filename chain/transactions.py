@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import requests
 from django.db import transaction
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
@@ -166,7 +167,7 @@ def _sign_and_send(w3: Web3, account: LocalAccount, tx: dict, policy: SendPolicy
 
 def _receipt(w3: Web3, tx_hash: str, policy: SendPolicy) -> Any | None:
     try:
-        return with_retries(lambda: w3.eth.get_transaction_receipt(tx_hash), policy=policy, what="receipt")
+        return with_retries(lambda: w3.eth.get_transaction_receipt(HexStr(tx_hash)), policy=policy, what="receipt")
     except TransactionNotFound:
         return None
 

@@ -24,7 +24,7 @@ from core.api import throttling
 from core.api.errors import validation_failed
 from core.errors import DomainError, ValidationFailed
 from core.middleware import error_body
-from core.web import client_address, login_address_bucket, perform
+from core.web import AuthenticatedHttpRequest, client_address, login_address_bucket, perform
 
 SESSION_NONCE = "siwe_sign_in_nonce"
 
@@ -104,7 +104,7 @@ def sign_in(request: HttpRequest) -> JsonResponse:
 
 @login_required
 @require_POST
-def wallet_unlink(request: HttpRequest, address: str) -> HttpResponse:
+def wallet_unlink(request: AuthenticatedHttpRequest, address: str) -> HttpResponse:
     perform(
         request,
         lambda: wallets.wallet_unlink(user=request.user, address=address),

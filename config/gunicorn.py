@@ -6,6 +6,7 @@ sums them; the directory is emptied when the server starts and a dead worker's f
 
 import os
 import shutil
+from typing import Any
 
 from prometheus_client import multiprocess
 
@@ -25,6 +26,6 @@ def on_starting(server: object) -> None:
         os.makedirs(directory, exist_ok=True)
 
 
-def child_exit(server: object, worker: object) -> None:
+def child_exit(server: Any, worker: Any) -> None:  # gunicorn's Arbiter and Worker
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+        multiprocess.mark_process_dead(worker.pid)

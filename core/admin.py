@@ -8,7 +8,7 @@ from core.models import ApiToken, User
 class UserAdmin(BaseUserAdmin):
     list_display = ["username", "email", "is_client", "is_provider", "is_staff", "date_joined"]
     list_filter = ["is_client", "is_provider", "is_staff", "is_active"]
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Marketplace roles", {"fields": ("is_client", "is_provider")}))
+    fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Marketplace roles", {"fields": ("is_client", "is_provider")}))
 
 
 @admin.register(ApiToken)

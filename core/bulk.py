@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
 def update_column(model: type[Model], column: str, values: Mapping[int, Any]) -> None:
@@ -15,10 +15,11 @@ def update_column(model: type[Model], column: str, values: Mapping[int, Any]) ->
         return
     if connection.vendor != "postgresql":
         rows = [model(pk=pk, **{column: value}) for pk, value in values.items()]
-        model.objects.bulk_update(rows, [column])
+        model._default_manager.bulk_update(rows, [column])
         return
     table = connection.ops.quote_name(model._meta.db_table)
     field = model._meta.get_field(column)
+    assert isinstance(field, Field) and field.column and model._meta.pk and model._meta.pk.column  # a concrete column
     name = connection.ops.quote_name(field.column)
     pk = connection.ops.quote_name(model._meta.pk.column)
     cast = field.db_type(connection)

@@ -30,8 +30,8 @@ class DollarsField(forms.CharField):
         super().__init__(**kwargs)
         self.places, self.max_dollars = places, max_dollars
 
-    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
-        text = super().to_python(value).strip().lstrip("$").replace(",", "")
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]  # typed in dollars, cleaned to micro-dollars
+        text = (super().to_python(value) or "").strip().lstrip("$").replace(",", "")
         if text in self.empty_values:
             return None
         try:

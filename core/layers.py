@@ -236,7 +236,7 @@ def _close_with(loop: asyncio.AbstractEventLoop, layer: RedisPubSubLayer) -> Non
         if link is not None and not self.is_running():
             with suppress(Exception):
                 self.run_until_complete(link.close())
-        self.close = original  # type: ignore[method-assign]
+        self.close = original  # type: ignore[method-assign]  # the loop's own close, put back
         original()
 
-    loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+    loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]  # this loop's close only

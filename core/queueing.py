@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 def send(task: Task, *args: Any, eta: datetime | None = None) -> None:
     """Queue ``task`` with ``args`` (to run at ``eta``, if given)."""
     try:
-        task.apply_async(args=args, eta=eta)
+        if eta is None:
+            task.apply_async(args=args)
+        else:
+            task.apply_async(args=args, eta=eta)
     except (KombuOperationalError, OSError) as exc:  # the broker is down: said in one line, not a bug
         logger.warning("could not queue %s%s (%s); its sweep will do it", task.name, args, exc)

@@ -19,7 +19,7 @@ from core import selectors, services
 from core.api import throttling
 from core.errors import DomainError
 from core.forms import SignupForm, TokenForm
-from core.web import login_address_bucket, perform
+from core.web import AuthenticatedHttpRequest, login_address_bucket, perform
 from leases import selectors as lease_selectors
 from ledger import selectors as ledger_selectors
 from notifications import selectors as notification_selectors
@@ -90,12 +90,12 @@ def _login_buckets(request: HttpRequest) -> tuple[str, str]:
 
 @login_required
 @require_GET
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: AuthenticatedHttpRequest) -> HttpResponse:
     return account_page(request, TokenForm())
 
 
 def account_page(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     token_form: TokenForm,
     *,
     new_secret: str = "",
@@ -107,7 +107,7 @@ def account_page(
     ledger = Paginator(ledger_selectors.ledger_for_user(user=request.user), 25).get_page(request.GET.get("page"))
     endpoints = list(notification_selectors.endpoints_for(user=request.user))
     for endpoint in endpoints:
-        endpoint.recent = list(
+        endpoint.recent = list(  # type: ignore[attr-defined]  # the page shows each endpoint with its last deliveries
             notification_selectors.deliveries_for(user=request.user, endpoint_id=endpoint.pk).order_by("-id")[:5]
         )
     context = {
@@ -125,7 +125,7 @@ def account_page(
 
 @login_required
 @require_POST
-def token_create(request: HttpRequest) -> HttpResponse:
+def token_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
         return account_page(request, form, status=400)
@@ -141,7 +141,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     perform(
         request,
         lambda: services.token_revoke(user=request.user, token_id=pk),

@@ -7,10 +7,24 @@ from typing import TypeVar
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 from core.errors import DomainError
+from core.models import User
 
 T = TypeVar("T")
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A page's request, as the type checker sees it: django-htmx adds what htmx sent."""
+
+    htmx: HtmxDetails
+
+
+class AuthenticatedHttpRequest(HtmxHttpRequest):
+    """The request of a page behind ``login_required``: its user is one of ours."""
+
+    user: User  # Django types it for anonymous visitors too; login_required sends them away
 
 
 def perform(request: HttpRequest, action: Callable[[], T], *, success: str | Callable[[T], str]) -> T | None:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -63,10 +64,10 @@ def spot_check_terms() -> SpotCheckTerms:
     )
 
 
-def lease_log(*, lease: Lease) -> dict:
+def lease_log(*, lease: Lease) -> dict[str, Any]:
     """The lease's latest log tail (empty until its provider's agent sends one)."""
     log = LeaseLog.objects.filter(lease=lease).values("text", "updated_at").first()
-    return log or {"text": "", "updated_at": None}
+    return dict(log) if log else {"text": "", "updated_at": None}
 
 
 def lease_run_seconds(*, lease: Lease, until: datetime, tail: bool = True) -> int:
@@ -75,8 +76,8 @@ def lease_run_seconds(*, lease: Lease, until: datetime, tail: bool = True) -> in
     that would cover it may arrive after the lease closed)."""
     if not hasattr(lease, "usage_run_seconds"):
         lease = with_usage(Lease.objects.filter(pk=lease.pk)).get()
-    total = int(lease.usage_run_seconds or 0)
-    start, end, run = lease.usage_last_start, lease.usage_last_end, lease.usage_last_run
+    total = int(lease.usage_run_seconds or 0)  # type: ignore[attr-defined]  # annotated by with_usage
+    start, end, run = lease.usage_last_start, lease.usage_last_end, lease.usage_last_run  # type: ignore[attr-defined]  # annotated by with_usage
     if tail and end is not None and run is not None and run >= (end - start).total_seconds() - 1:
         total += max(0, min(int((until - end).total_seconds()), settings.USAGE_TAIL_SECONDS))
     return total

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import DomainError
-from core.web import perform
+from core.web import AuthenticatedHttpRequest, perform
 from leases import selectors, services
 from leases.forms import TopUpForm
 from leases.models import Lease
@@ -23,7 +23,7 @@ TIMELINE = [
 ]
 
 
-def _lease(request: HttpRequest, pk: int) -> Lease:
+def _lease(request: AuthenticatedHttpRequest, pk: int) -> Lease:
     roles = set(request.user.roles)
     lease = (
         selectors.leases_visible_to(user=request.user, roles=roles)
@@ -38,7 +38,7 @@ def _lease(request: HttpRequest, pk: int) -> Lease:
 
 @login_required
 @require_GET
-def lease_logs(request: HttpRequest, pk: int) -> HttpResponse:
+def lease_logs(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     return render(request, "leases/_lease_logs.html", {"lease": lease, "log": selectors.lease_log(lease=lease)})
 
@@ -48,12 +48,12 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
     accrued = selectors.lease_accrued_now(lease)
     order = [status for status, _ in TIMELINE]
     # states off the main line sit where they branch from it
-    current = {
+    current: str = {
         Lease.Status.INSUFFICIENT_FUNDS: Lease.Status.RUNNING,
         Lease.Status.CLOSING: Lease.Status.RUNNING,
         Lease.Status.FAILED: Lease.Status.DEPLOYING,
-    }.get(lease.status, lease.status)
-    reached = order.index(current)
+    }.get(Lease.Status(lease.status), lease.status)
+    reached = order.index(Lease.Status(current))
     closed = lease.status == Lease.Status.CLOSED
     return {
         "lease": lease,
@@ -74,7 +74,7 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
 
 @login_required
 @require_GET
-def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def lease_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     context = {**_context(request, lease), "log": selectors.lease_log(lease=lease)}
     return render(request, "leases/lease.html", context)
@@ -82,14 +82,14 @@ def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def lease_panel(request: HttpRequest, pk: int) -> HttpResponse:
+def lease_panel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     return render(request, "leases/_lease_live.html", _context(request, lease))
 
 
 @login_required
 @require_POST
-def lease_close(request: HttpRequest, pk: int) -> HttpResponse:
+def lease_close(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     perform(
         request,
@@ -101,7 +101,7 @@ def lease_close(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def lease_top_up(request: HttpRequest, pk: int) -> HttpResponse:
+def lease_top_up(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     form = TopUpForm(request.POST)
     if not form.is_valid():

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
@@ -16,7 +17,7 @@ class LedgerTransactionAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     inlines = [LedgerEntryInline]
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: LedgerTransaction | None = None) -> bool:
         return False  # the books are append-only
 
 

@@ -135,9 +135,9 @@ class OrderForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["gpu_models"].choices = [
-            (m.id, f"{m.name} ({m.vram_gib} GiB)") for m in gpu_models().only("id", "name", "vram_gib")
-        ]
+        models = self.fields["gpu_models"]
+        assert isinstance(models, forms.ChoiceField)
+        models.choices = [(m.id, f"{m.name} ({m.vram_gib} GiB)") for m in gpu_models().only("id", "name", "vram_gib")]
         self.spec: OrderSpec | None = None
         if self.is_bound and self.data.get("mode") == "yaml":
             for name, field in self.fields.items():  # the file says it all
@@ -212,7 +212,10 @@ class OrderForm(forms.Form):
     def problems(self) -> list[tuple[str, str]]:
         """Every error with the label of its field, for the summary above the submit button."""
         return [
-            (str(self.fields[name].label or name.replace("_", " ").capitalize()) if name in self.fields else "", error)
+            (
+                str(self.fields[name].label or name.replace("_", " ").capitalize()) if name in self.fields else "",
+                str(error),
+            )
             for name, errors in self.errors.items()
             for error in errors
         ]

@@ -16,12 +16,13 @@ metrics of every worker are summed.
 
 import math
 import os
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from marketplace.selectors import market_numbers
 
@@ -29,7 +30,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 
 class MarketCollector:
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         numbers = market_numbers()
         yield GaugeMetricFamily("gpumarket_orders_open", "Open orders.", value=numbers.orders_open)
         yield CounterMetricFamily("gpumarket_bids", "Bids placed.", value=numbers.bids_total)

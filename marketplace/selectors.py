@@ -100,10 +100,10 @@ def with_gpu_verified(bids: QuerySet[Bid]) -> QuerySet[Bid]:
 def bid_gpu_verified(bid: Bid) -> bool:
     """Whether the bidder's GPUs of the bid's model are verified (annotated, else read)."""
     if not hasattr(bid, "gpu_verified"):
-        bid.gpu_verified = ProviderGpu.objects.filter(
+        bid.gpu_verified = ProviderGpu.objects.filter(  # type: ignore[attr-defined]  # annotated by with_gpu_verified, or set here
             provider_id=bid.provider_id, gpu_model_id=bid.gpu_model_id, verified=True
         ).exists()
-    return bool(bid.gpu_verified)
+    return bool(bid.gpu_verified)  # type: ignore[attr-defined]  # annotated by with_gpu_verified, or set here
 
 
 def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bid]:
@@ -328,6 +328,7 @@ def market_numbers(*, now: datetime | None = None, window: timedelta = timedelta
     latencies = sorted(
         (closed - deadline).total_seconds()
         for closed, deadline in awarded.values_list("closed_at", "deadline")[:10_000]
+        if closed is not None
     )
     running = Lease.objects.filter(status=Lease.Status.RUNNING)
     last_settled = running.annotate(

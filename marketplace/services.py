@@ -233,7 +233,7 @@ def _bid_insert(
             price_per_hour=price_per_hour,
             created_at=now,
         )
-        bid.gpu_verified = chosen.verified
+        bid.gpu_verified = chosen.verified  # type: ignore[attr-defined]  # annotated by what with_gpu_verified would have said
         bid_changed(bid, placed=True)
         return bid
 

@@ -80,7 +80,7 @@ class ArgvField(serializers.ListField):
         values = super().to_internal_value(data)
         for index, value in enumerate(values):
             if "\x00" in value:
-                raise serializers.ValidationError({index: ["NUL characters are not allowed."]})
+                raise serializers.ValidationError({str(index): ["NUL characters are not allowed."]})
         return values
 
 
@@ -114,8 +114,8 @@ class WorkloadSerializer(StrictSerializer):
     image = StrictCharField(max_length=512, trim_whitespace=False)
     command = ArgvField()
     args = ArgvField()
-    env = EnvVarSerializer(many=True, required=False, max_length=MAX_ENV)
-    ports = PortSerializer(many=True, required=False, max_length=MAX_PORTS)
+    env = EnvVarSerializer(many=True, required=False, max_length=MAX_ENV)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
+    ports = PortSerializer(many=True, required=False, max_length=MAX_PORTS)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
 
     def validate_image(self, value: str) -> str:
         problem = image_problem(value)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import DomainError, NotFound
-from core.web import perform
+from core.web import AuthenticatedHttpRequest, HtmxHttpRequest, perform
 from leases import selectors as lease_selectors
 from leases.selectors import spot_check_terms
 from marketplace import selectors, services
@@ -43,7 +43,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def offers(request: HttpRequest) -> HttpResponse:
+def offers(request: HtmxHttpRequest) -> HttpResponse:
     def number(name: str) -> int | None:
         value = request.GET.get(name, "")
         return int(value) if value.isdigit() and len(value) <= 7 else None  # beyond is not a filter
@@ -81,7 +81,7 @@ def offers(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     roles = _roles(request)
     context: dict = {
         "roles": roles,
@@ -102,7 +102,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def order_new(request: HttpRequest) -> HttpResponse:
+def order_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     if "client" not in _roles(request):
         messages.error(request, "Renting GPUs needs a client account.")
         return redirect("web:dashboard")
@@ -133,7 +133,7 @@ def order_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def order_check(request: HttpRequest) -> HttpResponse:
+def order_check(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Live validation of the new-order form (htmx): the problems and the cost estimate."""
     form = OrderForm(request.POST)
     form.is_valid()
@@ -142,12 +142,12 @@ def order_check(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def order_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     return render(request, "marketplace/order.html", {"order": order, **_bids_context(request, order)})
 
 
-def _get_or_404(request: HttpRequest, pk: int) -> Order:
+def _get_or_404(request: AuthenticatedHttpRequest, pk: int) -> Order:
     try:
         return selectors.order_get_visible(user=request.user, roles=_roles(request), order_id=pk)
     except NotFound as exc:
@@ -157,7 +157,7 @@ def _get_or_404(request: HttpRequest, pk: int) -> Order:
 BIDS_SHOWN = 50  # the cheapest; a page with hundreds of rows helps nobody choose
 
 
-def _bids_context(request: HttpRequest, order: Order) -> dict:
+def _bids_context(request: AuthenticatedHttpRequest, order: Order) -> dict:
     visible = selectors.bids_visible_to(user=request.user, roles=_roles(request), order=order).order_by(
         "price_per_hour", "created_at"
     )
@@ -176,14 +176,14 @@ def _bids_context(request: HttpRequest, order: Order) -> dict:
 
 @login_required
 @require_GET
-def order_bids(request: HttpRequest, pk: int) -> HttpResponse:
+def order_bids(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     return render(request, "marketplace/_order_live.html", {"order": order, **_bids_context(request, order)})
 
 
 @login_required
 @require_POST
-def order_accept(request: HttpRequest, pk: int) -> HttpResponse:
+def order_accept(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     bid_id = request.POST.get("bid", "")
     lease = perform(
@@ -198,7 +198,7 @@ def order_accept(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def order_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def order_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
     perform(request, lambda: services.order_cancel(client=request.user, order_id=order.pk), success="Order cancelled.")
     return redirect("web:order", pk=order.pk)

@@ -32,7 +32,7 @@ def check_url(url: str, *, allow_private: bool) -> list[str]:
         )
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"the host {parts.hostname} does not resolve") from exc
-    addresses = sorted({info[4][0] for info in infos})
+    addresses = sorted({str(info[4][0]) for info in infos})
     if not allow_private:
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])

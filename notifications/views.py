@@ -3,7 +3,7 @@ pinged) from the account page, and notifications marked read from the dashboard.
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -11,14 +11,14 @@ from django.views.decorators.http import require_POST
 from core.errors import DomainError, NotFound
 from core.forms import TokenForm
 from core.views import account_page
-from core.web import perform
+from core.web import AuthenticatedHttpRequest, perform
 from notifications import services
 from notifications.forms import WebhookEndpointForm
 
 
 @login_required
 @require_POST
-def webhook_create(request: HttpRequest) -> HttpResponse:
+def webhook_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WebhookEndpointForm(request.POST)
     if form.is_valid():
         try:
@@ -37,7 +37,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def webhook_action(request: AuthenticatedHttpRequest, pk: int, action: str) -> HttpResponse:
     actions = {
         "delete": (services.webhook_endpoint_delete, "Endpoint removed."),
         "roll": (services.webhook_secret_roll, "New secret: update your receiver."),
@@ -52,7 +52,7 @@ def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
+def notification_read(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         services.notification_read(user=request.user, notification_id=pk)
     except NotFound as exc:

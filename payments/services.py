@@ -29,6 +29,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
+from stripe._base_address import BaseAddresses  # the SDK exports the type nowhere else
 
 from core.errors import ValidationFailed
 from core.models import User
@@ -56,9 +57,9 @@ HANDLED = (
 def stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
         raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
-    base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
+    base: BaseAddresses = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else {}
     return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, stripe_version=settings.STRIPE_API_VERSION, base_addresses=base or {}
+        settings.STRIPE_SECRET_KEY, stripe_version=settings.STRIPE_API_VERSION, base_addresses=base
     )
 
 
@@ -74,16 +75,18 @@ def top_up_create(*, user: User, amount_cents: int, idempotency_key: str = "") -
     if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or not low <= amount_cents <= high:
         raise ValidationFailed("Invalid amount.", fields={"amount_cents": [f"Whole US cents from {low} to {high}."]})
     off_chain_funding_check(user=user)
-    options = {"idempotency_key": f"top-up:{user.pk}:{idempotency_key}"} if idempotency_key else {}
+    options: stripe.RequestOptions = (
+        {"idempotency_key": f"top-up:{user.pk}:{idempotency_key}"} if idempotency_key else {}
+    )
     try:
         intent = stripe_client().v1.payment_intents.create(
             params={
                 "amount": amount_cents,
                 "currency": "usd",
-                "payment_method_types": ["card"],
+                "payment_method_types": ["card"],  # type: ignore[typeddict-unknown-key]  # the SDK types a newer API
                 "metadata": {"user": str(user.pk), "purpose": "balance top-up"},
             },
-            options=options,  # type: ignore[arg-type]
+            options=options,
         )
     except stripe.StripeError as exc:
         raise ValidationFailed(f"The card processor refused: {exc.user_message or exc}", code="stripe_error") from exc

@@ -11,13 +11,14 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.errors import DomainError, NotFound
 from core.money import format_usd
+from core.web import AuthenticatedHttpRequest
 from leases.selectors import account_summary
 from payments import selectors, services
 from payments.forms import CardTopUpForm, DemoCreditForm
@@ -27,7 +28,7 @@ from payments.services import MICROS_PER_CENT
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def top_up_new(request: HttpRequest) -> HttpResponse:
+def top_up_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Add funds: by card where Stripe is set up, else demo credit where the server offers it."""
     configured = bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY)
     try:
@@ -56,13 +57,13 @@ def top_up_new(request: HttpRequest) -> HttpResponse:
             response = render(request, "payments/pay.html", pay)
             # Stripe's script, its API and its frames (3-D Secure), on this page only
             origins = stripe_origins()
-            response._csp_update = {"script-src": origins, "connect-src": origins, "frame-src": origins}  # type: ignore[attr-defined]
+            response._csp_update = {"script-src": origins, "connect-src": origins, "frame-src": origins}  # type: ignore[attr-defined]  # what django-csp reads
             return response
     status = 400 if form.errors else 200
     return render(request, "payments/top_up.html", context, status=status)
 
 
-def _demo_credit(request: HttpRequest) -> HttpResponse:
+def _demo_credit(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = DemoCreditForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -78,7 +79,7 @@ def _demo_credit(request: HttpRequest) -> HttpResponse:
     return render(request, "payments/demo_credit.html", context, status=400 if form.errors else 200)
 
 
-def _top_up(request: HttpRequest, pk: int) -> CardTopUp:
+def _top_up(request: AuthenticatedHttpRequest, pk: int) -> CardTopUp:
     try:
         top_up = selectors.top_up_get(user=request.user, top_up_id=pk)
     except NotFound as exc:
@@ -88,7 +89,7 @@ def _top_up(request: HttpRequest, pk: int) -> CardTopUp:
 
 @login_required
 @require_GET
-def top_up_status(request: HttpRequest, pk: int) -> HttpResponse:
+def top_up_status(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     top_up = _top_up(request, pk)
     template = "payments/_top_up_status.html" if request.htmx else "payments/top_up_status.html"
     return render(request, template, {"top_up": top_up, "summary": account_summary(user=request.user)})

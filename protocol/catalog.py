@@ -30,9 +30,35 @@ class CatalogEntry:
     bf16_tflops: Decimal
 
 
-def _e(*args: object) -> CatalogEntry:
-    *head, int8, bf16 = args
-    return CatalogEntry(*head, int8_tops=Decimal(str(int8)), bf16_tflops=Decimal(str(bf16)))  # type: ignore[arg-type]
+def _e(
+    id: str,
+    name: str,
+    vendor: str,
+    architecture: str,
+    family: str,
+    form: str,
+    vram_gib: int,
+    memory_type: str,
+    interface: str,
+    memory_bandwidth_gbps: int,
+    int8: float,
+    bf16: float,
+) -> CatalogEntry:
+    """A catalog row as the table below writes it (the throughputs as numbers, kept exact)."""
+    return CatalogEntry(
+        id,
+        name,
+        vendor,
+        architecture,
+        family,
+        form,
+        vram_gib,
+        memory_type,
+        interface,
+        memory_bandwidth_gbps,
+        int8_tops=Decimal(str(int8)),
+        bf16_tflops=Decimal(str(bf16)),
+    )
 
 
 NVIDIA = "NVIDIA"

@@ -135,13 +135,13 @@ def market_at_a_glance() -> list[ModelGlance]:
         by_model.setdefault(offer.gpu_model_id, []).append(offer)
     rows = []
     for offers in by_model.values():
-        online = sum(o.available_count for o in offers)
+        online = sum(o.available_count for o in offers)  # type: ignore[attr-defined]  # annotated by offers_list
         prices = sorted(o.price_per_gpu_hour for o in offers if o.price_per_gpu_hour)
         rows.append(
             ModelGlance(
                 gpu_model=offers[0].gpu_model,
                 gpus_online=online,
-                gpus_verified=sum(o.available_count for o in offers if o.verified),
+                gpus_verified=sum(o.available_count for o in offers if o.verified),  # type: ignore[attr-defined]  # annotated by offers_list
                 median_price_per_gpu_hour=int(median(prices)) if prices else None,
             )
         )

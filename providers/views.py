@@ -2,11 +2,12 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from core.errors import DomainError
+from core.web import AuthenticatedHttpRequest
 from leases import selectors as lease_selectors
 from leases.selectors import spot_check_terms
 from marketplace import selectors as market_selectors
@@ -18,7 +19,7 @@ from trust import selectors as trust_selectors
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def provider_console(request: HttpRequest) -> HttpResponse:
+def provider_console(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The provider's page: register, install the agent, inventory, bids, leases, earnings."""
     if not request.user.is_provider:
         messages.error(request, "Providing GPUs needs a provider account.")

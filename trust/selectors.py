@@ -1,6 +1,8 @@
 """Reads for proof-of-GPU checks."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet, Sum
@@ -78,7 +80,8 @@ def reputation_records(*, provider_ids: list[int] | None = None, now: datetime |
     providers = Provider.objects.all() if provider_ids is None else Provider.objects.filter(pk__in=provider_ids)
     records = {}
     for provider_id, created_at in providers.values_list("pk", "created_at"):
-        check, lease = checks.get(provider_id, {}), leases.get(provider_id, {})
+        check: Mapping[str, Any] = checks.get(provider_id, {})
+        lease: Mapping[str, Any] = leases.get(provider_id, {})
         records[provider_id] = Record(
             checks_passed=check.get("passed", 0),
             checks_failed=check.get("failed", 0),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
 from docker.types import DeviceRequest
 
 from agent.inventory import Inventory, discover, discover_gpus
@@ -69,7 +70,7 @@ class DockerRuntime(Runtime):
         self.inventory = inventory
         self._cpus: int | None = None
 
-    def _container(self, lease_id: int):  # type: ignore[no-untyped-def]
+    def _container(self, lease_id: int) -> Container | None:
         """The lease's container, freshly inspected, or None (also when it is removed meanwhile)."""
         try:
             return self.client.containers.get(container_name(lease_id, self.name_prefix))
@@ -196,7 +197,7 @@ class DockerRuntime(Runtime):
         except (ImageNotFound, APIError) as exc:
             raise RuntimeError_(f"the image {image} does not exist or cannot be pulled") from exc
 
-    def _describe(self, lease_id: int, container) -> Deployment:  # type: ignore[no-untyped-def]
+    def _describe(self, lease_id: int, container: Container) -> Deployment:
         state = container.attrs["State"]
         endpoints = []
         for bindings in (container.attrs["NetworkSettings"].get("Ports") or {}).values():

@@ -69,7 +69,7 @@ def _selector() -> str:
 
 
 def _owned_labels(labels: dict | None) -> bool:
-    return bool(labels) and labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_LEASE, "").isdigit()
+    return labels is not None and labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_LEASE, "").isdigit()
 
 
 def _quantity(value: Any) -> Decimal:
@@ -135,7 +135,7 @@ class KubernetesRuntime(Runtime):
             labels = node.metadata.labels or {}
             product = labels.get(PRODUCT_LABEL)
             memory = labels.get(MEMORY_LABEL)
-            if product and normalize_gpu_name(product, int(memory) if str(memory).isdigit() else None) == model:
+            if product and normalize_gpu_name(product, int(str(memory)) if str(memory).isdigit() else None) == model:
                 products.add(product)
         return sorted(products)
 
@@ -283,7 +283,8 @@ class KubernetesRuntime(Runtime):
         except (HTTPError, OSError) as exc:
             raise RuntimeUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
 
-    def _create(self, obj: dict) -> None:
+    def _create(self, manifest: dict) -> None:
+        obj: Any = manifest  # the client takes a manifest as a dict as well as its model classes
         namespace = obj["metadata"].get("namespace")
         creators = {
             "Namespace": lambda: self.core.create_namespace(obj),

@@ -98,7 +98,7 @@ def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpRe
     if wants_json:
         return JsonResponse(error_body(code, message), status=status)
     try:
-        body = render_to_string("error.html", {"status": status, "message": message})
+        body: str = render_to_string("error.html", {"status": status, "message": message})
     except Exception:  # noqa: BLE001 - a page must never fail to say that something failed
         body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{message}</p>"
     return HttpResponse(body, status=status)

@@ -4,22 +4,22 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import idempotency
+from core.api.requests import AuthenticatedRequest
 
 HEADER = "Idempotency-Key"
 
 
 def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
     @functools.wraps(handler)
-    def wrapped(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def wrapped(view: APIView, request: AuthenticatedRequest, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get(HEADER)
         if key is None:
             return handler(view, request, *args, **kwargs)
-        fp = idempotency.fingerprint(method=request.method, path=request.path, payload=request.data)
+        fp = idempotency.fingerprint(method=request.method or "", path=request.path, payload=request.data)
         record, replay = idempotency.idempotency_begin(user=request.user, key=key, fingerprint=fp)
         if replay is not None:
             response = Response(replay.body, status=replay.status)

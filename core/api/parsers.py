@@ -3,6 +3,7 @@
 import codecs
 import json
 import re
+from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -45,7 +46,7 @@ def json_depth(text: str) -> int:
 
 
 class LimitedJSONParser(parsers.JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         text = _decode(_read_bounded(stream), encoding)
@@ -64,7 +65,7 @@ def _reject_constant(name: str) -> None:
 class _SafeLoader(yaml.SafeLoader):
     """Safe YAML with no aliases (no "billion laughs") and dates kept as strings."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.constructor.ConstructorError(
@@ -93,7 +94,7 @@ class YAMLParser(parsers.BaseParser):
 
     media_type = "application/yaml"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         text = _decode(_read_bounded(stream), encoding)

@@ -91,6 +91,8 @@ class TokenRateThrottle(SimpleRateThrottle):
     """Requests per API token (per user for web sessions, per address when anonymous)."""
 
     scope = "token"
+    num_requests: int  # parsed from the rate by SimpleRateThrottle, when there is one
+    duration: int
 
     def get_cache_key(self, request: Request, view: "APIView") -> str:
         if isinstance(request.auth, ApiToken):
@@ -130,5 +132,7 @@ class ActionRateThrottle(TokenRateThrottle):
         self.rate = self.THROTTLE_RATES.get(self.scope) if self.scope else None
         if self.rate is None:
             return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
+        requests, duration = self.parse_rate(self.rate)
+        assert requests is not None and duration is not None  # a rate was given
+        self.num_requests, self.duration = requests, duration
         return super().allow_request(request, view)

@@ -5,19 +5,21 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import realtime, selectors, services
 from core.api.errors import error_body
 from core.api.idempotency import idempotent
+from core.api.requests import AuthenticatedRequest
 from core.api.serializers import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
 from core.models import ApiToken
 
 
 class TokenListCreateView(generics.ListAPIView):
     """Your API tokens. Creating one returns its secret once."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     serializer_class = TokenSerializer
     required_role = None
@@ -30,7 +32,7 @@ class TokenListCreateView(generics.ListAPIView):
 
     @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
     @idempotent
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = TokenCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         issued = services.token_issue(user=request.user, **payload.validated_data)
@@ -42,7 +44,7 @@ class TokenRevokeView(APIView):
     required_role = None
 
     @extend_schema(request=None, responses={200: TokenSerializer})
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         token = services.token_revoke(user=request.user, token_id=pk)
         return Response(TokenSerializer(token).data)
 

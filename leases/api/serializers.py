@@ -6,8 +6,8 @@ from rest_framework import serializers
 from core.api.fields import StrictCharField, StrictModelSerializer
 from core.validation import MAX_ID
 from leases.models import Lease, LeaseTopUp, UsageReport
-from leases.selectors import lease_accrued_now, lease_remaining_deposit, spot_check_terms
-from leases.services import USAGE_BATCH_MAX
+from leases.selectors import LeaseStatement, lease_accrued_now, lease_remaining_deposit, spot_check_terms
+from leases.services import USAGE_BATCH_MAX, UsageOutcome
 from leases.states import CLOSING_OR_CLOSED
 from providers.api.serializers import GpuModelBriefSerializer, ProviderBriefSerializer
 
@@ -95,8 +95,8 @@ class LeaseSerializer(StrictModelSerializer):
     def _accrued(self, obj: Lease) -> int:
         """Accrual reads the lease's usage: once per lease, for both fields that need it."""
         if not hasattr(obj, "_accrued_now"):
-            obj._accrued_now = lease_accrued_now(obj)  # type: ignore[attr-defined]
-        return obj._accrued_now  # type: ignore[attr-defined]
+            obj._accrued_now = lease_accrued_now(obj)  # type: ignore[attr-defined]  # kept on the lease for both fields
+        return obj._accrued_now  # type: ignore[attr-defined]  # set just above, or by the other field
 
     def get_accrued(self, obj: Lease) -> int:
         return self._accrued(obj)
@@ -215,14 +215,14 @@ class UsageBatchItemSerializer(UsageReportWriteSerializer):
 class UsageBatchSerializer(serializers.Serializer):
     """Many signed usage reports, of any of your leases, in one request."""
 
-    reports = UsageBatchItemSerializer(many=True, allow_empty=False, max_length=USAGE_BATCH_MAX)
+    reports = UsageBatchItemSerializer(many=True, allow_empty=False, max_length=USAGE_BATCH_MAX)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
 
 
 class UsageErrorSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status the report alone would have got.")
     code = StrictCharField()
     message = StrictCharField()
-    fields = serializers.DictField()
+    fields = serializers.DictField()  # type: ignore[assignment]  # an API field named as a Serializer attribute: DRF's metaclass takes it out of the class
 
 
 class UsageOutcomeSerializer(serializers.Serializer):
@@ -232,13 +232,13 @@ class UsageOutcomeSerializer(serializers.Serializer):
     report = serializers.IntegerField(source="report.pk", allow_null=True, default=None)
     error = serializers.SerializerMethodField()
 
-    def get_result(self, obj) -> str:  # type: ignore[no-untyped-def]
+    def get_result(self, obj: UsageOutcome) -> str:
         if obj.error is not None:
             return "rejected"
         return "created" if obj.created else "duplicate"
 
     @extend_schema_field(UsageErrorSerializer(allow_null=True))
-    def get_error(self, obj) -> dict | None:  # type: ignore[no-untyped-def]
+    def get_error(self, obj: UsageOutcome) -> dict | None:
         if obj.error is None:
             return None
         error = obj.error
@@ -300,7 +300,7 @@ class LeaseStatementSerializer(serializers.Serializer):
     )
     refunded_to_client = serializers.IntegerField()
 
-    def get_gpu_hours(self, obj) -> str:  # type: ignore[no-untyped-def]
+    def get_gpu_hours(self, obj: LeaseStatement) -> str:
         return f"{obj.gpu_seconds / 3600:.4f}"
 
 

@@ -3,12 +3,12 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.renderers import JSONRenderer
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.idempotency import idempotent
 from core.api.renderers import CSVRenderer, csv_attachment
+from core.api.requests import AuthenticatedRequest
 from core.permissions import acting_roles, reading_roles
 from leases import selectors, services
 from leases.api.serializers import (
@@ -42,6 +42,8 @@ class LeaseFilter(filters.FilterSet):
 class LeaseListView(generics.ListAPIView):
     """Your leases: as a client, the ones you rent; as a provider, the ones you serve."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = LeaseSerializer
     filterset_class = LeaseFilter
     ordering_fields = ["created_at", "price_per_hour"]
@@ -53,6 +55,8 @@ class LeaseListView(generics.ListAPIView):
 class LeaseDetailView(generics.RetrieveAPIView):
     """A lease; its client may change its automatic top-up limit (PATCH)."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = LeaseSerializer
     filter_backends: list = []
     required_role = {"PATCH": "client"}
@@ -61,7 +65,7 @@ class LeaseDetailView(generics.RetrieveAPIView):
         return selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
 
     @extend_schema(request=LeaseUpdateSerializer, responses=LeaseSerializer)
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = LeaseUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.lease_auto_top_up_set(
@@ -74,6 +78,8 @@ class LeaseTopUpView(generics.ListAPIView):
     """Top-ups of a lease: its client adds to the deposit from its balance (POST; the lease runs
     longer, and one waiting in its grace period resumes); client and provider read them."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     required_role = {"POST": "client"}
     serializer_class = LeaseTopUpSerializer
     filter_backends: list = []
@@ -85,7 +91,7 @@ class LeaseTopUpView(generics.ListAPIView):
 
     @extend_schema(request=LeaseTopUpWriteSerializer, responses={201: LeaseTopUpSerializer, 202: LeaseTopUpSerializer})
     @idempotent
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = LeaseTopUpWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         top_up = services.lease_top_up(user=request.user, lease_id=pk, amount=payload.validated_data["amount"])
@@ -100,7 +106,7 @@ class LeaseCloseView(APIView):
     the deposit is refunded to the client."""
 
     @extend_schema(request=LeaseCloseSerializer, responses=LeaseSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = LeaseCloseSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         lease = services.lease_close(
@@ -113,7 +119,7 @@ class AccountView(APIView):
     """Your balance, what is held in escrow for your leases, and your earnings as a provider."""
 
     @extend_schema(responses=AccountSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         summary = selectors.account_summary(user=request.user)
         data = {
             "username": request.user.username,
@@ -131,7 +137,7 @@ class LeaseManifestView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=ManifestSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(ManifestSerializer(services.lease_manifest(user=request.user, lease_id=pk)).data)
 
 
@@ -142,7 +148,7 @@ class LeaseStatusView(APIView):
     required_role = "provider"
 
     @extend_schema(request=StatusReportSerializer, responses=LeaseSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = StatusReportSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         lease = services.lease_report_status(user=request.user, lease_id=pk, **payload.validated_data)
@@ -156,20 +162,22 @@ class LeaseLogsView(APIView):
     required_role = {"PUT": "provider"}
 
     @extend_schema(responses=LeaseLogSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         visible = selectors.leases_visible_to(user=request.user, roles=reading_roles(request))
         lease = generics.get_object_or_404(visible, pk=pk)
         return Response(selectors.lease_log(lease=lease))
 
     @extend_schema(request=LeaseLogSerializer, responses=LeaseLogSerializer)
-    def put(self, request: Request, pk: int) -> Response:
+    def put(self, request: AuthenticatedRequest, pk: int) -> Response:
         text = request.data.get("text") if isinstance(request.data, dict) else None
-        log = services.lease_logs_put(user=request.user, lease_id=pk, text=text)  # type: ignore[arg-type]
+        log = services.lease_logs_put(user=request.user, lease_id=pk, text=text)
         return Response({"text": log.text, "updated_at": log.updated_at})
 
 
 class LeaseUsageView(generics.ListAPIView):
     """Signed usage reports: the lease's provider sends them (POST); client and provider read them."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     required_role = {"POST": "provider"}
     serializer_class = UsageReportSerializer
@@ -183,7 +191,7 @@ class LeaseUsageView(generics.ListAPIView):
     @extend_schema(
         request=UsageReportWriteSerializer, responses={201: UsageReportSerializer, 200: UsageReportSerializer}
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = UsageReportWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         report, created = services.usage_report_accept(user=request.user, lease_id=pk, **payload.validated_data)
@@ -201,7 +209,7 @@ class UsageBatchView(APIView):
     required_role = "provider"
 
     @extend_schema(request=UsageBatchSerializer, responses=UsageBatchResultSerializer)
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = UsageBatchSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         outcomes = services.usage_reports_accept(user=request.user, reports=payload.validated_data["reports"])
@@ -223,7 +231,7 @@ class LeaseStatementView(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(responses=LeaseStatementSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         lease = generics.get_object_or_404(
             selectors.leases_visible_to(user=request.user, roles=reading_roles(request)), pk=pk
         )
@@ -258,5 +266,5 @@ class ProviderEarningsView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=ProviderEarningsSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(ProviderEarningsSerializer(selectors.provider_earnings(user=request.user)).data)

@@ -396,13 +396,13 @@ def reconcile() -> list[str]:
         open_tx_hash="",  # closed before the escrow ever took it
     )
     for lease in on_chain_leases.select_related("escrow_account"):
-        on_chain = client.lease(lease.pk)
+        escrowed = client.lease(lease.pk)
         in_ledger = lease.escrow_account.balance - top_ups_by_lease.get(lease.pk, 0)
-        if on_chain.balance != in_ledger:
+        if escrowed.balance != in_ledger:
             differences.append(
-                f"lease {lease.pk}: ledger escrow {in_ledger} (less pending top-ups), contract {on_chain.balance}"
+                f"lease {lease.pk}: ledger escrow {in_ledger} (less pending top-ups), contract {escrowed.balance}"
             )
-        if lease.status == Lease.Status.CLOSED and on_chain.open:
+        if lease.status == Lease.Status.CLOSED and escrowed.open:
             differences.append(f"lease {lease.pk}: closed in the ledger, open in the contract")
     return differences
 

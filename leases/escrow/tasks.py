@@ -2,12 +2,14 @@
 while the chain is unreachable. ``leases.escrow.chain`` queues them by import; they keep the
 names they were first queued under."""
 
+from typing import Any
+
 from celery import shared_task
 
 from chain.transactions import ChainUnavailable
 
 # Escrow tasks retry for as long as the chain is unreachable, backing off up to 5 minutes.
-CHAIN_TASK = {
+CHAIN_TASK: dict[str, Any] = {
     "ignore_result": True,
     "autoretry_for": (ChainUnavailable,),
     "retry_backoff": 5,

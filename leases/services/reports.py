@@ -80,7 +80,7 @@ def lease_report_status(
 MAX_LOG_BYTES = 64_000
 
 
-def lease_logs_put(*, user: User, lease_id: int, text: str) -> LeaseLog:
+def lease_logs_put(*, user: User, lease_id: int, text: object) -> LeaseLog:
     """The provider's agent replaces the lease's log tail (at most ``MAX_LOG_BYTES``) until the lease
     closes; the lease page hears of it."""
     if not isinstance(text, str):
@@ -303,9 +303,10 @@ def _usage_refusal(
         latest = min(latest, lease.closed_at + timedelta(seconds=1))
     if end > latest:
         return ValidationFailed("The period ends after the lease closed or in the future.", code="usage_outside_lease")
-    if lease.last_end is not None and start < lease.last_end:
+    last_end = lease.last_end  # type: ignore[attr-defined]  # annotated by usage_reports_accept's query
+    if last_end is not None and start < last_end:
         return Conflict(
-            f"The period overlaps the last report, which ended at {int(lease.last_end.timestamp())}.",
+            f"The period overlaps the last report, which ended at {int(last_end.timestamp())}.",
             code="usage_overlap",
         )
     return None

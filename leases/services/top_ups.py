@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.models import User
@@ -29,6 +30,7 @@ def lease_top_up(
     the escrow on chain the amount is reserved from the balance and the top-up stays ``pending``
     until the contract confirms it (or refuses it, and the amount goes back).
     """
+    now = now or timezone.now()
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise ValidationFailed("The amount is whole micro-dollars.", fields={"amount": ["An integer."]})
     if amount <= 0 or amount > ledger.MAX_DEPOSIT:

@@ -3,12 +3,12 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.renderers import JSONRenderer
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.filters import IdFilter, StrictChoiceFilter
 from core.api.renderers import CSVRenderer, csv_attachment
+from core.api.requests import AuthenticatedRequest
 from core.errors import ValidationFailed
 from ledger import selectors
 from ledger.api.serializers import AccountStatementSerializer, LedgerEntrySerializer
@@ -30,6 +30,8 @@ class LedgerFilter(filters.FilterSet):
 class LedgerView(generics.ListAPIView):
     """Every movement on your balance and earnings, newest first."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = LedgerEntrySerializer
     filterset_class = LedgerFilter
     ordering_fields: list[str] = []
@@ -47,7 +49,7 @@ class AccountStatementView(APIView):
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(responses=AccountStatementSerializer(many=True))
-    def get(self, request: Request, month: str) -> Response:
+    def get(self, request: AuthenticatedRequest, month: str) -> Response:
         try:
             year, number = (int(part) for part in month.split("-"))
             if not (2000 <= year <= 9999 and 1 <= number <= 12):

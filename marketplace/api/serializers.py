@@ -104,7 +104,7 @@ class OrderSerializer(StrictModelSerializer):
         bid_id = getattr(obj, "my_bid_id", None)
         if bid_id is None:
             return None
-        return {"id": bid_id, "price_per_hour": obj.my_bid_price}
+        return {"id": bid_id, "price_per_hour": obj.my_bid_price}  # type: ignore[attr-defined]  # annotated by the provider feed's query, with my_bid_id
 
 
 class BidSerializer(serializers.Serializer):

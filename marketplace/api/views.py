@@ -2,11 +2,11 @@ from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import generics, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.idempotency import idempotent
+from core.api.requests import AuthenticatedRequest
 from core.permissions import reading_roles
 from leases.api.serializers import LeaseSerializer
 from marketplace import selectors, services
@@ -57,6 +57,8 @@ class OrderListCreateView(generics.ListAPIView):
     """Your orders. POST a workload spec as JSON, or as a YAML workload file with
     ``Content-Type: application/yaml``."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
     ordering_fields = ["created_at", "deadline", "max_price_per_hour"]
@@ -72,7 +74,7 @@ class OrderListCreateView(generics.ListAPIView):
         examples=[OpenApiExample("A one-GPU order", value=ORDER_EXAMPLE, request_only=True)],
     )
     @idempotent
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = OrderSpecSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         order = services.order_create(client=request.user, spec=payload.validated_data["spec"])
@@ -80,6 +82,7 @@ class OrderListCreateView(generics.ListAPIView):
 
 
 class OrderDetailView(generics.RetrieveAPIView):
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
     serializer_class = OrderSerializer
     filter_backends: list = []
 
@@ -93,7 +96,7 @@ class OrderCancelView(APIView):
     required_role = "client"
 
     @extend_schema(request=None, responses=OrderSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         order = services.order_cancel(client=request.user, order_id=pk)
         return Response(OrderSerializer(order, context={"request": request}).data)
 
@@ -106,7 +109,7 @@ class OrderAcceptView(APIView):
 
     @extend_schema(request=AcceptSerializer, responses={201: LeaseSerializer})
     @idempotent
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = AcceptSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         lease = services.order_accept(client=request.user, order_id=pk, bid_id=payload.validated_data["bid"])
@@ -115,6 +118,8 @@ class OrderAcceptView(APIView):
 
 class OrderBidsView(generics.ListAPIView):
     """Bids on an order: all of them for its owner, your own for a provider. POST to bid."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     serializer_class = BidSerializer
     filter_backends: list = []
@@ -133,7 +138,7 @@ class OrderBidsView(generics.ListAPIView):
 
     @extend_schema(request=BidCreateSerializer, responses={201: BidSerializer})
     @idempotent
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = BidCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         bid = services.bid_place(user=request.user, order_id=pk, **payload.validated_data)
@@ -150,6 +155,8 @@ class BidFilter(filters.FilterSet):
 
 class BidListView(generics.ListAPIView):
     """Your bids, newest first (``?status=open`` for the ones still in play)."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     required_role = "provider"
     serializer_class = BidSerializer
@@ -168,12 +175,12 @@ class BidDetailView(APIView):
     throttle_scope = "bids"
 
     @extend_schema(responses=BidSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         bid = selectors.bid_get_own(provider=provider_for_user(user=request.user), bid_id=pk)
         return Response(BidSerializer(bid).data)
 
     @extend_schema(request=BidUpdateSerializer, responses=BidSerializer)
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         selectors.bid_get_own(provider=provider_for_user(user=request.user), bid_id=pk)  # someone else's: 404 first
         payload = BidUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -185,13 +192,15 @@ class BidWithdrawView(APIView):
     required_role = "provider"
 
     @extend_schema(request=None, responses=BidSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         bid = services.bid_withdraw(user=request.user, bid_id=pk)
         return Response(BidSerializer(bid).data)
 
 
 class ProviderOrderFeedView(generics.ListAPIView):
     """Open orders you could serve now with your free capacity (``my_bid`` shows your open bid)."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     serializer_class = OrderSerializer
     required_role = "provider"

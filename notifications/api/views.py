@@ -1,10 +1,10 @@
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.requests import AuthenticatedRequest
 from notifications import selectors, services
 from notifications.api.serializers import (
     NotificationSerializer,
@@ -19,6 +19,8 @@ from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 class WebhookListView(generics.ListAPIView):
     """Your webhook endpoints. POST registers one; its signing secret is in the answer."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = WebhookEndpointSerializer
     filter_backends: list = []
 
@@ -28,7 +30,7 @@ class WebhookListView(generics.ListAPIView):
         return selectors.endpoints_for(user=self.request.user)
 
     @extend_schema(request=WebhookEndpointWriteSerializer, responses={201: WebhookEndpointSecretSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = WebhookEndpointWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -40,20 +42,20 @@ class WebhookListView(generics.ListAPIView):
 
 class WebhookDetailView(APIView):
     @extend_schema(responses=WebhookEndpointSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(
             WebhookEndpointSerializer(services.webhook_endpoint_get(user=request.user, endpoint_id=pk)).data
         )
 
     @extend_schema(request=WebhookEndpointWriteSerializer(partial=True), responses=WebhookEndpointSerializer)
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = WebhookEndpointWriteSerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         endpoint = services.webhook_endpoint_update(user=request.user, endpoint_id=pk, **payload.validated_data)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, pk: int) -> Response:
         services.webhook_endpoint_delete(user=request.user, endpoint_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -62,7 +64,7 @@ class WebhookRollSecretView(APIView):
     """A new signing secret; the old one stops working at once."""
 
     @extend_schema(request=None, responses=WebhookEndpointSecretSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         endpoint = services.webhook_secret_roll(user=request.user, endpoint_id=pk)
         return Response(WebhookEndpointSecretSerializer(endpoint).data)
 
@@ -71,7 +73,7 @@ class WebhookPingView(APIView):
     """Send a ``webhook.ping`` event to this endpoint now."""
 
     @extend_schema(request=None, responses={202: WebhookDeliverySerializer})
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         delivery = services.webhook_ping(user=request.user, endpoint_id=pk)
         delivery.refresh_from_db()
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
@@ -79,6 +81,8 @@ class WebhookPingView(APIView):
 
 class WebhookDeliveryListView(generics.ListAPIView):
     """What was sent to this endpoint, newest first: status, attempts, the last answer."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
     serializer_class = WebhookDeliverySerializer
     filter_backends: list = []
@@ -93,6 +97,8 @@ class WebhookDeliveryListView(generics.ListAPIView):
 class NotificationListView(generics.ListAPIView):
     """Your notifications, newest first (``?unread=true`` for the unread ones)."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     serializer_class = NotificationSerializer
     filter_backends: list = []
 
@@ -105,5 +111,5 @@ class NotificationListView(generics.ListAPIView):
 
 class NotificationReadView(APIView):
     @extend_schema(request=None, responses=NotificationSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(NotificationSerializer(services.notification_read(user=request.user, notification_id=pk)).data)

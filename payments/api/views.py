@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.requests import AuthenticatedRequest
 from payments import selectors, services
 from payments.api.serializers import (
     CardTopUpSerializer,
@@ -21,6 +22,8 @@ from payments.models import CardTopUp
 class TopUpListView(generics.ListAPIView):
     """Your card top-ups. POST starts one: confirm it on the page with the client secret."""
 
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
     required_role = {"POST": "client"}
     serializer_class = CardTopUpSerializer
     filter_backends: list = []
@@ -31,7 +34,7 @@ class TopUpListView(generics.ListAPIView):
         return selectors.top_ups_for(user=self.request.user)
 
     @extend_schema(request=TopUpCreateSerializer, responses={201: TopUpCreatedSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = TopUpCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         top_up, client_secret = services.top_up_create(
@@ -49,7 +52,7 @@ class TopUpListView(generics.ListAPIView):
 
 class TopUpDetailView(APIView):
     @extend_schema(responses=CardTopUpSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(CardTopUpSerializer(selectors.top_up_get(user=request.user, top_up_id=pk)).data)
 
 
@@ -60,11 +63,11 @@ class DemoCreditView(APIView):
     required_role = {"POST": "client"}
 
     @extend_schema(responses=DemoCreditSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response({"left_cents": services.demo_credit_left(user=request.user)})
 
     @extend_schema(request=DemoCreditCreateSerializer, responses={201: DemoCreditSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = DemoCreditCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         cents = payload.validated_data["amount_cents"]

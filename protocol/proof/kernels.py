@@ -28,7 +28,7 @@ BLOCK = 1024  # entries a program draws
 
 
 @triton.jit
-def _mix32(x):  # type: ignore[no-untyped-def]
+def _mix32(x):
     x = x ^ (x >> 16)
     x = x * 0x7FEB352D
     x = x ^ (x >> 15)
@@ -41,7 +41,7 @@ def _mix32(x):  # type: ignore[no-untyped-def]
 # the middle of a timed check now and then. So none of them is specialized, and the keys always
 # travel as signed 32-bit integers (``_i32``); the kernel reads their bits back as unsigned.
 @triton.jit(do_not_specialize=["total", "columns", "key0", "key1", "key2"])
-def _draw_table(rows_ptr, out_ptr, total, columns, key0, key1, key2, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]  # noqa: N803
+def _draw_table(rows_ptr, out_ptr, total, columns, key0, key1, key2, BLOCK: tl.constexpr):  # noqa: N803
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offsets < total
     row = tl.load(rows_ptr + offsets // columns, mask=inside, other=0)
@@ -53,7 +53,7 @@ def _draw_table(rows_ptr, out_ptr, total, columns, key0, key1, key2, BLOCK: tl.c
 
 
 @triton.jit(do_not_specialize=["total"])
-def _requantize(sums_ptr, out_ptr, total, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]  # noqa: N803
+def _requantize(sums_ptr, out_ptr, total, BLOCK: tl.constexpr):  # noqa: N803
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offsets < total
     sums = tl.load(sums_ptr + offsets, mask=inside, other=0)

@@ -115,7 +115,7 @@ class TorchBackend:
             from protocol.proof import kernels
 
             self.table = lambda key, stream, rows, columns: kernels.draw_table(torch, key, stream, rows, columns)
-            self.requantize = lambda sums: kernels.requantize(torch, sums)
+            self.requantize = lambda sums: kernels.requantize(torch, sums)  # type: ignore[method-assign]  # fused: one kernel instead of the two passes
         if self.cuda and str(self.device) not in _WARM:
             self.warm_up()
 

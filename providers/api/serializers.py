@@ -148,18 +148,18 @@ class GpuLineSerializer(NodeGpuLineSerializer):
 
 class NodeSerializer(serializers.Serializer):
     name = StrictCharField(max_length=253, help_text="The host's or Kubernetes node's name.")
-    gpus = NodeGpuLineSerializer(many=True, max_length=MAX_GPU_LINES)
+    gpus = NodeGpuLineSerializer(many=True, max_length=MAX_GPU_LINES)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
     cpu_cores = HostResourceSerializer()
     memory_gib = HostResourceSerializer()
     storage_gib = HostResourceSerializer()
 
 
 class InventorySerializer(serializers.Serializer):
-    gpus = GpuLineSerializer(many=True, max_length=MAX_GPU_LINES)
+    gpus = GpuLineSerializer(many=True, max_length=MAX_GPU_LINES)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
     cpu_cores = HostResourceSerializer()
     memory_gib = HostResourceSerializer()
     storage_gib = HostResourceSerializer()
-    nodes = NodeSerializer(
+    nodes = NodeSerializer(  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
         many=True,
         max_length=MAX_NODES,
         required=False,

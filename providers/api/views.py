@@ -1,3 +1,6 @@
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
@@ -9,6 +12,7 @@ from rest_framework.views import APIView
 
 from core.api.filters import StrictBooleanFilter
 from core.api.idempotency import idempotent
+from core.api.requests import AuthenticatedRequest
 from providers import selectors, services
 from providers.api.serializers import (
     GpuModelSerializer,
@@ -60,17 +64,19 @@ class OfferFilter(filters.FilterSet):
 
 
 class OfferOrdering(OrderingFilter):
-    ordering_fields = {
+    FIELDS: ClassVar[dict[str, str]] = {
         "price": "price_per_gpu_hour",
         "vram": "gpu_model__vram_gib",
         "available": "available_count",
         "reputation": "provider__reputation",
     }
 
-    def get_valid_fields(self, queryset, view, context=None):  # type: ignore[no-untyped-def]
-        return [(field, name) for name, field in self.ordering_fields.items()]
+    def get_valid_fields(
+        self, queryset: QuerySet, view: APIView, context: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        return [(field, name) for name, field in self.FIELDS.items()]
 
-    def get_ordering(self, request, queryset, view):  # type: ignore[no-untyped-def]
+    def get_ordering(self, request: Request, queryset: QuerySet, view: APIView) -> list[str]:
         params = request.query_params.get(self.ordering_param)
         if not params:
             return ["price_per_gpu_hour", "-provider__reputation", "id"]
@@ -78,7 +84,7 @@ class OfferOrdering(OrderingFilter):
         for term in params.split(","):
             term = term.strip()
             desc = term.startswith("-")
-            field = self.ordering_fields.get(term.lstrip("-"))
+            field = self.FIELDS.get(term.lstrip("-"))
             if field:
                 ordering.append(f"-{field}" if desc else field)
         return [*ordering, "id"] if ordering else ["price_per_gpu_hour", "id"]
@@ -102,20 +108,20 @@ class ProviderMeView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=ProviderMeSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         return Response(ProviderMeSerializer(provider).data)
 
     @extend_schema(request=ProviderWriteSerializer, responses={201: ProviderMeSerializer})
     @idempotent
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = ProviderWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         provider = services.provider_register(user=request.user, **payload.validated_data)
         return Response(ProviderMeSerializer(provider).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ProviderWriteSerializer(partial=True), responses=ProviderMeSerializer)
-    def patch(self, request: Request) -> Response:
+    def patch(self, request: AuthenticatedRequest) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         payload = ProviderWriteSerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
@@ -129,12 +135,12 @@ class InventoryView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=ProviderMeSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         return Response(ProviderMeSerializer(provider).data)
 
     @extend_schema(request=InventorySerializer, responses=ProviderMeSerializer)
-    def put(self, request: Request) -> Response:
+    def put(self, request: AuthenticatedRequest) -> Response:
         provider = selectors.provider_for_user(user=request.user)
         payload = InventorySerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -166,6 +172,6 @@ class HeartbeatView(APIView):
     required_role = "provider"
 
     @extend_schema(request=None, responses={204: None})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         services.provider_heartbeat(provider=selectors.provider_for_user(user=request.user))
         return Response(status=status.HTTP_204_NO_CONTENT)

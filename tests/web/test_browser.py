@@ -181,7 +181,9 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
     order = Order.objects.get()
     expect(page.get_by_text("Waiting for bids")).to_be_visible()
-    page.wait_for_function("document.getElementById('live').dataset.state === 'online'")
+    # the live socket is up (Playwright's own locator: a polled predicate string would be an eval,
+    # which the pages' Content-Security-Policy refuses once the first check does not pass at once)
+    expect(page.locator("#live")).to_have_attribute("data-state", "online")
 
     # two providers bid over the API: the page shows them as they come, cheapest first
     api(base, tokens[dear.pk], "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 4_600_000})
@@ -202,7 +204,7 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     if market["kind"] == "embedded":  # funded in the contract, from custody
         chain = market["chain"]
         assert chain.lease(lease.pk).client == chain.custody_address
-    page.wait_for_function("document.getElementById('live').dataset.state === 'online'")
+    expect(page.locator("#live")).to_have_attribute("data-state", "online")  # the lease page's socket
     api(base, tokens[cheap.pk], "POST", f"/leases/{lease.pk}/status/", {"status": "deploying"})
     expect(page.locator("#lease-status")).to_have_text("Deploying")
     api(

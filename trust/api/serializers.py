@@ -60,12 +60,14 @@ class GpuCheckStartedSerializer(GpuCheckSerializer):
 
 
 class CommitmentSerializer(serializers.Serializer):
-    root = StrictCharField(max_length=64, help_text="The Merkle root of the digests, 64 hexadecimal characters.")
+    root = StrictCharField(  # type: ignore[assignment]  # an API field named as a Serializer attribute: DRF's metaclass takes it out of the class
+        max_length=64, help_text="The Merkle root of the digests, 64 hexadecimal characters."
+    )
 
 
 class OpeningLeafSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    data = StrictCharField(help_text="The leaf's digests, base64.")
+    data = StrictCharField(help_text="The leaf's digests, base64.")  # type: ignore[assignment]  # an API field named as a Serializer attribute: DRF's metaclass takes it out of the class
     path = serializers.ListField(child=StrictCharField(), help_text="Sibling hashes up to the root, hexadecimal.")
 
 

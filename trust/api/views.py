@@ -1,9 +1,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.requests import AuthenticatedRequest
 from providers.selectors import provider_for_user
 from trust import selectors, services
 from trust.api.serializers import (
@@ -24,7 +24,7 @@ class CheckListView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=GpuCheckSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         provider = provider_for_user(user=request.user)
         due = services.checks_due(provider=provider)
         recent = selectors.checks_finished(provider=provider)[:20]
@@ -38,7 +38,7 @@ class CheckStartView(APIView):
     required_role = "provider"
 
     @extend_schema(request=None, responses=GpuCheckStartedSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         check = services.check_start(provider=provider_for_user(user=request.user), check_id=pk)
         return Response(GpuCheckStartedSerializer(check).data)
 
@@ -50,7 +50,7 @@ class CheckCommitmentView(APIView):
     required_role = "provider"
 
     @extend_schema(request=CommitmentSerializer, responses=GpuCheckSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         root = request.data.get("root") if isinstance(request.data, dict) else None
         check = services.check_commit(provider=provider_for_user(user=request.user), check_id=pk, root=root)
         return Response(GpuCheckSerializer(check).data)
@@ -62,7 +62,7 @@ class CheckOpeningView(APIView):
     required_role = "provider"
 
     @extend_schema(request=OpeningSerializer, responses=GpuCheckSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         check = services.check_open(provider=provider_for_user(user=request.user), check_id=pk, opening=request.data)
         return Response(GpuCheckSerializer(check).data)
 
@@ -74,12 +74,12 @@ class AttestationListView(APIView):
     required_role = "provider"
 
     @extend_schema(responses=AttestationSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         provider = provider_for_user(user=request.user)
         return Response(AttestationSerializer(selectors.attestations_of(provider=provider)[:20], many=True).data)
 
     @extend_schema(request=AttestationRequestSerializer, responses={201: AttestationSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         payload = AttestationRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         record = services.attestation_issue(
@@ -94,7 +94,7 @@ class AttestationTokenView(APIView):
     required_role = "provider"
 
     @extend_schema(request=AttestationTokenSerializer, responses=AttestationSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = AttestationTokenSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         record = services.attestation_submit(

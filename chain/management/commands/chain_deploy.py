@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from eth_account import Account
@@ -17,7 +19,7 @@ class Command(BaseCommand):
             "--deployer-key", default="", help="Owner's private key (default: CHAIN_DEPLOYER_KEY, then the operator's)."
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         if not settings.CHAIN_RPC_URL or not settings.CHAIN_OPERATOR_KEY:
             raise CommandError("Set CHAIN_RPC_URL and CHAIN_OPERATOR_KEY.")
         w3 = Web3(Web3.HTTPProvider(settings.CHAIN_RPC_URL, request_kwargs={"timeout": 10}))
@@ -30,7 +32,7 @@ class Command(BaseCommand):
                 owner=owner,
                 operator=operator.address,
                 verifier=str(options["verifier"] or operator.address),
-                token_address=options["token"] or None,  # type: ignore[arg-type]
+                token_address=options["token"] or None,
                 unstake_delay=settings.CHAIN_UNSTAKE_DELAY_SECONDS,
                 fee_bps=settings.PLATFORM_FEE_BPS,
                 fee_recipient=settings.PLATFORM_FEE_RECIPIENT,

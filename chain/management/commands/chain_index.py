@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chain.adapter import escrow_client
@@ -11,10 +13,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--confirmations", type=int, default=1)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         try:
             client = escrow_client(start=False)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
-        created = index_events(client=client, confirmations=int(options["confirmations"]))  # type: ignore[arg-type]
+        created = index_events(client=client, confirmations=int(options["confirmations"]))
         self.stdout.write(f"{created} new events")

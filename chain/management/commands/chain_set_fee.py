@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from eth_account import Account
@@ -20,8 +22,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--owner-key", default="", help="The owner's private key (default: CHAIN_DEPLOYER_KEY).")
 
-    def handle(self, *args: object, **options: object) -> None:
-        bps = int(options["bps"])  # type: ignore[call-overload]
+    def handle(self, *args: object, **options: Any) -> None:
+        bps = int(options["bps"])
         if not 0 <= bps <= 2000:
             raise CommandError("The fee is from 0 to 2000 basis points.")
         key = str(options["owner_key"] or settings.CHAIN_DEPLOYER_KEY)

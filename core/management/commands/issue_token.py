@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core import services
@@ -19,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--create", action="store_true", help="Create the user if missing.")
         parser.add_argument("--name", default="cli", help="A label for the token.")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         username = str(options["username"])
         role = str(options["role"])
         scope = TokenScope.READ_ONLY if role == "read-only" else role

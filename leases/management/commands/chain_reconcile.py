@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from chain.adapter import escrow_client
@@ -10,7 +12,7 @@ from ledger.deposits import chain_deposits_apply
 class Command(BaseCommand):
     help = "Report every difference between the ledger and the escrow contract (exit 1 if any)."
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         try:
             client = escrow_client(start=False)
         except DomainError as exc:

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
             help="The demo agent's containers.",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         demo = seed_demo()
         if not options["quiet"]:
             self.stdout.write(self.style.SUCCESS("Demo data ready."))

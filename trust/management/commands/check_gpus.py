@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import DomainError
@@ -13,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("provider", type=int, help="The provider's id.")
         parser.add_argument("--model", help="Only this catalog model (e.g. h100-sxm-80gb).")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         provider = Provider.objects.filter(pk=options["provider"]).first()
         if provider is None:
             raise CommandError(f"No provider {options['provider']}.")
