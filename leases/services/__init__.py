@@ -11,7 +11,7 @@ The state machine is ``leases.states``, the escrow ``leases.escrow``, the bookin
 backends make ``leases.books``. The names below are what the rest of the code calls.
 """
 
-from leases.services.lifecycle import _close, lease_close, lease_close_for_cause, lease_open
+from leases.services.lifecycle import lease_close, lease_close_by, lease_close_for_cause, lease_open
 from leases.services.reports import (
     MAX_LOG_BYTES,
     USAGE_BATCH_MAX,
@@ -36,9 +36,9 @@ __all__ = [
     "MAX_LOG_BYTES",
     "USAGE_BATCH_MAX",
     "UsageOutcome",
-    "_close",
     "lease_auto_top_up_set",
     "lease_close",
+    "lease_close_by",
     "lease_close_for_cause",
     "lease_for_provider",
     "lease_logs_put",

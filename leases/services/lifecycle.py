@@ -78,10 +78,10 @@ def lease_close(*, user: User, lease_id: int, roles: set[str], reason: str = "")
     """Close a lease as its client or its provider: pay what was earned, refund the rest."""
     lease, closed_by = _lease_for_actor(user=user, lease_id=lease_id, roles=roles)
     default_reason = "closed by the client" if closed_by == Lease.ClosedBy.CLIENT else "closed by the provider"
-    return _close(lease_id=lease.pk, closed_by=closed_by, reason=reason or default_reason)
+    return lease_close_by(lease_id=lease.pk, closed_by=closed_by, reason=reason or default_reason)
 
 
-def _close(
+def lease_close_by(
     *,
     lease_id: int,
     closed_by: str,
@@ -90,6 +90,10 @@ def _close(
     nothing_earned: bool = False,
     tail: bool = True,
 ) -> Lease:
+    """Close the lease as ``closed_by`` says, with no check of who asks (``lease_close`` checks a
+    user; the sweeps, the agent's reports and failed checks call this for the system): the escrow
+    pays what was earned (nothing with ``nothing_earned``; without the unreported tail with
+    ``tail=False``) and refunds the rest."""
     with transaction.atomic():
         lease = Lease.objects.select_for_update().get(pk=lease_id)
         if lease.status == Lease.Status.CLOSED:
@@ -118,4 +122,6 @@ def _close(
 def lease_close_for_cause(*, lease_id: int, reason: str, now: datetime | None = None) -> Lease:
     """Close a lease the marketplace stops (its provider's GPUs failed a check): nothing more is
     paid to the provider, the whole unsettled deposit goes back to the client."""
-    return _close(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, nothing_earned=True)
+    return lease_close_by(
+        lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, nothing_earned=True
+    )

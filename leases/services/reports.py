@@ -18,7 +18,7 @@ from core.validation import MAX_ID
 from leases import states
 from leases.events import lease_changed
 from leases.models import Lease, LeaseLog, UsageReport
-from leases.services.lifecycle import _close
+from leases.services.lifecycle import lease_close_by
 from protocol import usage
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def lease_report_status(
         if status == Lease.Status.FAILED:
             lease.status_reason = reason[:500]
             lease.save(update_fields=["status_reason"])
-            return _close(
+            return lease_close_by(
                 lease_id=lease.pk,
                 closed_by=Lease.ClosedBy.PROVIDER,
                 reason=f"the deployment failed: {reason}",

@@ -14,8 +14,8 @@ from core.errors import Conflict
 from leases import states
 from leases.models import Lease, LeaseTopUp
 from leases.selectors import has_pending_top_up, lease_owed
-from leases.services.lifecycle import _close
-from leases.services.top_ups import _auto_top_up
+from leases.services.lifecycle import lease_close_by
+from leases.services.top_ups import lease_auto_top_up
 from notifications.services import notify
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def leases_warn_low_funds(*, now: datetime | None = None, limit: int = 1000) -> 
             lease = Lease.objects.select_for_update().select_related("client").get(pk=lease_id)
             if lease.low_funds_warned_at is not None or has_pending_top_up(lease):
                 continue
-            if _auto_top_up(lease, now=now):
+            if lease_auto_top_up(lease, now=now):
                 continue  # extended (or on its way, on chain): nothing to warn about
             minutes = max(1, int((lease.ends_at - now).total_seconds()) // 60)
             notify(
@@ -82,7 +82,7 @@ def leases_suspend_exhausted(*, now: datetime | None = None, limit: int = 500) -
             lease = Lease.objects.select_for_update().select_related("client", "provider").get(pk=lease_id)
             if lease.status not in states.RUNNABLE or lease.ends_at > now or has_pending_top_up(lease):
                 continue
-            if _auto_top_up(lease, now=now):
+            if lease_auto_top_up(lease, now=now):
                 continue
             grace_ends = now + timedelta(seconds=settings.LEASE_GRACE_SECONDS)
             lease.suspended_at = lease.ends_at
@@ -134,7 +134,7 @@ def _close_by_the_system(lease_ids: list[int], *, reason: str, now: datetime, ta
     closed = 0
     for lease_id in lease_ids:
         try:
-            _close(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, tail=tail)
+            lease_close_by(lease_id=lease_id, closed_by=Lease.ClosedBy.SYSTEM, reason=reason, now=now, tail=tail)
             closed += 1
         except Conflict:
             continue  # closed meanwhile by its client or provider, or a top-up is on its way

@@ -81,7 +81,7 @@ def lease_auto_top_up_set(*, user: User, lease_id: int, limit: Any) -> Lease:
     return lease
 
 
-def _auto_top_up(lease: Lease, *, now: datetime) -> bool:
+def lease_auto_top_up(lease: Lease, *, now: datetime) -> bool:
     """Top the lease up from its client's balance when it allowed that: by the deposit of its
     ordered duration, within what is left of its limit and its balance. True when it did. The
     caller holds the lease's lock and has seen no top-up pending."""

@@ -62,7 +62,7 @@ def test_money_is_conserved_and_downtime_is_never_paid(
             services.leases_settle(now=start + timedelta(seconds=offset, milliseconds=500))
     close_at = start + timedelta(seconds=offset + close_after, milliseconds=500)
     Lease.objects.filter(pk=lease.pk).update(started_at=start)
-    lease = services._close(lease_id=lease.pk, closed_by=Lease.ClosedBy.CLIENT, reason="done", now=close_at)
+    lease = services.lease_close_by(lease_id=lease.pk, closed_by=Lease.ClosedBy.CLIENT, reason="done", now=close_at)
 
     elapsed = min(offset + close_after, hours * 3600)
     time_cap = price * elapsed // 3600
@@ -148,7 +148,7 @@ def test_money_is_conserved_through_top_ups_exhaustion_and_grace(
     lease.refresh_from_db()
     event(f"{ending}: {lease.status}")
     if lease.status != Lease.Status.CLOSED:
-        lease = services._close(
+        lease = services.lease_close_by(
             lease_id=lease.pk, closed_by=Lease.ClosedBy.CLIENT, reason="done", now=at(offset + close_after)
         )
 
