@@ -62,8 +62,29 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_issue(*, user: User, name: str, scope: str) -> IssuedToken:
-    """Create a token for ``user``. The returned secret is the only copy."""
+# What a token may create or revoke: tokens of its own scope or narrower. A web session (no token)
+# may create any scope its user's roles allow.
+WITHIN_SCOPE = {
+    TokenScope.CLIENT: {TokenScope.CLIENT, TokenScope.READ_ONLY},
+    TokenScope.PROVIDER: {TokenScope.PROVIDER, TokenScope.READ_ONLY},
+    TokenScope.READ_ONLY: {TokenScope.READ_ONLY},
+}
+
+
+def _check_within_scope(scope: str, by_scope: str | None, *, doing: str) -> None:
+    if by_scope is not None and scope not in WITHIN_SCOPE[TokenScope(by_scope)]:
+        allowed = " or ".join(sorted(WITHIN_SCOPE[TokenScope(by_scope)]))
+        raise NotAllowed(
+            f"A {by_scope} token cannot {doing} a {scope} token: only {allowed} ones. "
+            "Use the account page (signed in) for the others.",
+            code="scope_escalation",
+            fields={"scope": [f"With this token: {allowed}."]},
+        )
+
+
+def token_issue(*, user: User, name: str, scope: str, by_scope: str | None = None) -> IssuedToken:
+    """Create a token for ``user``. The returned secret is the only copy. ``by_scope``: the scope
+    of the token asking (None: the user's web session); a token creates its scope or narrower."""
     name = check_display_name(name, field="name")
     if scope not in TokenScope.values:
         raise ValidationFailed(
@@ -74,6 +95,7 @@ def token_issue(*, user: User, name: str, scope: str) -> IssuedToken:
         raise NotAllowed("Only clients can hold client tokens.", code="role_required")
     if scope == TokenScope.PROVIDER and not user.is_provider:
         raise NotAllowed("Only providers can hold provider tokens.", code="role_required")
+    _check_within_scope(scope, by_scope, doing="create")
     for _ in range(5):
         prefix = secrets.token_hex(ApiToken.PREFIX_LENGTH // 2)
         secret = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
@@ -88,10 +110,12 @@ def token_issue(*, user: User, name: str, scope: str) -> IssuedToken:
     raise RuntimeError("could not draw a unique token prefix")  # pragma: no cover
 
 
-def token_revoke(*, user: User, token_id: int) -> ApiToken:
+def token_revoke(*, user: User, token_id: int, by_scope: str | None = None) -> ApiToken:
+    """Revoke one of ``user``'s tokens (a token revokes its scope or narrower, as it creates)."""
     token = ApiToken.objects.filter(user=user, pk=token_id).first()
     if token is None:
         raise NotFound("No such token.")
+    _check_within_scope(token.scope, by_scope, doing="revoke")
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])

@@ -37,7 +37,8 @@ class CardTopUp(models.Model):
 
 
 class StripeEvent(models.Model):
-    """A Stripe webhook event, recorded by id before it changes anything: each is handled once."""
+    """A Stripe webhook event applied, recorded by id in the transaction that applied it: each is
+    applied once, and one whose application failed is not recorded (its next delivery applies it)."""
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)

@@ -3,11 +3,12 @@
 1. ``top_up_create`` makes a PaymentIntent (the pinned API version, an idempotency key) and records
    it; the page confirms it with Stripe.js's Payment Element using the client secret.
 2. Stripe calls ``POST /api/v1/payments/stripe/webhook/``. The signature is verified (five minutes
-   of tolerance), the event is recorded by id under a unique constraint before anything changes (a
-   duplicate is acknowledged and ignored), and the top-up is brought in line with the PaymentIntent
-   and its charge *as Stripe has them now*, read back from the API rather than from the event. So
-   events that arrive twice or out of order never credit twice, and a refund seen before the
-   success is applied after the credit.
+   of tolerance), the top-up is brought in line with the PaymentIntent and its charge *as Stripe
+   has them now*, read back from the API rather than from the event, and the event is recorded by
+   id under a unique constraint in the same transaction (a duplicate is acknowledged and ignored;
+   a delivery that fails records nothing, so the next delivery applies it). So events that arrive
+   twice or out of order never credit twice, none is lost to a failed delivery, and a refund seen
+   before the success is applied after the credit.
 3. A refund debits the balance by what was refunded; a dispute holds the disputed amount until it
    is decided (won: released). Money the balance no longer holds is recorded as the client's
    shortfall, never taken below zero.
@@ -23,6 +24,7 @@ Stripe counts US cents; the ledger counts micro-dollars (1 cent = 10,000).
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -31,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from stripe._base_address import BaseAddresses  # the SDK exports the type nowhere else
 
-from core.errors import ValidationFailed
+from core.errors import ServiceUnavailable, ValidationFailed
 from core.models import User
 from leases.escrow import escrow
 from ledger import services as ledger
@@ -97,7 +99,11 @@ def top_up_create(*, user: User, amount_cents: int, idempotency_key: str = "") -
 
 
 def stripe_event_receive(*, payload: bytes, signature: str) -> str:
-    """Verify, record and apply one webhook event; returns what happened (for the log)."""
+    """Verify one webhook event and apply it once; returns what happened (for the log).
+
+    The event is recorded in the transaction that applies it: a delivery that fails (Stripe
+    unreachable, the database refusing) leaves nothing recorded, and Stripe's next delivery of the
+    same event applies it. A delivery of an event already applied is answered "duplicate"."""
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise ValidationFailed("Card payments are not configured here.", code="payments_not_configured")
     try:
@@ -105,38 +111,66 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> str:
     except (ValueError, stripe.SignatureVerificationError) as exc:
         raise ValidationFailed("Bad webhook signature or payload.", code="invalid_signature") from exc
     data = event.to_dict()
-    try:
-        with transaction.atomic():
-            StripeEvent.objects.create(event_id=data["id"], type=data["type"], payload=data)
-    except IntegrityError:
+    if StripeEvent.objects.filter(event_id=data["id"]).exists():
         return "duplicate"
+    try:
+        apply = _planned(data)  # what Stripe says now: read before anything is written
+    except stripe.StripeError as exc:  # nothing recorded: Stripe delivers the event again
+        raise ServiceUnavailable(f"Stripe could not be read ({exc}); deliver the event again.") from exc
+    with transaction.atomic():  # recorded in the transaction that applies it: done once, or not at all
+        try:
+            with transaction.atomic():
+                StripeEvent.objects.create(event_id=data["id"], type=data["type"], payload=data)
+        except IntegrityError:  # the same event, applied meanwhile by a concurrent delivery
+            return "duplicate"
+        return apply()
+
+
+def _planned(data: dict) -> Callable[[], str]:
+    """How to apply the event: Stripe's objects it needs are read now, the books written later."""
     if data["type"] not in HANDLED:
-        return "ignored"
+        return lambda: "ignored"
     obj = data["data"]["object"]
     intent_id = obj.get("id") if data["type"].startswith("payment_intent.") else obj.get("payment_intent")
     if not intent_id and obj.get("charge"):
-        charge = stripe_client().v1.charges.retrieve(_id(obj["charge"])).to_dict()
-        intent_id = charge.get("payment_intent")
+        disputed = stripe_client().v1.charges.retrieve(_id(obj["charge"])).to_dict()
+        intent_id = disputed.get("payment_intent")
     if not intent_id:
-        return "no payment intent"
+        return lambda: "no payment intent"
+    payment_intent = _id(intent_id)
+    if not CardTopUp.objects.filter(payment_intent=payment_intent).exists():
+        logger.warning("Stripe event for unknown payment intent %s", payment_intent)
+        return lambda: "unknown payment intent"
+    intent, charge = _read(payment_intent)
     dispute = obj if data["type"].startswith("charge.dispute.") else None
-    return top_up_sync(payment_intent=_id(intent_id), dispute=dispute)
+    return lambda: _apply(payment_intent, intent, charge, dispute)
 
 
 def _id(value: Any) -> str:
     return value["id"] if isinstance(value, dict) else str(value)
 
 
-def top_up_sync(*, payment_intent: str, dispute: dict | None = None) -> str:
-    """Bring a top-up in line with Stripe's PaymentIntent, its charge, and a dispute event."""
+def top_up_sync(*, payment_intent: str) -> str:
+    """Bring a top-up in line with Stripe's PaymentIntent and its charge."""
     if not CardTopUp.objects.filter(payment_intent=payment_intent).exists():
         logger.warning("Stripe event for unknown payment intent %s", payment_intent)
         return "unknown payment intent"
+    intent, charge = _read(payment_intent)
+    return _apply(payment_intent, intent, charge, None)
+
+
+def _read(payment_intent: str) -> tuple[dict, dict | None]:
+    """Stripe's PaymentIntent and its latest charge, as they are now."""
     client = stripe_client()
     intent = client.v1.payment_intents.retrieve(payment_intent).to_dict()
     charge = intent.get("latest_charge")
     if isinstance(charge, str):
         charge = client.v1.charges.retrieve(charge).to_dict()
+    return intent, charge
+
+
+def _apply(payment_intent: str, intent: dict, charge: dict | None, dispute: dict | None) -> str:
+    """The top-up, its refunds and a dispute brought in line with what Stripe said, in one transaction."""
     with transaction.atomic():
         top_up = CardTopUp.objects.select_for_update().get(payment_intent=payment_intent)
         outcome = _apply_intent(top_up, intent)

@@ -16,8 +16,14 @@ from core.api.serializers import TokenCreatedSerializer, TokenCreateSerializer, 
 from core.models import ApiToken
 
 
+def scope_of(request: AuthenticatedRequest) -> str | None:
+    """The scope of the token the request came with (None: a web session)."""
+    return request.auth.scope if isinstance(request.auth, ApiToken) else None
+
+
 class TokenListCreateView(generics.ListAPIView):
-    """Your API tokens. Creating one returns its secret once."""
+    """Your API tokens. Creating one returns its secret once. A token creates tokens of its own
+    scope or narrower (read_only); the account page, signed in, creates any your roles allow."""
 
     request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
@@ -35,7 +41,7 @@ class TokenListCreateView(generics.ListAPIView):
     def post(self, request: AuthenticatedRequest) -> Response:
         payload = TokenCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        issued = services.token_issue(user=request.user, **payload.validated_data)
+        issued = services.token_issue(user=request.user, by_scope=scope_of(request), **payload.validated_data)
         data = TokenSerializer(issued.token).data | {"token": issued.secret}
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -45,7 +51,7 @@ class TokenRevokeView(APIView):
 
     @extend_schema(request=None, responses={200: TokenSerializer})
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
-        token = services.token_revoke(user=request.user, token_id=pk)
+        token = services.token_revoke(user=request.user, token_id=pk, by_scope=scope_of(request))
         return Response(TokenSerializer(token).data)
 
 

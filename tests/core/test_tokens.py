@@ -94,6 +94,42 @@ def test_a_client_cannot_mint_a_provider_token() -> None:
     assert response.json()["error"]["code"] == "role_required"
 
 
+@pytest.mark.parametrize(
+    ("held", "wanted", "allowed"),
+    [
+        (TokenScope.PROVIDER, TokenScope.CLIENT, False),  # a provider's agent token spending the balance
+        (TokenScope.CLIENT, TokenScope.PROVIDER, False),
+        (TokenScope.PROVIDER, TokenScope.PROVIDER, True),
+        (TokenScope.PROVIDER, TokenScope.READ_ONLY, True),
+        (TokenScope.CLIENT, TokenScope.CLIENT, True),
+        (TokenScope.CLIENT, TokenScope.READ_ONLY, True),
+    ],
+)
+def test_a_token_creates_and_revokes_only_its_scope_or_narrower(held: str, wanted: str, allowed: bool) -> None:
+    both = f.user(client=True, provider=True)
+    api = f.api(both, held)
+    before = set(ApiToken.objects.values_list("pk", flat=True))
+    response = api.post("/api/v1/tokens/", {"name": "minted", "scope": wanted})
+    if allowed:
+        assert response.status_code == 201, response.json()
+    else:
+        assert response.status_code == 403
+        error = response.json()["error"]
+        assert error["code"] == "scope_escalation" and "scope" in error["fields"]
+        assert set(ApiToken.objects.values_list("pk", flat=True)) == before  # nothing written
+    other = services.token_issue(user=both, name="other", scope=wanted)  # made on the account page
+    revoked = api.post(f"/api/v1/tokens/{other.token.pk}/revoke/")
+    assert revoked.status_code == (200 if allowed else 403)
+    other.token.refresh_from_db()
+    assert (other.token.revoked_at is not None) == allowed
+
+
+def test_the_account_page_creates_any_scope_the_users_roles_allow() -> None:
+    both = f.user(client=True, provider=True)
+    for scope in TokenScope.values:
+        assert services.token_issue(user=both, name=scope, scope=scope).token.scope == scope
+
+
 def test_someone_elses_token_cannot_be_revoked() -> None:
     mine = f.api(f.user(client=True), f.CLIENT)
     other = services.token_issue(user=f.user(client=True), name="x", scope=TokenScope.CLIENT)

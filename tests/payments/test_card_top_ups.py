@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 import requests
+from django.test import override_settings
 
+from chain.devnode import free_port
 from ledger import services as ledger
 from ledger.models import LedgerAccount
 from marketplace import services as market
@@ -106,6 +108,37 @@ def test_a_refund_seen_before_the_success_is_applied_after_the_credit(live_serve
     top_up = CardTopUp.objects.get()
     assert (top_up.credited, top_up.refunded, top_up.shortfall) == (40 * USD, 40 * USD, 0)
     assert balance_of(client) == 0
+
+
+def test_a_delivery_that_fails_is_applied_by_the_next_one(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
+    """A payment, then a refund, each first delivered while Stripe cannot be read back: nothing is
+    recorded or moved, the event's next delivery applies it, and a third is a duplicate."""
+    client = f.client_user(balance=0)
+    started = start_top_up(client, 2500)
+    pay_on_the_page(fake_stripe, started["payment_intent"])  # no webhook configured: we deliver
+    api = stripe_api(fake_stripe)
+    unreachable = override_settings(STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}")
+
+    succeeded = event("payment_intent.succeeded", api.v1.payment_intents.retrieve(started["payment_intent"]).to_dict())
+    with unreachable:
+        failed = send(live_server, succeeded)
+    assert failed.status_code == 503 and failed.json()["error"]["code"] == "service_unavailable"
+    assert balance_of(client) == 0 and not StripeEvent.objects.exists()
+    assert CardTopUp.objects.get().status == CardTopUp.Status.PENDING
+    assert send(live_server, succeeded).json()["outcome"] == "credited"
+    assert balance_of(client) == 25 * USD
+    assert send(live_server, succeeded).json()["outcome"] == "duplicate"
+
+    refund = api.v1.refunds.create(params={"payment_intent": started["payment_intent"], "amount": 1000}).to_dict()
+    refunded = event("charge.refunded", api.v1.charges.retrieve(refund["charge"]).to_dict())
+    with unreachable:
+        assert send(live_server, refunded).status_code == 503
+    assert balance_of(client) == 25 * USD and not StripeEvent.objects.filter(event_id=refunded["id"]).exists()
+    assert send(live_server, refunded).status_code == 200
+    assert balance_of(client) == 15 * USD
+    assert send(live_server, refunded).json()["outcome"] == "duplicate"
+    assert CardTopUp.objects.get().refunded == 10 * USD
+    assert StripeEvent.objects.count() == 2
 
 
 def test_a_dispute_holds_what_is_left_and_a_won_dispute_gives_it_back(live_server, fake_stripe: str) -> None:  # type: ignore[no-untyped-def]
