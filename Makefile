@@ -57,7 +57,7 @@ test: $(VENV)/.dev-installed tools
 	$(BIN)/lint-imports
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/mypy
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
-	export REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$}; \
+	export TEST_RUN=$${TEST_RUN:-$$$$}; export REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$TEST_RUN}; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS); first=$$?; \
 	$(BIN)/pytest -m serial $(PYTEST_ARGS); second=$$?; \
 	for code in $$first $$second; do [ $$code -eq 0 ] || [ $$code -eq 5 ] || exit $$code; done; \
@@ -66,7 +66,7 @@ test: $(VENV)/.dev-installed tools
 ## The inner loop: the tests, in parallel, without the checks before them and without those that
 ## time real processes (the fault matrix, the browser journeys, the agent's runs); PYTEST_ARGS narrows.
 test-fast: $(VENV)/.dev-installed
-	REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal \
+	TEST_RUN=$${TEST_RUN:-$$$$} REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$$$} $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal \
 		-m "not serial and not slow" $(PYTEST_ARGS)
 
 ## Known vulnerabilities in the pinned dependencies (the server's and the agent's), but those

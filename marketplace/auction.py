@@ -6,7 +6,8 @@
 - Price paid: ``first_price`` pays the winner its bid. ``second_price`` pays the lowest price among
   the other eligible bids, never less than the winner's own bid; a winner alone is paid the
   order's maximum. When the winner is the cheapest bid this is exactly the second-lowest
-  eligible bid, which makes bidding one's true cost the best strategy.
+  eligible bid, which makes bidding one's true cost the best strategy. The rule prices the
+  deadline's award; a bid the client accepts itself clears at ``first_price`` (its own price).
 """
 
 from collections.abc import Iterable, Sequence

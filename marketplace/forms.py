@@ -120,7 +120,15 @@ class OrderForm(forms.Form):
     bid_window_seconds = forms.IntegerField(
         min_value=10, max_value=3600, initial=120, label="Bid window (seconds)", help_text="How long providers bid."
     )
-    pricing_rule = forms.ChoiceField(choices=PricingRule.choices, initial=PricingRule.SECOND_PRICE)
+    pricing_rule = forms.ChoiceField(
+        choices=PricingRule.choices,
+        initial=PricingRule.FIRST_PRICE,
+        help_text=(
+            "What the winner is paid when the bid window ends without your choosing: its own bid "
+            "(first price), or the next-lowest bid (second price: with a single bidder, your maximum). "
+            "A bid you accept yourself is paid the price on its button."
+        ),
+    )
     verification = forms.ChoiceField(choices=Verification.choices, initial=Verification.NONE)
     min_reliability = forms.TypedChoiceField(
         choices=RELIABILITY_CHOICES,

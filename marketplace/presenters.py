@@ -11,6 +11,9 @@ from marketplace.models import Bid
 def bid_row(bid: Bid) -> dict:
     """What an order page shows of a bid, formatted as its table shows it."""
     provider, gpu_count = bid.provider, bid.order.gpu_count
+    # what accepting it costs: the bid itself, per hour, and the deposit it takes
+    per_hour = format_usd_short(bid.price_per_hour)
+    deposit = format_usd_short(bid.price_per_hour * bid.order.duration_hours)
     return {
         "id": bid.pk,
         "provider_id": provider.pk,
@@ -26,6 +29,7 @@ def bid_row(bid: Bid) -> dict:
             "reliability": f"{round(provider.reputation / 10)} %",
             "verified": "verified" if selectors.bid_gpu_verified(bid) else "",
             "status": bid.get_status_display(),
-            "accept": f"Accept the bid of {provider.name} at {format_usd_short(bid.price_per_hour)} an hour",
+            "accept": f"Accept the bid of {provider.name} at {per_hour}/h, {deposit} deposit",
+            "accept_short": f"Accept at {per_hour}/h, {deposit} deposit",
         },
     }

@@ -212,6 +212,7 @@ def order_for_bidding_locked(*, provider: Provider, order_id: int) -> Order:
             "cpu_cores",
             "memory_gib",
             "storage_gib",
+            "duration_hours",  # the bid's row says the deposit accepting it takes
             "verification",
             "min_reputation",
         )

@@ -18,7 +18,7 @@ from core.models import User
 from leases.models import Lease
 from leases.services import lease_open
 from marketplace import selectors, tasks
-from marketplace.auction import Candidate, clearing_price, rank
+from marketplace.auction import FIRST_PRICE, Candidate, clearing_price, rank
 from marketplace.models import Bid, Order
 from marketplace.presenters import bid_row
 from marketplace.spec import OrderSpec
@@ -279,12 +279,13 @@ def bid_withdraw(*, user: User, bid_id: int, now: datetime | None = None) -> Bid
 # --- Award ----------------------------------------------------------------------------------
 
 
-def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datetime) -> Lease:
-    """Reserve capacity, fund the lease, settle every bid. The caller holds the order's lock."""
+def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datetime, rule: str) -> Lease:
+    """Reserve capacity, fund the lease at the price ``rule`` clears, settle every bid. The caller
+    holds the order's lock."""
     winner_candidate = next(c for c in candidates if c.bid_id == winner.pk)
     others = [c for c in candidates if c.eligible and c.bid_id != winner.pk]
     price = clearing_price(
-        rule=order.pricing_rule, winner=winner_candidate, others=others, max_price_per_hour=order.max_price_per_hour
+        rule=rule, winner=winner_candidate, others=others, max_price_per_hour=order.max_price_per_hour
     )
     capacity_reserve(
         reservation=Reservation(
@@ -310,7 +311,9 @@ def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datet
 
 
 def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | None = None) -> Lease:
-    """The client picks a bid during the window. 402 if its balance cannot fund the deposit."""
+    """The client picks a bid during the window and pays that bid, the price its button showed,
+    whatever the order's pricing rule (which decides only the deadline's award). 402 if its balance
+    cannot fund the deposit."""
     selectors.order_get_owned(user=client, order_id=order_id)
     now = now or timezone.now()
     with transaction.atomic():
@@ -325,7 +328,7 @@ def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | No
         reason = next(c.ineligible_reason for c in candidates if c.bid_id == winner.pk)
         if reason is not None:
             raise Conflict(INELIGIBLE_MESSAGES[reason], code=f"bid_{reason}")
-        return _award(order=order, winner=winner, candidates=candidates, now=now)
+        return _award(order=order, winner=winner, candidates=candidates, now=now, rule=FIRST_PRICE)
 
 
 def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | None:
@@ -344,7 +347,7 @@ def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | No
             winner = Bid.objects.get(pk=candidate.bid_id)
             try:
                 with transaction.atomic():  # a savepoint: a failed try leaves no trace
-                    return _award(order=order, winner=winner, candidates=candidates, now=now)
+                    return _award(order=order, winner=winner, candidates=candidates, now=now, rule=order.pricing_rule)
             except Conflict:
                 continue  # capacity went away since the candidates were read: try the next
             except PaymentRequired:

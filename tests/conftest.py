@@ -1,4 +1,5 @@
 import functools
+import os
 
 import pytest
 from django.db import connection
@@ -58,6 +59,22 @@ def _no_process_left_behind():  # type: ignore[no-untyped-def]
     position = processes.mark()
     yield
     processes.kill_started_since(position)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """The test databases are this run's own (``TEST_RUN``, which ``make test`` sets per run) as
+    well as each worker's (pytest-django's ``_gwN``): two runs on one machine never share one."""
+    from django.conf import settings
+
+    run = os.environ.get("TEST_RUN", "")
+    if not run.isalnum():
+        return
+    for database in settings.DATABASES.values():
+        if database["ENGINE"].endswith("sqlite3"):
+            continue  # an in-memory database a process, already its own
+        test = database.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_run{run}"
 
 
 SLOW_HASHERS: list[str] = []

@@ -23,6 +23,12 @@ def usd_short(amount: int | None) -> str:
 
 
 @register.filter
+def times(amount: int | None, factor: int | None) -> int | None:
+    """An amount times a whole number (a price per hour times the hours: the deposit)."""
+    return None if amount is None or factor is None else int(amount) * int(factor)
+
+
+@register.filter
 def per_gpu_hour(price_per_hour: int | None, gpu_count: int | None) -> str:
     """A price for the whole order as dollars per GPU-hour."""
     if price_per_hour is None or not gpu_count:

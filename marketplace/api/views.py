@@ -40,7 +40,7 @@ ORDER_EXAMPLE = {
     "duration_hours": 4,
     "max_price_per_hour": 4000000,
     "bid_window_seconds": 120,
-    "pricing_rule": "second_price",
+    "pricing_rule": "first_price",
     "verification": "none",
 }
 

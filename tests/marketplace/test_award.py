@@ -8,7 +8,7 @@ from django.utils import timezone
 from core.errors import Conflict, PaymentRequired
 from leases.models import Lease
 from ledger.models import LedgerAccount
-from marketplace import services, tasks
+from marketplace import presenters, services, tasks
 from marketplace.models import Bid, Order
 from providers.models import Provider, ProviderGpu
 from tests import factories as f
@@ -184,6 +184,24 @@ def test_second_price_alone_is_paid_the_maximum() -> None:
     bid_then(f.provider(), order, 2 * USD)
     lease = services.order_award_due(order_id=order.pk)
     assert lease is not None and lease.price_per_hour == 4 * USD
+
+
+@pytest.mark.parametrize("bidders", [1, 3])
+def test_a_bid_accepted_by_hand_is_paid_the_price_on_its_button(bidders: int) -> None:
+    """Second price decides the deadline's award; a client who accepts a bid pays that bid (alone,
+    it would have been the order's maximum; among others, the runner-up's price)."""
+    client = f.client_user()
+    order = f.order(client, pricing_rule="second_price", max_price_per_hour=9 * USD)
+    chosen = f.bid(f.provider(), order, 2 * USD)
+    for price in (3 * USD, 5 * USD)[: bidders - 1]:
+        f.bid(f.provider(), order, price)
+    lease = services.order_accept(client=client, order_id=order.pk, bid_id=chosen.pk)
+    assert (lease.bid_price_per_hour, lease.price_per_hour) == (2 * USD, 2 * USD)
+    assert lease.deposit == 2 * USD * order.duration_hours
+    assert (
+        presenters.bid_row(chosen)["text"]["accept_short"]
+        == f"Accept at $2.00/h, ${2 * order.duration_hours}.00 deposit"
+    )
 
 
 def test_no_bids_means_expired() -> None:

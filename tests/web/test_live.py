@@ -111,7 +111,8 @@ async def test_bids_are_sealed_the_client_hears_every_bid_with_its_row_a_provide
                 "reliability": "87 %",
                 "verified": "",
                 "status": "Open",
-                "accept": f"Accept the bid of {alice.name} at $3.00 an hour",
+                "accept": f"Accept the bid of {alice.name} at $3.00/h, $6.00 deposit",
+                "accept_short": "Accept at $3.00/h, $6.00 deposit",
             },
         },
     }

@@ -293,7 +293,7 @@ def test_an_order_with_many_bids_shows_the_cheapest_and_says_how_many(monkeypatc
         f.bid(f.provider(), order, price)
     html = browser(client).get(f"/orders/{order.pk}/live/").content.decode()
     assert "(3, cheapest first; the 2 cheapest shown)" in re.sub(r"<[^>]+>", "", html)
-    assert len(re.findall(r'data-bid="\d+"', html)) == 2 and "$4.00" not in html
+    assert len(re.findall(r'data-bid="\d+"', html)) == 2 and "$4.00/h" not in html
 
 
 def test_webhook_endpoints_are_managed_from_the_account_page(settings) -> None:  # type: ignore[no-untyped-def]
@@ -350,6 +350,12 @@ def test_a_refused_accept_says_why_on_the_order_page() -> None:
     page = c.get(f"/orders/{order.pk}/").content.decode()
     assert "Insufficient funds" in page and not Lease.objects.exists()
     assert post(c, f"/orders/{order.pk}/accept/", {"bid": "nonsense"}).status_code == 302
+
+
+def test_the_order_form_defaults_to_first_price_and_says_what_second_price_costs() -> None:
+    html = browser(f.client_user()).get("/orders/new/").content.decode()
+    assert re.search(r'<option value="first_price"\s+selected>', html)
+    assert "with a single bidder, your maximum" in html and "accept yourself is paid the price on its button" in html
 
 
 def test_a_bid_events_row_reads_as_the_listed_row() -> None:
