@@ -33,9 +33,11 @@ class Replay:
     body: Any
 
 
-def fingerprint(*, method: str, path: str, payload: Any) -> str:
+def fingerprint(*, method: str, path: str, payload: Any, caller: str = "") -> str:
+    """The request a key stands for. ``caller``: the credential's scope, so that a key is replayed
+    only to the same kind of credential (a provider token never reads what a client token made)."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{method} {path} {caller}\n{canonical}".encode()).hexdigest()
 
 
 def idempotency_begin(*, user: User, key: str, fingerprint: str) -> tuple[IdempotencyRecord | None, Replay | None]:

@@ -83,7 +83,7 @@ def refund_to_client(*, lease: Lease, amount: int, key: str, memo: str) -> None:
         key=key,
         kind=LedgerTransaction.Kind.LEASE_REFUND,
         legs=[
-            (LedgerAccount.objects.get(lease=lease), -amount),
+            (ledger.escrow_account(lease_id=lease.pk), -amount),
             (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), amount),
         ],
         lease_id=lease.pk,
@@ -110,7 +110,7 @@ def post_close(*, lease: Lease, paid: int, refunded: int, now: datetime, tx_hash
         key=f"lease:{lease.pk}:payout",
         kind=LedgerTransaction.Kind.LEASE_PAYOUT,
         legs=ledger.payout_legs(
-            escrow=LedgerAccount.objects.get(lease=lease),
+            escrow=ledger.escrow_account(lease_id=lease.pk),
             earnings=earnings,
             amount=paid,
             fee_bps=lease.platform_fee_bps,

@@ -108,8 +108,12 @@ def _post(postings: Sequence[Posting]) -> dict[str, LedgerTransaction]:
         ids = sorted({account.pk for posting in todo.values() for account, _ in posting.legs})
         locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
         while True:
-            done = LedgerTransaction.objects.filter(idempotency_key__in=list(todo))
-            for key in done.values_list("idempotency_key", flat=True):
+            done = list(
+                LedgerTransaction.objects.filter(idempotency_key__in=list(todo)).values_list(
+                    "idempotency_key", flat=True
+                )
+            )
+            for key in done:
                 todo.pop(key)
             if not todo:
                 return {}
@@ -120,8 +124,11 @@ def _post(postings: Sequence[Posting]) -> dict[str, LedgerTransaction]:
                         for p in todo.values()
                     )
                 break
-            except IntegrityError:  # a key posted concurrently on other accounts: it won, post the rest
-                continue
+            except IntegrityError:
+                # a key posted concurrently on other accounts: it won, post the rest; any other
+                # refusal (no key of ours was posted meanwhile) is not ours to retry
+                if not LedgerTransaction.objects.filter(idempotency_key__in=list(todo)).exists():
+                    raise
         entries = []
         for txn, posting in zip(txns, todo.values(), strict=True):
             changes: dict[int, int] = {}

@@ -99,11 +99,13 @@ def with_gpu_verified(bids: QuerySet[Bid]) -> QuerySet[Bid]:
 
 def bid_gpu_verified(bid: Bid) -> bool:
     """Whether the bidder's GPUs of the bid's model are verified (annotated, else read)."""
-    if not hasattr(bid, "gpu_verified"):
-        bid.gpu_verified = ProviderGpu.objects.filter(  # type: ignore[attr-defined]  # annotated by with_gpu_verified, or set here
+    verified = getattr(bid, "gpu_verified", None)  # annotated by with_gpu_verified
+    if verified is None:
+        verified = ProviderGpu.objects.filter(
             provider_id=bid.provider_id, gpu_model_id=bid.gpu_model_id, verified=True
         ).exists()
-    return bool(bid.gpu_verified)  # type: ignore[attr-defined]  # annotated by with_gpu_verified, or set here
+        bid.gpu_verified = verified  # type: ignore[attr-defined]  # kept, as the annotation would be
+    return bool(verified)
 
 
 def bids_visible_to(*, user: User, roles: set[str], order: Order) -> QuerySet[Bid]:

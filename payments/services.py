@@ -137,13 +137,8 @@ def _planned(data: dict) -> Callable[[], str]:
         intent_id = disputed.get("payment_intent")
     if not intent_id:
         return lambda: "no payment intent"
-    payment_intent = _id(intent_id)
-    if not CardTopUp.objects.filter(payment_intent=payment_intent).exists():
-        logger.warning("Stripe event for unknown payment intent %s", payment_intent)
-        return lambda: "unknown payment intent"
-    intent, charge = _read(payment_intent)
     dispute = obj if data["type"].startswith("charge.dispute.") else None
-    return lambda: _apply(payment_intent, intent, charge, dispute)
+    return _sync_planned(_id(intent_id), dispute)
 
 
 def _id(value: Any) -> str:
@@ -152,21 +147,21 @@ def _id(value: Any) -> str:
 
 def top_up_sync(*, payment_intent: str) -> str:
     """Bring a top-up in line with Stripe's PaymentIntent and its charge."""
+    return _sync_planned(payment_intent, None)()
+
+
+def _sync_planned(payment_intent: str, dispute: dict | None) -> Callable[[], str]:
+    """Bringing the top-up in line: Stripe's PaymentIntent and its latest charge, read now; the
+    books, written when the returned call runs."""
     if not CardTopUp.objects.filter(payment_intent=payment_intent).exists():
         logger.warning("Stripe event for unknown payment intent %s", payment_intent)
-        return "unknown payment intent"
-    intent, charge = _read(payment_intent)
-    return _apply(payment_intent, intent, charge, None)
-
-
-def _read(payment_intent: str) -> tuple[dict, dict | None]:
-    """Stripe's PaymentIntent and its latest charge, as they are now."""
+        return lambda: "unknown payment intent"
     client = stripe_client()
     intent = client.v1.payment_intents.retrieve(payment_intent).to_dict()
     charge = intent.get("latest_charge")
     if isinstance(charge, str):
         charge = client.v1.charges.retrieve(charge).to_dict()
-    return intent, charge
+    return lambda: _apply(payment_intent, intent, charge, dispute)
 
 
 def _apply(payment_intent: str, intent: dict, charge: dict | None, dispute: dict | None) -> str:

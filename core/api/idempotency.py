@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from core import idempotency
 from core.api.requests import AuthenticatedRequest
+from core.models import ApiToken
 
 HEADER = "Idempotency-Key"
 
@@ -19,7 +20,10 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
         key = request.headers.get(HEADER)
         if key is None:
             return handler(view, request, *args, **kwargs)
-        fp = idempotency.fingerprint(method=request.method or "", path=request.path, payload=request.data)
+        caller = request.auth.scope if isinstance(request.auth, ApiToken) else "session"
+        fp = idempotency.fingerprint(
+            method=request.method or "", path=request.path, payload=request.data, caller=caller
+        )
         record, replay = idempotency.idempotency_begin(user=request.user, key=key, fingerprint=fp)
         if replay is not None:
             response = Response(replay.body, status=replay.status)

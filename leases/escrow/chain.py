@@ -15,10 +15,11 @@ tasks and the chain sync take.
   (``ledger.deposits``).
 - Custody: a client without a linked wallet (one who pays by card) is funded through the
   marketplace's custody account. Its leases are opened with the custody address as their client,
-  so refunds come back to it; and ``custody_sync`` (``ledger.custody``) keeps the custody account's free balance in the
-  escrow equal to what those clients are owed: their ledger balances plus the deposits and top-ups
-  reserved for them and not yet in the contract. It deposits what is missing (before funding a
-  lease, and on every chain sync) and withdraws what is no longer owed (a card refund or dispute).
+  so refunds come back to it; and ``custody_sync`` (``ledger.custody``) keeps the custody
+  account's free balance in the escrow equal to what those clients are owed: their ledger
+  balances plus the deposits and top-ups reserved for them and not yet in the contract. It
+  deposits what is missing (before funding a lease, and on every chain sync) and withdraws what is
+  no longer owed (a card refund or dispute).
   A client's first wallet cannot be linked while custody holds money for it (``leases.receivers``).
 
 Every step is idempotent: a retried task finds the lease already moved on and does nothing.
@@ -251,14 +252,15 @@ def chain_settlements_apply(*, limit: int = 1000) -> int:
     )
     for event in pending:
         lease_id = int(event.args["lease_id"])
-        if Lease.objects.filter(pk=lease_id).exists():
-            applied += settlement_mirror(
-                lease_id=lease_id,
-                amount=int(event.args["amount"]),
-                key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
-                memo=f"Settled on chain, {event.tx_hash}",
-            )
-        ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+        with transaction.atomic():  # booked and marked applied together, as deposits are
+            if Lease.objects.filter(pk=lease_id).exists():
+                applied += settlement_mirror(
+                    lease_id=lease_id,
+                    amount=int(event.args["amount"]),
+                    key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
+                    memo=f"Settled on chain, {event.tx_hash}",
+                )
+            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
     return applied
 
 

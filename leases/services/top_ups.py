@@ -53,7 +53,7 @@ def lease_top_up(
             kind=LedgerTransaction.Kind.LEASE_TOP_UP,
             legs=[
                 (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
-                (LedgerAccount.objects.get(lease=lease), amount),
+                (ledger.escrow_account(lease_id=lease.pk), amount),
             ],
             lease_id=lease.pk,
             memo=f"Top-up of lease {lease.pk}",

@@ -124,6 +124,19 @@ def test_a_token_creates_and_revokes_only_its_scope_or_narrower(held: str, wante
     assert (other.token.revoked_at is not None) == allowed
 
 
+def test_an_idempotency_key_replays_only_to_the_same_kind_of_credential() -> None:
+    """The same escalation by replay: a provider token sending the key a client token created a
+    client token with gets no secret back (the key stands for another caller's request)."""
+    both = f.user(client=True, provider=True)
+    payload, key = {"name": "ci", "scope": "client"}, {"HTTP_IDEMPOTENCY_KEY": "k-1"}
+    made = f.api(both, TokenScope.CLIENT).post("/api/v1/tokens/", payload, **key)
+    assert made.status_code == 201
+    replayed = f.api(both, TokenScope.PROVIDER).post("/api/v1/tokens/", payload, **key)
+    assert replayed.status_code == 422 and made.json()["token"] not in replayed.content.decode()
+    again = f.api(both, TokenScope.CLIENT).post("/api/v1/tokens/", payload, **key)
+    assert again.status_code == 201 and again.json()["token"] == made.json()["token"]  # the same caller: replayed
+
+
 def test_the_account_page_creates_any_scope_the_users_roles_allow() -> None:
     both = f.user(client=True, provider=True)
     for scope in TokenScope.values:

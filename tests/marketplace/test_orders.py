@@ -295,7 +295,7 @@ def test_a_retry_while_the_first_request_is_in_flight_is_409() -> None:
     client = f.client_user()
     api = f.api(client, f.CLIENT)
     payload = f.spec_payload()
-    fingerprint = idempotency.fingerprint(method="POST", path="/api/v1/orders/", payload=payload)
+    fingerprint = idempotency.fingerprint(method="POST", path="/api/v1/orders/", payload=payload, caller=f.CLIENT)
     IdempotencyRecord.objects.create(user=client, key="busy", fingerprint=fingerprint)
     response = api.post("/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY="busy")
     assert response.status_code == 409
