@@ -116,7 +116,7 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     def gas(name: str, sender: Sender, call: Any) -> None:
         ops[name] = sender.send(call)["gasUsed"]
 
-    total_leases = sum(batches) + max(batches) + 1
+    total_leases = sum(batches) + max(batches) + 2
     owner.send(token.functions.mint(client.account.address, 10**15))
     owner.send(token.functions.mint(provider.account.address, 10**12))
     client.send(token.functions.approve(escrow.address, 2**256 - 1))
@@ -132,6 +132,13 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     w3.provider.make_request("evm_increaseTime", [600])
     gas("settle, 1 lease", operator, e.settle([1], [USD]))
     gas("close_lease (client)", client, e.close_lease(1, 0))
+    gas(
+        "open_lease (second)",
+        operator,
+        e.open_lease(2, client.account.address, provider.account.address, 3_600_000, USD),
+    )
+    w3.provider.make_request("evm_increaseTime", [600])
+    gas("close_lease (operator, with the last usage)", operator, e.close_lease(2, 100_000))
     gas("claim", provider, e.claim())
     gas("stake", provider, e.stake(100 * USD))
     gas("request_unstake", provider, e.request_unstake(40 * USD))
@@ -140,7 +147,7 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     gas("slash", verifier, e.slash(provider.account.address, USD, other.account.address))
 
     rows = []
-    next_id = 2
+    next_id = 3  # leases 1 and 2 were opened and closed above
     # the batches without a platform fee, then the largest again with one (2.5 % to its recipient)
     for size, fee_bps in [(size, 0) for size in batches] + [(max(batches), 250)]:
         if fee_bps:

@@ -170,6 +170,10 @@ class EscrowClient:
         except TransactionNotFound as exc:
             raise transactions.ChainUnavailable(f"{tx_hash} is not mined yet") from exc
 
+    def sender_of(self, tx_hash: str) -> str:
+        """Who signed a mined transaction (the receipt names it)."""
+        return Web3.to_checksum_address(self._receipt(tx_hash)["from"])
+
     def _events(self, tx_hash: str, event: Any) -> list[Any]:
         """The events of one kind a transaction emitted (none if it reverted)."""
         receipt = self._receipt(tx_hash)

@@ -169,6 +169,26 @@ def top_up_confirm(*, top_up: LeaseTopUp, lease: Lease, now: datetime | None = N
     )
 
 
+def top_up_from_wallet(*, lease: Lease, amount: int, tx_hash: str) -> LeaseTopUp:
+    """The client topped its lease up in the escrow contract itself: book the move from its balance
+    to the lease and confirm it at once. The caller holds the lease's lock."""
+    top_up = LeaseTopUp.objects.create(
+        lease=lease, amount=amount, source=LeaseTopUp.Source.WALLET, status=LeaseTopUp.Status.CONFIRMED
+    )
+    ledger.post(
+        key=f"lease:{lease.pk}:top-up:{top_up.pk}",
+        kind=LedgerTransaction.Kind.LEASE_TOP_UP,
+        legs=[
+            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
+            (ledger.escrow_account(lease_id=lease.pk), amount),
+        ],
+        lease_id=lease.pk,
+        memo=f"Top-up of lease {lease.pk} from the client's wallet, {tx_hash}",
+    )
+    top_up_confirm(top_up=top_up, lease=lease, tx_hash=tx_hash)
+    return top_up
+
+
 def top_up_fail(*, top_up_id: int, reason: str) -> LeaseTopUp:
     """The escrow refused a pending top-up: its amount goes back to the client's balance."""
     with transaction.atomic():

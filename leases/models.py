@@ -120,6 +120,7 @@ class LeaseTopUp(models.Model):
     class Source(models.TextChoices):
         CLIENT = "client", "The client"
         AUTO = "auto", "Automatic top-up"
+        WALLET = "wallet", "The client, in the escrow contract"
 
     lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="top_ups")
     amount = models.BigIntegerField()

@@ -10,7 +10,10 @@
             it (`approve_operator`), and only for a positive price to a named provider;
           - settle a lease to its provider, never more than price_per_hour * elapsed // 3600
             since the last settlement, and never more than the lease holds;
-          - close a lease, refunding the rest to the client.
+          - close a lease with a last capped settlement of its reported usage, refunding the
+            rest to the client.
+        The client or the provider may close its lease at any time; that pays nothing beyond
+        what settlement has already paid (usage, not time, pays a provider).
         The operator cannot withdraw anyone's balance, cannot pay a provider beyond the agreed
         rate, and cannot stop a client from closing its own lease or withdrawing its free
         balance. The owner sets the platform fee (at most MAX_FEE_BPS basis points of each
@@ -347,24 +350,24 @@ def settle(lease_ids: DynArray[uint256, MAX_BATCH], amounts: DynArray[uint256, M
 
 @external
 def close_lease(lease_id: uint256, final_amount: uint256):
-    """Close a lease: a last capped settlement, the rest back to the client's free balance.
+    """Close a lease: the rest of its balance back to the client's free balance.
 
-    The operator settles `final_amount` (capped); the client or the provider closing on their
-    own settle the time cap since the last settlement.
+    Usage, not time, pays a provider. The operator, which receives the agent's usage reports,
+    settles `final_amount` (capped at the time cap and the balance) as the last settlement. The
+    client or the provider closing on their own pay nothing beyond what settlement has already
+    paid (`final_amount` is ignored): without a usage report nothing here says what was used.
     """
     lease: Lease = self._load(lease_id)
     assert lease.open, "lease not open"
     client: address = self.lease_client[lease_id]
-    amount: uint256 = max_value(uint256)
+    paid: uint256 = 0
     if msg.sender == self.operator:
-        amount = final_amount
+        fee: uint256 = 0
+        paid, fee = self._settle(lease_id, final_amount)
+        self._credit_fee(fee)
+        lease = self._load(lease_id)
     else:
         assert msg.sender == client or msg.sender == lease.provider, "not a party to the lease"
-    paid: uint256 = 0
-    fee: uint256 = 0
-    paid, fee = self._settle(lease_id, amount)
-    self._credit_fee(fee)
-    lease = self._load(lease_id)
     refund: uint256 = lease.balance
     lease.balance = 0
     lease.open = False

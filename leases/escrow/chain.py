@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from chain.adapter import custody_address, escrow_client
+from chain.adapter import EscrowClient, custody_address, escrow_client
 from chain.evm import DEMO_CLIENT_ACCOUNT, DEMO_PROVIDER_ACCOUNT, embedded_account, embedded_key
 from chain.indexer import index_events
 from chain.models import ChainEvent, ChainTransaction, Wallet
@@ -53,11 +53,12 @@ from leases.books import (
     settlements_book,
     top_up_confirm,
     top_up_fail,
+    top_up_from_wallet,
 )
 from leases.escrow import tasks
 from leases.escrow.base import Escrow, Paid
 from leases.models import Lease, LeaseTopUp
-from leases.selectors import claimed_by
+from leases.selectors import claimed_by, has_pending_top_up
 from leases.states import lease_transition
 from ledger import custody
 from ledger.custody import custody_lock, walletless_balances
@@ -264,6 +265,98 @@ def chain_settlements_apply(*, limit: int = 1000) -> int:
     return applied
 
 
+def chain_top_ups_apply(*, limit: int = 1000) -> int:
+    """Book the top-ups a client sent to the contract from its own wallet (``top_up`` is open to the
+    lease's client): the amount moves from its balance to the lease, which runs longer, as a top-up
+    through the marketplace would. The operator's own top-ups are booked by their task (their
+    transaction's sender says which is which). Returns how many were booked."""
+    client = escrow_client()
+    booked = 0
+    pending = ChainEvent.objects.filter(applied_at__isnull=True, name="LeaseToppedUp").order_by(
+        "block_number", "log_index"
+    )[:limit]
+    for event in pending:
+        lease_id = int(event.args["lease_id"])
+        ours = client.sender_of(event.tx_hash) == client.operator.address
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().select_related("provider").filter(pk=lease_id).first()
+            if lease is not None and not ours:
+                if lease.status == Lease.Status.FUNDING:
+                    continue  # its funding task books the opening first
+                top_up_from_wallet(lease=lease, amount=int(event.args["amount"]), tx_hash=event.tx_hash)
+                booked += 1
+            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+    return booked
+
+
+def chain_closes_apply(*, limit: int = 1000) -> int:
+    """Book every lease the chain closed that the books have not: closed by its client or its
+    provider calling the contract directly, or by our own close whose receipt was lost. The books
+    follow what the chain paid and refunded, the lease is closed (and says by whom), and the event
+    is marked applied in the same transaction. Returns how many leases were closed.
+
+    A lease still being funded, or with a top-up on its way, waits for that task (the close's
+    refund includes a top-up the chain took): the next sync books it."""
+    closed = 0
+    pending = ChainEvent.objects.filter(applied_at__isnull=True, name="LeaseClosed").order_by(
+        "block_number", "log_index"
+    )[:limit]
+    for event in pending:
+        lease_id = int(event.args["lease_id"])
+        try:
+            with transaction.atomic():
+                lease = Lease.objects.select_for_update().select_related("provider").filter(pk=lease_id).first()
+                if lease is not None and lease.status != Lease.Status.CLOSED:
+                    if lease.status == Lease.Status.FUNDING or has_pending_top_up(lease):
+                        continue
+                    _book_close_on_chain(lease, event)
+                    closed += 1
+                ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+        except ValueError:  # the books and the chain disagree on the lease's money: reconcile() says so
+            logger.exception("lease %s closed on chain in %s cannot be booked", lease_id, event.tx_hash)
+    return closed
+
+
+def _book_close_on_chain(lease: Lease, event: ChainEvent) -> Lease:
+    closer = _closed_by(lease.pk, str(event.args["closed_by"]))
+    # the operator's close is ours, asked for with its reason; anybody else's is said as it was
+    if closer != Lease.ClosedBy.SYSTEM or lease.status != Lease.Status.CLOSING:
+        lease.closed_by = closer
+        who = {"client": "the client", "provider": "the provider"}.get(closer, "the marketplace")
+        lease.close_reason = f"closed in the escrow contract by {who}"
+    return post_close(
+        lease=lease,
+        paid=int(event.args["paid"]),
+        refunded=int(event.args["refunded"]),
+        now=timezone.now(),
+        tx_hash=event.tx_hash,
+    )
+
+
+def _closed_by(lease_id: int, address: str) -> str:
+    """Who sent a lease's close, from the parties the contract opened it with."""
+    opened = (
+        ChainEvent.objects.filter(name="LeaseOpened", args__lease_id=lease_id).values_list("args", flat=True).first()
+    )
+    if opened and address.lower() == str(opened["client"]).lower():
+        return Lease.ClosedBy.CLIENT
+    if opened and address.lower() == str(opened["provider"]).lower():
+        return Lease.ClosedBy.PROVIDER
+    return Lease.ClosedBy.SYSTEM
+
+
+def _closed_elsewhere(client: EscrowClient, lease_id: int) -> Lease | None:
+    """The lease as booked, if the chain has closed it already (by a party, or by an earlier try of
+    ours); None while it is open there."""
+    if client.lease(lease_id).open:
+        return None
+    index_events(client=client, confirmations=0)
+    chain_settlements_apply()
+    chain_top_ups_apply()
+    chain_closes_apply()
+    return Lease.objects.get(pk=lease_id)
+
+
 def lease_close_on_chain(*, lease_id: int) -> Lease:
     lease = Lease.objects.get(pk=lease_id)
     if lease.status != Lease.Status.CLOSING:
@@ -272,7 +365,16 @@ def lease_close_on_chain(*, lease_id: int) -> Lease:
     # every settlement the chain made must be in the books before the close is booked on top
     index_events(client=client, confirmations=settings.CHAIN_CONFIRMATIONS)
     chain_settlements_apply()
-    record = client.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
+    booked = _closed_elsewhere(client, lease.pk)
+    if booked is not None:
+        return booked
+    try:
+        record = client.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
+    except ChainReverted:
+        booked = _closed_elsewhere(client, lease.pk)  # closed on chain between the check and the call
+        if booked is None:
+            raise
+        return booked
     closed = client.closed_in(record.tx_hash) if record.status == ChainTransaction.Status.CONFIRMED else None
     if closed is None:
         raise ChainReverted(f"closing lease {lease.pk} on chain did not confirm")
@@ -291,6 +393,8 @@ def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     index_events(client=escrow_client(), confirmations=confirmations)
     applied = chain_deposits_apply()
     chain_settlements_apply()
+    chain_top_ups_apply()
+    chain_closes_apply()
     custody_sync()
     for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
         lease_fund_on_chain(lease_id=lease_id)

@@ -209,9 +209,9 @@ def test_the_platform_fee_is_split_off_each_settlement_at_the_rate_the_lease_ope
     assert chain.events(receipt, "Settled")[0]["fee"] == fee
     assert chain.escrow.functions.claimable(chain.provider).call() == paid - fee
     assert chain.escrow.functions.claimable(platform).call() == fee
-    # closing splits its last settlement the same way; the platform claims like a provider
+    # the operator's close splits its last settlement the same way; the platform claims like a provider
     chain.at(start + 1601)
-    receipt = chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
+    receipt = chain.tx(chain.escrow.functions.close_lease(1, 10 * USD), chain.operator)
     assert chain.events(receipt, "Settled")[0] == {
         "lease_id": 1,
         "provider": chain.provider,
@@ -238,17 +238,28 @@ def test_only_the_owner_sets_the_fee_within_its_limit(chain: Chain) -> None:
     assert chain.escrow.functions.fee_bps().call() == 0
 
 
-def test_client_closes_paying_the_time_cap_and_getting_the_rest_back(chain: Chain) -> None:
+@pytest.mark.parametrize("party", ["client", "provider"])
+def test_a_party_closing_on_its_own_pays_nothing_beyond_the_settled_usage(chain: Chain, party: str) -> None:
+    """Usage, not time, pays a provider: a close that is not the operator's (which carries the last
+    usage report) settles nothing, whatever amount it names and however long the lease ran."""
     open_lease(chain)
-    chain.at(lease(chain)["settled"] + 600)
-    receipt = chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
+    start = lease(chain)["settled"]
+    chain.at(start + 600)
+    chain.tx(chain.escrow.functions.settle([1], [300_000]), chain.operator)  # the usage reported so far
+    chain.at(start + 7200)  # two hours by the clock; the time cap alone would pay $7.20
+    receipt = chain.tx(chain.escrow.functions.close_lease(1, 10 * USD), getattr(chain, party))
+    assert chain.events(receipt, "Settled") == []
     assert chain.events(receipt, "LeaseClosed") == [
-        {"lease_id": 1, "closed_by": chain.client, "paid": 600_000, "refunded": 10 * USD - 600_000}
+        {"lease_id": 1, "closed_by": getattr(chain, party), "paid": 0, "refunded": 10 * USD - 300_000}
     ]
-    assert chain.escrow.functions.balance_of(chain.client).call() == 10 * USD - 600_000
+    assert chain.escrow.functions.claimable(chain.provider).call() == 300_000
+    assert chain.escrow.functions.balance_of(chain.client).call() == 10 * USD - 300_000
     assert not lease(chain)["open"] and lease(chain)["balance"] == 0
+    assert chain.escrow.functions.settleable(1).call() == 0  # and nobody settles it afterwards
     with reverts("lease not open"):
         chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
+    with reverts("lease not open"):
+        chain.tx(chain.escrow.functions.close_lease(1, 10 * USD), chain.operator)
 
 
 def test_operator_close_settles_the_final_usage_amount(chain: Chain) -> None:
@@ -374,6 +385,7 @@ def test_pause_stops_new_leases_but_never_traps_funds(chain: Chain) -> None:
     with reverts("paused"):
         chain.tx(chain.escrow.functions.open_lease(2, chain.client, chain.provider, PRICE, USD), chain.operator)
     chain.at(lease(chain)["settled"] + 3600)
+    chain.tx(chain.escrow.functions.settle([1], [USD]), chain.operator)  # settling goes on too
     chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
     chain.tx(chain.escrow.functions.withdraw(chain.escrow.functions.balance_of(chain.client).call()), chain.client)
     chain.tx(chain.escrow.functions.claim(), chain.provider)

@@ -97,7 +97,11 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
 
         @rule(lease_id=lease_ids, by=st.sampled_from(["client", "provider", "operator", "other"]), final=amounts)
         def close(self, lease_id: int, by: str, final: int) -> None:
-            self.record_settlements(self.send(chain.escrow.functions.close_lease(lease_id, final), getattr(chain, by)))
+            receipt = self.send(chain.escrow.functions.close_lease(lease_id, final), getattr(chain, by))
+            if receipt is not None and by != "operator":  # a party's own close pays no usage: none reported
+                assert chain.events(receipt, "Settled") == []
+                assert [e["paid"] for e in chain.events(receipt, "LeaseClosed")] == [0]
+            self.record_settlements(receipt)
 
         @rule(who=st.sampled_from([chain.provider, chain.beneficiary]))
         def claim(self, who: str) -> None:

@@ -373,3 +373,113 @@ def test_a_top_up_the_escrow_refuses_goes_back_to_the_balance(chain, django_capt
     assert lease.deposit == 7_200_000 == chain.lease(lease.pk).balance == LedgerAccount.objects.get(lease=lease).balance
     assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - 7_200_000
     assert escrow.reconcile() == []
+
+
+# --- a lease closed in the contract by one of its parties -----------------------------------------
+
+
+@pytest.mark.parametrize("closer", ["provider", "client"])
+def test_a_party_closing_in_the_contract_is_paid_only_what_was_settled_and_the_books_follow(
+    chain, settings, django_capture_on_commit_callbacks, receiver, closer
+) -> None:  # type: ignore[no-untyped-def]
+    """The provider (or the client) calls ``close_lease`` from its own wallet, not through us: the
+    chain pays nothing beyond the settled usage, the sync books the close as the chain made it,
+    both sides hear of it, and the ledger equals the chain."""
+    client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    f.api(client_user, f.CLIENT).post("/api/v1/webhooks/", {"url": receiver.url, "events": ["lease.*"]}, format="json")
+    ran_for(chain, lease, 1200)
+    f.usage(lease, seconds=600)
+    assert services.leases_settle() == 1  # the tick paid the reported usage
+    advance(chain, 1800)  # half an hour more, unreported: the time cap would pay it, usage does not
+    sender = wallet_of(chain, 6 if closer == "provider" else 5)
+    chain.escrow.functions.close_lease(lease.pk, 10 * USD).transact({"from": sender})
+    assert not chain.lease(lease.pk).open
+    assert chain.claimable(wallet_of(chain, 6)) == 600_000  # no more than the settlement paid
+
+    settings.CHAIN_CONFIRMATIONS = 0  # the close is in the newest block
+    tasks.sync_chain()
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED and lease.closed_by == closer
+    assert lease.close_reason == f"closed in the escrow contract by the {closer}"
+    assert (lease.paid_to_provider, lease.refunded_to_client) == (600_000, lease.deposit - 600_000)
+    assert lease.close_tx_hash.startswith("0x") and lease.closed_at is not None
+    assert provider.gpus.get().reserved == 0
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD - 600_000
+    assert escrow.reconcile() == []
+    closed = [e["data"] for e in receiver.events() if e["type"] == "lease.closed"]
+    assert [(c["id"], c["close_reason"]) for c in closed] == [(lease.pk, lease.close_reason)]
+    # the same event indexed again, and the next syncs, book nothing twice
+    tasks.sync_chain()
+    assert escrow.chain_closes_apply() == 0 and escrow.reconcile() == []
+    # the client's own close now is the close of a closed lease, not the chain's refusal
+    late = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    assert late.status_code == 409 and late.json()["error"]["code"] == "lease_closed"
+
+
+def test_a_close_through_the_marketplace_after_a_close_in_the_contract_books_the_chains(
+    chain, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    """The provider closed in the contract; before any sync saw it, the client closes in the web UI.
+    The closing task finds the lease closed on chain and books that close: no 409 from the chain,
+    no lease stuck in ``closing``."""
+    client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    ran_for(chain, lease, 600)
+    f.usage(lease, seconds=600)
+    chain.escrow.functions.close_lease(lease.pk, 0).transact({"from": wallet_of(chain, 6)})
+    with django_capture_on_commit_callbacks(execute=True):
+        closing = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    assert closing.status_code == 200 and closing.json()["status"] == "closing"
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED and lease.closed_by == Lease.ClosedBy.PROVIDER
+    assert (lease.paid_to_provider, lease.refunded_to_client) == (0, lease.deposit)
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5)) == 100 * USD
+    assert escrow.reconcile() == []
+    page = f.api(client_user, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/").json()
+    assert (page["status"], page["closed_by"], page["paid_to_provider"]) == ("closed", "provider", 0)
+
+
+def test_our_close_whose_receipt_was_lost_is_booked_once_from_the_indexed_event(
+    chain, settings, django_capture_on_commit_callbacks, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    ran_for(chain, lease, 600)
+    f.usage(lease, seconds=600)
+    monkeypatch.setattr(escrow, "_enqueue", lambda task, object_id: None)  # the closing task is lost
+    f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSING
+    # the operator's transaction went through, then the worker died before booking it
+    chain.close_lease(lease_id=lease.pk, final_amount=lease.close_requested_amount or 0)
+    settings.CHAIN_CONFIRMATIONS = 0
+    tasks.sync_chain()
+    lease.refresh_from_db()
+    assert lease.status == Lease.Status.CLOSED and lease.closed_by == Lease.ClosedBy.CLIENT
+    assert lease.close_reason == "closed by the client"  # ours: the reason it was asked with
+    assert lease.paid_to_provider == chain.claimable(wallet_of(chain, 6)) > 0
+    assert escrow.reconcile() == []
+
+
+def test_a_top_up_the_client_sends_to_the_contract_itself_is_booked_once(
+    chain, settings, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    """``top_up`` is open to the lease's client: from its wallet it adds to the deposit without us.
+    The sync books it as a top-up (the lease runs longer, the balance follows the chain); the
+    operator's own top-up, indexed too, is not booked a second time."""
+    client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.RUNNING)
+    with django_capture_on_commit_callbacks(execute=True):  # through the marketplace: the operator sends it
+        made = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": USD}, format="json")
+    assert made.status_code == 202, made.json()  # accepted: the escrow confirms it
+    lease.refresh_from_db()
+    deposit, ends_at = lease.deposit, lease.ends_at
+    chain.escrow.functions.top_up(lease.pk, 2 * USD).transact({"from": wallet_of(chain, 5)})  # from its wallet
+    settings.CHAIN_CONFIRMATIONS = 0
+    tasks.sync_chain()
+    tasks.sync_chain()
+    lease.refresh_from_db()
+    assert lease.deposit == deposit + 2 * USD == chain.lease(lease.pk).balance
+    assert lease.ends_at == ends_at + timedelta(seconds=2 * USD * 3600 // lease.price_per_hour)
+    top_ups = list(LeaseTopUp.objects.filter(lease=lease).order_by("id").values_list("source", "amount", "status"))
+    assert top_ups == [("client", USD, "confirmed"), ("wallet", 2 * USD, "confirmed")]
+    assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
+    assert escrow.reconcile() == []

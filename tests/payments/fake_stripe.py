@@ -27,12 +27,13 @@ def run_fake_stripe(directory: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 90  # a busy two-core machine is slow to start a Python server
+    while True:
         try:
-            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=1)
+            requests.get(f"{url}/v1/customers", auth=("sk_test_x", ""), timeout=5)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            assert time.monotonic() < deadline and process.poll() is None, "localstripe did not start"
             time.sleep(0.1)
     with override_settings(
         STRIPE_SECRET_KEY="sk_test_x",
