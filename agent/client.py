@@ -84,13 +84,17 @@ class MarketplaceClient:
         return self._call("GET", f"/api/v1/leases/{lease_id}/manifest/")
 
     def report_status(
-        self, lease_id: int, status: str, *, endpoints: list[str] | None = None, reason: str = ""
+        self, lease_id: int, status: str, *, endpoints: list[str] | None = None, reason: str = "", cause: str = ""
     ) -> dict:
+        """``cause`` (of a failure): ``workload`` when the client's image or command failed,
+        ``provider`` (the default) when the host, its runtime or its network did."""
         body: dict = {"status": status}
         if endpoints is not None:
             body["endpoints"] = endpoints
         if reason:
             body["reason"] = reason[:500]
+        if cause:
+            body["cause"] = cause
         return self._call("POST", f"/api/v1/leases/{lease_id}/status/", body)
 
     def lease(self, lease_id: int) -> dict:

@@ -23,7 +23,7 @@ from datetime import datetime
 from agent.client import MarketplaceClient, MarketplaceError
 from agent.logs import LogShipper
 from agent.reporting import UsageMeter
-from agent.runtimes.base import LeaseManifest, Runtime, RuntimeError_
+from agent.runtimes.base import CAUSE_PROVIDER, CAUSE_WORKLOAD, LeaseManifest, Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
 ACTIVE = ["funded", "deploying", "running", "insufficient_funds"]
@@ -106,7 +106,7 @@ def _converge(
         current = runtime.deploy(manifest)
         summary.deployed.append(lease_id)
     if current.state == "failed":
-        raise RuntimeError_(current.error or "the workload cannot start")
+        raise RuntimeError_(current.error or "the workload cannot start", cause=current.cause or CAUSE_PROVIDER)
     if current.state == "running":
         if (
             status != "running"
@@ -121,6 +121,11 @@ def _converge(
         reason = f"the workload exited{code}; close the lease to stop paying for it"
         if lease.get("status_reason") != reason:
             client.report_status(lease_id, "running", endpoints=list(lease.get("endpoints") or []), reason=reason)
+    elif current.state == "exited" and current.cause == CAUSE_WORKLOAD:  # it never ran: its command fails
+        code = "" if current.exit_code is None else f" with code {current.exit_code}"
+        raise RuntimeError_(
+            f"the workload's command exited{code} each time it started, before it ever ran", cause=CAUSE_WORKLOAD
+        )
     elif status != "running" and now - max(_timestamp(lease["started_at"]), resumed_at or 0) > deploy_timeout:
         raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
 
@@ -177,7 +182,7 @@ def reconcile_leases(
                 logs.ship(lease_id)
             runtime.teardown(lease_id)
             try:
-                client.report_status(lease_id, "failed", reason=str(exc))
+                client.report_status(lease_id, "failed", reason=str(exc), cause=exc.cause)
                 summary.failed.append(lease_id)
             except MarketplaceError as report_error:  # tried again next pass: nothing runs meanwhile
                 logger.warning(

@@ -24,6 +24,10 @@ class Lease(models.Model):
         PROVIDER = "provider", "Provider"
         SYSTEM = "system", "System"
 
+    class FailureCause(models.TextChoices):
+        WORKLOAD = "workload", "The workload (its image or command)"
+        PROVIDER = "provider", "The provider (its host, runtime or network)"
+
     order = models.OneToOneField("marketplace.Order", on_delete=models.PROTECT, related_name="lease")
     bid = models.OneToOneField("marketplace.Bid", on_delete=models.PROTECT, related_name="lease")
     client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="leases")
@@ -46,6 +50,12 @@ class Lease(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.CharField(max_length=16, choices=ClosedBy.choices, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
+    failure_cause = models.CharField(
+        max_length=16,
+        choices=FailureCause.choices,
+        blank=True,
+        help_text="Whose fault a failed deployment was, as the provider's agent reported it.",
+    )
     settled_amount = models.BigIntegerField(
         default=0, help_text="Paid to the provider by settlements while it runs (on chain: confirmed)."
     )

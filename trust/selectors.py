@@ -5,10 +5,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from leases.models import Lease
+from leases.models import Lease, UsageReport
 from providers.models import Provider, UptimeDay
 from trust.models import Attestation, GpuCheck
 from trust.reputation import Record
@@ -69,13 +69,28 @@ def reputation_records(*, provider_ids: list[int] | None = None, now: datetime |
         .annotate(total=Sum("online_seconds"))
         .values_list("provider_id", "total")
     )
+    # A deployment that failed by the client's workload (an image that cannot be pulled, a command
+    # that exits at once) counts neither way, unless the same image with the same command and
+    # arguments ran on another provider: then the workload was fine, and the failure is this one's.
+    ran_elsewhere = Exists(
+        UsageReport.objects.filter(
+            run_seconds__gt=0,
+            lease__order__image=OuterRef("order__image"),
+            lease__order__command=OuterRef("order__command"),
+            lease__order__args=OuterRef("order__args"),
+        ).exclude(lease__provider=OuterRef("provider"))
+    )
+    workloads_fault = Q(failure_cause=Lease.FailureCause.WORKLOAD, compensation__isnull=True, ran_elsewhere=False)
     # a lease the provider broke off: closed by it before its paid time ran out, or by a failed check
-    broken = Q(compensation__isnull=False) | Q(closed_by=Lease.ClosedBy.PROVIDER, closed_at__lt=F("ends_at"))
+    broken = (Q(compensation__isnull=False) | Q(closed_by=Lease.ClosedBy.PROVIDER, closed_at__lt=F("ends_at"))) & ~Q(
+        workloads_fault
+    )
     leases = {
         row["provider_id"]: row
         for row in Lease.objects.filter(status=Lease.Status.CLOSED, closed_at__gte=now - RECORD_WINDOW, **scope)
+        .alias(ran_elsewhere=ran_elsewhere)
         .values("provider_id")
-        .annotate(closed=Count("pk"), failed=Count("pk", filter=broken))
+        .annotate(closed=Count("pk", filter=~Q(workloads_fault)), failed=Count("pk", filter=broken))
     }
     providers = Provider.objects.all() if provider_ids is None else Provider.objects.filter(pk__in=provider_ids)
     records = {}

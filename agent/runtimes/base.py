@@ -1,5 +1,6 @@
 """The runtime interface: deploy, status, logs, usage, teardown, and what the agent owns."""
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,36 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_LEASE = "gpumarket.io/lease"
 
 
+CAUSE_WORKLOAD = "workload"
+"""A failure's cause: the client's image or command (it does not count against the provider)."""
+CAUSE_PROVIDER = "provider"
+"""A failure's cause: the provider's host, runtime or network."""
+RESTARTS_BEFORE_GIVING_UP = 3
+"""How often a workload whose command exits with an error is restarted before the agent gives up."""
+
+# What registries and container runtimes answer when the image or the command is the client's
+# mistake; anything else (a registry that does not answer, a full disk, a device node that is not
+# there: "no such file or directory" outside the workload's own exec) is the provider's.
+_WORKLOAD_FAULTS = re.compile(
+    r"manifest unknown|manifest for .* not found|not found: manifest|repository does not exist|"
+    r"pull access denied|invalid reference format|InvalidImageName|name unknown|"
+    r"exec: .*(executable file not found|no such file or directory|permission denied)",
+    re.IGNORECASE,
+)
+
+
+def failure_cause(message: str) -> str:
+    """Whose fault a failure to pull or start a workload is, from the runtime's own words."""
+    return CAUSE_WORKLOAD if _WORKLOAD_FAULTS.search(message) else CAUSE_PROVIDER
+
+
 class RuntimeError_(Exception):  # noqa: N801 - "RuntimeError" is Python's own
-    """A lease could not be deployed or inspected; the message is for the client to read."""
+    """A lease could not be deployed or inspected; the message is for the client to read, and
+    ``cause`` says whose fault it is (``CAUSE_WORKLOAD`` or ``CAUSE_PROVIDER``)."""
+
+    def __init__(self, message: str, *, cause: str = CAUSE_PROVIDER) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class RuntimeUnavailable(Exception):
@@ -47,6 +76,7 @@ class Deployment:
     exit_code: int | None = None
     error: str = ""
     finished_at: float | None = None  # when it last stopped running (Unix seconds), where known
+    cause: str = ""  # for "failed", and for "exited" after the restarts ran out: CAUSE_WORKLOAD or CAUSE_PROVIDER
 
 
 @dataclass(frozen=True)

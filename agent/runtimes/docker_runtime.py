@@ -22,15 +22,18 @@ from docker.types import DeviceRequest
 
 from agent.inventory import Inventory, discover, discover_gpus
 from agent.runtimes.base import (
+    CAUSE_WORKLOAD,
     LABEL_LEASE,
     LABEL_MANAGED_BY,
     MANAGED_BY,
+    RESTARTS_BEFORE_GIVING_UP,
     Deployment,
     LeaseManifest,
     Runtime,
     RuntimeError_,
     RuntimeUnavailable,
     Usage,
+    failure_cause,
     labels_for,
     run_overlap,
 )
@@ -98,10 +101,17 @@ class DockerRuntime(Runtime):
             )
         except ImageNotFound as exc:
             self._remove_quietly(manifest.lease_id)
-            raise RuntimeError_(f"the image {manifest.image} does not exist or cannot be pulled") from exc
+            said = str(exc.explanation or exc)
+            raise RuntimeError_(
+                f"the image {manifest.image} does not exist or cannot be pulled: {said}"[:480],
+                cause=failure_cause(said),
+            ) from exc
         except APIError as exc:
             self._remove_quietly(manifest.lease_id)
-            raise RuntimeError_(f"the container could not start: {exc.explanation or exc}") from exc
+            explanation = str(exc.explanation or exc)
+            raise RuntimeError_(
+                f"the container could not start: {explanation}", cause=failure_cause(explanation)
+            ) from exc
         container.reload()
         return self._describe(manifest.lease_id, container)
 
@@ -126,7 +136,7 @@ class DockerRuntime(Runtime):
             "security_opt": ["no-new-privileges"],
             "cap_drop": ["ALL"],
             "privileged": False,
-            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 3},
+            "restart_policy": {"Name": "on-failure", "MaximumRetryCount": RESTARTS_BEFORE_GIVING_UP},
         }
 
     def _host_cpus(self) -> int:
@@ -190,12 +200,13 @@ class DockerRuntime(Runtime):
             self.client.images.get(image)
             return
         except ImageNotFound:
-            if not self.pull_images:
+            if not self.pull_images:  # the provider runs only the images it has: its policy said yes
                 raise RuntimeError_(f"the image {image} does not exist on this host") from None
         try:
             self.client.images.pull(image)
         except (ImageNotFound, APIError) as exc:
-            raise RuntimeError_(f"the image {image} does not exist or cannot be pulled") from exc
+            said = str(getattr(exc, "explanation", None) or exc)
+            raise RuntimeError_(f"the image {image} cannot be pulled: {said}"[:480], cause=failure_cause(said)) from exc
 
     def _describe(self, lease_id: int, container: Container) -> Deployment:
         state = container.attrs["State"]
@@ -204,14 +215,24 @@ class DockerRuntime(Runtime):
             for binding in bindings or []:
                 endpoints.append(f"{binding['HostIp']}:{binding['HostPort']}")
         finished = _parse_time(state.get("FinishedAt"))
+        restarts = container.attrs.get("RestartCount", 0)
+        exit_code = None if state.get("Running") else state.get("ExitCode")
+        status = "running" if state.get("Running") else state.get("Status", "unknown")
+        error = state.get("Error", "")
+        cause = ""
+        if status == "exited" and exit_code and restarts >= RESTARTS_BEFORE_GIVING_UP:
+            cause = CAUSE_WORKLOAD  # its own command kept failing: Docker gave up restarting it
+        elif error:  # the engine could not start the container
+            cause = failure_cause(error)
         return Deployment(
             lease_id=lease_id,
-            state="running" if state.get("Running") else state.get("Status", "unknown"),
+            state=status,
             endpoints=sorted(endpoints),
-            restarts=container.attrs.get("RestartCount", 0),
-            exit_code=None if state.get("Running") else state.get("ExitCode"),
-            error=state.get("Error", ""),
+            restarts=restarts,
+            exit_code=exit_code,
+            error=error,
             finished_at=None if state.get("Running") or finished is None else finished.timestamp(),
+            cause=cause,
         )
 
     def status(self, lease_id: int) -> Deployment:

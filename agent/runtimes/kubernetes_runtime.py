@@ -32,15 +32,18 @@ from urllib3.exceptions import HTTPError
 
 from agent.config import KubernetesSettings
 from agent.runtimes.base import (
+    CAUSE_WORKLOAD,
     LABEL_LEASE,
     LABEL_MANAGED_BY,
     MANAGED_BY,
+    RESTARTS_BEFORE_GIVING_UP,
     Deployment,
     LeaseManifest,
     Runtime,
     RuntimeError_,
     RuntimeUnavailable,
     Usage,
+    failure_cause,
     labels_for,
     run_overlap,
 )
@@ -342,11 +345,21 @@ class KubernetesRuntime(Runtime):
         for container in statuses:
             waiting = container.state.waiting if container.state else None
             if waiting is not None and waiting.reason in FATAL_WAITING:
+                error = f"{waiting.reason}: {waiting.message or 'the container cannot start'}"[:480]
+                return Deployment(
+                    lease_id=lease_id, state="failed", restarts=restarts, error=error, cause=failure_cause(error)
+                )
+            if (
+                waiting is not None
+                and waiting.reason == "CrashLoopBackOff"
+                and (container.restart_count or 0) >= RESTARTS_BEFORE_GIVING_UP
+            ):  # its own command keeps failing
                 return Deployment(
                     lease_id=lease_id,
-                    state="failed",
+                    state="exited",
                     restarts=restarts,
-                    error=f"{waiting.reason}: {waiting.message or 'the container cannot start'}"[:480],
+                    error=f"CrashLoopBackOff: {waiting.message or 'the container keeps exiting'}"[:480],
+                    cause=CAUSE_WORKLOAD,
                 )
         phase = pod.status.phase if pod.status else None
         if phase in ("Succeeded", "Failed"):

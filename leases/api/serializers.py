@@ -72,6 +72,7 @@ class LeaseSerializer(StrictModelSerializer):
             "closed_at",
             "closed_by",
             "close_reason",
+            "failure_cause",
             "paid_to_provider",
             "platform_fee_bps",
             "platform_fee",
@@ -167,10 +168,18 @@ class StatusReportSerializer(serializers.Serializer):
         child=serializers.RegexField(ENDPOINT, max_length=260), required=False, max_length=16
     )
     reason = StrictCharField(max_length=500, required=False, allow_blank=True)
+    cause = serializers.ChoiceField(
+        choices=Lease.FailureCause.choices,
+        required=False,
+        help_text="Of a failure: `workload` when the client's image or command failed (an image that "
+        "cannot be pulled, a command that exits at once), `provider` (the default) otherwise.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         if attrs["status"] == "failed" and not attrs.get("reason"):
             raise serializers.ValidationError({"reason": ["Say why the lease failed: the client reads it."]})
+        if "cause" in attrs and attrs["status"] != "failed":
+            raise serializers.ValidationError({"cause": ["Only a failure has a cause."]})
         return attrs
 
 

@@ -42,12 +42,20 @@ def lease_manifest(*, user: User, lease_id: int) -> Lease:
 
 
 def lease_report_status(
-    *, user: User, lease_id: int, status: str, endpoints: list[str] | None = None, reason: str = ""
+    *,
+    user: User,
+    lease_id: int,
+    status: str,
+    endpoints: list[str] | None = None,
+    reason: str = "",
+    cause: str = Lease.FailureCause.PROVIDER,
 ) -> Lease:
     """The provider's agent moves a lease: deploying, running (with endpoints), or failed.
 
     A failed lease is closed at once and earns nothing more: its client gets back all of the deposit
-    that settlements of reported usage did not already pay.
+    that settlements of reported usage did not already pay. The failure's ``cause`` (the client's
+    workload, or the provider) decides whether it counts against the provider's reliability
+    (``trust.selectors.reputation_records``); the reason is said once, as the close's reason.
     """
     lease = lease_for_provider(user=user, lease_id=lease_id)
     allowed_from = states.PROVIDER_REPORTS.get(status)
@@ -58,8 +66,9 @@ def lease_report_status(
         if lease.status not in allowed_from:
             raise Conflict(f"The lease is {lease.status}; it cannot become {status}.", code="illegal_transition")
         if status == Lease.Status.FAILED:
-            lease.status_reason = reason[:500]
-            lease.save(update_fields=["status_reason"])
+            lease.status_reason = ""  # the close's reason says it
+            lease.failure_cause = cause
+            lease.save(update_fields=["status_reason", "failure_cause"])
             return lease_close_by(
                 lease_id=lease.pk,
                 closed_by=Lease.ClosedBy.PROVIDER,

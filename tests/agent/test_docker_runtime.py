@@ -2,8 +2,10 @@
 ``docker import`` of a busybox root filesystem (no image can be pulled)."""
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -109,9 +111,63 @@ def test_gpus_the_host_does_not_have_are_a_clear_failure(engine) -> None:  # typ
     if shutil.which("nvidia-container-runtime"):
         pytest.skip("this host has the NVIDIA runtime")
     with_gpus = DockerRuntime(client=engine, name_prefix=CONTAINERS, network="none", gpus=True, pull_images=False)
-    with pytest.raises(RuntimeError_, match="could not start"):
+    with pytest.raises(RuntimeError_, match="could not start") as failed:
         with_gpus.deploy(manifest(900_004))
+    assert failed.value.cause == "provider"  # the host's, not the workload's
     assert with_gpus.status(900_004).state == "missing"  # nothing left behind
+
+
+class Registry(BaseHTTPRequestHandler):
+    """A registry on loopback that has no images: the answer a real one gives for a missing tag."""
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v2":
+            body, status = b"{}", 200
+        else:
+            body, status = b'{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}', 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_whose_fault_a_failed_pull_is_the_registry_says(engine) -> None:  # type: ignore[no-untyped-def]
+    """The engine pulls from a registry on loopback: a tag it does not have is the client's mistake;
+    a registry that does not answer is the provider's (its network)."""
+    from chain.devnode import free_port
+
+    pulling = DockerRuntime(client=engine, name_prefix=CONTAINERS, network="none", gpus=False, pull_images=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError_, match="cannot be pulled") as missing:
+            pulling.deploy(manifest(900_011, image=f"127.0.0.1:{server.server_port}/gpumarket-test/nope:1"))
+    finally:
+        server.shutdown()
+    assert missing.value.cause == "workload", str(missing.value)
+    with pytest.raises(RuntimeError_, match="cannot be pulled") as unreachable:
+        pulling.deploy(manifest(900_012, image=f"127.0.0.1:{free_port()}/gpumarket-test/nope:1"))
+    assert unreachable.value.cause == "provider", str(unreachable.value)
+    assert pulling.status(900_011).state == pulling.status(900_012).state == "missing"
+
+
+def test_a_command_that_cannot_run_or_keeps_failing_is_the_workloads_fault(runtime: DockerRuntime) -> None:
+    with pytest.raises(RuntimeError_, match="could not start") as missing:
+        runtime.deploy(manifest(900_013, command=["/no/such/program"], args=[]))
+    assert missing.value.cause == "workload", str(missing.value)
+    runtime.deploy(manifest(900_014, args=["exit 3"]))  # starts, fails, restarted until Docker gives up
+    deadline = time.monotonic() + 60
+    while (current := runtime.status(900_014)).state != "exited" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (current.state, current.exit_code, current.cause) == ("exited", 3, "workload")
+    assert current.restarts == 3
 
 
 def test_suspend_stops_and_keeps_the_container_and_resume_starts_it_as_it_was(runtime: DockerRuntime) -> None:
@@ -153,3 +209,23 @@ def test_a_spot_check_pauses_the_leases_container_and_unpauses_it_after(runtime:
         pass
     assert runtime.status(900_007).state == "exited"
     runtime.teardown(900_007)
+
+
+@pytest.mark.parametrize(
+    ("said", "cause"),
+    [
+        ("manifest for ghcr.io/acme/nope:1 not found: manifest unknown: manifest unknown", "workload"),
+        ("pull access denied for acme/nope, repository does not exist or may require 'docker login'", "workload"),
+        ("invalid reference format: repository name (library/Acme) must be lowercase", "workload"),
+        ('unable to start container process: exec: "/no/such": stat /no/such: no such file or directory', "workload"),
+        ('exec: "python": executable file not found in $PATH: unknown', "workload"),
+        ('error adding custom device "/dev/nvidia0": no such file or directory', "provider"),
+        ("Get https://registry-1.docker.io/v2/: dial tcp: lookup registry-1.docker.io: no such host", "provider"),
+        ("write /var/lib/docker/tmp/x: no space left on device", "provider"),
+        ('could not select device driver "" with capabilities: [[gpu]]', "provider"),
+    ],
+)
+def test_whose_fault_the_runtimes_words_say(said: str, cause: str) -> None:
+    from agent.runtimes.base import failure_cause
+
+    assert failure_cause(said) == cause

@@ -110,7 +110,48 @@ def test_an_image_that_cannot_be_pulled_fails_and_refunds(cluster: Cluster, mark
     lease.refresh_from_db()
     assert lease.status == "closed" and "ErrImagePull: manifest unknown" in lease.close_reason
     assert lease.refunded_to_client == lease.deposit
+    assert lease.failure_cause == "workload"  # the registry has no such image: the client's mistake
     assert runtime.owned() == []  # nothing left behind
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "restarts", "cause"),
+    [
+        ("ErrImagePull", "dial tcp 203.0.113.9:443: i/o timeout", 0, "provider"),  # its network
+        ("ErrImagePull", "pull access denied, repository does not exist", 0, "workload"),
+        ("CreateContainerError", 'exec: "/no/such/program": executable file not found in $PATH', 0, "workload"),
+        ("CrashLoopBackOff", "back-off 40s restarting failed container", 3, "workload"),  # its command fails
+    ],
+)
+def test_a_failed_deploy_says_whose_fault_it_was(  # type: ignore[no-untyped-def]
+    cluster: Cluster, market_side, reason, message, restarts, cause
+) -> None:
+    agent, new_lease, _ = market_side
+    runtime = KubernetesRuntime(cluster.api_client())
+    lease = new_lease()
+    reconcile_leases(agent, runtime)
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    status = waiting_status(reason, message)
+    status["containerStatuses"][0]["restartCount"] = restarts
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", "w", labels=labels, **status)
+    assert reconcile_leases(agent, runtime).failed == [lease.pk]
+    lease.refresh_from_db()
+    assert (lease.status, lease.failure_cause) == ("closed", cause)
+    assert lease.refunded_to_client == lease.deposit
+
+
+def test_a_crash_loop_short_of_the_restarts_is_still_starting(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    agent, new_lease, _ = market_side
+    runtime = KubernetesRuntime(cluster.api_client())
+    lease = new_lease()
+    reconcile_leases(agent, runtime)
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    status = waiting_status("CrashLoopBackOff", "back-off 10s restarting failed container")
+    status["containerStatuses"][0]["restartCount"] = 1
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", "w", labels=labels, **status)
+    assert reconcile_leases(agent, runtime).failed == []
+    lease.refresh_from_db()
+    assert lease.status in ("funded", "deploying")
 
 
 def test_a_cluster_that_does_not_answer_decides_nothing(market_side) -> None:  # type: ignore[no-untyped-def]

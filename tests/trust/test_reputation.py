@@ -13,6 +13,7 @@ from marketplace import selectors as market_selectors
 from providers import services as providers
 from providers.models import Provider, UptimeDay
 from tests import factories as f
+from tests.factories import USD
 from tests.trust.test_consequences import failed_check, lease_on, passed_check, small_challenges  # noqa: F401
 from trust import services
 from trust.reputation import Record, score
@@ -130,3 +131,56 @@ def test_offers_filter_by_reputation_in_the_api_and_by_reliability_on_the_page()
 
 
 USD_1 = 1_000_000
+
+
+@pytest.mark.django_db
+def test_a_deploy_the_clients_workload_failed_counts_against_the_provider_only_if_it_ran_elsewhere() -> None:
+    from marketplace import services as market
+    from trust.selectors import reputation_records
+
+    provider, other = f.provider(), f.provider()
+    client = f.client_user()
+    agent = f.api(provider.user, f.PROVIDER)
+
+    def fail(cause: str, reason: str) -> Lease:
+        order = f.order(client)
+        lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+        answer = agent.post(
+            f"/api/v1/leases/{lease.pk}/status/", {"status": "failed", "reason": reason, "cause": cause}, format="json"
+        )
+        assert answer.status_code == 200, answer.json()
+        assert (answer.json()["failure_cause"], answer.json()["status"]) == (cause, "closed")
+        assert answer.json()["status_reason"] == "" and reason in answer.json()["close_reason"]  # said once
+        return Lease.objects.get(pk=lease.pk)
+
+    fail("workload", "the image cannot be pulled: manifest unknown")
+    fail("provider", "the GPUs are gone")
+    record = reputation_records(provider_ids=[provider.pk])[provider.pk]
+    assert (record.leases_completed, record.leases_failed) == (0, 1)  # the workload's failure counts neither way
+
+    # the same image, command and arguments then ran on another provider: the workload was fine
+    order = f.order(client)
+    elsewhere = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(other, order, USD).pk)
+    f.usage(elsewhere, seconds=60)
+    record = reputation_records(provider_ids=[provider.pk])[provider.pk]
+    assert (record.leases_completed, record.leases_failed) == (0, 2)
+
+
+@pytest.mark.django_db
+def test_only_a_failure_has_a_cause_and_only_a_known_one() -> None:
+    from marketplace import services as market
+
+    provider, client = f.provider(), f.client_user()
+    order = f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    agent = f.api(provider.user, f.PROVIDER)
+    for body, field in (
+        ({"status": "running", "cause": "workload"}, "cause"),
+        ({"status": "failed", "reason": "x", "cause": "the client"}, "cause"),
+    ):
+        answer = agent.post(f"/api/v1/leases/{lease.pk}/status/", body, format="json")
+        assert answer.status_code == 400 and field in answer.json()["error"]["fields"]
+    assert Lease.objects.get(pk=lease.pk).status == Lease.Status.FUNDED  # nothing written
+    # an agent that says nothing of the cause blames the provider, as before
+    answer = agent.post(f"/api/v1/leases/{lease.pk}/status/", {"status": "failed", "reason": "x"}, format="json")
+    assert answer.json()["failure_cause"] == "provider"

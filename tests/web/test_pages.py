@@ -373,3 +373,19 @@ def test_a_bid_events_row_reads_as_the_listed_row() -> None:
             assert f'data-label="accept" aria-label="{text}"' in row.group(2)
         else:
             assert re.search(rf'data-text="{slot}">{re.escape(text)}<', row.group(2)), slot
+
+
+def test_a_failed_deploy_says_whose_fault_it_was_once_on_the_lease_page() -> None:
+    provider, client = f.provider(), f.client_user()
+    pages = Client()
+    pages.force_login(client)
+    for cause, says in (("workload", "found the workload's image or command at fault"), ("provider", "host failed")):
+        order = f.order(client)
+        lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+        reason = f"the image is broken ({cause})"
+        f.api(provider.user, f.PROVIDER).post(
+            f"/api/v1/leases/{lease.pk}/status/", {"status": "failed", "reason": reason, "cause": cause}, format="json"
+        )
+        page = " ".join(pages.get(f"/leases/{lease.pk}/").content.decode().split())
+        assert says in page
+        assert page.count(reason) == 1  # the reason once, not as the state's word and the close's
