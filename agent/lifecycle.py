@@ -108,13 +108,21 @@ def _converge(
     if current.state == "failed":
         raise RuntimeError_(current.error or "the workload cannot start", cause=current.cause or CAUSE_PROVIDER)
     if current.state == "running":
+        # restarts are the client's to know: said beside "running", once, until the count changes
+        reason = restart_reason(current.restarts)
         if (
             status != "running"
             or sorted(lease.get("endpoints") or []) != current.endpoints
-            or lease.get("status_reason")
+            or (lease.get("status_reason") or "") != reason
         ):
-            client.report_status(lease_id, "running", endpoints=current.endpoints)
+            client.report_status(lease_id, "running", endpoints=current.endpoints, reason=reason)
         summary.running.append(lease_id)
+    elif current.state in ("restarting", "starting") and status == "running" and current.restarts:
+        # it went down and comes back (a fresh deploy after drift has no restarts, and says so itself)
+        said = f": {current.error}" if current.error else ""
+        reason = f"the workload is restarting ({_times(current.restarts)} so far){said}"[:480]
+        if lease.get("status_reason") != reason:
+            client.report_status(lease_id, "running", endpoints=list(lease.get("endpoints") or []), reason=reason)
     elif current.state == "exited" and status == "running":
         # the workload ended (a finished job, or restarts used up): the client should know, and close
         code = "" if current.exit_code is None else f" with code {current.exit_code}"
@@ -128,6 +136,15 @@ def _converge(
         )
     elif status != "running" and now - max(_timestamp(lease["started_at"]), resumed_at or 0) > deploy_timeout:
         raise RuntimeError_(f"the workload did not start within {deploy_timeout} s ({current.error or current.state})")
+
+
+def _times(restarts: int) -> str:
+    return f"{restarts} restart" + ("" if restarts == 1 else "s")
+
+
+def restart_reason(restarts: int) -> str:
+    """What a running lease's page says of its workload's restarts ("" when there were none)."""
+    return f"running again after {_times(restarts)}" if restarts else ""
 
 
 def waiting_reason(runtime: str) -> str:

@@ -230,10 +230,19 @@ class EscrowClient:
         if self.token.functions.allowance(address, self.escrow.address).call() < amount:
             approve = self.token.functions.approve(self.escrow.address, UNLIMITED)
             self._custody_send(approve, kind="custody_approve", reference=reference)
-        if self.escrow.functions.operator_allowance(address).call() < UNLIMITED // 2:
-            allow = self.escrow.functions.approve_operator(UNLIMITED)
-            self._custody_send(allow, kind="custody_allow", reference=reference)
         self._custody_send(self.escrow.functions.deposit(amount), kind="custody_deposit", reference=reference)
+
+    def custody_allow(self, *, amount: int, reference: str) -> None:
+        """As the custody account: let the operator lock exactly ``amount`` of its free balance into a
+        lease (one lease's deposit, or one top-up), and nothing beyond it: the allowance is set, not
+        added to. Skipped when it already is ``amount``."""
+        address = self._custody().address
+        if self.escrow.functions.operator_allowance(address).call() != amount:
+            allow = self.escrow.functions.approve_operator(amount)
+            self._custody_send(allow, kind="custody_allow", reference=reference)
+
+    def operator_allowance(self, address: str) -> int:
+        return self.escrow.functions.operator_allowance(Web3.to_checksum_address(address)).call()
 
     def custody_withdraw(self, *, amount: int, reference: str) -> None:
         """As the custody account: take ``amount`` of its free balance out of the escrow, back to its

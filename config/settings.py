@@ -368,6 +368,7 @@ SPECTACULAR_SETTINGS = {
         "ProviderStatusEnum": "providers.models.Provider.Status",
         "CardTopUpStatusEnum": "payments.models.CardTopUp.Status",
         "GpuCheckStatusEnum": "trust.models.GpuCheck.Status",
+        "LeaseFailureCauseEnum": "leases.models.Lease.FailureCause",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

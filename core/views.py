@@ -110,13 +110,17 @@ def account_page(
         endpoint.recent = list(  # type: ignore[attr-defined]  # the page shows each endpoint with its last deliveries
             notification_selectors.deliveries_for(user=request.user, endpoint_id=endpoint.pk).order_by("-id")[:5]
         )
+    wallets = list(wallets_for(user=request.user))
     context = {
         "summary": lease_selectors.account_summary(user=request.user),
         "ledger": ledger,
         "tokens": selectors.tokens_for_user(user=request.user).order_by("-created_at"),
         "token_form": token_form,
         "new_secret": new_secret,
-        "wallets": wallets_for(user=request.user),
+        "wallets": wallets,
+        # a client without a wallet: the marketplace holds its money (in custody, with the escrow on chain)
+        "held_for_you": request.user.is_client and not wallets,
+        "escrow_on_chain": settings.ESCROW_BACKEND == "chain",
         "endpoints": endpoints,
         "webhook_form": webhook_form or WebhookEndpointForm(),
     }

@@ -83,6 +83,16 @@ class Lease(models.Model):
     status_reason = models.CharField(max_length=500, blank=True, help_text="The provider's word on the state.")
     # With the escrow on chain: the transactions that opened and closed the lease there.
     open_tx_hash = models.CharField(max_length=66, blank=True)
+    escrow_payer = models.CharField(
+        max_length=42,
+        blank=True,
+        help_text="The address the escrow contract took the deposit from: the client's wallet, or the "
+        "marketplace's custody account for a client without one.",
+    )
+    escrow_payee = models.CharField(max_length=42, blank=True, help_text="The provider's address in the contract.")
+    held_in_custody = models.BooleanField(
+        default=False, help_text="The custody account paid the deposit: the client has no wallet."
+    )
     close_tx_hash = models.CharField(max_length=66, blank=True)
     close_requested_amount = models.BigIntegerField(
         null=True, blank=True, help_text="What the marketplace asked the escrow to pay at close."

@@ -103,6 +103,20 @@ def lease_accrued_now(lease: Lease) -> int:
     return lease_owed(lease=lease, until=timezone.now())
 
 
+def lease_accrual_ceiling(lease: Lease) -> int:
+    """The most the cost so far can reach before the provider's agent reports again: the reported
+    run time plus the tail a report showing the workload running allows. A page's meter ticks up
+    to it and no further, so a reload never shows less than the meter did."""
+    if lease.status == Lease.Status.CLOSED:
+        return lease.paid_to_provider
+    return lease_owed(lease=lease, until=lease.ends_at)
+
+
+def lease_ran(lease: Lease) -> bool:
+    """Whether the provider's agent ever reported the workload running."""
+    return lease_run_seconds(lease=lease, until=timezone.now(), tail=False) > 0
+
+
 def lease_remaining_deposit(lease: Lease, *, accrued: int) -> int:
     """What the deposit still holds for the client, given what the provider has accrued."""
     return 0 if lease.status == Lease.Status.CLOSED else lease.deposit - accrued

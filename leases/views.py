@@ -43,30 +43,47 @@ def lease_logs(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return render(request, "leases/_lease_logs.html", {"lease": lease, "log": selectors.lease_log(lease=lease)})
 
 
-def _context(request: HttpRequest, lease: Lease) -> dict:
-    now = timezone.now()
-    accrued = selectors.lease_accrued_now(lease)
+def _timeline(lease: Lease, *, ran: bool) -> list[dict]:
+    """The steps the lease went through: done, current, or ahead. Running is marked passed only if
+    the provider's agent ever reported the workload running; a lease that closed without it says
+    "Never ran" there."""
     order = [status for status, _ in TIMELINE]
     # states off the main line sit where they branch from it
     current: str = {
         Lease.Status.INSUFFICIENT_FUNDS: Lease.Status.RUNNING,
-        Lease.Status.CLOSING: Lease.Status.RUNNING,
+        Lease.Status.CLOSING: Lease.Status.CLOSED,
         Lease.Status.FAILED: Lease.Status.DEPLOYING,
     }.get(Lease.Status(lease.status), lease.status)
     reached = order.index(Lease.Status(current))
+    steps = []
+    for i, (status, label) in enumerate(TIMELINE):
+        state = "current" if i == reached else ("done" if i < reached else "")
+        if status == Lease.Status.RUNNING and state == "done" and not ran:
+            state, label = "skipped", "Never ran"
+        if status == Lease.Status.CLOSED and lease.status == Lease.Status.CLOSING:
+            label = "Closing"
+        steps.append({"label": label, "state": state})
+    return steps
+
+
+def _context(request: HttpRequest, lease: Lease) -> dict:
+    now = timezone.now()
+    accrued = selectors.lease_accrued_now(lease)
+    ceiling = selectors.lease_accrual_ceiling(lease)
     closed = lease.status == Lease.Status.CLOSED
+    running = lease.status == Lease.Status.RUNNING
     return {
         "lease": lease,
         "is_client": lease.client_id == request.user.pk,
         "accrued": accrued,
+        "accrual_ceiling": ceiling,
         "remaining": selectors.lease_remaining_deposit(lease, accrued=accrued),
         "seconds_left": 0 if closed else max(0, int((lease.ends_at - now).total_seconds())),
         "now": now,
-        "ticking": lease.status == Lease.Status.RUNNING,
-        "timeline": [
-            {"label": label, "state": "current" if i == reached else ("done" if i < reached else "")}
-            for i, (_, label) in enumerate(TIMELINE)
-        ],
+        # the meter ticks only as far as the server's accrual can go without a new usage report
+        "ticking": running and ceiling > accrued,
+        "timeline": _timeline(lease, ran=selectors.lease_ran(lease)),
+        "unpublished_ports": [p["port"] for p in lease.order.ports or []] if running and not lease.endpoints else [],
         "top_up_form": TopUpForm(),
         "spot_checks": selectors.spot_check_terms(),
     }

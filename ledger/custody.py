@@ -11,16 +11,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from django.core.cache import cache
 from django.db.models import Sum
 
-from chain.adapter import escrow_client
+from chain.adapter import EscrowClient, escrow_client
 from chain.models import Wallet
 from chain.transactions import ChainUnavailable
 from ledger.models import LedgerAccount
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 CUSTODY_LOCK = "leases:custody:sync"
 CUSTODY_LOCK_SECONDS = 600  # longer than sending one transaction may take
 CUSTODY_LOCK_WAIT_SECONDS = 30
@@ -59,14 +61,38 @@ def custody_sync(*, reserved: Callable[[], int], withdraw: bool = True) -> int:
     if client.custody_address is None:
         return 0
     with custody_lock():
-        owed = walletless_balances() + reserved()
-        held = client.balance_of(client.custody_address)
-        if owed > held:
-            client.custody_deposit(amount=owed - held, reference=f"custody:owed:{owed}")
-            logger.info("custody: deposited %d to cover %d owed", owed - held, owed)
-            return owed - held
-        if withdraw and held > owed:
-            client.custody_withdraw(amount=held - owed, reference=f"custody:owed:{owed}")
-            logger.warning("custody: withdrew %d no longer owed (card refunds or disputes)", held - owed)
-            return owed - held
+        return _sync(client, reserved=reserved, withdraw=withdraw)
+
+
+def _sync(client: EscrowClient, *, reserved: Callable[[], int], withdraw: bool) -> int:
+    assert client.custody_address is not None
+    owed = walletless_balances() + reserved()
+    held = client.balance_of(client.custody_address)
+    if owed > held:
+        client.custody_deposit(amount=owed - held, reference=f"custody:owed:{owed}")
+        logger.info("custody: deposited %d to cover %d owed", owed - held, owed)
+        return owed - held
+    if withdraw and held > owed:
+        client.custody_withdraw(amount=held - owed, reference=f"custody:owed:{owed}")
+        logger.warning("custody: withdrew %d no longer owed (card refunds or disputes)", held - owed)
+        return owed - held
     return 0
+
+
+def custody_lock_into_lease(*, amount: int, reference: str, reserved: Callable[[], int], send: Callable[[], T]) -> T:
+    """Fund one lease (or one top-up) of a client without a wallet from the custody account: under
+    the custody lock, cover what is owed, allow the operator exactly ``amount``, and ``send`` (the
+    operator's ``open_lease`` or ``top_up``, which uses the allowance up). The operator's key never
+    holds an allowance beyond the deposit it is about to lock: what ``send`` did not use is taken
+    back."""
+    client = escrow_client()
+    custody = client.custody_address
+    assert custody is not None
+    with custody_lock():
+        _sync(client, reserved=reserved, withdraw=False)
+        client.custody_allow(amount=amount, reference=reference)
+        try:
+            return send()
+        finally:
+            if client.operator_allowance(custody):  # refused, or not mined: nothing stays allowed
+                client.custody_allow(amount=0, reference=reference)

@@ -288,6 +288,22 @@ class StatementPeriodSerializer(serializers.Serializer):
     amount = serializers.IntegerField(help_text="Micro-dollars the period's running time is worth.")
 
 
+class LeaseTermsSerializer(serializers.Serializer):
+    """What the escrow holds a lease to. With the escrow on chain: the addresses the contract opened it
+    with and the transaction; ``held_in_custody`` when the marketplace's custody account paid the
+    deposit for a client without a wallet (the marketplace holds that money as a payment processor
+    would). Empty addresses: the escrow is the marketplace's ledger."""
+
+    price_per_hour = serializers.IntegerField()
+    deposit = serializers.IntegerField()
+    duration_hours = serializers.IntegerField()
+    platform_fee_bps = serializers.IntegerField()
+    payer = StrictCharField(source="escrow_payer")
+    payee = StrictCharField(source="escrow_payee")
+    held_in_custody = serializers.BooleanField()
+    open_tx_hash = StrictCharField()
+
+
 class LeaseStatementSerializer(serializers.Serializer):
     lease = serializers.IntegerField(source="lease.pk")
     gpu_model = StrictCharField(source="lease.gpu_model_id")
@@ -308,6 +324,7 @@ class LeaseStatementSerializer(serializers.Serializer):
         help_text="Of what the provider was paid, the platform's share (the provider gets the rest)."
     )
     refunded_to_client = serializers.IntegerField()
+    terms = LeaseTermsSerializer(source="lease")
 
     def get_gpu_hours(self, obj: LeaseStatement) -> str:
         return f"{obj.gpu_seconds / 3600:.4f}"

@@ -255,6 +255,11 @@ class LeaseStatementView(APIView):
             ["paid_to_provider", "", "", "", "", statement.paid_to_provider or statement.settled],
             [f"of_which_platform_fee_{lease.platform_fee_bps}_bps", "", "", "", "", statement.platform_fee],
             ["refunded_to_client", "", "", "", "", statement.refunded_to_client],
+            # the terms the escrow holds the lease to
+            ["deposit", "", "", "", lease.price_per_hour, lease.deposit],
+            ["escrow_payer" + ("_custody" if lease.held_in_custody else ""), lease.escrow_payer, "", "", "", ""],
+            ["escrow_payee", lease.escrow_payee, "", "", "", ""],
+            ["open_tx_hash", lease.open_tx_hash, "", "", "", ""],
         ]
         return csv_attachment(rows, f"lease-{lease.pk}-statement.csv")
 

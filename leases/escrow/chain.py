@@ -84,19 +84,24 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
     if client_wallet is None or provider_wallet is None:
         who = "client" if client_wallet is None else "provider"
         return _funding_failed(lease_id=lease.pk, reason=f"the {who} has no linked wallet")
-    if client_wallet == client.custody_address:
-        try:
-            custody_sync(withdraw=False)
-        except ChainReverted as exc:
-            return _funding_failed(lease_id=lease.pk, reason=exc.message)
-    try:
-        record = client.open_lease(
+    payer, payee = client_wallet, provider_wallet
+
+    def open_lease() -> ChainTransaction:
+        return client.open_lease(
             lease_id=lease.pk,
-            client=client_wallet,
-            provider=provider_wallet,
+            client=payer,
+            provider=payee,
             price_per_hour=lease.price_per_hour,
             deposit=lease.deposit,
         )
+
+    try:
+        if client_wallet == client.custody_address:  # funded for exactly its deposit, and no more
+            record = custody.custody_lock_into_lease(
+                amount=lease.deposit, reference=f"lease:{lease.pk}", reserved=reserved_in_custody, send=open_lease
+            )
+        else:
+            record = open_lease()
         if record.status != ChainTransaction.Status.CONFIRMED:
             return _funding_failed(lease_id=lease.pk, reason="the escrow transaction reverted")
         tx_hash = record.tx_hash
@@ -116,7 +121,13 @@ def lease_fund_on_chain(*, lease_id: int) -> Lease:
         if lease.status == Lease.Status.FUNDING:
             lease.open_tx_hash = tx_hash
             lease.platform_fee_bps = on_chain.fee_bps  # the contract fixed it: the books follow
-            lease_transition(lease, Lease.Status.FUNDED, fields=["open_tx_hash", "platform_fee_bps"])
+            lease.escrow_payer, lease.escrow_payee = on_chain.client, on_chain.provider  # the terms, as opened
+            lease.held_in_custody = on_chain.client == client.custody_address
+            lease_transition(
+                lease,
+                Lease.Status.FUNDED,
+                fields=["open_tx_hash", "platform_fee_bps", "escrow_payer", "escrow_payee", "held_in_custody"],
+            )
     return lease
 
 
@@ -179,9 +190,15 @@ def top_up_on_chain(*, top_up_id: int) -> LeaseTopUp:
         )
         if record is None:
             try:
-                if primary_wallet(top_up.lease.client_id) is None:
-                    custody_sync(withdraw=False)
-                record = client.top_up(lease_id=top_up.lease_id, amount=top_up.amount, reference=reference)
+                if primary_wallet(top_up.lease.client_id) is None:  # from custody: exactly this top-up
+                    record = custody.custody_lock_into_lease(
+                        amount=top_up.amount,
+                        reference=reference,
+                        reserved=reserved_in_custody,
+                        send=lambda: client.top_up(lease_id=top_up.lease_id, amount=top_up.amount, reference=reference),
+                    )
+                else:
+                    record = client.top_up(lease_id=top_up.lease_id, amount=top_up.amount, reference=reference)
             except ChainReverted as exc:
                 return top_up_fail(top_up_id=top_up.pk, reason=exc.message)
         try:

@@ -140,6 +140,32 @@ def test_a_failed_deploy_says_whose_fault_it_was(  # type: ignore[no-untyped-def
     assert lease.refunded_to_client == lease.deposit
 
 
+def test_a_running_workload_that_restarts_says_so_beside_running(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
+    """A lease is "Running" only with its workload up; one going down and coming back says so, once."""
+    agent, new_lease, _ = market_side
+    runtime = KubernetesRuntime(cluster.api_client())
+    lease = new_lease()
+    reconcile_leases(agent, runtime)
+    labels = {LABEL_MANAGED_BY: "gpumarket-agent", LABEL_LEASE: str(lease.pk)}
+    pod_running(cluster, lease)
+    reconcile_leases(agent, runtime)
+    lease.refresh_from_db()
+    assert (lease.status, lease.status_reason) == ("running", "")
+    status = waiting_status("CrashLoopBackOff", "back-off 10s restarting failed container")
+    status["phase"] = "Running"
+    status["containerStatuses"][0]["restartCount"] = 2
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", "w", labels=labels, **status)
+    reconcile_leases(agent, runtime)
+    lease.refresh_from_db()
+    assert lease.status == "running"
+    assert lease.status_reason.startswith("the workload is restarting (2 restarts so far)")
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.set_pod(f"gpumarket-lease-{lease.pk}", "w", labels=labels, gpus=1, **running_status(started, restarts=2))
+    reconcile_leases(agent, runtime)
+    lease.refresh_from_db()
+    assert (lease.status, lease.status_reason) == ("running", "running again after 2 restarts")
+
+
 def test_a_crash_loop_short_of_the_restarts_is_still_starting(cluster: Cluster, market_side) -> None:  # type: ignore[no-untyped-def]
     agent, new_lease, _ = market_side
     runtime = KubernetesRuntime(cluster.api_client())

@@ -7,6 +7,7 @@ import pytest
 from eth_account import Account
 
 from chain.models import ChainTransaction, Wallet
+from chain.transactions import ChainReverted
 from leases import tasks
 from leases.escrow import chain as escrow
 from leases.models import Lease, LeaseTopUp
@@ -77,13 +78,37 @@ def test_a_card_paid_lease_is_funded_through_custody_and_its_refund_comes_back(
     assert (on_chain.client, on_chain.balance) == (chain.custody_address, 6 * USD)
     assert chain.balance_of(chain.custody_address) == ledger_balance(client_user) == 44 * USD
     assert escrow.reconcile() == []
+    # custody allowed the operator exactly this deposit, which the lease used up: the operator's key
+    # alone cannot lock the card-paid money anyone else holds in custody
+    assert chain.operator_allowance(chain.custody_address) == 0
+    # the terms the contract holds the lease to are recorded, and the statement shows them
+    terms = api.get(f"/api/v1/leases/{lease.pk}/statement/").json()["terms"]
+    assert terms == {
+        "price_per_hour": 3 * USD,
+        "deposit": 6 * USD,
+        "duration_hours": 2,
+        "platform_fee_bps": 0,
+        "payer": chain.custody_address,
+        "payee": wallet_of(chain, 6),
+        "held_in_custody": True,
+        "open_tx_hash": lease.open_tx_hash,
+    }
+    csv = api.get(f"/api/v1/leases/{lease.pk}/statement/?format=csv").content.decode()
+    assert f"escrow_payer_custody,{chain.custody_address}" in csv and f"escrow_payee,{wallet_of(chain, 6)}" in csv
+    page = " ".join(client_page(client_user).get("/account/").content.decode().split())
+    assert "The marketplace holds this money for you." in page and "exactly its deposit" in page
+    with pytest.raises(ChainReverted, match="operator allowance exceeded"):
+        chain.open_lease(
+            lease_id=999, client=chain.custody_address, provider=wallet_of(chain, 7), price_per_hour=1, deposit=1
+        )
 
-    # a top-up of a card-paid lease comes from custody too
+    # a top-up of a card-paid lease comes from custody too, allowed for exactly its amount
     with django_capture_on_commit_callbacks(execute=True):
         topped = api.post(f"/api/v1/leases/{lease.pk}/top-ups/", {"amount": 3 * USD}, format="json")
     assert topped.status_code == 202, topped.json()
     assert LeaseTopUp.objects.get().status == LeaseTopUp.Status.CONFIRMED
     assert chain.lease(lease.pk).balance == 9 * USD
+    assert chain.operator_allowance(chain.custody_address) == 0
     assert escrow.reconcile() == []
 
     advance(chain, 600)
@@ -164,3 +189,11 @@ def test_a_first_wallet_waits_until_custody_holds_nothing_for_the_client(setting
     other = f.api(card_paid_client(USD), f.CLIENT)
     second = Account.create()
     assert link(other, challenge(other, second.address)["message"], second).status_code == 201
+
+
+def client_page(user):  # type: ignore[no-untyped-def]
+    from django.test import Client
+
+    page = Client()
+    page.force_login(user)
+    return page

@@ -389,3 +389,97 @@ def test_a_failed_deploy_says_whose_fault_it_was_once_on_the_lease_page() -> Non
         page = " ".join(pages.get(f"/leases/{lease.pk}/").content.decode().split())
         assert says in page
         assert page.count(reason) == 1  # the reason once, not as the state's word and the close's
+
+
+def _running_lease(client, provider, **workload):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    order = f.order(client, workload=workload) if workload else f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, 3_600_000).pk)
+    start = timezone.now().replace(microsecond=0) - timedelta(seconds=600)
+    Lease.objects.filter(pk=lease.pk).update(started_at=start, status=Lease.Status.RUNNING)
+    return Lease.objects.get(pk=lease.pk)
+
+
+def _timeline(page: str) -> list[tuple[str, str]]:
+    return re.findall(r'<li class="([a-z]*)"[^>]*>([^<]+)</li>', page.split('class="timeline"')[1].split("</ol>")[0])
+
+
+def test_the_timeline_marks_running_passed_only_for_a_lease_that_ran() -> None:
+    provider, client = f.provider(), f.client_user()
+    pages = Client()
+    pages.force_login(client)
+    never = _running_lease(client, provider)  # the agent said running, and never reported it running
+    services_close(client, never)
+    assert _timeline(pages.get(f"/leases/{never.pk}/").content.decode()) == [
+        ("done", "Funding"),
+        ("done", "Funded"),
+        ("done", "Deploying"),
+        ("skipped", "Never ran"),
+        ("current", "Closed"),
+    ]
+    ran = _running_lease(client, provider)
+    f.usage(ran, seconds=300)
+    services_close(client, ran)
+    assert ("done", "Running") in _timeline(pages.get(f"/leases/{ran.pk}/").content.decode())
+
+
+def services_close(client, lease: Lease) -> None:  # type: ignore[no-untyped-def]
+    from leases import services
+
+    services.lease_close(user=client, lease_id=lease.pk, roles={"client"})
+
+
+def test_the_cost_meter_never_runs_ahead_of_what_the_server_accrues() -> None:
+    """The meter ticks in the browser only up to what the server would show on a reload: nothing
+    without a usage report, at most the report's tail with one."""
+    provider, client = f.provider(), f.client_user()
+    pages = Client()
+    pages.force_login(client)
+    lease = _running_lease(client, provider)
+    cost = re.compile(r'id="cost"([^>]*)>([^<]+)<')
+
+    def meter() -> tuple[str, str]:
+        return cost.search(pages.get(f"/leases/{lease.pk}/").content.decode()).groups()
+
+    def number(name: str, attributes: str) -> int:
+        return int(re.search(rf'data-meter-{name}="(\d+)"', attributes).group(1))
+
+    attributes, shown = meter()
+    assert "data-meter-rate" not in attributes and shown == "$0.00"  # nothing reported: nothing accrues
+    second = 3_600_000 // 3600  # $3.60 an hour
+    f.usage(lease, seconds=300)  # it ran the first five minutes, running at the end; that was 300 s ago
+    attributes, shown = meter()
+    assert "data-meter-rate" not in attributes  # the report's 120 s tail is spent: nothing more without a report
+    assert shown == "$0.42"  # 300 s reported + 120 s tail, as a reload and the close would count it
+    f.usage(lease, seconds=300, after=300)  # the next report, up to now
+    attributes, _ = meter()
+    assert "data-meter-rate" in attributes  # it ticks again, from the server's accrual
+    assert number("base", attributes) >= 600 * second - 2 * second
+    assert number("cap", attributes) - number("base", attributes) <= 120 * second  # ticks at most the tail
+
+
+def test_a_port_without_an_endpoint_says_why() -> None:
+    provider, client = f.provider(), f.client_user()
+    pages = Client()
+    pages.force_login(client)
+    lease = _running_lease(client, provider, ports=[8888])
+    page = " ".join(pages.get(f"/leases/{lease.pk}/").content.decode().split())
+    assert "No endpoint for port 8888: the workload runs, but the provider publishes no public address" in page
+    Lease.objects.filter(pk=lease.pk).update(endpoints=["203.0.113.7:31888"])
+    page = pages.get(f"/leases/{lease.pk}/").content.decode()
+    assert "203.0.113.7:31888" in page and "No endpoint" not in page
+
+
+def test_the_account_page_says_who_holds_the_money() -> None:
+    from chain.models import Wallet
+
+    client = f.client_user()
+    page = Client()
+    page.force_login(client)
+    said = " ".join(page.get("/account/").content.decode().split())
+    assert "The marketplace holds this money for you</strong>, in its own books" in said  # the ledger is the escrow
+    Wallet.objects.create(user=client, address="0x" + "ab" * 20)
+    assert 'id="custody"' not in page.get("/account/").content.decode()  # its wallet holds it
