@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from web3 import Web3  # noqa: E402
 
+from chain import terms  # noqa: E402
 from chain.compiler import load_artifact  # noqa: E402
 from chain.devnode import Anvil, anvil_binary  # noqa: E402
 
@@ -139,6 +140,26 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     )
     w3.provider.make_request("evm_increaseTime", [600])
     gas("close_lease (operator, with the last usage)", operator, e.close_lease(2, 100_000))
+    # the openings the client signed (EIP-712): an acceptance, and a standing authorization
+    where = {"key": node.accounts[3].key.hex(), "chain_id": w3.eth.chain_id, "contract": escrow.address}
+    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    payer, payee = client.account.address, provider.account.address
+    accepted = terms.Acceptance(7, payee, 3_600_000, 2 * 3_600_000, 2, deadline)
+    signature = bytes.fromhex(terms.sign(accepted, **where).removeprefix("0x"))
+    gas(
+        "open_lease_signed",
+        operator,
+        e.open_lease_signed(10**9 + 1, 7, payer, payee, 3_600_000, 2 * 3_600_000, 2, deadline, signature),
+    )
+    authorized = terms.Authorization(8, 3_600_000, 4 * 3_600_000, deadline)
+    signature = bytes.fromhex(terms.sign(authorized, **where).removeprefix("0x"))
+    gas(
+        "open_lease_authorized",
+        operator,
+        e.open_lease_authorized(
+            10**9 + 2, 8, payer, payee, 3_000_000, 6_000_000, 3_600_000, 4 * 3_600_000, deadline, signature
+        ),
+    )
     gas("claim", provider, e.claim())
     gas("stake", provider, e.stake(100 * USD))
     gas("request_unstake", provider, e.request_unstake(40 * USD))

@@ -27,6 +27,13 @@
 """
 
 from ethereum.ercs import IERC20
+from snekmate.utils import ecdsa
+from snekmate.utils import eip712_domain_separator as eip712
+
+initializes: ecdsa
+initializes: eip712
+
+exports: eip712.eip712Domain
 
 MAX_BATCH: constant(uint256) = 1000
 SECONDS_PER_HOUR: constant(uint256) = 3600
@@ -36,6 +43,16 @@ MASK_64: constant(uint256) = 2**64 - 1
 MASK_16: constant(uint256) = 2**16 - 1
 BPS: constant(uint256) = 10000
 MAX_FEE_BPS: constant(uint256) = 2000
+# What a client signs (EIP-712, in this contract's domain: its name, version, chain and address).
+# An acceptance: the exact terms of one lease, as the client clicked them.
+ACCEPTANCE_TYPEHASH: constant(bytes32) = keccak256(
+    "Acceptance(uint256 order,address provider,uint256 pricePerHour,uint256 deposit,uint256 durationHours,uint256 deadline)"
+)
+# A standing authorization, signed with the order: the auction may award it to any provider at a
+# price and deposit within these ceilings, until the expiry.
+AUTHORIZATION_TYPEHASH: constant(bytes32) = keccak256(
+    "Authorization(uint256 order,uint256 maxPricePerHour,uint256 maxDeposit,uint256 expiry)"
+)
 
 
 struct Lease:
@@ -143,6 +160,9 @@ lease_client: HashMap[uint256, address]
 lease_terms: HashMap[uint256, uint256]
 lease_money: HashMap[uint256, uint256]
 total_held: public(uint256)
+# client -> order -> the lease its signature opened (0: none yet): one lease per signed order, so a
+# signature is never used twice
+order_lease: public(HashMap[address, HashMap[uint256, uint256]])
 
 
 @deploy
@@ -153,6 +173,8 @@ def __init__(token_: IERC20, operator_: address, verifier_: address, unstake_del
     self.owner = msg.sender
     self.operator = operator_
     self.verifier = verifier_
+    ecdsa.__init__()
+    eip712.__init__("GPU Market Escrow", "1")
 
 
 # --- clients ---------------------------------------------------------------------------------
@@ -192,6 +214,76 @@ def approve_operator(amount: uint256):
 @external
 def open_lease(lease_id: uint256, client: address, provider: address, price_per_hour: uint256, deposit: uint256):
     """Operator: move `deposit` from the client's free balance into a new lease."""
+    self._open(lease_id, client, provider, price_per_hour, deposit)
+
+
+@external
+def open_lease_signed(
+    lease_id: uint256,
+    order_id: uint256,
+    client: address,
+    provider: address,
+    price_per_hour: uint256,
+    deposit: uint256,
+    duration_hours: uint256,
+    deadline: uint256,
+    signature: Bytes[65],
+):
+    """Operator: open the lease the client accepted, on exactly the terms it signed (an
+    `Acceptance`): this provider, this price and deposit, before the deadline, once per order."""
+    assert msg.sender == self.operator, "not the operator"
+    assert block.timestamp <= deadline, "signature expired"
+    terms: bytes32 = keccak256(
+        abi_encode(ACCEPTANCE_TYPEHASH, order_id, provider, price_per_hour, deposit, duration_hours, deadline)
+    )
+    self._check_signed(client, order_id, terms, signature)
+    self.order_lease[client][order_id] = lease_id
+    self._open(lease_id, client, provider, price_per_hour, deposit)
+
+
+@external
+def open_lease_authorized(
+    lease_id: uint256,
+    order_id: uint256,
+    client: address,
+    provider: address,
+    price_per_hour: uint256,
+    deposit: uint256,
+    max_price_per_hour: uint256,
+    max_deposit: uint256,
+    expiry: uint256,
+    signature: Bytes[65],
+):
+    """Operator: open the lease the auction awarded, within the standing authorization the client
+    signed with the order (an `Authorization`): any provider, at most that price and deposit,
+    before the expiry, once per order."""
+    assert msg.sender == self.operator, "not the operator"
+    assert block.timestamp <= expiry, "authorization expired"
+    assert price_per_hour <= max_price_per_hour, "price above the authorized maximum"
+    assert deposit <= max_deposit, "deposit above the authorized maximum"
+    terms: bytes32 = keccak256(abi_encode(AUTHORIZATION_TYPEHASH, order_id, max_price_per_hour, max_deposit, expiry))
+    self._check_signed(client, order_id, terms, signature)
+    self.order_lease[client][order_id] = lease_id
+    self._open(lease_id, client, provider, price_per_hour, deposit)
+
+
+@view
+@external
+def terms_digest(terms: bytes32) -> bytes32:
+    """The EIP-712 digest a client signs for a struct hash, in this contract's domain."""
+    return eip712._hash_typed_data_v4(terms)
+
+
+@view
+@internal
+def _check_signed(client: address, order_id: uint256, terms: bytes32, signature: Bytes[65]):
+    assert self.order_lease[client][order_id] == 0, "order already opened"
+    signer: address = ecdsa._recover_sig(eip712._hash_typed_data_v4(terms), signature)
+    assert signer == client, "not signed by the client"
+
+
+@internal
+def _open(lease_id: uint256, client: address, provider: address, price_per_hour: uint256, deposit: uint256):
     assert msg.sender == self.operator, "not the operator"
     assert not self.paused, "paused"
     assert lease_id != 0, "lease id is zero"
