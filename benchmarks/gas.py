@@ -126,7 +126,20 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     gas("deposit", client, e.deposit(USD))
     gas("withdraw", client, e.withdraw(USD))
     gas("approve_operator", client, e.approve_operator(10**14))
-    gas("open_lease", operator, e.open_lease(1, client.account.address, provider.account.address, 3_600_000, 10 * USD))
+    where = {"key": node.accounts[3].key.hex(), "chain_id": w3.eth.chain_id, "contract": escrow.address}
+    deadline = w3.eth.get_block("latest")["timestamp"] + 24 * 3600
+
+    def signed_open(lease_id: int, payee: str, price: int, deposit: int) -> Any:
+        """``open_lease`` on terms the client signed (its order is the lease id here)."""
+        accepted = terms.Acceptance(lease_id, payee, price, deposit, 1, deadline)
+        signature = bytes.fromhex(terms.sign(accepted, **where).removeprefix("0x"))
+        return e.open_lease(lease_id, lease_id, client.account.address, payee, price, deposit, 1, deadline, signature)
+
+    gas(
+        "open_lease (with the client's signed terms)",
+        operator,
+        signed_open(1, provider.account.address, 3_600_000, 10 * USD),
+    )
     gas("top_up (client)", client, e.top_up(1, USD))
     w3.provider.make_request("evm_increaseTime", [600])
     gas("settle, 1 lease (first)", operator, e.settle([1], [USD]))
@@ -136,28 +149,19 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
     gas(
         "open_lease (second)",
         operator,
-        e.open_lease(2, client.account.address, provider.account.address, 3_600_000, USD),
+        signed_open(2, provider.account.address, 3_600_000, USD),
     )
     w3.provider.make_request("evm_increaseTime", [600])
     gas("close_lease (operator, with the last usage)", operator, e.close_lease(2, 100_000))
-    # the openings the client signed (EIP-712): an acceptance, and a standing authorization
-    where = {"key": node.accounts[3].key.hex(), "chain_id": w3.eth.chain_id, "contract": escrow.address}
-    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    # the deadline's award, within the standing authorization the client signed with its order
     payer, payee = client.account.address, provider.account.address
-    accepted = terms.Acceptance(7, payee, 3_600_000, 2 * 3_600_000, 2, deadline)
-    signature = bytes.fromhex(terms.sign(accepted, **where).removeprefix("0x"))
-    gas(
-        "open_lease_signed",
-        operator,
-        e.open_lease_signed(10**9 + 1, 7, payer, payee, 3_600_000, 2 * 3_600_000, 2, deadline, signature),
-    )
-    authorized = terms.Authorization(8, 3_600_000, 4 * 3_600_000, deadline)
+    authorized = terms.Authorization(10**9 + 2, 3_600_000, 4 * 3_600_000, deadline)
     signature = bytes.fromhex(terms.sign(authorized, **where).removeprefix("0x"))
     gas(
         "open_lease_authorized",
         operator,
         e.open_lease_authorized(
-            10**9 + 2, 8, payer, payee, 3_000_000, 6_000_000, 3_600_000, 4 * 3_600_000, deadline, signature
+            10**9 + 2, 10**9 + 2, payer, payee, 3_000_000, 6_000_000, 3_600_000, 4 * 3_600_000, deadline, signature
         ),
     )
     gas("claim", provider, e.claim())
@@ -179,7 +183,7 @@ def measure(node: Anvil, batches: list[int], tps_count: int) -> dict:
         hashes = [
             w3.eth.send_raw_transaction(
                 operator.sign(
-                    e.open_lease(lease_id, client.account.address, providers[i % len(providers)], 3_600_000, 10 * USD),
+                    signed_open(lease_id, providers[i % len(providers)], 3_600_000, 10 * USD),
                     gas=300_000,
                 )
             )

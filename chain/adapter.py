@@ -28,7 +28,15 @@ from web3.logs import DISCARD
 
 from chain import transactions
 from chain.compiler import load_artifact
-from chain.evm import CUSTODY_ACCOUNT, DEMO_CLIENT_ACCOUNT, contract_at, embedded_account, embedded_web3, eth_tester_of
+from chain.evm import (
+    CUSTODY_ACCOUNT,
+    DEMO_CLIENT_ACCOUNT,
+    contract_at,
+    embedded_account,
+    embedded_key,
+    embedded_web3,
+    eth_tester_of,
+)
 from chain.models import ChainEvent, ChainTransaction, ContractDeployment, IndexerCursor, NonceCursor
 
 # Gas a settlement of one lease may need beyond its estimate (see EscrowClient.settle).
@@ -118,10 +126,58 @@ class EscrowClient:
 
     # --- writes (as the operator) ---------------------------------------------------------
     def open_lease(
-        self, *, lease_id: int, client: str, provider: str, price_per_hour: int, deposit: int
+        self,
+        *,
+        lease_id: int,
+        order_id: int,
+        client: str,
+        provider: str,
+        price_per_hour: int,
+        deposit: int,
+        duration_hours: int,
+        deadline: int,
+        signature: str,
     ) -> ChainTransaction:
+        """Open a lease on the terms of the client's signed acceptance (``chain.terms.Acceptance``)."""
         call = self.escrow.functions.open_lease(
-            lease_id, Web3.to_checksum_address(client), Web3.to_checksum_address(provider), price_per_hour, deposit
+            lease_id,
+            order_id,
+            Web3.to_checksum_address(client),
+            Web3.to_checksum_address(provider),
+            price_per_hour,
+            deposit,
+            duration_hours,
+            deadline,
+            bytes.fromhex(signature.removeprefix("0x")),
+        )
+        return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")
+
+    def open_lease_authorized(
+        self,
+        *,
+        lease_id: int,
+        order_id: int,
+        client: str,
+        provider: str,
+        price_per_hour: int,
+        deposit: int,
+        max_price_per_hour: int,
+        max_deposit: int,
+        expiry: int,
+        signature: str,
+    ) -> ChainTransaction:
+        """Open a lease the auction awarded, within the client's signed ``chain.terms.Authorization``."""
+        call = self.escrow.functions.open_lease_authorized(
+            lease_id,
+            order_id,
+            Web3.to_checksum_address(client),
+            Web3.to_checksum_address(provider),
+            price_per_hour,
+            deposit,
+            max_price_per_hour,
+            max_deposit,
+            expiry,
+            bytes.fromhex(signature.removeprefix("0x")),
         )
         return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")
 
@@ -398,6 +454,30 @@ def _rpc_client() -> EscrowClient:
             receipt_timeout=settings.CHAIN_RECEIPT_TIMEOUT_SECONDS, retries=settings.CHAIN_RPC_RETRIES
         ),
     )
+
+
+def escrow_domain() -> tuple[int, str]:
+    """The escrow's EIP-712 domain, its chain id and address, for signing and checking terms. From
+    the chain this process runs, or the deployment records (the web process does not reach the
+    in-process chain of the worker, and need not reach a node); the node itself as a last resort."""
+    if settings.CHAIN_BACKEND == "embedded" and "client" in _embedded:
+        running: EscrowClient = _embedded["client"]
+        return running.chain_id, running.escrow.address
+    records = ContractDeployment.objects.filter(name="Escrow").order_by("-id")
+    if settings.CHAIN_ESCROW_ADDRESS:
+        records = records.filter(address__iexact=settings.CHAIN_ESCROW_ADDRESS)
+    record = records.first()
+    if record is not None:
+        return record.chain_id, Web3.to_checksum_address(record.address)
+    client = escrow_client()
+    return client.chain_id, client.escrow.address
+
+
+def custody_key() -> str | None:
+    """The custody account's key, from the settings (the in-process chain's account on it)."""
+    if settings.CHAIN_BACKEND == "embedded":
+        return embedded_key(CUSTODY_ACCOUNT)
+    return settings.CHAIN_CUSTODY_KEY or None
 
 
 def custody_address() -> str | None:

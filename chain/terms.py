@@ -5,7 +5,7 @@
 - An **authorization**: signed with the order, it lets the auction award the order to any provider
   at a price and deposit within ceilings, until an expiry.
 
-The contract (``open_lease_signed``, ``open_lease_authorized``) recovers the signer and opens the
+The contract (``open_lease``, ``open_lease_authorized``) recovers the signer and opens the
 lease only for that client, on those terms, once per order. The domain names the chain and the
 contract, so a signature for another chain or another deployment is worth nothing. A browser
 wallet signs the same message with ``eth_signTypedData_v4``; ``typed_data`` is what it is given.

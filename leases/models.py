@@ -93,6 +93,13 @@ class Lease(models.Model):
     held_in_custody = models.BooleanField(
         default=False, help_text="The custody account paid the deposit: the client has no wallet."
     )
+    signed_terms = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The terms the client signed for the escrow contract (chain.terms): its acceptance or "
+        "the order's standing authorization, with the signer and the signature. Empty: nothing to sign "
+        "(the ledger escrow), or the marketplace signs as the custodian or for a demo wallet.",
+    )
     close_tx_hash = models.CharField(max_length=66, blank=True)
     close_requested_amount = models.BigIntegerField(
         null=True, blank=True, help_text="What the marketplace asked the escrow to pay at close."

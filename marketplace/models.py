@@ -59,6 +59,12 @@ class Order(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     deadline = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True, help_text="When it left the open state.")
+    authorization = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The standing authorization the client signed for the deadline's award (chain.terms): "
+        "signer, signature, ceilings and expiry. Empty: none signed.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

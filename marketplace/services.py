@@ -8,6 +8,7 @@ one-to-one link to the order makes a second lease impossible even if that reason
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -15,6 +16,7 @@ from django.utils import timezone
 from core import queueing, realtime
 from core.errors import Conflict, NotAllowed, NotFound, PaymentRequired, ValidationFailed
 from core.models import User
+from leases.escrow import escrow
 from leases.models import Lease
 from leases.services import lease_open
 from marketplace import selectors, tasks
@@ -279,7 +281,15 @@ def bid_withdraw(*, user: User, bid_id: int, now: datetime | None = None) -> Bid
 # --- Award ----------------------------------------------------------------------------------
 
 
-def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datetime, rule: str) -> Lease:
+def _award(
+    *,
+    order: Order,
+    winner: Bid,
+    candidates: list[Candidate],
+    now: datetime,
+    rule: str,
+    signed_terms: dict[str, Any] | None = None,
+) -> Lease:
     """Reserve capacity, fund the lease at the price ``rule`` clears, settle every bid. The caller
     holds the order's lock."""
     winner_candidate = next(c for c in candidates if c.bid_id == winner.pk)
@@ -297,7 +307,7 @@ def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datet
             storage_gib=order.storage_gib,
         )
     )
-    lease = lease_open(order=order, bid=winner, price_per_hour=price, now=now)
+    lease = lease_open(order=order, bid=winner, price_per_hour=price, now=now, signed_terms=signed_terms)
     order.status = Order.Status.AWARDED
     order.status_reason = f"lease {lease.pk}"
     order.closed_at = now
@@ -310,10 +320,20 @@ def _award(*, order: Order, winner: Bid, candidates: list[Candidate], now: datet
     return lease
 
 
-def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | None = None) -> Lease:
+def order_accept(
+    *,
+    client: User,
+    order_id: int,
+    bid_id: int,
+    now: datetime | None = None,
+    signature: str = "",
+    deadline: int | None = None,
+) -> Lease:
     """The client picks a bid during the window and pays that bid, the price its button showed,
     whatever the order's pricing rule (which decides only the deadline's award). 402 if its balance
-    cannot fund the deposit."""
+    cannot fund the deposit. With the escrow on chain, a client with a wallet signs those terms
+    (``order_bid_terms``): ``signature`` and the ``deadline`` it signed, checked before anything is
+    written."""
     selectors.order_get_owned(user=client, order_id=order_id)
     now = now or timezone.now()
     with transaction.atomic():
@@ -328,7 +348,55 @@ def order_accept(*, client: User, order_id: int, bid_id: int, now: datetime | No
         reason = next(c.ineligible_reason for c in candidates if c.bid_id == winner.pk)
         if reason is not None:
             raise Conflict(INELIGIBLE_MESSAGES[reason], code=f"bid_{reason}")
-        return _award(order=order, winner=winner, candidates=candidates, now=now, rule=FIRST_PRICE)
+        signed = escrow().acceptance_signed(
+            client=client,
+            order_id=order.pk,
+            provider_user_id=winner.provider.user_id,
+            price_per_hour=winner.price_per_hour,  # a manual accept pays the bid: first price
+            duration_hours=order.duration_hours,
+            signature=signature,
+            deadline=deadline,
+        )
+        return _award(order=order, winner=winner, candidates=candidates, now=now, rule=FIRST_PRICE, signed_terms=signed)
+
+
+def order_bid_terms(*, client: User, order_id: int, bid_id: int) -> dict[str, Any] | None:
+    """What the client's wallet signs to accept this bid (an EIP-712 message), or None when there is
+    nothing for it to sign (the ledger escrow; a client the marketplace signs for)."""
+    order = selectors.order_get_owned(user=client, order_id=order_id)
+    bid = Bid.objects.select_related("provider").filter(pk=bid_id, order=order).first()
+    if bid is None:
+        raise NotFound("No such bid on this order.")
+    return escrow().acceptance_terms(
+        client=client,
+        order_id=order.pk,
+        provider_user_id=bid.provider.user_id,
+        price_per_hour=bid.price_per_hour,
+        duration_hours=order.duration_hours,
+    )
+
+
+def order_authorization_terms(*, client: User, order_id: int) -> dict[str, Any] | None:
+    """What the client's wallet signs to let the deadline's award open the lease within the order's
+    maximum price (an EIP-712 message), or None when there is nothing for it to sign."""
+    return escrow().authorization_terms(order=selectors.order_get_owned(user=client, order_id=order_id))
+
+
+def order_signed_for_you(*, client: User) -> str:
+    """What the order page says when the marketplace signs the client's terms for it ("" when not)."""
+    return escrow().signed_for_you(client=client)
+
+
+def order_authorize(*, client: User, order_id: int, signature: str, expiry: int | None) -> Order:
+    """Keep the client's signed standing authorization with its open order, for the deadline's award."""
+    selectors.order_get_owned(user=client, order_id=order_id)
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status != Order.Status.OPEN:
+            raise Conflict(f"The order is {order.status}.", code="order_not_open")
+        order.authorization = escrow().authorization_signed(order=order, signature=signature, expiry=expiry)
+        order.save(update_fields=["authorization"])
+    return order
 
 
 def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | None:
@@ -343,11 +411,22 @@ def order_award_due(*, order_id: int, now: datetime | None = None) -> Lease | No
             return None
         candidates = selectors.award_candidates(order=order, now=now)
         reason = "no eligible bid"
+        try:
+            signed = escrow().award_terms(order=order)
+        except Conflict as refused:
+            signed, reason, candidates = {}, refused.message, []  # nothing may be awarded
         for candidate in rank(candidates):
             winner = Bid.objects.get(pk=candidate.bid_id)
             try:
                 with transaction.atomic():  # a savepoint: a failed try leaves no trace
-                    return _award(order=order, winner=winner, candidates=candidates, now=now, rule=order.pricing_rule)
+                    return _award(
+                        order=order,
+                        winner=winner,
+                        candidates=candidates,
+                        now=now,
+                        rule=order.pricing_rule,
+                        signed_terms=signed,
+                    )
             except Conflict:
                 continue  # capacity went away since the candidates were read: try the next
             except PaymentRequired:

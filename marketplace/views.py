@@ -164,13 +164,24 @@ def _bids_context(request: AuthenticatedHttpRequest, order: Order) -> dict:
     bids = list(visible[:BIDS_SHOWN])
     total = len(bids) if len(bids) < BIDS_SHOWN else visible.count()
     lease = getattr(order, "lease", None) if order.status == Order.Status.AWARDED else None
+    is_owner = order.client_id == request.user.pk
+    can_accept = order.status == Order.Status.OPEN and timezone.now() < order.deadline
+    # the client's wallet signs what it accepts, and the standing authorization for the deadline
+    wallet_signs = (
+        is_owner
+        and can_accept
+        and services.order_authorization_terms(client=request.user, order_id=order.pk) is not None
+    )
     return {
         "bids": bids,
         "bids_total": total,
         "bids_limit": BIDS_SHOWN,
         "lease": lease,
-        "is_owner": order.client_id == request.user.pk,
-        "can_accept": order.status == Order.Status.OPEN and timezone.now() < order.deadline,
+        "is_owner": is_owner,
+        "can_accept": can_accept,
+        "wallet_signs": wallet_signs,
+        "signed_for_you": services.order_signed_for_you(client=request.user) if is_owner and can_accept else "",
+        "authorized": bool(order.authorization),
     }
 
 
@@ -185,11 +196,15 @@ def order_bids(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def order_accept(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     order = _get_or_404(request, pk)
-    bid_id = request.POST.get("bid", "")
+    bid_id, deadline = request.POST.get("bid", ""), request.POST.get("deadline", "")
     lease = perform(
         request,
         lambda: services.order_accept(
-            client=request.user, order_id=order.pk, bid_id=int(bid_id) if bid_id.isdigit() else 0
+            client=request.user,
+            order_id=order.pk,
+            bid_id=int(bid_id) if bid_id.isdigit() else 0,
+            signature=request.POST.get("signature", "")[:140],  # what the page's wallet signed, if it asks
+            deadline=int(deadline) if deadline.isdigit() and len(deadline) < 12 else None,
         ),
         success="Bid accepted: your lease is starting.",
     )

@@ -73,6 +73,7 @@ def world():  # type: ignore[no-untyped-def]
     wallet = Wallet.objects.create(user=alice, address="0x" + "1" * 40).address
     return {
         "ids": ids,
+        "bid": bid.pk,  # of the open order: a route's second id
         "wallet": wallet,
         "alice": f.api(alice, f.CLIENT),
         "bob": f.api(bob, f.CLIENT),
@@ -85,7 +86,7 @@ def concrete(path: str, world: dict) -> str:
     for prefix, object_id in world["ids"].items():
         stem = prefix.removesuffix("{id}/")
         if path.startswith(stem + "{id}/"):
-            return path.replace("{id}", str(object_id), 1)
+            return path.replace("{id}", str(object_id), 1).replace("{bid}", str(world["bid"]))
     return path.replace("{address}", world["wallet"]).replace("{month}", "2026-11")
 
 
@@ -115,7 +116,9 @@ def test_another_tenants_objects_do_not_exist_for_anyone_else(world: dict) -> No
     assert len(owned) > 25
     for method, path in owned:
         url = concrete(path, world)
-        missing = concrete(path, {"ids": dict.fromkeys(world["ids"], 999_999), "wallet": "0x" + "9" * 40})
+        missing = concrete(
+            path, {"ids": dict.fromkeys(world["ids"], 999_999), "bid": 999_999, "wallet": "0x" + "9" * 40}
+        )
         for stranger in ("bob", "quinn"):
             if stranger == "quinn" and (method, path) in OPEN_TO_PROVIDERS:
                 continue  # an open order is public to providers; its bids are sealed (test_live, test_bids)

@@ -6,8 +6,10 @@
         so amounts equal the marketplace's micro-dollars), providers' earnings and stakes.
 
         Trust model. The operator (the marketplace) can:
-          - lock a client's free balance into a lease, only up to the allowance the client gave
-            it (`approve_operator`), and only for a positive price to a named provider;
+          - lock a client's free balance into a lease, only on terms the client signed (EIP-712:
+            the exact terms it accepted, or within the ceilings of the standing authorization it
+            signed with its order), once per order, and only up to the allowance the client gave
+            it (`approve_operator`);
           - settle a lease to its provider, never more than price_per_hour * elapsed // 3600
             since the last settlement, and never more than the lease holds;
           - close a lease with a last capped settlement of its reported usage, refunding the
@@ -212,13 +214,7 @@ def approve_operator(amount: uint256):
 
 
 @external
-def open_lease(lease_id: uint256, client: address, provider: address, price_per_hour: uint256, deposit: uint256):
-    """Operator: move `deposit` from the client's free balance into a new lease."""
-    self._open(lease_id, client, provider, price_per_hour, deposit)
-
-
-@external
-def open_lease_signed(
+def open_lease(
     lease_id: uint256,
     order_id: uint256,
     client: address,
@@ -229,8 +225,10 @@ def open_lease_signed(
     deadline: uint256,
     signature: Bytes[65],
 ):
-    """Operator: open the lease the client accepted, on exactly the terms it signed (an
-    `Acceptance`): this provider, this price and deposit, before the deadline, once per order."""
+    """Operator: move `deposit` from the client's free balance into a new lease, on exactly the
+    terms the client signed (an `Acceptance`): this provider, this price and deposit, before the
+    deadline, once per order. There is no other way to open a lease for a client without its
+    signature, except within its standing authorization (`open_lease_authorized`)."""
     assert msg.sender == self.operator, "not the operator"
     assert block.timestamp <= deadline, "signature expired"
     terms: bytes32 = keccak256(

@@ -15,6 +15,7 @@ is. Both book through ``leases.books``.
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from core.models import User
 from leases.models import Lease, LeaseTopUp
@@ -79,6 +80,48 @@ class Escrow(ABC):
     def wallet_link_check(self, *, user: User) -> None:
         """Raise if linking a wallet to ``user`` now would strand money the escrow holds for it."""
         return
+
+    # --- the terms a client signs (the escrow on chain checks them; the ledger needs none) -----
+    def acceptance_terms(
+        self, *, client: User, order_id: int, provider_user_id: int, price_per_hour: int, duration_hours: int
+    ) -> dict[str, Any] | None:
+        """What the client signs (an EIP-712 message for its wallet) to accept a bid at this price;
+        None when there is nothing for it to sign."""
+        return None
+
+    def acceptance_signed(
+        self,
+        *,
+        client: User,
+        order_id: int,
+        provider_user_id: int,
+        price_per_hour: int,
+        duration_hours: int,
+        signature: str,
+        deadline: int | None,
+    ) -> dict[str, Any]:
+        """Check the client's signature of its acceptance; returns the signed terms the lease keeps
+        (empty: none needed). Raises ValidationFailed naming ``signature`` or ``deadline``."""
+        return {}
+
+    def authorization_terms(self, *, order: Any) -> dict[str, Any] | None:
+        """What the client signs to let the deadline's award open the lease within the order's
+        ceilings; None when there is nothing for it to sign."""
+        return None
+
+    def authorization_signed(self, *, order: Any, signature: str, expiry: int | None) -> dict[str, Any]:
+        """Check the client's signature of its standing authorization; returns what the order keeps.
+        Raises ValidationFailed naming ``signature`` or ``expiry``."""
+        return {}
+
+    def signed_for_you(self, *, client: User) -> str:
+        """What the pages say when the marketplace signs the client's terms for it ("": it does not)."""
+        return ""
+
+    def award_terms(self, *, order: Any) -> dict[str, Any]:
+        """The signed terms the deadline's award opens the lease on (empty: none needed). Raises
+        Conflict when the client has to sign and has not."""
+        return {}
 
     @abstractmethod
     def demo_fund(self, *, client: User, provider_user: User, amount: int) -> str:

@@ -27,6 +27,7 @@ Every step is idempotent: a retried task finds the lease already moved on and do
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Task
 from django.conf import settings
@@ -55,8 +56,9 @@ from leases.books import (
     top_up_fail,
     top_up_from_wallet,
 )
-from leases.escrow import tasks
+from leases.escrow import signing, tasks
 from leases.escrow.base import Escrow, Paid
+from leases.escrow.signing import primary_wallet
 from leases.models import Lease, LeaseTopUp
 from leases.selectors import claimed_by, has_pending_top_up
 from leases.states import lease_transition
@@ -70,30 +72,21 @@ logger = logging.getLogger(__name__)
 TOP_UP_LOCK_SECONDS = 600  # longer than sending one transaction may take
 
 
-def primary_wallet(user_id: int) -> str | None:
-    return Wallet.objects.filter(user_id=user_id).order_by("linked_at", "id").values_list("address", flat=True).first()
-
-
 def lease_fund_on_chain(*, lease_id: int) -> Lease:
     lease = Lease.objects.select_related("provider").get(pk=lease_id)
     if lease.status != Lease.Status.FUNDING:
         return lease
     client = escrow_client()
-    client_wallet = primary_wallet(lease.client_id) or client.custody_address
-    provider_wallet = primary_wallet(lease.provider.user_id)
+    signed = lease.signed_terms or {}
+    # the addresses the client signed for, where it signed; its wallet (or custody) otherwise
+    client_wallet = signed.get("signer") or primary_wallet(lease.client_id) or client.custody_address
+    provider_wallet = signed.get("payee") or primary_wallet(lease.provider.user_id)
     if client_wallet is None or provider_wallet is None:
         who = "client" if client_wallet is None else "provider"
         return _funding_failed(lease_id=lease.pk, reason=f"the {who} has no linked wallet")
-    payer, payee = client_wallet, provider_wallet
-
-    def open_lease() -> ChainTransaction:
-        return client.open_lease(
-            lease_id=lease.pk,
-            client=payer,
-            provider=payee,
-            price_per_hour=lease.price_per_hour,
-            deposit=lease.deposit,
-        )
+    open_lease = signing.opener(client, lease, payer=client_wallet, payee=provider_wallet)
+    if open_lease is None:
+        return _funding_failed(lease_id=lease.pk, reason="the client signed no terms for the escrow")
 
     try:
         if client_wallet == client.custody_address:  # funded for exactly its deposit, and no more
@@ -648,6 +641,50 @@ class ChainEscrow(Escrow):
                 "linking a wallet.",
                 code="balance_in_custody",
             )
+
+    def acceptance_terms(
+        self, *, client: User, order_id: int, provider_user_id: int, price_per_hour: int, duration_hours: int
+    ) -> dict[str, Any] | None:
+        return signing.acceptance_terms(
+            client=client,
+            order_id=order_id,
+            provider_user_id=provider_user_id,
+            price_per_hour=price_per_hour,
+            duration_hours=duration_hours,
+        )
+
+    def acceptance_signed(
+        self,
+        *,
+        client: User,
+        order_id: int,
+        provider_user_id: int,
+        price_per_hour: int,
+        duration_hours: int,
+        signature: str,
+        deadline: int | None,
+    ) -> dict[str, Any]:
+        return signing.acceptance_signed(
+            client=client,
+            order_id=order_id,
+            provider_user_id=provider_user_id,
+            price_per_hour=price_per_hour,
+            duration_hours=duration_hours,
+            signature=signature,
+            deadline=deadline,
+        )
+
+    def authorization_terms(self, *, order: Any) -> dict[str, Any] | None:
+        return signing.authorization_terms(order=order)
+
+    def authorization_signed(self, *, order: Any, signature: str, expiry: int | None) -> dict[str, Any]:
+        return signing.authorization_signed(order=order, signature=signature, expiry=expiry)
+
+    def award_terms(self, *, order: Any) -> dict[str, Any]:
+        return signing.award_terms(order=order)
+
+    def signed_for_you(self, *, client: User) -> str:
+        return signing.signed_for_you(client.pk)
 
     def demo_fund(self, *, client: User, provider_user: User, amount: int) -> str:
         """The demo users get wallets on the in-process chain (funded when it starts), and the

@@ -22,12 +22,20 @@ from ledger.models import LedgerAccount, LedgerTransaction
 logger = logging.getLogger(__name__)
 
 
-def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | None = None) -> Lease:
+def lease_open(
+    *,
+    order: Any,
+    bid: Any,
+    price_per_hour: int,
+    now: datetime | None = None,
+    signed_terms: dict[str, Any] | None = None,
+) -> Lease:
     """Create the lease for an awarded order and move its deposit into escrow.
 
     Runs inside the award transaction, which has already reserved the provider's capacity.
     Raises PaymentRequired (402) when the client's balance does not cover the deposit; the caller's
-    transaction then rolls back and the order stays open.
+    transaction then rolls back and the order stays open. ``signed_terms``: what the client signed
+    for the escrow (``leases.escrow.signing``), kept with the lease to open it on.
     """
     now = now or timezone.now()
     deposit = price_per_hour * order.duration_hours
@@ -49,6 +57,7 @@ def lease_open(*, order: Any, bid: Any, price_per_hour: int, now: datetime | Non
         platform_fee_bps=settings.PLATFORM_FEE_BPS,
         started_at=now,
         ends_at=now + timedelta(hours=order.duration_hours),
+        signed_terms=signed_terms or {},
     )
     states.lease_transition(lease, escrow().opening_status)
     held = ledger.escrow_account_open(lease_id=lease.pk)

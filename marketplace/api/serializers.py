@@ -140,5 +140,41 @@ class BidUpdateSerializer(StrictSerializer):
     price_per_hour = StrictIntegerField(min_value=1, max_value=MAX_PRICE)
 
 
+SIGNATURE = r"^0x[0-9a-fA-F]{130}$"
+MAX_TIMESTAMP = 2**40  # Unix seconds: far beyond any deadline, within every integer column and JSON number
+
+
 class AcceptSerializer(StrictSerializer):
     bid = StrictIntegerField(min_value=1, max_value=MAX_ID)
+    signature = serializers.RegexField(
+        SIGNATURE,
+        required=False,
+        help_text="With the escrow on chain, a client with a wallet signs the terms it accepts: its "
+        "wallet's EIP-712 signature of the bid's terms (GET `/orders/{id}/bids/{bid}/terms/`), 65 bytes, hex.",
+    )
+    deadline = StrictIntegerField(
+        min_value=0, max_value=MAX_TIMESTAMP, required=False, help_text="The deadline the signed terms name."
+    )
+
+
+class SignedTermsSerializer(serializers.Serializer):
+    typed_data = serializers.JSONField(
+        allow_null=True,
+        help_text="The EIP-712 message for the wallet to sign (`eth_signTypedData_v4`), or null when "
+        "there is nothing to sign: the escrow is the marketplace's ledger, or the marketplace signs as "
+        "the custodian of an account without a wallet.",
+    )
+
+
+class AuthorizeSerializer(StrictSerializer):
+    signature = serializers.RegexField(
+        SIGNATURE, help_text="The wallet's EIP-712 signature of the order's standing authorization, hex."
+    )
+    expiry = StrictIntegerField(min_value=0, max_value=MAX_TIMESTAMP, help_text="The expiry it names.")
+
+
+class AuthorizationSerializer(serializers.Serializer):
+    signer = StrictCharField()
+    max_price_per_hour = serializers.IntegerField()
+    max_deposit = serializers.IntegerField()
+    expiry = serializers.IntegerField()

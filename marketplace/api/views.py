@@ -12,10 +12,13 @@ from leases.api.serializers import LeaseSerializer
 from marketplace import selectors, services
 from marketplace.api.serializers import (
     AcceptSerializer,
+    AuthorizationSerializer,
+    AuthorizeSerializer,
     BidCreateSerializer,
     BidSerializer,
     BidUpdateSerializer,
     OrderSerializer,
+    SignedTermsSerializer,
 )
 from marketplace.models import Bid, Order
 from marketplace.spec import OrderSpecSerializer
@@ -112,8 +115,53 @@ class OrderAcceptView(APIView):
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = AcceptSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        lease = services.order_accept(client=request.user, order_id=pk, bid_id=payload.validated_data["bid"])
+        data = payload.validated_data
+        lease = services.order_accept(
+            client=request.user,
+            order_id=pk,
+            bid_id=data["bid"],
+            signature=data.get("signature", ""),
+            deadline=data.get("deadline"),
+        )
         return Response(LeaseSerializer(lease).data, status=status.HTTP_201_CREATED)
+
+
+class BidTermsView(APIView):
+    """What your wallet signs to accept this bid (with the escrow on chain): the EIP-712 message with
+    the order, the provider's payee address, the price, the deposit, the duration and a deadline.
+    Accept with its signature and deadline."""
+
+    required_role = "client"
+
+    @extend_schema(responses=SignedTermsSerializer)
+    def get(self, request: AuthenticatedRequest, pk: int, bid: int) -> Response:
+        typed = services.order_bid_terms(client=request.user, order_id=pk, bid_id=bid)
+        return Response(SignedTermsSerializer({"typed_data": typed}).data)
+
+
+class OrderAuthorizationView(APIView):
+    """The standing authorization for the deadline's award (with the escrow on chain): GET the
+    message your wallet signs (the order's maximum price and deposit, an expiry), POST its signature.
+    Without it, an order of a client with a wallet is awarded only by the client's own Accept."""
+
+    required_role = "client"
+
+    @extend_schema(responses=SignedTermsSerializer)
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        typed = services.order_authorization_terms(client=request.user, order_id=pk)
+        return Response(SignedTermsSerializer({"typed_data": typed}).data)
+
+    @extend_schema(request=AuthorizeSerializer, responses=AuthorizationSerializer)
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        payload = AuthorizeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        order = services.order_authorize(
+            client=request.user,
+            order_id=pk,
+            signature=payload.validated_data["signature"],
+            expiry=payload.validated_data["expiry"],
+        )
+        return Response(AuthorizationSerializer(order.authorization).data)
 
 
 class OrderBidsView(generics.ListAPIView):

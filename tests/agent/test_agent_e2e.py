@@ -24,7 +24,7 @@ from tests import factories as f
 from tests.agent.images import CONTAINERS, DOCKER_SETTINGS, IMAGE, our_containers
 from tests.conftest import assert_books_balance
 from tests.factories import USD
-from tests.leases.test_escrow_on_chain import ledger_balance, setup_parties, wallet_of
+from tests.leases.test_escrow_on_chain import ledger_balance, setup_parties, signed, wallet_of
 
 
 def run_agent(tmp_path: Path) -> list[dict]:
@@ -142,7 +142,8 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         workload={"image": IMAGE, "command": ["sh", "-c"], "args": ["trap 'exit 0' TERM; sleep 600 & wait"]},
         resources={"cpu_cores": 1, "memory_gib": 1, "storage_gib": 1, "gpu_count": 1},
     )
-    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, price).pk)
+    bid = f.bid(provider, order, price)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=bid.pk, **signed(chain, client, order, bid))
     lease.refresh_from_db()
     assert lease.status == Lease.Status.FUNDED and chain.lease(lease.pk).balance == lease.deposit
     provider_wallet, client_wallet = wallet_of(chain, 6), wallet_of(chain, 5)

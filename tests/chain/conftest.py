@@ -47,6 +47,36 @@ class Chain:
         self.tx(self.token.functions.mint(account, amount), self.owner)
         self.tx(self.token.functions.approve(self.escrow.address, 2**256 - 1), account)
 
+    def open_call(
+        self, lease_id: int, client: str, provider: str, price: int, deposit: int, *, order: int | None = None
+    ) -> Any:
+        """``open_lease`` on terms ``client`` signed (its key is the in-process chain's, public):
+        for order ``order`` (the lease id unless given), a deadline an hour away."""
+        from chain import terms
+        from chain.evm import embedded_key
+
+        keys = {address: embedded_key(i) for i, address in enumerate(self.w3.eth.accounts)}
+        accepted = terms.Acceptance(
+            order if order is not None else lease_id, provider, price, deposit, 1, self.now() + 3600
+        )
+        if client in keys:
+            signature = terms.sign(
+                accepted, key=keys[client], chain_id=self.w3.eth.chain_id, contract=self.escrow.address
+            )
+        else:  # nobody's key: a signature that recovers to no one
+            signature = "0x" + "11" * 65
+        return self.escrow.functions.open_lease(
+            lease_id,
+            accepted.order,
+            client,
+            provider,
+            price,
+            deposit,
+            1,
+            accepted.deadline,
+            bytes.fromhex(signature.removeprefix("0x")),
+        )
+
     def events(self, receipt: Any, name: str) -> list[dict]:
         event = getattr(self.escrow.events, name)()
         return [dict(e["args"]) for e in event.process_receipt(receipt, errors=DISCARD)]

@@ -1,6 +1,7 @@
 """The escrow adapter on both backends: the in-process EVM and a real Anvil node."""
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -53,6 +54,27 @@ def escrow(request: pytest.FixtureRequest) -> Iterator[tuple[EscrowClient, list[
     yield EscrowClient(w3=w3, operator=accounts[1], escrow=escrow_contract, token=token, policy=policy), accounts
 
 
+def signed_open(
+    adapter: EscrowClient, client: LocalAccount, *, lease_id: int, provider: str, price_per_hour: int, deposit: int
+) -> ChainTransaction:
+    """Open a lease as the marketplace does: on terms the client signed (here with its own key)."""
+    from chain import terms
+
+    accepted = terms.Acceptance(lease_id, provider, price_per_hour, deposit, 1, int(time.time()) + 3600)
+    signature = terms.sign(accepted, key=client.key.hex(), chain_id=adapter.chain_id, contract=adapter.escrow.address)
+    return adapter.open_lease(
+        lease_id=lease_id,
+        order_id=lease_id,
+        client=client.address,
+        provider=provider,
+        price_per_hour=price_per_hour,
+        deposit=deposit,
+        duration_hours=1,
+        deadline=accepted.deadline,
+        signature=signature,
+    )
+
+
 def _sign(w3: Web3, account: LocalAccount, call) -> None:  # type: ignore[no-untyped-def]
     tx = call.build_transaction({"from": account.address, "nonce": w3.eth.get_transaction_count(account.address)})
     receipt = w3.eth.wait_for_transaction_receipt(
@@ -64,9 +86,7 @@ def _sign(w3: Web3, account: LocalAccount, call) -> None:  # type: ignore[no-unt
 @pytest.mark.django_db(transaction=True)
 def test_open_settle_close_are_recorded_transactions(escrow) -> None:  # type: ignore[no-untyped-def]
     adapter, (_owner, operator, _verifier, client, provider, _other) = escrow
-    opened = adapter.open_lease(
-        lease_id=1, client=client.address, provider=provider.address, price_per_hour=PRICE, deposit=10 * USD
-    )
+    opened = signed_open(adapter, client, lease_id=1, provider=provider.address, price_per_hour=PRICE, deposit=10 * USD)
     assert opened.status == ChainTransaction.Status.CONFIRMED
     assert opened.gas_used and opened.block_number is not None and opened.reference == "lease:1"
     assert opened.sender == operator.address and opened.gas_limit > opened.gas_used
@@ -99,9 +119,7 @@ def test_a_refused_call_raises_with_the_revert_reason_and_records_nothing(escrow
     adapter, (_owner, _operator, _verifier, client, provider, _other) = escrow
     before = ChainTransaction.objects.count()
     with pytest.raises(ChainReverted, match="operator allowance exceeded"):
-        adapter.open_lease(
-            lease_id=1, client=client.address, provider=provider.address, price_per_hour=PRICE, deposit=60 * USD
-        )
+        signed_open(adapter, client, lease_id=1, provider=provider.address, price_per_hour=PRICE, deposit=60 * USD)
     with pytest.raises(ChainReverted, match="lease not open"):
         adapter.close_lease(lease_id=42, final_amount=0)
     assert ChainTransaction.objects.count() == before
@@ -118,8 +136,8 @@ def test_concurrent_senders_never_share_a_nonce(anvil: Anvil) -> None:
     def open_one(lease_id: int) -> None:
         try:
             adapter = EscrowClient(w3=anvil.web3(), operator=operator, escrow=escrow_contract, token=token)
-            adapter.open_lease(
-                lease_id=lease_id, client=client.address, provider=provider.address, price_per_hour=PRICE, deposit=USD
+            signed_open(
+                adapter, client, lease_id=lease_id, provider=provider.address, price_per_hour=PRICE, deposit=USD
             )
         except BaseException as exc:
             errors.append(exc)
@@ -154,9 +172,7 @@ def test_a_stuck_transaction_is_replaced_with_a_higher_fee(anvil: Anvil) -> None
     miner = threading.Timer(2.5, lambda: anvil.web3().provider.make_request("evm_mine", []))
     miner.start()
     try:
-        mined = adapter.open_lease(
-            lease_id=9, client=client.address, provider=provider.address, price_per_hour=PRICE, deposit=USD
-        )
+        mined = signed_open(adapter, client, lease_id=9, provider=provider.address, price_per_hour=PRICE, deposit=USD)
     finally:
         miner.cancel()
         w3.provider.make_request("evm_setAutomine", [True])

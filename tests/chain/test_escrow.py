@@ -21,9 +21,7 @@ def deposit(chain: Chain, account: str, amount: int) -> None:
 def open_lease(chain: Chain, lease_id: int = 1, deposit_amount: int = 10 * USD, price: int = PRICE) -> None:
     deposit(chain, chain.client, deposit_amount)
     chain.tx(chain.escrow.functions.approve_operator(deposit_amount), chain.client)
-    chain.tx(
-        chain.escrow.functions.open_lease(lease_id, chain.client, chain.provider, price, deposit_amount), chain.operator
-    )
+    chain.tx(chain.open_call(lease_id, chain.client, chain.provider, price, deposit_amount), chain.operator)
 
 
 def lease(chain: Chain, lease_id: int = 1) -> dict:
@@ -82,9 +80,7 @@ def test_deposit_and_withdraw_refusals(chain: Chain) -> None:
 def test_open_lease_moves_the_deposit_out_of_the_free_balance(chain: Chain) -> None:
     deposit(chain, chain.client, 15 * USD)
     chain.tx(chain.escrow.functions.approve_operator(10 * USD), chain.client)
-    receipt = chain.tx(
-        chain.escrow.functions.open_lease(7, chain.client, chain.provider, PRICE, 10 * USD), chain.operator
-    )
+    receipt = chain.tx(chain.open_call(7, chain.client, chain.provider, PRICE, 10 * USD), chain.operator)
     assert chain.events(receipt, "LeaseOpened") == [
         {
             "lease_id": 7,
@@ -105,7 +101,7 @@ def test_open_lease_moves_the_deposit_out_of_the_free_balance(chain: Chain) -> N
     [
         ((1, "client", "provider", PRICE, USD), "other", "not the operator"),
         ((0, "client", "provider", PRICE, USD), "operator", "lease id is zero"),
-        ((1, "zero", "provider", PRICE, USD), "operator", "zero address"),
+        ((1, "zero", "provider", PRICE, USD), "operator", "invalid signature"),  # the zero address signs nothing
         ((1, "client", "zero", PRICE, USD), "operator", "zero address"),
         ((1, "client", "client", PRICE, USD), "operator", "client is the provider"),
         ((1, "client", "provider", 0, USD), "operator", "price is zero"),
@@ -121,7 +117,7 @@ def test_open_lease_refusals(chain: Chain, args: tuple, sender: str, reason: str
     lease_id, client, provider, price, amount = args
     with reverts(reason):
         chain.tx(
-            chain.escrow.functions.open_lease(lease_id, who[client], who[provider], price, amount),
+            chain.open_call(lease_id, who[client], who[provider], price, amount),
             getattr(chain, sender),
         )
 
@@ -130,15 +126,15 @@ def test_operator_cannot_lock_more_than_the_balance_even_with_allowance(chain: C
     deposit(chain, chain.client, USD)
     chain.tx(chain.escrow.functions.approve_operator(100 * USD), chain.client)
     with reverts("insufficient balance"):
-        chain.tx(chain.escrow.functions.open_lease(1, chain.client, chain.provider, PRICE, 2 * USD), chain.operator)
+        chain.tx(chain.open_call(1, chain.client, chain.provider, PRICE, 2 * USD), chain.operator)
 
 
 def test_a_lease_id_is_used_once(chain: Chain) -> None:
     open_lease(chain)
     deposit(chain, chain.client, USD)
     chain.tx(chain.escrow.functions.approve_operator(USD), chain.client)
-    with reverts("lease exists"):
-        chain.tx(chain.escrow.functions.open_lease(1, chain.client, chain.provider, PRICE, USD), chain.operator)
+    with reverts("lease exists"):  # another order's signed terms, under a lease id taken
+        chain.tx(chain.open_call(1, chain.client, chain.provider, PRICE, USD, order=2), chain.operator)
 
 
 def test_settlement_is_capped_by_rate_times_elapsed(chain: Chain) -> None:
@@ -383,7 +379,7 @@ def test_pause_stops_new_leases_but_never_traps_funds(chain: Chain) -> None:
         chain.tx(chain.escrow.functions.set_paused(True), chain.operator)
     chain.tx(chain.escrow.functions.set_paused(True), chain.owner)
     with reverts("paused"):
-        chain.tx(chain.escrow.functions.open_lease(2, chain.client, chain.provider, PRICE, USD), chain.operator)
+        chain.tx(chain.open_call(2, chain.client, chain.provider, PRICE, USD), chain.operator)
     chain.at(lease(chain)["settled"] + 3600)
     chain.tx(chain.escrow.functions.settle([1], [USD]), chain.operator)  # settling goes on too
     chain.tx(chain.escrow.functions.close_lease(1, 0), chain.client)
@@ -392,13 +388,13 @@ def test_pause_stops_new_leases_but_never_traps_funds(chain: Chain) -> None:
     assert held(chain) == 0
     chain.tx(chain.escrow.functions.set_paused(False), chain.owner)
     deposit(chain, chain.client, USD)
-    chain.tx(chain.escrow.functions.open_lease(2, chain.client, chain.provider, PRICE, USD), chain.operator)
+    chain.tx(chain.open_call(2, chain.client, chain.provider, PRICE, USD), chain.operator)
 
 
 def test_amounts_beyond_the_packed_width_are_refused(chain: Chain) -> None:
     deposit(chain, chain.client, 5 * USD)
     chain.tx(chain.escrow.functions.approve_operator(2**256 - 1), chain.client)
     with reverts("amount too large"):
-        chain.tx(chain.escrow.functions.open_lease(1, chain.client, chain.provider, 2**128, USD), chain.operator)
+        chain.tx(chain.open_call(1, chain.client, chain.provider, 2**128, USD), chain.operator)
     open_lease(chain, lease_id=2, deposit_amount=USD)
     assert lease(chain, 2)["price"] == PRICE and lease(chain, 2)["balance"] == USD  # packing round-trips

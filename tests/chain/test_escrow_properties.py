@@ -71,9 +71,7 @@ def make_machine(chain: Chain, snapshot: Any) -> type[RuleBasedStateMachine]:
             if funded:  # usually the client deposits first; sometimes the operator overreaches
                 self.send(chain.escrow.functions.deposit(amount), who)
             self.send(chain.escrow.functions.approve_operator(amount), who)
-            receipt = self.send(
-                chain.escrow.functions.open_lease(self.next_id, who, chain.provider, price, amount), chain.operator
-            )
+            receipt = self.send(chain.open_call(self.next_id, who, chain.provider, price, amount), chain.operator)
             if receipt is not None:
                 self.leases[self.next_id] = {
                     "price": price,

@@ -8,6 +8,7 @@ from chain.evm import embedded_web3, eth_tester_of
 from chain.indexer import index_events
 from chain.models import ChainEvent, IndexerCursor
 from tests.chain.conftest import USD
+from tests.chain.test_adapter import signed_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,9 +32,7 @@ def _setup():  # type: ignore[no-untyped-def]
 
 def test_events_are_recorded_once_with_their_arguments() -> None:
     w3, adapter, client, provider = _setup()
-    adapter.open_lease(
-        lease_id=5, client=client.address, provider=provider.address, price_per_hour=3_600_000, deposit=10 * USD
-    )
+    signed_open(adapter, client, lease_id=5, provider=provider.address, price_per_hour=3_600_000, deposit=10 * USD)
     adapter.close_lease(lease_id=5, final_amount=0)
     assert index_events(client=adapter, confirmations=0) == 5
     names = list(ChainEvent.objects.values_list("name", flat=True))

@@ -51,7 +51,7 @@ def open_signed(chain: Chain, signed: t.Acceptance, sig: str, *, lease_id: int =
         "order": signed.order,
         **actual,
     }
-    call = chain.escrow.functions.open_lease_signed(
+    call = chain.escrow.functions.open_lease(
         lease_id,
         sent["order"],
         sent["client"],

@@ -97,9 +97,23 @@ def test_a_card_paid_lease_is_funded_through_custody_and_its_refund_comes_back(
     assert f"escrow_payer_custody,{chain.custody_address}" in csv and f"escrow_payee,{wallet_of(chain, 6)}" in csv
     page = " ".join(client_page(client_user).get("/account/").content.decode().split())
     assert "The marketplace holds this money for you." in page and "exactly its deposit" in page
-    with pytest.raises(ChainReverted, match="operator allowance exceeded"):
+    from chain import terms as t
+
+    other = t.Acceptance(
+        order.pk + 1, wallet_of(chain, 7), 1, 1, 1, chain.w3.eth.get_block("latest")["timestamp"] + 600
+    )
+    custody_signed = t.sign(other, key=chain.custody.key.hex(), chain_id=chain.chain_id, contract=chain.escrow.address)
+    with pytest.raises(ChainReverted, match="operator allowance exceeded"):  # even on terms custody signed
         chain.open_lease(
-            lease_id=999, client=chain.custody_address, provider=wallet_of(chain, 7), price_per_hour=1, deposit=1
+            lease_id=999,
+            order_id=other.order,
+            client=chain.custody_address,
+            provider=other.provider,
+            price_per_hour=1,
+            deposit=1,
+            duration_hours=1,
+            deadline=other.deadline,
+            signature=custody_signed,
         )
 
     # a top-up of a card-paid lease comes from custody too, allowed for exactly its amount

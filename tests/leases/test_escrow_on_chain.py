@@ -45,6 +45,34 @@ def fund_from_wallet(client: chain_adapter.EscrowClient, address: str, *, amount
     client.escrow.functions.approve_operator(allow).transact({"from": address})
 
 
+def key_of(client: chain_adapter.EscrowClient, address: str) -> str:
+    """The key of one of the chain's development accounts (the in-process chain's, or Anvil's)."""
+    from eth_account import Account
+
+    from chain.devnode import MNEMONIC
+    from chain.evm import embedded_key
+
+    index = client.w3.eth.accounts.index(address)
+    if hasattr(client.w3.provider, "ethereum_tester"):
+        return embedded_key(index)
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key.hex()
+
+
+def signed(client: chain_adapter.EscrowClient, user, order, bid) -> dict:  # type: ignore[no-untyped-def]
+    """What the client's wallet adds to its Accept: its signature of the bid's terms, where the API
+    asks for one (on Anvil; the in-process chain's demo wallets are signed for by the marketplace)."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    typed = f.api(user, f.CLIENT).get(f"/api/v1/orders/{order.pk}/bids/{bid.pk}/terms/").json()["typed_data"]
+    if typed is None:
+        return {}
+    wallet = Wallet.objects.filter(user=user).values_list("address", flat=True).first()
+    signature = Account.sign_message(encode_typed_data(full_message=typed), key_of(client, wallet)).signature
+    return {"signature": "0x" + signature.hex().removeprefix("0x"), "deadline": typed["message"]["deadline"]}
+
+
 def ledger_balance(user) -> int:  # type: ignore[no-untyped-def]
     row = LedgerAccount.objects.filter(owner=user, kind=LedgerAccount.Kind.CLIENT_BALANCE).first()
     return row.balance if row else 0
@@ -70,7 +98,11 @@ def test_award_funds_the_lease_on_chain_and_close_books_what_the_chain_paid(
     bid = f.bid(provider, order, 3_600_000)
     api = f.api(client_user, f.CLIENT)
     with django_capture_on_commit_callbacks(execute=True):
-        accepted = api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+        accepted = api.post(
+            f"/api/v1/orders/{order.pk}/accept/",
+            {"bid": bid.pk, **signed(chain, client_user, order, bid)},
+            format="json",
+        )
     assert accepted.status_code == 201 and accepted.json()["status"] == "funding"
     lease = Lease.objects.get()
     assert lease.status == Lease.Status.FUNDED and lease.open_tx_hash.startswith("0x")
@@ -108,7 +140,11 @@ def test_a_lease_the_escrow_refuses_is_closed_and_its_deposit_returned(
     order = f.order(client_user, duration_hours=2)
     bid = f.bid(provider, order, 3 * USD)
     with django_capture_on_commit_callbacks(execute=True):
-        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+        f.api(client_user, f.CLIENT).post(
+            f"/api/v1/orders/{order.pk}/accept/",
+            {"bid": bid.pk, **signed(chain, client_user, order, bid)},
+            format="json",
+        )
     lease = Lease.objects.get()
     assert lease.status == Lease.Status.CLOSED
     assert "operator allowance exceeded" in lease.close_reason
@@ -129,7 +165,10 @@ def test_a_crash_after_the_chain_confirmed_is_repaired_by_the_sync(chain) -> Non
     order = f.order(client_user)
     from marketplace import services as market
 
-    lease = market.order_accept(client=client_user, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    bid = f.bid(provider, order, USD)
+    lease = market.order_accept(
+        client=client_user, order_id=order.pk, bid_id=bid.pk, **signed(chain, client_user, order, bid)
+    )
     # the escrow took the deposit, but the worker died before the database recorded it
     Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.FUNDING, open_tx_hash="")
     response = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
@@ -166,7 +205,11 @@ def test_reconcile_finds_no_difference_after_a_lease_and_reports_one_when_the_bo
     bid = f.bid(provider, order, 3_600_000)
     api = f.api(client_user, f.CLIENT)
     with django_capture_on_commit_callbacks(execute=True):
-        api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+        api.post(
+            f"/api/v1/orders/{order.pk}/accept/",
+            {"bid": bid.pk, **signed(chain, client_user, order, bid)},
+            format="json",
+        )
     advance(chain, 600)
     with django_capture_on_commit_callbacks(execute=True):
         api.post(f"/api/v1/leases/{Lease.objects.get().pk}/close/")
@@ -207,11 +250,12 @@ def test_an_unreachable_chain_leaves_the_lease_funding_until_it_is_back(settings
     client_user, provider = setup_parties(client, allow=100 * USD)
     order = f.order(client_user)
     bid = f.bid(provider, order, USD)
+    terms = signed(client, client_user, order, bid)  # the client signed while the node answered
 
     settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"  # the node goes away
     with pytest.raises(Retry, match="chain node did not answer"):
         # the award itself commits; its task finds no node and Celery schedules a retry
-        market.order_accept(client=client_user, order_id=order.pk, bid_id=bid.pk)
+        market.order_accept(client=client_user, order_id=order.pk, bid_id=bid.pk, **terms)
     lease = Lease.objects.get()
     assert lease.status == Lease.Status.FUNDING and not lease.open_tx_hash
     with pytest.raises(ChainUnavailable):
@@ -319,7 +363,11 @@ def funded_lease(chain, django_capture_on_commit_callbacks, *, allow: int):  # t
     order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
     bid = f.bid(provider, order, 3_600_000)
     with django_capture_on_commit_callbacks(execute=True):
-        f.api(client_user, f.CLIENT).post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+        f.api(client_user, f.CLIENT).post(
+            f"/api/v1/orders/{order.pk}/accept/",
+            {"bid": bid.pk, **signed(chain, client_user, order, bid)},
+            format="json",
+        )
     lease = Lease.objects.get()
     assert lease.status == Lease.Status.FUNDED
     return client_user, provider, lease
@@ -482,4 +530,120 @@ def test_a_top_up_the_client_sends_to_the_contract_itself_is_booked_once(
     top_ups = list(LeaseTopUp.objects.filter(lease=lease).order_by("id").values_list("source", "amount", "status"))
     assert top_ups == [("client", USD, "confirmed"), ("wallet", 2 * USD, "confirmed")]
     assert ledger_balance(client_user) == chain.balance_of(wallet_of(chain, 5))
+    assert escrow.reconcile() == []
+
+
+# --- the terms a client with a wallet signs -------------------------------------------------------
+
+
+def _sign_typed(typed: dict, key: str) -> str:
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    return "0x" + Account.sign_message(encode_typed_data(full_message=typed), key).signature.hex().removeprefix("0x")
+
+
+def test_an_accept_without_the_clients_signature_of_those_terms_is_refused_and_writes_nothing(chain, settings) -> None:  # type: ignore[no-untyped-def]
+    """A client whose wallet the marketplace cannot sign for (any real wallet) signs what it accepts;
+    a missing, altered, expired, foreign or malformed signature is a 400 naming the field."""
+    from eth_account import Account
+
+    wallet, stranger = Account.create(), Account.create()
+    client_user, provider = f.client_user(balance=100 * USD), f.provider()
+    Wallet.objects.create(user=client_user, address=wallet.address)
+    Wallet.objects.create(user=provider.user, address=wallet_of(chain, 6))
+    order = f.order(client_user, duration_hours=2, max_price_per_hour=10 * USD)
+    other = f.provider()
+    Wallet.objects.create(user=other.user, address=wallet_of(chain, 7))
+    cheap, dear = f.bid(provider, order, USD), f.bid(other, order, 2 * USD)
+    api = f.api(client_user, f.CLIENT)
+    typed = api.get(f"/api/v1/orders/{order.pk}/bids/{cheap.pk}/terms/").json()["typed_data"]
+    assert typed["primaryType"] == "Acceptance"
+    assert typed["message"] == {
+        "order": order.pk,
+        "provider": wallet_of(chain, 6),
+        "pricePerHour": USD,
+        "deposit": 2 * USD,
+        "durationHours": 2,
+        "deadline": typed["message"]["deadline"],
+    }
+    assert typed["domain"]["chainId"] == chain.chain_id and typed["domain"]["verifyingContract"] == chain.escrow.address
+    deadline = typed["message"]["deadline"]
+    good = _sign_typed(typed, wallet.key.hex())
+    for body, field in (
+        ({"bid": cheap.pk}, "signature"),  # not signed at all
+        ({"bid": dear.pk, "signature": good, "deadline": deadline}, "signature"),  # another bid's terms
+        ({"bid": cheap.pk, "signature": good, "deadline": deadline + 1}, "signature"),  # another deadline
+        ({"bid": cheap.pk, "signature": _sign_typed(typed, stranger.key.hex()), "deadline": deadline}, "signature"),
+        ({"bid": cheap.pk, "signature": "0x" + "11" * 65, "deadline": deadline}, "signature"),
+        ({"bid": cheap.pk, "signature": "0x1234", "deadline": deadline}, "signature"),  # not 65 bytes
+        ({"bid": cheap.pk, "signature": good, "deadline": 1}, "deadline"),  # long expired
+    ):
+        refused = api.post(f"/api/v1/orders/{order.pk}/accept/", body, format="json")
+        assert refused.status_code == 400, (body, refused.json())
+        assert field in refused.json()["error"]["fields"], refused.json()
+    assert not Lease.objects.exists() and order.bids.filter(status="open").count() == 2  # nothing written
+    accepted = api.post(
+        f"/api/v1/orders/{order.pk}/accept/", {"bid": cheap.pk, "signature": good, "deadline": deadline}, format="json"
+    )
+    assert accepted.status_code == 201, accepted.json()
+    lease = Lease.objects.get()
+    assert lease.signed_terms == {
+        "kind": "acceptance",
+        "signer": wallet.address,
+        "payee": wallet_of(chain, 6),
+        "signature": good,
+        "deadline": deadline,
+    }
+
+
+def test_the_deadline_award_opens_within_the_standing_authorization_or_not_at_all(
+    chain, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from marketplace import services as market
+
+    client_user, provider = setup_parties(chain, allow=100 * USD)
+    needs_signing = not hasattr(chain.w3.provider, "ethereum_tester")  # the demo wallets are signed for
+    api = f.api(client_user, f.CLIENT)
+    unsigned = f.order(client_user, duration_hours=1, max_price_per_hour=3 * USD)
+    f.bid(provider, unsigned, 2 * USD)
+    order = f.order(client_user, duration_hours=1, max_price_per_hour=3 * USD)
+    f.bid(provider, order, 2 * USD)
+    typed = api.get(f"/api/v1/orders/{order.pk}/authorization/").json()["typed_data"]
+    if needs_signing:
+        assert typed["primaryType"] == "Authorization"
+        assert typed["message"]["maxPricePerHour"] == 3 * USD and typed["message"]["maxDeposit"] == 3 * USD
+        signature = _sign_typed(typed, key_of(chain, wallet_of(chain, 5)))
+        short = api.post(
+            f"/api/v1/orders/{order.pk}/authorization/", {"signature": signature, "expiry": 1}, format="json"
+        )
+        assert short.status_code == 400 and "expiry" in short.json()["error"]["fields"]
+        forged = api.post(
+            f"/api/v1/orders/{order.pk}/authorization/",
+            {"signature": signature, "expiry": typed["message"]["expiry"] + 1},
+            format="json",
+        )
+        assert forged.status_code == 400 and "signature" in forged.json()["error"]["fields"]
+        kept = api.post(
+            f"/api/v1/orders/{order.pk}/authorization/",
+            {"signature": signature, "expiry": typed["message"]["expiry"]},
+            format="json",
+        )
+        assert kept.status_code == 200 and kept.json()["max_price_per_hour"] == 3 * USD, kept.json()
+    else:
+        assert typed is None
+    unsigned.refresh_from_db()
+    order.refresh_from_db()
+    later = max(unsigned.deadline, order.deadline) + timedelta(seconds=1)  # the bid windows are over
+    with django_capture_on_commit_callbacks(execute=True):
+        market.order_award_due(order_id=unsigned.pk, now=later)
+        market.order_award_due(order_id=order.pk, now=later)
+    unsigned.refresh_from_db()
+    if needs_signing:  # nobody may open a lease the client did not authorize
+        assert unsigned.status == "expired" and "no standing authorization" in unsigned.status_reason
+    lease = Lease.objects.get(order=order)
+    assert lease.status == Lease.Status.FUNDED, lease.close_reason
+    assert chain.lease(lease.pk).price_per_hour == 2 * USD
     assert escrow.reconcile() == []

@@ -440,3 +440,76 @@ def test_link_a_browser_wallet_then_sign_in_with_it(page, asgi_server: str) -> N
     expect(page.get_by_role("status")).to_contain_text("No account has this wallet linked")
     shot_path = SCREENSHOTS / "10-login-with-ethereum.png"
     page.screenshot(path=str(shot_path), full_page=True)
+
+
+def test_a_wallet_client_signs_what_it_accepts_in_its_browser_wallet(page, asgi_server: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """A client with its own wallet (not the demo's): the order page has its wallet sign the standing
+    authorization, and the Accept button the bid's exact terms (EIP-712, ``eth_signTypedData_v4``);
+    the escrow contract opens the lease from that wallet on those terms."""
+    import json
+
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+    from playwright.sync_api import expect
+    from web3 import Web3
+
+    from chain import adapter
+    from chain.evm import embedded_key
+    from chain.indexer import index_events
+    from ledger.deposits import chain_deposits_apply
+    from tests.leases.test_escrow_on_chain import fund_from_wallet
+
+    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
+    adapter._embedded.clear()
+    try:
+        chain = adapter.escrow_client()
+        wallet = Account.from_key(embedded_key(8))  # not the demo's: only its owner signs for it
+        base = asgi_server
+        page.goto(base + "/accounts/signup/")
+        sign_up(page, "vitalik")
+        client = User.objects.get(username="vitalik")
+        Wallet.objects.create(user=client, address=wallet.address)
+        fund_from_wallet(chain, wallet.address, amount=50 * USD, allow=50 * USD)  # from its own wallet
+        index_events(client=chain, confirmations=0)
+        chain_deposits_apply()
+        provider = f.provider(gpus={"h100-sxm-80gb": 8})
+        Wallet.objects.create(user=provider.user, address=chain.w3.eth.accounts[6])
+        order = f.order(client, duration_hours=2, max_price_per_hour=10 * USD, bid_window_seconds=300)
+        f.bid(provider, order, 3 * USD)
+
+        signed: list[dict] = []
+
+        def answer(method: str, params: list) -> object:
+            if method == "eth_requestAccounts":
+                return [wallet.address]
+            if method == "eth_signTypedData_v4":
+                assert params[0] == wallet.address
+                typed = json.loads(params[1])
+                signed.append(typed)
+                return Web3.to_hex(Account.sign_message(encode_typed_data(full_message=typed), wallet.key).signature)
+            raise ValueError(f"unexpected wallet request {method}")
+
+        page.expose_function("testWallet", answer)
+        page.add_init_script("window.ethereum = { request: (r) => window.testWallet(r.method, r.params || []) };")
+        page.goto(f"{base}/orders/{order.pk}/")
+        page.get_by_role("button", name="Sign the standing authorization").click()
+        expect(page.locator("#authorization")).to_contain_text("Your wallet signed the standing authorization")
+        order.refresh_from_db()
+        assert order.authorization["signer"] == wallet.address and signed[0]["primaryType"] == "Authorization"
+
+        page.locator("#bids tbody tr").first.get_by_role("button", name=re.compile("Accept")).click()
+        expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
+        expect(page.locator("#lease-status")).to_have_text("Funded")
+        accepted = signed[-1]
+        assert accepted["primaryType"] == "Acceptance"
+        assert (accepted["message"]["pricePerHour"], accepted["message"]["deposit"]) == (3 * USD, 6 * USD)
+        assert accepted["message"]["provider"] == chain.w3.eth.accounts[6]
+        lease = Lease.objects.get()
+        on_chain = chain.lease(lease.pk)
+        assert (on_chain.client, on_chain.provider, on_chain.balance) == (
+            wallet.address,
+            chain.w3.eth.accounts[6],
+            6 * USD,
+        )
+    finally:
+        adapter._embedded.clear()

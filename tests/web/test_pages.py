@@ -483,3 +483,18 @@ def test_the_account_page_says_who_holds_the_money() -> None:
     assert "The marketplace holds this money for you</strong>, in its own books" in said  # the ledger is the escrow
     Wallet.objects.create(user=client, address="0x" + "ab" * 20)
     assert 'id="custody"' not in page.get("/account/").content.decode()  # its wallet holds it
+
+
+def test_the_order_page_says_when_the_marketplace_signs_the_terms(settings) -> None:
+    from chain.evm import DEMO_CLIENT_ACCOUNT, embedded_account
+    from chain.models import Wallet
+
+    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
+    custody_client, demo_client = f.client_user(), f.client_user()
+    Wallet.objects.create(user=demo_client, address=embedded_account(DEMO_CLIENT_ACCOUNT))
+    for client, says in ((custody_client, "as the custodian of your balance"), (demo_client, "demo wallet")):
+        order = f.order(client)
+        page = Client()
+        page.force_login(client)
+        html = " ".join(page.get(f"/orders/{order.pk}/").content.decode().split())
+        assert says in html and 'id="authorization"' not in html  # nothing for the client to sign

@@ -59,6 +59,80 @@
     }
   }
 
+  // Terms the escrow contract holds a client with a wallet to (EIP-712, eth_signTypedData_v4):
+  // <form data-sign-terms="/api/v1/orders/N/bids/"> (an Accept button) asks the server for the bid's
+  // terms, has the wallet sign them, and submits the form with the signature and its deadline;
+  // <form data-sign-authorization="URL"> signs the order's standing authorization and posts it.
+  async function signTyped(url) {
+    var wallet = window.ethereum;
+    if (!wallet || typeof wallet.request !== "function") {
+      throw new Error("Your account has a wallet: sign with it in a browser that has it (MetaMask, Rabby…).");
+    }
+    var response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    var data = await response.json();
+    if (!response.ok) throw new Error((data.error || {}).message || "The server answered " + response.status + ".");
+    if (!data.typed_data) return null;
+    var accounts = await wallet.request({ method: "eth_requestAccounts" });
+    if (!accounts || !accounts.length) throw new Error("Your wallet shared no account.");
+    var signature = await wallet.request({
+      method: "eth_signTypedData_v4",
+      params: [accounts[0], JSON.stringify(data.typed_data)],
+    });
+    return { signature: signature, typed: data.typed_data };
+  }
+
+  function hidden(form, name, value) {
+    var input = form.querySelector("input[name=" + name + "]") || document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = value;
+    form.appendChild(input);
+  }
+
+  // rows are added as bids arrive: one listener for every Accept form, now and later
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-sign-terms]") || form.dataset.signed) return;
+    event.preventDefault();
+    var button = form.querySelector("button[type=submit]");
+    var bid = form.querySelector("input[name=bid]").value;
+    button.disabled = true;
+    signTyped(form.dataset.signTerms + bid + "/terms/").then(function (signed) {
+      if (signed) {
+        hidden(form, "signature", signed.signature);
+        hidden(form, "deadline", signed.typed.message.deadline);
+      }
+      form.dataset.signed = "1";
+      form.submit();
+    }).catch(function (error) {
+      button.disabled = false;
+      button.title = said(error);
+      window.alert(said(error));
+    });
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-sign-authorization]")) return;
+    event.preventDefault();
+    var status = form.querySelector("[data-sign-status]");
+    var button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    status.classList.remove("error");
+    status.textContent = "Sign in your wallet…";
+    signTyped(form.dataset.signAuthorization).then(function (signed) {
+      if (!signed) return window.location.reload();
+      return post(form, form.dataset.signAuthorization, {
+        signature: signed.signature,
+        expiry: signed.typed.message.expiry,
+      }).then(function () { window.location.reload(); });
+    }).catch(function (error) {
+      status.textContent = said(error);
+      status.classList.add("error");
+      button.disabled = false;
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-siwe]").forEach(function (form) {
       var status = form.querySelector("[data-siwe-status]");
