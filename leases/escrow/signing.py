@@ -129,6 +129,8 @@ def acceptance_signed(
     if not signature:
         if signing_wallet(client.pk) is None:
             return {}  # the marketplace signs, as the custodian or for a demo wallet
+        if primary_wallet(provider_user_id) is None:  # nothing could be signed: say why
+            raise Conflict("The provider has no linked wallet to be paid at.", code="provider_without_wallet")
         raise ValidationFailed(
             "Your wallet signs the terms it accepts: sign them (GET the bid's terms), then accept with the "
             "signature and its deadline.",

@@ -647,3 +647,17 @@ def test_the_deadline_award_opens_within_the_standing_authorization_or_not_at_al
     assert lease.status == Lease.Status.FUNDED, lease.close_reason
     assert chain.lease(lease.pk).price_per_hour == 2 * USD
     assert escrow.reconcile() == []
+
+
+def test_a_bid_of_a_provider_without_a_wallet_cannot_be_signed_and_says_why(chain) -> None:  # type: ignore[no-untyped-def]
+    from eth_account import Account
+
+    client_user, provider = f.client_user(balance=100 * USD), f.provider()  # the provider linked no wallet
+    Wallet.objects.create(user=client_user, address=Account.create().address)
+    order = f.order(client_user)
+    bid = f.bid(provider, order, USD)
+    api = f.api(client_user, f.CLIENT)
+    assert api.get(f"/api/v1/orders/{order.pk}/bids/{bid.pk}/terms/").json() == {"typed_data": None}
+    refused = api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "provider_without_wallet"
+    assert not Lease.objects.exists()
