@@ -19,18 +19,21 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "image": "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime",
         "command": "jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root",
         "ports": "8888",
+        "min_vram_gib": 24,
     },
     "inference": {
         "label": "Inference server (vLLM)",
         "image": "vllm/vllm-openai:v0.11.0",
         "command": "--model Qwen/Qwen2.5-7B-Instruct --port 8000",
         "ports": "8000",
+        "min_vram_gib": 24,  # a 7B model in 16-bit weights, with room for its cache
     },
     "ssh": {
         "label": "Plain SSH box",
         "image": "linuxserver/openssh-server:latest",
         "command": "",
         "ports": "2222",
+        "min_vram_gib": 16,
     },
 }
 

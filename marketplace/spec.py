@@ -155,7 +155,7 @@ class ResourcesSerializer(StrictSerializer):
         required=False,
         allow_null=True,
         max_length=MAX_GPU_MODELS,
-        allow_empty=False,
+        allow_empty=True,  # none named: any model with at least min_vram_gib (validate says one is needed)
     )
     min_vram_gib = StrictIntegerField(min_value=1, max_value=1024, required=False, allow_null=True)
     cpu_cores = StrictIntegerField(min_value=1, max_value=512, default=4)

@@ -498,3 +498,38 @@ def test_the_order_page_says_when_the_marketplace_signs_the_terms(settings) -> N
         page.force_login(client)
         html = " ".join(page.get(f"/orders/{order.pk}/").content.decode().split())
         assert says in html and 'id="authorization"' not in html  # nothing for the client to sign
+
+
+@pytest.mark.parametrize("template", ["pytorch-jupyter", "inference", "ssh"])
+def test_every_template_posts_as_filled(template: str) -> None:
+    """What the form holds once a template is chosen, unchanged: every field's initial value, the
+    template's own fields over it (as the page's script fills them), no GPU model named."""
+    from marketplace.forms import TEMPLATES, OrderForm
+
+    c = browser(f.client_user())
+    form = OrderForm()
+    fields = {name: field.initial for name, field in form.fields.items() if field.initial is not None}
+    filled = {**fields, **{k: v for k, v in TEMPLATES[template].items() if k != "label"}}
+    filled.update(mode="form", template=template)
+    created = post(c, "/orders/new/", {k: "" if v is None else v for k, v in filled.items()})
+    assert created.status_code == 302, created.content.decode()[:2000]
+    order = Order.objects.get()
+    assert order.min_vram_gib == TEMPLATES[template]["min_vram_gib"] and order.image == TEMPLATES[template]["image"]
+    assert order.gpu_models.count() > 0  # every catalog model with that much memory
+
+
+def test_a_minimum_vram_alone_is_a_valid_choice_in_the_api_the_yaml_and_the_form() -> None:
+    client = f.client_user()
+    api = f.api(client, f.CLIENT)
+    body = {
+        "workload": {"image": "ghcr.io/acme/trainer:1.4"},
+        "resources": {"gpu_count": 1, "gpu_models": [], "min_vram_gib": 40},
+        "duration_hours": 1,
+        "max_price_per_hour": 3 * USD,
+    }
+    assert api.post("/api/v1/orders/", body, format="json").status_code == 201
+    neither = {**body, "resources": {"gpu_count": 1, "gpu_models": []}}
+    refused = api.post("/api/v1/orders/", neither, format="json")
+    assert refused.status_code == 400 and "resources" in refused.json()["error"]["fields"]
+    workload = "workload:\n  image: ghcr.io/acme/trainer:1.4\nresources:\n  gpu_count: 1\n  gpu_models: []\n  min_vram_gib: 40\nduration_hours: 2\nmax_price_per_hour: 3000000\n"  # noqa: E501
+    assert post(browser(client), "/orders/new/", {"mode": "yaml", "workload_file": workload}).status_code == 302
