@@ -661,3 +661,35 @@ def test_a_bid_of_a_provider_without_a_wallet_cannot_be_signed_and_says_why(chai
     refused = api.post(f"/api/v1/orders/{order.pk}/accept/", {"bid": bid.pk}, format="json")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "provider_without_wallet"
     assert not Lease.objects.exists()
+
+
+def test_the_operator_cannot_open_what_the_client_did_not_sign_on_either_chain(chain) -> None:  # type: ignore[no-untyped-def]
+    """The same attacks as ``tests/chain/test_signed_terms.py``, through the operator's own client, on
+    the in-process EVM and on Anvil: another payee, a higher price or deposit, a replay."""
+    from chain import terms as t
+    from chain.transactions import ChainReverted
+
+    client_wallet, provider_wallet, operators = wallet_of(chain, 5), wallet_of(chain, 6), wallet_of(chain, 7)
+    fund_from_wallet(chain, client_wallet, amount=20 * USD, allow=20 * USD)
+    deadline = chain.w3.eth.get_block("latest")["timestamp"] + 600
+    accepted = t.Acceptance(77, provider_wallet, USD, 2 * USD, 2, deadline)
+    signature = t.sign(
+        accepted, key=key_of(chain, client_wallet), chain_id=chain.chain_id, contract=chain.escrow.address
+    )
+    terms = {
+        "order_id": 77,
+        "client": client_wallet,
+        "provider": provider_wallet,
+        "price_per_hour": USD,
+        "deposit": 2 * USD,
+        "duration_hours": 2,
+        "deadline": deadline,
+        "signature": signature,
+    }
+    for changed in ({"provider": operators}, {"price_per_hour": 2 * USD}, {"deposit": 20 * USD}):
+        with pytest.raises(ChainReverted, match="not signed by the client"):
+            chain.open_lease(lease_id=9001, **{**terms, **changed})
+    chain.open_lease(lease_id=9001, **terms)
+    assert (chain.lease(9001).client, chain.lease(9001).balance) == (client_wallet, 2 * USD)
+    with pytest.raises(ChainReverted, match="order already opened"):
+        chain.open_lease(lease_id=9002, **terms)
