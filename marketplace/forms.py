@@ -160,10 +160,17 @@ class OrderForm(forms.Form):
         data = self.cleaned_data
         if data.get("mode") == "yaml":
             try:
-                return load_yaml(data.get("workload_file") or "")
+                loaded = load_yaml(data.get("workload_file") or "")
             except ValueError as exc:
                 self.add_error("workload_file", str(exc)[:300])
                 return None
+            if loaded is None:  # empty, or comments only
+                self.add_error(
+                    "workload_file",
+                    "The workload file is empty: write the order in YAML (workload, resources, duration_hours, "
+                    "max_price_per_hour), or use the form.",
+                )
+            return loaded
         try:
             command = shlex.split(data.get("command") or "")
         except ValueError as exc:

@@ -51,10 +51,10 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
         set(spec.gpu_models) - set(GpuModel.objects.filter(id__in=spec.gpu_models).values_list("id", flat=True))
     )
     if unknown:
+        known = ", ".join(GpuModel.objects.order_by("id").values_list("id", flat=True))
+        said = f"Not in the catalog: {', '.join(unknown)}. The catalog's models: {known}."
         raise ValidationFailed(
-            "Unknown GPU model.",
-            code="unknown_gpu_model",
-            fields={"resources": {"gpu_models": [f"Not in the catalog: {', '.join(unknown)}."]}},
+            f"Unknown GPU model. {said}", code="unknown_gpu_model", fields={"resources": {"gpu_models": [said]}}
         )
     models = list(gpu_models_matching(ids=spec.gpu_models or None, min_vram_gib=spec.min_vram_gib))
     if not models:

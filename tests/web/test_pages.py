@@ -533,3 +533,20 @@ def test_a_minimum_vram_alone_is_a_valid_choice_in_the_api_the_yaml_and_the_form
     assert refused.status_code == 400 and "resources" in refused.json()["error"]["fields"]
     workload = "workload:\n  image: ghcr.io/acme/trainer:1.4\nresources:\n  gpu_count: 1\n  gpu_models: []\n  min_vram_gib: 40\nduration_hours: 2\nmax_price_per_hour: 3000000\n"  # noqa: E501
     assert post(browser(client), "/orders/new/", {"mode": "yaml", "workload_file": workload}).status_code == 302
+
+
+def test_an_empty_workload_file_or_an_unknown_gpu_model_says_what_to_do_and_keeps_the_text() -> None:
+    c = browser(f.client_user())
+    for empty in ("", "# nothing yet\n"):
+        page = post(c, "/orders/new/", {"mode": "yaml", "workload_file": empty})
+        assert page.status_code == 400 and "The workload file is empty" in page.content.decode()
+    workload = (
+        "workload:\n  image: ghcr.io/acme/trainer:1.4\nresources:\n  gpu_count: 1\n  gpu_models: [nope-9000]\n"
+        "duration_hours: 2\nmax_price_per_hour: 3000000\n"
+    )
+    page = post(c, "/orders/new/", {"mode": "yaml", "workload_file": workload})
+    html = page.content.decode()
+    assert page.status_code == 400 and "Not in the catalog: nope-9000." in html
+    assert "h100-sxm-80gb" in html.split("Not in the catalog")[1]  # the valid choices, named
+    assert "gpu_models: [nope-9000]" in html  # what was typed is kept
+    assert not Order.objects.exists()
