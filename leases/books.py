@@ -169,22 +169,28 @@ def top_up_confirm(*, top_up: LeaseTopUp, lease: Lease, now: datetime | None = N
     )
 
 
+def top_up_reserve(*, top_up: LeaseTopUp, lease: Lease, memo: str) -> None:
+    """Move the top-up's amount from the client's balance into the lease's escrow account (once per
+    top-up). The caller holds the lease's lock."""
+    ledger.post(
+        key=f"lease:{lease.pk}:top-up:{top_up.pk}",
+        kind=LedgerTransaction.Kind.LEASE_TOP_UP,
+        legs=[
+            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -top_up.amount),
+            (ledger.escrow_account(lease_id=lease.pk), top_up.amount),
+        ],
+        lease_id=lease.pk,
+        memo=memo,
+    )
+
+
 def top_up_from_wallet(*, lease: Lease, amount: int, tx_hash: str) -> LeaseTopUp:
     """The client topped its lease up in the escrow contract itself: book the move from its balance
     to the lease and confirm it at once. The caller holds the lease's lock."""
     top_up = LeaseTopUp.objects.create(
         lease=lease, amount=amount, source=LeaseTopUp.Source.WALLET, status=LeaseTopUp.Status.CONFIRMED
     )
-    ledger.post(
-        key=f"lease:{lease.pk}:top-up:{top_up.pk}",
-        kind=LedgerTransaction.Kind.LEASE_TOP_UP,
-        legs=[
-            (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
-            (ledger.escrow_account(lease_id=lease.pk), amount),
-        ],
-        lease_id=lease.pk,
-        memo=f"Top-up of lease {lease.pk} from the client's wallet, {tx_hash}",
-    )
+    top_up_reserve(top_up=top_up, lease=lease, memo=f"Top-up of lease {lease.pk} from the client's wallet, {tx_hash}")
     top_up_confirm(top_up=top_up, lease=lease, tx_hash=tx_hash)
     return top_up
 

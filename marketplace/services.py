@@ -339,7 +339,7 @@ def order_accept(
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         _require_open(order, now)
-        winner = Bid.objects.filter(pk=bid_id, order=order).first()
+        winner = Bid.objects.select_related("provider").filter(pk=bid_id, order=order).first()
         if winner is None:
             raise NotFound("No such bid on this order.")
         if winner.status != Bid.Status.OPEN:
@@ -382,9 +382,9 @@ def order_authorization_terms(*, client: User, order_id: int) -> dict[str, Any] 
     return escrow().authorization_terms(order=selectors.order_get_owned(user=client, order_id=order_id))
 
 
-def order_signed_for_you(*, client: User) -> str:
-    """What the order page says when the marketplace signs the client's terms for it ("" when not)."""
-    return escrow().signed_for_you(client=client)
+def order_terms_signer(*, client: User) -> str:
+    """Who signs the terms the client accepts (``leases.escrow.base.Escrow.terms_signer``)."""
+    return escrow().terms_signer(client=client)
 
 
 def order_authorize(*, client: User, order_id: int, signature: str, expiry: int | None) -> Order:

@@ -166,12 +166,8 @@ def _bids_context(request: AuthenticatedHttpRequest, order: Order) -> dict:
     lease = getattr(order, "lease", None) if order.status == Order.Status.AWARDED else None
     is_owner = order.client_id == request.user.pk
     can_accept = order.status == Order.Status.OPEN and timezone.now() < order.deadline
-    # the client's wallet signs what it accepts, and the standing authorization for the deadline
-    wallet_signs = (
-        is_owner
-        and can_accept
-        and services.order_authorization_terms(client=request.user, order_id=order.pk) is not None
-    )
+    # who signs what the client accepts here: its wallet, or the marketplace (custody, the demo wallet)
+    signer = services.order_terms_signer(client=request.user) if is_owner and can_accept else ""
     return {
         "bids": bids,
         "bids_total": total,
@@ -179,8 +175,8 @@ def _bids_context(request: AuthenticatedHttpRequest, order: Order) -> dict:
         "lease": lease,
         "is_owner": is_owner,
         "can_accept": can_accept,
-        "wallet_signs": wallet_signs,
-        "signed_for_you": services.order_signed_for_you(client=request.user) if is_owner and can_accept else "",
+        "wallet_signs": signer == "wallet",
+        "terms_signer": signer,
         "authorized": bool(order.authorization),
     }
 

@@ -17,8 +17,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from core.errors import Conflict
 from core.models import User
 from leases.models import Lease, LeaseTopUp
+
+
+def nothing_to_sign() -> Conflict:
+    """The answer to a signature nobody asked for: the marketplace signs for this account, or the
+    escrow needs none."""
+    return Conflict("Nothing to sign: the marketplace signs for this account.", code="nothing_to_sign")
+
 
 Paid = Callable[[int, str], None]
 """Told, inside the transaction that books it, what a compensation gave and to which address."""
@@ -111,11 +119,13 @@ class Escrow(ABC):
 
     def authorization_signed(self, *, order: Any, signature: str, expiry: int | None) -> dict[str, Any]:
         """Check the client's signature of its standing authorization; returns what the order keeps.
-        Raises ValidationFailed naming ``signature`` or ``expiry``."""
-        return {}
+        Raises ValidationFailed naming ``signature`` or ``expiry``, and Conflict where there is
+        nothing for the client to sign (here: the escrow is the marketplace's ledger)."""
+        raise nothing_to_sign()
 
-    def signed_for_you(self, *, client: User) -> str:
-        """What the pages say when the marketplace signs the client's terms for it ("": it does not)."""
+    def terms_signer(self, *, client: User) -> str:
+        """Who signs the terms this client accepts: ``wallet``, ``custody`` or ``demo`` (the
+        marketplace, where it holds the key), or "" when there is nothing to sign."""
         return ""
 
     def award_terms(self, *, order: Any) -> dict[str, Any]:

@@ -27,13 +27,12 @@ Every step is idempotent: a retried task finds the lease already moved on and do
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from celery import Task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from chain.adapter import EscrowClient, custody_address, escrow_client
@@ -251,16 +250,22 @@ def chain_settlements_catch_up() -> bool:
     return True
 
 
+def _unapplied(name: str) -> QuerySet[ChainEvent]:
+    """Indexed events of one kind not applied yet, in the chain's order."""
+    return ChainEvent.objects.filter(applied_at__isnull=True, name=name).order_by("block_number", "log_index")
+
+
+def _applied(event: ChainEvent) -> None:
+    """Mark ``event`` applied, inside the transaction that booked it."""
+    ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+
+
 def chain_settlements_apply(*, limit: int = 1000) -> int:
     """Book indexed ``Settled`` events the tick did not (its receipt was lost). Settlements made by
     closing a lease are booked with the close (``LeaseClosed``), so they are left alone here."""
     applied = 0
     closing_txs = ChainEvent.objects.filter(name="LeaseClosed").values("tx_hash")
-    pending = (
-        ChainEvent.objects.filter(applied_at__isnull=True, name="Settled")
-        .exclude(tx_hash__in=closing_txs)
-        .order_by("block_number", "log_index")[:limit]
-    )
+    pending = _unapplied("Settled").exclude(tx_hash__in=closing_txs)[:limit]
     for event in pending:
         lease_id = int(event.args["lease_id"])
         with transaction.atomic():  # booked and marked applied together, as deposits are
@@ -271,21 +276,17 @@ def chain_settlements_apply(*, limit: int = 1000) -> int:
                     key=f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}",
                     memo=f"Settled on chain, {event.tx_hash}",
                 )
-            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+            _applied(event)
     return applied
 
 
-def chain_top_ups_apply(*, limit: int = 1000) -> int:
+def chain_top_ups_apply(client: EscrowClient, *, limit: int = 1000) -> int:
     """Book the top-ups a client sent to the contract from its own wallet (``top_up`` is open to the
     lease's client): the amount moves from its balance to the lease, which runs longer, as a top-up
     through the marketplace would. The operator's own top-ups are booked by their task (their
     transaction's sender says which is which). Returns how many were booked."""
-    client = escrow_client()
     booked = 0
-    pending = ChainEvent.objects.filter(applied_at__isnull=True, name="LeaseToppedUp").order_by(
-        "block_number", "log_index"
-    )[:limit]
-    for event in pending:
+    for event in _unapplied("LeaseToppedUp")[:limit]:
         lease_id = int(event.args["lease_id"])
         ours = client.sender_of(event.tx_hash) == client.operator.address
         with transaction.atomic():
@@ -295,7 +296,7 @@ def chain_top_ups_apply(*, limit: int = 1000) -> int:
                     continue  # its funding task books the opening first
                 top_up_from_wallet(lease=lease, amount=int(event.args["amount"]), tx_hash=event.tx_hash)
                 booked += 1
-            ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+            _applied(event)
     return booked
 
 
@@ -308,10 +309,7 @@ def chain_closes_apply(*, limit: int = 1000) -> int:
     A lease still being funded, or with a top-up on its way, waits for that task (the close's
     refund includes a top-up the chain took): the next sync books it."""
     closed = 0
-    pending = ChainEvent.objects.filter(applied_at__isnull=True, name="LeaseClosed").order_by(
-        "block_number", "log_index"
-    )[:limit]
-    for event in pending:
+    for event in _unapplied("LeaseClosed")[:limit]:
         lease_id = int(event.args["lease_id"])
         try:
             with transaction.atomic():
@@ -321,7 +319,7 @@ def chain_closes_apply(*, limit: int = 1000) -> int:
                         continue
                     _book_close_on_chain(lease, event)
                     closed += 1
-                ChainEvent.objects.filter(pk=event.pk).update(applied_at=timezone.now())
+                _applied(event)
         except ValueError:  # the books and the chain disagree on the lease's money: reconcile() says so
             logger.exception("lease %s closed on chain in %s cannot be booked", lease_id, event.tx_hash)
     return closed
@@ -362,7 +360,7 @@ def _closed_elsewhere(client: EscrowClient, lease_id: int) -> Lease | None:
         return None
     index_events(client=client, confirmations=0)
     chain_settlements_apply()
-    chain_top_ups_apply()
+    chain_top_ups_apply(client)
     chain_closes_apply()
     return Lease.objects.get(pk=lease_id)
 
@@ -400,10 +398,11 @@ def lease_close_on_chain(*, lease_id: int) -> Lease:
 def chain_sync(*, confirmations: int, limit: int = 100) -> int:
     """Index the escrow's events, apply deposits and withdrawals, and finish leases whose
     funding or closing task was lost. Returns how many deposits and withdrawals were applied."""
-    index_events(client=escrow_client(), confirmations=confirmations)
+    client = escrow_client()
+    index_events(client=client, confirmations=confirmations)
     applied = chain_deposits_apply()
     chain_settlements_apply()
-    chain_top_ups_apply()
+    chain_top_ups_apply(client)
     chain_closes_apply()
     custody_sync()
     for lease_id in Lease.objects.filter(status=Lease.Status.FUNDING).values_list("pk", flat=True)[:limit]:
@@ -642,49 +641,13 @@ class ChainEscrow(Escrow):
                 code="balance_in_custody",
             )
 
-    def acceptance_terms(
-        self, *, client: User, order_id: int, provider_user_id: int, price_per_hour: int, duration_hours: int
-    ) -> dict[str, Any] | None:
-        return signing.acceptance_terms(
-            client=client,
-            order_id=order_id,
-            provider_user_id=provider_user_id,
-            price_per_hour=price_per_hour,
-            duration_hours=duration_hours,
-        )
-
-    def acceptance_signed(
-        self,
-        *,
-        client: User,
-        order_id: int,
-        provider_user_id: int,
-        price_per_hour: int,
-        duration_hours: int,
-        signature: str,
-        deadline: int | None,
-    ) -> dict[str, Any]:
-        return signing.acceptance_signed(
-            client=client,
-            order_id=order_id,
-            provider_user_id=provider_user_id,
-            price_per_hour=price_per_hour,
-            duration_hours=duration_hours,
-            signature=signature,
-            deadline=deadline,
-        )
-
-    def authorization_terms(self, *, order: Any) -> dict[str, Any] | None:
-        return signing.authorization_terms(order=order)
-
-    def authorization_signed(self, *, order: Any, signature: str, expiry: int | None) -> dict[str, Any]:
-        return signing.authorization_signed(order=order, signature=signature, expiry=expiry)
-
-    def award_terms(self, *, order: Any) -> dict[str, Any]:
-        return signing.award_terms(order=order)
-
-    def signed_for_you(self, *, client: User) -> str:
-        return signing.signed_for_you(client.pk)
+    # the terms a client signs: ``leases.escrow.signing`` (the same keyword arguments)
+    acceptance_terms = staticmethod(signing.acceptance_terms)
+    acceptance_signed = staticmethod(signing.acceptance_signed)
+    authorization_terms = staticmethod(signing.authorization_terms)
+    authorization_signed = staticmethod(signing.authorization_signed)
+    award_terms = staticmethod(signing.award_terms)
+    terms_signer = staticmethod(signing.terms_signer)
 
     def demo_fund(self, *, client: User, provider_user: User, amount: int) -> str:
         """The demo users get wallets on the in-process chain (funded when it starts), and the

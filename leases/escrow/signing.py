@@ -25,6 +25,7 @@ from chain.evm import DEMO_CLIENT_ACCOUNT, embedded_account, embedded_key
 from chain.models import ChainTransaction, Wallet
 from core.errors import Conflict, ValidationFailed
 from core.models import User
+from leases.escrow.base import nothing_to_sign
 from leases.models import Lease
 
 TERMS_SECONDS = 3600
@@ -53,22 +54,14 @@ def server_key(address: str) -> str | None:
     return None
 
 
-def signed_for_you(user_id: int) -> str:
-    """What the order page says when the marketplace signs a client's terms for it ("" when not)."""
-    wallet = primary_wallet(user_id)
+def terms_signer(*, client: User) -> str:
+    """Who signs the terms this client accepts: ``wallet`` (its own wallet), ``custody`` (the
+    marketplace, as the custodian of a client without one), ``demo`` (the marketplace, for the demo
+    wallet of the in-process chain), or "" (nobody can: no wallet and no custody account)."""
+    wallet = primary_wallet(client.pk)
     if wallet is None:
-        if custody_address() is None:
-            return ""
-        return (
-            "You have no wallet: the marketplace signs the terms you accept as the custodian of your balance, "
-            "and funds the lease with exactly its deposit."
-        )
-    if server_key(wallet) is not None:
-        return (
-            "This is the demo wallet: its key is public on this development chain, so the marketplace signs "
-            "the terms you accept for it, as the wallet would."
-        )
-    return ""
+        return "custody" if custody_address() is not None else ""
+    return "wallet" if server_key(wallet) is None else "demo"
 
 
 def signing_wallet(user_id: int) -> str | None:
@@ -168,7 +161,7 @@ def authorization_terms(*, order: Any) -> dict[str, Any] | None:
 
 def authorization_signed(*, order: Any, signature: str, expiry: int | None) -> dict[str, Any]:
     if signing_wallet(order.client_id) is None:
-        raise Conflict("Nothing to sign: the marketplace signs for this account.", code="nothing_to_sign")
+        raise nothing_to_sign()
     if expiry is None or expiry < order.deadline.timestamp():
         raise ValidationFailed(
             "The authorization must last until the order's deadline at least.",

@@ -11,11 +11,12 @@ from django.utils import timezone
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.models import User
 from leases import states
+from leases.books import top_up_reserve
 from leases.escrow import escrow
 from leases.models import Lease, LeaseTopUp
 from leases.selectors import has_pending_top_up
 from ledger import services as ledger
-from ledger.models import LedgerAccount, LedgerTransaction
+from ledger.models import LedgerAccount
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,7 @@ def lease_top_up(
         if has_pending_top_up(lease):
             raise Conflict(f"Lease {lease.pk} has a top-up waiting for the escrow.", code="top_up_pending")
         top_up = LeaseTopUp.objects.create(lease=lease, amount=amount, source=source)
-        ledger.post(
-            key=f"lease:{lease.pk}:top-up:{top_up.pk}",
-            kind=LedgerTransaction.Kind.LEASE_TOP_UP,
-            legs=[
-                (ledger.user_account(user=lease.client_id, kind=LedgerAccount.Kind.CLIENT_BALANCE), -amount),
-                (ledger.escrow_account(lease_id=lease.pk), amount),
-            ],
-            lease_id=lease.pk,
-            memo=f"Top-up of lease {lease.pk}",
-        )
+        top_up_reserve(top_up=top_up, lease=lease, memo=f"Top-up of lease {lease.pk}")
         escrow().top_up(top_up, lease, now=now)
     return top_up
 

@@ -317,3 +317,18 @@ def test_listing_orders_takes_a_fixed_number_of_queries(django_assert_max_num_qu
     assert body["count"] == 6
     assert sorted(o["bid_count"] for o in body["results"]) == [0, 1, 1, 1, 1, 1]
     assert sum(1 for o in body["results"] if o["lease"]) == 1
+
+
+def test_a_standing_authorization_where_nothing_is_signed_is_a_conflict_not_an_error() -> None:
+    """With the escrow in the ledger (or a client the marketplace signs for) there is nothing to sign:
+    a signature posted anyway is refused with 409, and the order keeps none."""
+    client = f.client_user()
+    order = f.order(client)
+    api = f.api(client, f.CLIENT)
+    assert api.get(f"/api/v1/orders/{order.pk}/authorization/").json() == {"typed_data": None}
+    posted = api.post(
+        f"/api/v1/orders/{order.pk}/authorization/", {"signature": "0x" + "1" * 130, "expiry": 2**40}, format="json"
+    )
+    assert posted.status_code == 409 and posted.json()["error"]["code"] == "nothing_to_sign"
+    order.refresh_from_db()
+    assert order.authorization == {}
