@@ -486,6 +486,9 @@ def test_a_wallet_client_signs_what_it_accepts_in_its_browser_wallet(page, asgi_
                 assert params[0] == wallet.address
                 typed = json.loads(params[1])
                 signed.append(typed)
+                if typed["primaryType"] == "Acceptance":  # while the wallet signs, the live panel redraws
+                    page.evaluate("htmx.trigger('#live', 'live')")
+                    page.wait_for_timeout(1500)
                 return Web3.to_hex(Account.sign_message(encode_typed_data(full_message=typed), wallet.key).signature)
             raise ValueError(f"unexpected wallet request {method}")
 

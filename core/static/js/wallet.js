@@ -103,6 +103,11 @@
         hidden(form, "deadline", signed.typed.message.deadline);
       }
       form.dataset.signed = "1";
+      // the live panel may have been redrawn while the wallet signed: a detached form posts nothing
+      if (!form.isConnected) {
+        form.hidden = true;
+        document.body.appendChild(form);
+      }
       form.submit();
     }).catch(function (error) {
       button.disabled = false;
