@@ -9,6 +9,9 @@ PORT ?= 8000
 # Test workers in parallel: many tests wait on a browser, an agent, a chain or the Docker engine,
 # so twice the cores keeps them busy (override: make test TEST_WORKERS=1).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+# Tests that time real processes against each other (marked `serial`) run after the others, one a
+# core: most of their time is spent waiting on an agent's period or a browser, not on the CPU.
+SERIAL_WORKERS ?= $(shell nproc)
 
 .PHONY: run test test-fast lint lock audit bench bench-agent bench-load clean tools gpu
 
@@ -59,7 +62,7 @@ test: $(VENV)/.dev-installed tools
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(BIN)/python manage.py chain_compile --check
 	export TEST_RUN=$${TEST_RUN:-$$$$}; export REDIS_KEY_PREFIX=$${REDIS_KEY_PREFIX:-gpumarket-test-$$TEST_RUN}; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS); first=$$?; \
-	$(BIN)/pytest -m serial $(PYTEST_ARGS); second=$$?; \
+	$(BIN)/pytest -n $(SERIAL_WORKERS) --dist worksteal -m serial $(PYTEST_ARGS); second=$$?; \
 	for code in $$first $$second; do [ $$code -eq 0 ] || [ $$code -eq 5 ] || exit $$code; done; \
 	[ $$first -eq 0 ] || [ $$second -eq 0 ]
 

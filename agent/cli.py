@@ -82,7 +82,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = agent_config.load(args.config)
     try:
-        me = MarketplaceClient(cfg.marketplace_url, cfg.token).me()
+        # a person is waiting for the answer: one quick retry, not the agent's patient backoff
+        me = MarketplaceClient(cfg.marketplace_url, cfg.token, retries=1).me()
     except MarketplaceError as exc:
         print(f"marketplace: {exc}", file=sys.stderr)
         return 1

@@ -143,7 +143,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         # the marketplace counts a provider silent for 5 minutes as offline (and after 15 closes its
         # leases): heartbeats come well within that
         ("heartbeat_seconds", 30, 5, 240),
-        ("usage_seconds", 60, 5, 3600),
+        # usage periods are counted in whole seconds: two is the shortest that always has one to sign
+        ("usage_seconds", 60, 2, 3600),
         ("poll_seconds", 15, 1, 3600),
         ("deploy_timeout_seconds", 900, 30, 3600),
     ):

@@ -7,8 +7,8 @@ from django.db import connection
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
 # Tests that time real processes against each other (an agent's passes against its usage period,
-# a browser against a page's socket): `make test` runs them after the parallel part, alone on the
-# machine, so that other workers' load does not stretch their clocks.
+# a browser against a page's socket): `make test` runs them after the parallel part, one a core, so
+# that the load of four workers on two cores does not stretch their clocks.
 SERIAL = ("tests/faults/", "tests/web/test_browser.py", "tests/agent/test_agent_e2e.py", "tests/agent/test_cli.py")
 
 

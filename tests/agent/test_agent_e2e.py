@@ -49,7 +49,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
     (tmp_path / "signing-key.hex").write_text(key.key.hex())
     Wallet.objects.create(user=provider.user, address=key.address)  # linked with SIWE in real life
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 2\n"
         f"docker: {DOCKER_SETTINGS}\n"  # this host has no GPUs; nothing is pulled
         "prover: 'off'\n"  # no proofs here: finding no GPU through PyTorch takes longer than a usage period
     )
@@ -70,7 +70,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert container.status == "running" and container.labels["gpumarket.io/lease"] == str(lease.pk)
 
         # a later pass (or a restarted agent) deploys nothing new, and reports usage once it is due
-        time.sleep(max(0.0, lease.started_at.timestamp() + 6 - time.time()))
+        time.sleep(max(0.0, lease.started_at.timestamp() + 3 - time.time()))
         assert [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"][-1]["deployed"] == []
         [first] = UsageReport.objects.filter(lease=lease)
         assert first.signer == key.address
@@ -79,7 +79,7 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         # the client sees what the workload printed
         assert LeaseLog.objects.get(lease=lease).text == "up\n"
 
-        time.sleep(2)  # the lease runs on a little before the client closes it
+        time.sleep(1)  # the lease runs on a little before the client closes it
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
         log = run_agent(tmp_path)
         passes = [e for e in log if e["event"] == "leases reconciled"]
@@ -131,7 +131,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
     (tmp_path / "signing-key.hex").write_text(key.key.hex())
     Wallet.objects.create(user=provider.user, address=key.address)  # signs usage; wallet 6 is paid
     (tmp_path / "agent.yaml").write_text(
-        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 5\n"
+        f"marketplace_url: {live_server.url}\ntoken: {token}\nusage_seconds: 2\n"
         f"docker: {DOCKER_SETTINGS}\nprover: 'off'\n"
     )
     price = 36 * USD  # an hour: 10,000 micro-dollars a second
@@ -158,7 +158,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
 
     try:
         assert [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"][-1]["deployed"] == [lease.pk]
-        time.sleep(6)
+        time.sleep(3)
         run_agent(tmp_path)  # a usage report is due
         assert UsageReport.objects.filter(lease=lease).exists()
         assert services.leases_settle() == 1
@@ -174,7 +174,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         assert lease.status == Lease.Status.INSUFFICIENT_FUNDS
         assert [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"][-1]["suspended"] == [lease.pk]
         assert engine.containers.get(container_name(lease.pk, CONTAINERS)).status == "exited"
-        time.sleep(6)
+        time.sleep(3)
         run_agent(tmp_path)  # reports the stopped time as not running
         before = services_owed(lease)
         time.sleep(1)
@@ -190,7 +190,7 @@ def test_money_flows_end_to_end_on_chain_with_the_agent_and_docker(live_server, 
         assert engine.containers.get(container_name(lease.pk, CONTAINERS)).status == "running"
         lease.refresh_from_db()
         assert lease.status == Lease.Status.RUNNING
-        time.sleep(6)
+        time.sleep(3)
         run_agent(tmp_path)
         assert services.leases_settle() == 1
         books_equal_chain()

@@ -46,7 +46,7 @@ class Site:
         self.market = HoldingProxy((url.hostname or "127.0.0.1", url.port or 80))
         self.docker = HoldingProxy(DOCKER_SOCKET)
         (tmp_path / "agent.yaml").write_text(
-            f"marketplace_url: {self.market.url}\ntoken: {token}\nusage_seconds: 5\npoll_seconds: 1\n"
+            f"marketplace_url: {self.market.url}\ntoken: {token}\nusage_seconds: 2\npoll_seconds: 1\n"
             f"heartbeat_seconds: 5\ndocker: {DOCKER_SETTINGS}\n"
             # these faults are about usage and teardown: no prover, whose discovery (importing
             # PyTorch where it is installed) takes longer than a usage period here
@@ -147,7 +147,7 @@ def test_an_agent_killed_while_a_lease_runs_loses_and_repeats_no_usage(site: Sit
         wait_for(lambda: UsageReport.objects.filter(lease=lease).count() >= 3, timeout=60, what="more reports")
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
         wait_for(lambda: not our_containers(engine, lease.pk), timeout=60)
-        time.sleep(6)  # the final report's flush
+        time.sleep(3)  # the final report's flush
         output = kill(agent)
 
         lease.refresh_from_db()
@@ -166,9 +166,9 @@ def test_an_agent_killed_during_teardown_finishes_it_once_restarted(site: Site, 
     lease = site.lease(client)
     with containers_removed(engine, lease.pk):
         assert site.pass_once()["running"] == [lease.pk]
-        time.sleep(6)
+        time.sleep(3)
         site.pass_once()  # a first usage report
-        time.sleep(2)  # the lease runs on a little before the client closes it: a final report is due
+        time.sleep(1)  # the lease runs on a little before the client closes it: a final report is due
         f.api(client, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
 
         # the final report is written, and the agent dies as it asks Docker to remove the container
@@ -196,10 +196,10 @@ def test_a_provider_that_vanishes_is_paid_for_what_it_reported_and_cleans_up_whe
     lease = site.lease(client)
     with containers_removed(engine, lease.pk):
         assert site.pass_once()["running"] == [lease.pk]
-        time.sleep(6)
+        time.sleep(3)
         site.pass_once()
         [report] = UsageReport.objects.filter(lease=lease)
-        time.sleep(2)  # it runs on, unreported
+        time.sleep(1)  # it runs on, unreported
         # the agent's host drops off the network: no heartbeat since, the workload goes on
         silent = timezone.now() - timedelta(seconds=settings.LEASE_ABANDONED_AFTER_SECONDS + 1)
         Provider.objects.filter(pk=site.provider.pk).update(last_heartbeat_at=silent)
