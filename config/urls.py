@@ -26,6 +26,7 @@ web = [path("", include(f"{app}.urls")) for app in WEB_APPS]
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("favicon.ico", core_web.favicon, name="favicon"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", market_metrics.metrics, name="metrics"),
     path("internal/realtime/", core_views.realtime_relay, name="realtime-relay"),

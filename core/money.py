@@ -15,3 +15,9 @@ def format_usd_short(amount: int) -> str:
     cents = (abs(amount) + 5_000) // 10_000
     sign = "-" if amount < 0 and cents else ""
     return f"{sign}${cents // 100:,}.{cents % 100:02d}"
+
+
+def usd_decimal(amount: int) -> str:
+    """Exact micro-dollars as a plain dollar number for spreadsheets: 1_500_000 -> "1.50",
+    1_234_567 -> "1.234567", -500_000 -> "-0.50" (no sign of currency, no thousands separator)."""
+    return format_usd(amount).replace("$", "").replace(",", "")

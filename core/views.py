@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chain.selectors import wallets_for
@@ -24,6 +25,12 @@ from leases import selectors as lease_selectors
 from ledger import selectors as ledger_selectors
 from notifications import selectors as notification_selectors
 from notifications.forms import WebhookEndpointForm
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, which browsers and tools ask for without reading the pages' icon link."""
+    return redirect(static("img/favicon.svg"), permanent=True)
 
 
 @require_http_methods(["GET", "POST"])

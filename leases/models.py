@@ -131,6 +131,22 @@ class Lease(models.Model):
     def __str__(self) -> str:
         return f"lease {self.pk} ({self.status})"
 
+    @property
+    def status_label(self) -> str:
+        """The state as pages name it: a lease closed because its deployment failed reads "Failed"."""
+        if self.status == self.Status.CLOSED and self.failure_cause:
+            return "Failed"
+        return self.get_status_display()
+
+    @property
+    def status_tone(self) -> str:
+        """The badge's colour for ``status_label``: good, bad, or plain."""
+        if self.status == self.Status.RUNNING:
+            return "good"
+        if self.status in (self.Status.INSUFFICIENT_FUNDS, self.Status.FAILED) or self.failure_cause:
+            return "bad"
+        return ""
+
 
 class LeaseTopUp(models.Model):
     """Money a client adds to a running lease's deposit, from its balance.

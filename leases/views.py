@@ -1,5 +1,8 @@
-"""Web pages of a lease: its state, endpoints, what it costs as it runs, top-up and close."""
+"""Web pages of a lease: its state, endpoints, what it costs as it runs, top-ups and close."""
 
+from typing import Any
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -8,9 +11,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import DomainError
+from core.money import format_usd
 from core.web import AuthenticatedHttpRequest, perform
-from leases import selectors, services
-from leases.forms import TopUpForm
+from leases import selectors, services, states
+from leases.forms import AutoTopUpForm, TopUpForm
 from leases.models import Lease
 
 # The states a lease goes through, in order, for the page's timeline.
@@ -85,6 +89,11 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
         "timeline": _timeline(lease, ran=selectors.lease_ran(lease)),
         "unpublished_ports": [p["port"] for p in lease.order.ports or []] if running and not lease.endpoints else [],
         "top_up_form": TopUpForm(),
+        "auto_top_up_form": AutoTopUpForm(
+            initial={"limit": format_usd(lease.auto_top_up_limit)[1:] if lease.auto_top_up_limit else ""}
+        ),
+        "can_top_up": lease.status not in (Lease.Status.CLOSING, Lease.Status.CLOSED),
+        "can_auto_top_up": lease.status in states.AUTO_TOP_UP,
         "spot_checks": selectors.spot_check_terms(),
     }
 
@@ -93,8 +102,26 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
 @require_GET
 def lease_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
-    context = {**_context(request, lease), "log": selectors.lease_log(lease=lease)}
-    return render(request, "leases/lease.html", context)
+    return render(request, "leases/lease.html", _page(request, lease))
+
+
+def _page(request: AuthenticatedHttpRequest, lease: Lease, **posted: Any) -> dict:
+    """The lease page's whole context, with any form as posted (kept as typed, with its errors)."""
+    return {**_context(request, lease), "log": selectors.lease_log(lease=lease), **posted}
+
+
+def _refused(request: AuthenticatedHttpRequest, lease: Lease, exc: DomainError, **posted: forms.Form) -> HttpResponse:
+    """The page again, with why the service refused the form: beside its field, or at the top of
+    the page where the lease's state no longer shows the form (a lease closed meanwhile)."""
+    lease.refresh_from_db()
+    context = _page(request, lease, **posted)
+    shown = {"top_up_form": context["can_top_up"], "auto_top_up_form": context["can_auto_top_up"]}
+    for name, form in posted.items():
+        if shown[name]:
+            form.add_error(None if len(form.fields) != 1 else next(iter(form.fields)), exc.message)
+        else:
+            messages.error(request, exc.message)
+    return render(request, "leases/lease.html", context, status=exc.status_code)
 
 
 @login_required
@@ -122,14 +149,28 @@ def lease_top_up(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
     form = TopUpForm(request.POST)
     if not form.is_valid():
-        context = {**_context(request, lease), "top_up_form": form}
-        return render(request, "leases/lease.html", context, status=400)
+        return render(request, "leases/lease.html", _page(request, lease, top_up_form=form), status=400)
     try:
         services.lease_top_up(user=request.user, lease_id=lease.pk, amount=form.cleaned_data["amount"])
     except DomainError as exc:
-        form.add_error("amount", exc.message)
-        return render(
-            request, "leases/lease.html", {**_context(request, lease), "top_up_form": form}, status=exc.status_code
-        )
+        return _refused(request, lease, exc, top_up_form=form)
     messages.success(request, "Topped up.")
+    return redirect("web:lease", pk=lease.pk)
+
+
+@login_required
+@require_POST
+def lease_auto_top_up(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    lease = _lease(request, pk)
+    form = AutoTopUpForm(request.POST)
+    if not form.is_valid():
+        return render(request, "leases/lease.html", _page(request, lease, auto_top_up_form=form), status=400)
+    limit = form.cleaned_data["limit"] or 0
+    try:
+        services.lease_auto_top_up_set(user=request.user, lease_id=lease.pk, limit=limit)
+    except DomainError as exc:
+        return _refused(request, lease, exc, auto_top_up_form=form)
+    messages.success(
+        request, f"Automatic top-up on: up to {format_usd(limit)} in all." if limit else "Automatic top-up off."
+    )
     return redirect("web:lease", pk=lease.pk)

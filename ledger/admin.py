@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.admin import MoneyInDollars
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(MoneyInDollars, admin.TabularInline):
+    money_fields = ("amount", "balance_after")
     model = LedgerEntry
     extra = 0
     can_delete = False
@@ -22,7 +24,7 @@ class LedgerTransactionAdmin(admin.ModelAdmin):
 
 
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(admin.ModelAdmin):
+class LedgerAccountAdmin(MoneyInDollars, admin.ModelAdmin):
+    money_fields = ("balance",)
     list_display = ["id", "kind", "owner", "lease", "name", "balance"]
     list_filter = ["kind"]
-    readonly_fields = ["balance"]

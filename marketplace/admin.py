@@ -1,9 +1,11 @@
 from django.contrib import admin
 
+from core.admin import MoneyInDollars, ViewOnly
 from marketplace.models import Bid, Order
 
 
-class BidInline(admin.TabularInline):
+class BidInline(ViewOnly, MoneyInDollars, admin.TabularInline):
+    money_fields = ("price_per_hour",)
     model = Bid
     extra = 0
     fields = ["provider", "gpu_model", "price_per_hour", "status", "created_at"]
@@ -11,7 +13,8 @@ class BidInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ViewOnly, MoneyInDollars, admin.ModelAdmin):
+    money_fields = ("max_price_per_hour",)
     list_display = ["id", "client", "image", "gpu_count", "max_price_per_hour", "pricing_rule", "status", "deadline"]
     list_filter = ["status", "pricing_rule", "verification"]
     search_fields = ["image", "client__username", "name"]
@@ -19,6 +22,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Bid)
-class BidAdmin(admin.ModelAdmin):
+class BidAdmin(ViewOnly, MoneyInDollars, admin.ModelAdmin):
+    money_fields = ("price_per_hour",)
     list_display = ["id", "order", "provider", "gpu_model", "price_per_hour", "status", "created_at"]
     list_filter = ["status"]

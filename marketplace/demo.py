@@ -51,8 +51,17 @@ def _user(username: str, *, is_client: bool = False, is_provider: bool = False) 
     return user
 
 
+DEMO_ADMIN = "demo-admin"  # the operator of the demo: the Django admin at /admin/
+
+
+def _admin() -> User:
+    admin = User.objects.filter(username=DEMO_ADMIN).first()
+    return admin or User.objects.create_superuser(username=DEMO_ADMIN, email="", password=DEMO_PASSWORD)
+
+
 @transaction.atomic
 def seed_demo() -> Demo:
+    _admin()
     client = _user("demo-client", is_client=True)
     provider_user = _user("demo-provider", is_provider=True)
     provider = Provider.objects.filter(user=provider_user).first() or providers.provider_register(

@@ -1,6 +1,7 @@
 """The new-order form of the web UI. It builds the same workload spec the API takes and checks it
 with the API's serializer, so the page and the API can never disagree on what is valid."""
 
+import re
 import shlex
 from typing import Any
 
@@ -8,9 +9,11 @@ from django import forms
 
 from core.api.parsers import load_yaml
 from core.forms import DollarsField
+from core.money import format_usd_short
 from marketplace.models import PricingRule, Verification
-from marketplace.spec import OrderSpec, OrderSpecSerializer
-from providers.selectors import gpu_models
+from marketplace.spec import MAX_ENV, MAX_ENV_VALUE, OrderSpec, OrderSpecSerializer
+from providers.models import ProviderGpu
+from providers.selectors import OfferFilters, gpu_models, models_on_offer
 
 # Starting points for the form; the client may change every field.
 TEMPLATES: dict[str, dict[str, Any]] = {
@@ -81,6 +84,45 @@ def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
 RELIABILITY_CHOICES = [(0, "Any"), (50, "At least 50 %"), (70, "At least 70 %"), (90, "At least 90 %")]
 
 
+class EnvVarForm(forms.Form):
+    """One environment variable of the workload; a row left empty is no variable."""
+
+    name = forms.CharField(max_length=128, required=False, strip=False)
+    value = forms.CharField(max_length=MAX_ENV_VALUE, required=False, strip=False)
+    secret = forms.BooleanField(required=False)
+
+    def is_blank(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return not data.get("name") and not data.get("value")
+
+
+EnvFormSet = forms.formset_factory(EnvVarForm, extra=1, max_num=MAX_ENV, absolute_max=MAX_ENV, validate_max=True)
+ENV_PREFIX = "env"
+ENV_ROW = re.compile(r"workload\.env\[(\d+)\]\.(name|value|secret)")
+
+
+def gpu_model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The catalog's models, those on offer now first, each with how many GPUs and from what price."""
+    on_offer = models_on_offer()
+    offered, others = [], []
+    for model in gpu_models().only("id", "name", "vram_gib"):
+        label = f"{model.name} ({model.vram_gib} GiB)"
+        seen = on_offer.get(model.id)
+        if seen is None:
+            others.append((model.id, label))
+            continue
+        price = seen.lowest_price_per_gpu_hour
+        offered.append(
+            (model.id, f"{label}: {seen.gpus} on offer{f' from {format_usd_short(price)}/GPU-hour' if price else ''}")
+        )
+    groups = []
+    if offered:
+        groups.append(("On offer now", offered))
+    if others:
+        groups.append(("Not on offer now (providers who come online may bid)", others))
+    return groups
+
+
 class OrderForm(forms.Form):
     mode = forms.ChoiceField(choices=[("form", "Form"), ("yaml", "Workload file")], initial="form", required=False)
     template = forms.ChoiceField(
@@ -126,6 +168,7 @@ class OrderForm(forms.Form):
     pricing_rule = forms.ChoiceField(
         choices=PricingRule.choices,
         initial=PricingRule.FIRST_PRICE,
+        widget=forms.RadioSelect,  # its choices are sentences: a select cuts them off on narrow screens
         help_text=(
             "What the winner is paid when the bid window ends without your choosing: its own bid "
             "(first price), or the next-lowest bid (second price: with a single bidder, your maximum). "
@@ -148,8 +191,12 @@ class OrderForm(forms.Form):
         super().__init__(*args, **kwargs)
         models = self.fields["gpu_models"]
         assert isinstance(models, forms.ChoiceField)
-        models.choices = [(m.id, f"{m.name} ({m.vram_gib} GiB)") for m in gpu_models().only("id", "name", "vram_gib")]
+        models.choices = gpu_model_choices()
         self.spec: OrderSpec | None = None
+        # the rows of environment variables; a post without them (the API's shape, older pages) has none
+        rows = self.data if self.is_bound and f"{ENV_PREFIX}-TOTAL_FORMS" in self.data else None
+        self.env = EnvFormSet(rows, prefix=ENV_PREFIX)
+        self.env_rows: list[EnvVarForm] = []  # those sent as the workload's env, in order
         if self.is_bound and self.data.get("mode") == "yaml":
             for name, field in self.fields.items():  # the file says it all
                 if name not in ("mode", "workload_file", "template"):
@@ -184,6 +231,16 @@ class OrderForm(forms.Form):
                     return None
                 ports.append({"port": int(part), "protocol": "tcp"})
         workload: dict[str, Any] = {"image": data.get("image") or "", "ports": ports}
+        if self.env.is_bound:
+            self.env_rows = [row for row in self.env.forms if row.is_valid() and not row.is_blank()]
+            workload["env"] = [
+                {
+                    "name": row.cleaned_data["name"],
+                    "value": row.cleaned_data["value"],
+                    "secret": row.cleaned_data["secret"],
+                }
+                for row in self.env_rows
+            ]
         if command:
             workload["args" if command[0].startswith("-") else "command"] = command
         resources: dict[str, Any] = {
@@ -209,6 +266,8 @@ class OrderForm(forms.Form):
 
     def clean(self) -> dict:
         cleaned = super().clean() or {}
+        if self.env.is_bound and cleaned.get("mode") != "yaml" and not self.env.is_valid():
+            self.add_error(None, "Environment variables: fix the rows marked below.")
         if self.errors:
             return cleaned
         raw = self.spec_data()
@@ -219,7 +278,18 @@ class OrderForm(forms.Form):
             self.spec = serializer.validated_data["spec"]
             return cleaned
         yaml_mode = cleaned.get("mode") == "yaml"
+        env_marked = False
         for path, message in _flatten(serializer.errors):
+            row = None if yaml_mode else ENV_ROW.fullmatch(path)
+            if row is not None:  # beside the row's field, and once above the button
+                self.env_rows[int(row[1])].add_error(row[2], message)
+                if not env_marked:
+                    self.add_error(None, "Environment variables: fix the rows marked below.")
+                    env_marked = True
+                continue
+            if path == "workload.env" and not yaml_mode:
+                self.add_error(None, f"Environment variables: {message}")
+                continue
             field = None if yaml_mode else FIELD_OF.get(path.split("[")[0])
             if field is None and yaml_mode:
                 self.add_error("workload_file", f"{path}: {message}" if path != "non_field_errors" else message)
@@ -250,3 +320,51 @@ class OrderForm(forms.Form):
             "hours": spec.duration_hours,
             "gpus": spec.gpu_count,
         }
+
+
+class OfferFilterForm(forms.Form):
+    """The offers page's filters. A value that is not valid filters nothing and says why beside its field."""
+
+    gpu_model = forms.CharField(required=False, max_length=64)
+    min_vram = forms.IntegerField(required=False, min_value=0, max_value=10_000, label="Min VRAM (GiB)")
+    gpu_count = forms.IntegerField(required=False, min_value=1, max_value=64, label="GPUs free at least")
+    region = forms.CharField(required=False, max_length=64)
+    max_price = DollarsField(
+        required=False,
+        max_dollars=1_000_000,
+        label="Max $ per GPU-hour",
+        error_messages={"invalid": "A price in dollars, e.g. 1.50.", "precision": "At most six decimals."},
+    )
+    verified = forms.ChoiceField(required=False, choices=[("", "Either"), ("yes", "Verified"), ("no", "Not verified")])
+    min_reliability = forms.TypedChoiceField(required=False, choices=RELIABILITY_CHOICES, coerce=int)
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("price", "Price"), ("reliability", "Reliability"), ("vram", "VRAM"), ("available", "GPUs free")],
+    )
+
+    def filters(self) -> OfferFilters:
+        """What the valid fields ask for (call after is_valid())."""
+        data = getattr(self, "cleaned_data", {})
+        return OfferFilters(
+            gpu_model=data.get("gpu_model") or None,
+            min_vram_gib=data.get("min_vram"),
+            gpu_count=data.get("gpu_count"),
+            region=(data.get("region") or "").strip() or None,
+            verified={"yes": True, "no": False}.get(data.get("verified") or ""),
+            max_price_per_gpu_hour=data.get("max_price"),
+            min_reputation=int(data.get("min_reliability") or 0) * 10 or None,
+        )
+
+    def sort_key(self) -> str:
+        return getattr(self, "cleaned_data", {}).get("sort") or "price"
+
+
+def offer_order_initial(offer: ProviderGpu) -> dict[str, Any]:
+    """The new-order form filled from an offer row: that model, and a maximum price just above its
+    asking price (5 % more, rounded up to the cent) so that the provider can bid it."""
+    initial: dict[str, Any] = {"gpu_models": [offer.gpu_model_id], "min_vram_gib": None}
+    if offer.price_per_gpu_hour:
+        above = -(-offer.price_per_gpu_hour * 105 // 100)  # micro-dollars, rounded up
+        cents = -(-above // 10_000)
+        initial["max_price_per_gpu_hour"] = f"{cents // 100}.{cents % 100:02d}"
+    return initial

@@ -50,6 +50,8 @@ def _for_display(orders: QuerySet[Order]) -> QuerySet[Order]:
         orders.select_related("lease__provider")
         .prefetch_related("gpu_models")
         .annotate(open_bid_count=Count("bids", filter=Q(bids__status=Bid.Status.OPEN)))
+        # an aggregate groups the rows, and Django then drops Meta.ordering: newest first, said again
+        .order_by("-created_at", "-id")
     )
 
 

@@ -15,11 +15,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import DomainError, NotFound
+from core.validation import MAX_ID
 from core.web import AuthenticatedHttpRequest, HtmxHttpRequest, perform
 from leases import selectors as lease_selectors
 from leases.selectors import spot_check_terms
 from marketplace import selectors, services
-from marketplace.forms import RELIABILITY_CHOICES, TEMPLATES, OrderForm
+from marketplace.forms import RELIABILITY_CHOICES, TEMPLATES, OfferFilterForm, OrderForm, offer_order_initial
 from marketplace.models import Order
 from notifications import selectors as notification_selectors
 from providers import selectors as provider_selectors
@@ -44,32 +45,19 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def offers(request: HtmxHttpRequest) -> HttpResponse:
-    def number(name: str) -> int | None:
-        value = request.GET.get(name, "")
-        return int(value) if value.isdigit() and len(value) <= 7 else None  # beyond is not a filter
-
-    verified = {"yes": True, "no": False}.get(request.GET.get("verified", ""))
-    max_price = number("max_price")  # dollars per GPU-hour
-    min_reliability = number("min_reliability")  # percent
-    filters = provider_selectors.OfferFilters(
-        gpu_model=request.GET.get("gpu_model") or None,
-        min_vram_gib=number("min_vram"),
-        gpu_count=number("gpu_count"),
-        region=(request.GET.get("region") or "").strip()[:64] or None,
-        verified=verified,
-        max_price_per_gpu_hour=None if max_price is None else max_price * 1_000_000,
-        min_reputation=None if min_reliability is None else min(min_reliability, 100) * 10,
-    )
-    sort = request.GET.get("sort", "price")
+    form = OfferFilterForm(request.GET)
+    form.is_valid()  # what is not valid filters nothing, and says why beside its field
+    sort = form.sort_key()
     ordering = {
         "price": ["price_per_gpu_hour", "-provider__reputation"],
         "vram": ["-gpu_model__vram_gib", "price_per_gpu_hour"],
         "reliability": ["-provider__reputation", "price_per_gpu_hour"],
         "available": ["-available_count", "price_per_gpu_hour"],
-    }.get(sort, ["price_per_gpu_hour"])
-    rows = provider_selectors.offers_list(filters=filters).order_by(*ordering)[:200]
+    }[sort]
+    rows = provider_selectors.offers_list(filters=form.filters()).order_by(*ordering)[:200]
     context = {
         "rows": rows,
+        "form": form,
         "models": provider_selectors.gpu_models(),
         "query": request.GET,
         "sort": sort,
@@ -107,8 +95,18 @@ def order_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.error(request, "Renting GPUs needs a client account.")
         return redirect("web:dashboard")
     if request.method == "GET":
-        template = TEMPLATES["pytorch-jupyter"]
-        form = OrderForm(initial={**{k: v for k, v in template.items() if k != "label"}})
+        chosen = request.GET.get("template", "")
+        chosen = chosen if chosen in TEMPLATES else "pytorch-jupyter"
+        initial = {"template": chosen, **{k: v for k, v in TEMPLATES[chosen].items() if k != "label"}}
+        offer_id = request.GET.get("offer", "")
+        if offer_id:  # "Rent this" on an offers row
+            valid = offer_id.isdigit() and int(offer_id) <= MAX_ID
+            offer = provider_selectors.offer_get(offer_id=int(offer_id)) if valid else None
+            if offer is None:
+                messages.info(request, "That offer is no longer available: choose the GPU models below.")
+            else:
+                initial.update(offer_order_initial(offer))
+        form = OrderForm(initial=initial)
         return render(
             request,
             "marketplace/order_new.html",

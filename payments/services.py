@@ -35,6 +35,7 @@ from stripe._base_address import BaseAddresses  # the SDK exports the type nowhe
 
 from core.errors import ServiceUnavailable, ValidationFailed
 from core.models import User
+from core.money import format_usd_short
 from leases.escrow import escrow
 from ledger import services as ledger
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -65,6 +66,10 @@ def stripe_client() -> stripe.StripeClient:
     )
 
 
+def _dollars(cents: int) -> str:
+    return format_usd_short(cents * MICROS_PER_CENT)
+
+
 def off_chain_funding_check(*, user: User) -> None:
     """Whether ``user`` may add money other than from a wallet: the escrow says (in the ledger,
     always; on chain, only without a linked wallet and with a custody account to hold it)."""
@@ -75,7 +80,10 @@ def top_up_create(*, user: User, amount_cents: int, idempotency_key: str = "") -
     """A PaymentIntent for ``amount_cents``; returns the top-up and the client secret for the page."""
     low, high = settings.CARD_TOP_UP_MIN_CENTS, settings.CARD_TOP_UP_MAX_CENTS
     if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or not low <= amount_cents <= high:
-        raise ValidationFailed("Invalid amount.", fields={"amount_cents": [f"Whole US cents from {low} to {high}."]})
+        raise ValidationFailed(
+            "Invalid amount.",
+            fields={"amount_cents": [f"From {_dollars(low)} to {_dollars(high)}, in whole cents."]},
+        )
     off_chain_funding_check(user=user)
     options: stripe.RequestOptions = (
         {"idempotency_key": f"top-up:{user.pk}:{idempotency_key}"} if idempotency_key else {}
@@ -283,7 +291,7 @@ def demo_credit_add(*, user: User, amount_cents: int) -> LedgerTransaction:
     if not settings.DEMO_CREDIT_CENTS:
         raise ValidationFailed("There is no demo credit on this marketplace.", code="demo_credit_off")
     if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or amount_cents <= 0:
-        raise ValidationFailed("Invalid amount.", fields={"amount_cents": ["A positive number of US cents."]})
+        raise ValidationFailed("Invalid amount.", fields={"amount_cents": ["More than $0, in whole cents."]})
     off_chain_funding_check(user=user)
     with transaction.atomic():
         balance = ledger.user_account(user=user, kind=LedgerAccount.Kind.CLIENT_BALANCE)
@@ -293,7 +301,7 @@ def demo_credit_add(*, user: User, amount_cents: int) -> LedgerTransaction:
             raise ValidationFailed(
                 "More than the demo credit left.",
                 code="demo_credit_exhausted",
-                fields={"amount_cents": [f"At most {left} cents (${left / 100:,.2f}) are left."]},
+                fields={"amount_cents": [f"At most {_dollars(left)} of demo credit is left."]},
             )
         count = LedgerTransaction.objects.filter(idempotency_key__startswith=f"demo-credit:{user.pk}:").count()
         return ledger.deposit(

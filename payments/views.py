@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from chain.selectors import deposit_target, wallets_for
 from core.errors import DomainError, NotFound
 from core.money import format_usd
 from core.web import AuthenticatedHttpRequest
@@ -34,7 +35,10 @@ def top_up_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     try:
         services.off_chain_funding_check(user=request.user)
     except DomainError as exc:
-        return render(request, "payments/top_up.html", {"refused": exc.message, "configured": configured})
+        context = {"refused": exc.message, "configured": configured}
+        if exc.code == "wallet_funded":  # how to deposit from the wallet instead
+            context |= {"wallets": wallets_for(user=request.user), "target": deposit_target()}
+        return render(request, "payments/top_up.html", context)
     if not configured and settings.DEMO_CREDIT_CENTS:
         return _demo_credit(request)
     form = CardTopUpForm(request.POST or None)

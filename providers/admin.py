@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import MoneyInDollars
 from providers.models import GpuModel, Provider, ProviderGpu
 
 
@@ -8,7 +9,8 @@ class GpuModelAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "vram_gib", "interface", "int8_tops", "bf16_tflops", "memory_bandwidth_gbps"]
 
 
-class ProviderGpuInline(admin.TabularInline):
+class ProviderGpuInline(MoneyInDollars, admin.TabularInline):
+    money_fields = ("price_per_gpu_hour",)
     model = ProviderGpu
     extra = 0
     fields = ["gpu_model", "total", "free", "reserved", "price_per_gpu_hour", "verified", "verified_at"]

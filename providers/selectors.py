@@ -115,6 +115,30 @@ def offers_list(*, filters: OfferFilters) -> QuerySet[ProviderGpu]:
     return qs
 
 
+def offer_get(*, offer_id: int) -> ProviderGpu | None:
+    """One row of the offers list, while it is on offer."""
+    return offers_list(filters=OfferFilters()).filter(pk=offer_id).first()
+
+
+@dataclass(frozen=True)
+class OnOffer:
+    gpus: int  # free now, across online providers
+    lowest_price_per_gpu_hour: int | None  # of the asking prices; None when no provider states one
+
+
+def models_on_offer() -> dict[str, OnOffer]:
+    """Per GPU model on offer now: how many GPUs, and the lowest asking price."""
+    by_model: dict[str, OnOffer] = {}
+    for offer in offers_list(filters=OfferFilters()):
+        seen = by_model.get(offer.gpu_model_id, OnOffer(0, None))
+        prices = [p for p in (seen.lowest_price_per_gpu_hour, offer.price_per_gpu_hour) if p]
+        by_model[offer.gpu_model_id] = OnOffer(
+            seen.gpus + offer.available_count,  # type: ignore[attr-defined]  # annotated by offers_list
+            min(prices) if prices else None,
+        )
+    return by_model
+
+
 @dataclass(frozen=True)
 class ModelGlance:
     gpu_model: GpuModel

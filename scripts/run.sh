@@ -54,5 +54,6 @@ fi
 echo "Web UI:   http://127.0.0.1:${PORT}/ (log in as demo-client or demo-provider, password demo-password)"
 echo "API:      http://127.0.0.1:${PORT}/api/v1/"
 echo "API docs: http://127.0.0.1:${PORT}/api/docs/"
+echo "Admin:    http://127.0.0.1:${PORT}/admin/ (log in as demo-admin, password demo-password)"
 echo "Worker log: var/log/celery.log. Press Ctrl-C to stop."
 $BIN/uvicorn config.asgi:application --host 127.0.0.1 --port "${PORT}" --log-level warning

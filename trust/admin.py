@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import MoneyInDollars
 from trust.models import Attestation, Compensation, GpuCheck
 
 
@@ -22,7 +23,8 @@ class GpuCheckAdmin(admin.ModelAdmin):
 
 
 @admin.register(Compensation)
-class CompensationAdmin(admin.ModelAdmin):
+class CompensationAdmin(MoneyInDollars, admin.ModelAdmin):
+    money_fields = ("refund", "penalty", "paid")
     list_display = ["id", "gpu_check", "lease", "client", "refund", "penalty", "paid", "status", "paid_at"]
     list_filter = ["status"]
     readonly_fields = [field.name for field in Compensation._meta.fields]

@@ -57,6 +57,7 @@ class LeaseManifest:
     command: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    secret_env: frozenset[str] = frozenset()  # of env's names, those the client marked secret
     ports: list[dict] = field(default_factory=list)  # [{"port": 8888, "protocol": "tcp"}]
     gpu_model: str = ""  # catalog id, e.g. "h100-sxm-80gb"
     gpu_count: int = 0

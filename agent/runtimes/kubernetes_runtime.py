@@ -54,6 +54,7 @@ PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 COUNT_LABEL = "nvidia.com/gpu.count"
 WORKLOAD = "workload"
+ENV_SECRET = "workload-env"  # noqa: S105 - the name of the Secret holding the lease's secret variables
 # Cluster-private ranges a lease may not reach (pods, services, nodes, cloud metadata).
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
 # Container states that will not fix themselves: the lease fails with the reason.
@@ -147,6 +148,7 @@ class KubernetesRuntime(Runtime):
         lease_id, namespace = manifest.lease_id, self.namespace(manifest.lease_id)
         labels = labels_for(lease_id)
         meta = {"name": WORKLOAD, "namespace": namespace, "labels": labels}
+        secrets = manifest.secret_env & manifest.env.keys()
         cpu, memory, storage = str(manifest.cpu_cores), f"{manifest.memory_gib}Gi", f"{manifest.storage_gib}Gi"
         resources: dict[str, str] = {"cpu": cpu, "memory": memory, "ephemeral-storage": storage}
         if manifest.gpu_count:
@@ -169,7 +171,13 @@ class KubernetesRuntime(Runtime):
                     "image": manifest.image,
                     **({"command": manifest.command} if manifest.command else {}),
                     **({"args": manifest.args} if manifest.args else {}),
-                    "env": [{"name": k, "value": v} for k, v in sorted(manifest.env.items())],
+                    # a secret's value lives in the lease's Secret, never in the Deployment's spec
+                    "env": [
+                        {"name": k, "valueFrom": {"secretKeyRef": {"name": ENV_SECRET, "key": k}}}
+                        if k in manifest.secret_env
+                        else {"name": k, "value": v}
+                        for k, v in sorted(manifest.env.items())
+                    ],
                     "ports": [
                         {"name": p["name"], "containerPort": p["port"], "protocol": p["protocol"]} for p in ports
                     ],
@@ -219,6 +227,20 @@ class KubernetesRuntime(Runtime):
                 },
             },
             {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta, "spec": {"hard": quota}},
+            *(
+                [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {**meta, "name": ENV_SECRET},
+                        "type": "Opaque",
+                        "immutable": True,
+                        "stringData": {k: v for k, v in sorted(manifest.env.items()) if k in manifest.secret_env},
+                    }
+                ]
+                if secrets
+                else []
+            ),
             {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
@@ -295,6 +317,7 @@ class KubernetesRuntime(Runtime):
             "NetworkPolicy": lambda: self.net.create_namespaced_network_policy(namespace, obj),
             "Deployment": lambda: self.apps.create_namespaced_deployment(namespace, obj),
             "Service": lambda: self.core.create_namespaced_service(namespace, obj),
+            "Secret": lambda: self.core.create_namespaced_secret(namespace, obj),
         }
         try:
             self._call(creators[obj["kind"]])

@@ -47,12 +47,15 @@ class StrictChoiceFilter(filters.ChoiceFilter):
     field_class = _PresentChoiceField
 
 
-class IdFilter(filters.NumberFilter):
-    """An object's id: a whole number the database's ids can hold (1 to 2^63 - 1). Anything else is a
-    400; django-filter's own reads a decimal, and a number past the column's range fails in the
-    database (SQLite cannot bind it at all)."""
+class WholeNumberFilter(filters.NumberFilter):
+    """A whole number; a decimal is a 400 (django-filter's own reads it and drops the fraction)."""
 
     field_class = forms.IntegerField
+
+
+class IdFilter(WholeNumberFilter):
+    """An object's id: a whole number the database's ids can hold (1 to 2^63 - 1). Anything else is a
+    400; a number past the column's range would fail in the database (SQLite cannot bind it at all)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 1)

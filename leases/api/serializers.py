@@ -191,6 +191,10 @@ class ManifestSerializer(serializers.Serializer):
     command = serializers.ListField(source="order.command")
     args = serializers.ListField(source="order.args")
     env = serializers.SerializerMethodField()
+    secret_env = serializers.SerializerMethodField(
+        help_text="Of env's names, those the client marked secret: a runtime keeps their values as secrets "
+        "(a Kubernetes Secret), never in a spec or a log."
+    )
     ports = serializers.ListField(source="order.ports")
     gpu_model = StrictCharField(source="gpu_model_id")
     gpu_count = serializers.IntegerField()
@@ -201,6 +205,9 @@ class ManifestSerializer(serializers.Serializer):
 
     def get_env(self, obj: Lease) -> dict[str, str]:
         return {item["name"]: item["value"] for item in obj.order.env}
+
+    def get_secret_env(self, obj: Lease) -> list[str]:
+        return sorted(item["name"] for item in obj.order.env if item.get("secret"))
 
 
 UNIX_SECONDS_MAX = 2**63 - 1

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from core.api.idempotency import idempotent
 from core.api.renderers import CSVRenderer, csv_attachment
 from core.api.requests import AuthenticatedRequest
+from core.money import usd_decimal
 from core.permissions import acting_roles, reading_roles
 from leases import selectors, services
 from leases.api.serializers import (
@@ -238,7 +239,23 @@ class LeaseStatementView(APIView):
         statement = selectors.lease_statement(lease=lease)
         if request.accepted_renderer.format != "csv":
             return Response(LeaseStatementSerializer(statement).data)
-        rows: list[list] = [["period_start", "period_end", "run_seconds", "gpu_hours", "price_per_hour", "amount"]]
+        # dollars for people; the exact micro-dollars (the API's unit) in the last two columns
+        rows: list[list] = [
+            [
+                "period_start",
+                "period_end",
+                "run_seconds",
+                "gpu_hours",
+                "price_per_hour_usd",
+                "amount_usd",
+                "price_per_hour_micro_usd",
+                "amount_micro_usd",
+            ]
+        ]
+
+        def money(label: str, amount: int, *, price: int | None = None) -> list:
+            return [label, "", "", "", *_usd_pair(price, amount)]
+
         for p in statement.periods:
             rows.append(
                 [
@@ -246,22 +263,46 @@ class LeaseStatementView(APIView):
                     p.period_end.isoformat(),
                     p.run_seconds,
                     f"{p.gpu_seconds / 3600:.4f}",
-                    lease.price_per_hour,
-                    p.amount,
+                    *_usd_pair(lease.price_per_hour, p.amount),
                 ]
             )
         rows += [
-            ["total", "", statement.run_seconds, f"{statement.gpu_seconds / 3600:.4f}", "", statement.usage_amount],
-            ["paid_to_provider", "", "", "", "", statement.paid_to_provider or statement.settled],
-            [f"of_which_platform_fee_{lease.platform_fee_bps}_bps", "", "", "", "", statement.platform_fee],
-            ["refunded_to_client", "", "", "", "", statement.refunded_to_client],
+            [
+                "total",
+                "",
+                statement.run_seconds,
+                f"{statement.gpu_seconds / 3600:.4f}",
+                *_usd_pair(None, statement.usage_amount),
+            ],
+            money("paid_to_provider", statement.paid_to_provider or statement.settled),
+            money(f"of_which_platform_fee_{lease.platform_fee_bps}_bps", statement.platform_fee),
+            money("refunded_to_client", statement.refunded_to_client),
             # the terms the escrow holds the lease to
-            ["deposit", "", "", "", lease.price_per_hour, lease.deposit],
-            ["escrow_payer" + ("_custody" if lease.held_in_custody else ""), lease.escrow_payer, "", "", "", ""],
-            ["escrow_payee", lease.escrow_payee, "", "", "", ""],
-            ["open_tx_hash", lease.open_tx_hash, "", "", "", ""],
+            money("deposit", lease.deposit, price=lease.price_per_hour),
+            [
+                "escrow_payer" + ("_custody" if lease.held_in_custody else ""),
+                lease.escrow_payer,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ],
+            ["escrow_payee", lease.escrow_payee, "", "", "", "", "", ""],
+            ["open_tx_hash", lease.open_tx_hash, "", "", "", "", "", ""],
         ]
         return csv_attachment(rows, f"lease-{lease.pk}-statement.csv")
+
+
+def _usd_pair(price: int | None, amount: int) -> list:
+    """A price and an amount in dollars, then the same in micro-dollars."""
+    return [
+        "" if price is None else usd_decimal(price),
+        usd_decimal(amount),
+        "" if price is None else price,
+        amount,
+    ]
 
 
 class ProviderEarningsView(APIView):

@@ -10,6 +10,7 @@ from core.api.filters import IdFilter, StrictChoiceFilter
 from core.api.renderers import CSVRenderer, csv_attachment
 from core.api.requests import AuthenticatedRequest
 from core.errors import ValidationFailed
+from core.money import usd_decimal
 from ledger import selectors
 from ledger.api.serializers import AccountStatementSerializer, LedgerEntrySerializer
 from ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -59,9 +60,25 @@ class AccountStatementView(APIView):
         statements = selectors.account_statements(user=request.user, year=year, month=number)
         if request.accepted_renderer.format != "csv":
             return Response(AccountStatementSerializer(statements, many=True).data)
-        rows: list[list] = [["account", "time", "kind", "memo", "amount", "balance_after"]]
+        # dollars for people; the exact micro-dollars (the API's unit) in the last two columns
+        rows: list[list] = [
+            [
+                "account",
+                "time",
+                "kind",
+                "memo",
+                "amount_usd",
+                "balance_after_usd",
+                "amount_micro_usd",
+                "balance_after_micro_usd",
+            ]
+        ]
+
+        def balance(account: str, kind: str, amount: int) -> list:
+            return [account, "", kind, "", "", usd_decimal(amount), "", amount]
+
         for statement in statements:
-            rows.append([statement.account, "", "opening_balance", "", "", statement.opening_balance])
+            rows.append(balance(statement.account, "opening_balance", statement.opening_balance))
             for entry in statement.entries:
                 rows.append(
                     [
@@ -69,9 +86,11 @@ class AccountStatementView(APIView):
                         entry.created_at.isoformat(),
                         entry.transaction.kind,
                         entry.transaction.memo,
+                        usd_decimal(entry.amount),
+                        usd_decimal(entry.balance_after),
                         entry.amount,
                         entry.balance_after,
                     ]
                 )
-            rows.append([statement.account, "", "closing_balance", "", "", statement.closing_balance])
+            rows.append(balance(statement.account, "closing_balance", statement.closing_balance))
         return csv_attachment(rows, f"statement-{month}.csv")

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api.filters import StrictBooleanFilter
+from core.api.filters import StrictBooleanFilter, WholeNumberFilter
 from core.api.idempotency import idempotent
 from core.api.requests import AuthenticatedRequest
 from providers import selectors, services
@@ -37,12 +37,17 @@ class GpuModelListView(generics.ListAPIView):
 
 class OfferFilter(filters.FilterSet):
     gpu_model = filters.CharFilter(help_text="A catalog id.")
-    min_vram_gib = filters.NumberFilter(min_value=0, max_value=10_000)
-    gpu_count = filters.NumberFilter(min_value=1, max_value=64, help_text="At least this many GPUs free.")
+    min_vram_gib = WholeNumberFilter(min_value=0, max_value=10_000)
+    gpu_count = WholeNumberFilter(min_value=1, max_value=64, help_text="At least this many GPUs free.")
     region = filters.CharFilter(max_length=64)
     verified = StrictBooleanFilter()
-    min_reputation = filters.NumberFilter(
+    min_reputation = WholeNumberFilter(
         min_value=0, max_value=1000, help_text="Providers whose reputation (0 to 1000) is at least this."
+    )
+    max_price_per_gpu_hour = WholeNumberFilter(
+        min_value=1,
+        max_value=10**12,
+        help_text="Offers asking at most this, in micro-dollars per GPU-hour (1500000 is $1.50).",
     )
 
     class Meta:
@@ -54,11 +59,12 @@ class OfferFilter(filters.FilterSet):
         return selectors.offers_list(
             filters=selectors.OfferFilters(
                 gpu_model=data.get("gpu_model") or None,
-                min_vram_gib=int(data["min_vram_gib"]) if data.get("min_vram_gib") is not None else None,
-                gpu_count=int(data["gpu_count"]) if data.get("gpu_count") is not None else None,
+                min_vram_gib=data.get("min_vram_gib"),
+                gpu_count=data.get("gpu_count"),
                 region=data.get("region") or None,
                 verified=data.get("verified"),
-                min_reputation=int(data["min_reputation"]) if data.get("min_reputation") is not None else None,
+                max_price_per_gpu_hour=data.get("max_price_per_gpu_hour"),
+                min_reputation=data.get("min_reputation"),
             )
         )
 

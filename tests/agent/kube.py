@@ -30,6 +30,7 @@ RESOURCES = [
     "/v1/pods",
     "/v1/services",
     "/v1/resourcequotas",
+    "/v1/secrets",
     "apps/v1/deployments",
     "networking.k8s.io/v1/networkpolicies",
 ]

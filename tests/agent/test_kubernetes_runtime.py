@@ -32,6 +32,7 @@ RUNTIME_CALLS = {
     ("", "services", "get"),
     ("", "services", "create"),
     ("", "resourcequotas", "create"),
+    ("", "secrets", "create"),  # a lease's secret environment variables
     ("networking.k8s.io", "networkpolicies", "create"),
     ("apps", "deployments", "get"),
     ("apps", "deployments", "create"),
@@ -61,6 +62,7 @@ def manifest(lease_id: int = 41, **overrides) -> LeaseManifest:  # type: ignore[
         "command": ["python"],
         "args": ["train.py"],
         "env": {"MODE": "train", "HF_TOKEN": "hf_secret"},
+        "secret_env": frozenset({"HF_TOKEN"}),
         "ports": [{"port": 8888, "protocol": "tcp"}, {"port": 9000, "protocol": "udp"}],
         "gpu_model": "h100-sxm-80gb",
         "gpu_count": 2,
@@ -77,7 +79,7 @@ def iso(moment: datetime) -> str:
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 def test_every_manifest_is_valid_kubernetes(runtime: KubernetesRuntime, version: str) -> None:
-    for lease in (manifest(), manifest(gpu_count=0, ports=[], command=[], args=[], env={})):
+    for lease in (manifest(), manifest(gpu_count=0, ports=[], command=[], args=[], env={}, secret_env=frozenset())):
         for obj in runtime.manifests(lease, products=[H100]):
             kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown or wrong field
     load_balanced = KubernetesRuntime(runtime.api, service_type="LoadBalancer")
@@ -93,11 +95,11 @@ def test_a_lease_is_a_namespace_with_everything_it_needs(cluster: Cluster, runti
         *cluster.objects("clusternamespaces"),
         *(
             obj
-            for plural in ("deployments", "services", "networkpolicies", "resourcequotas")
+            for plural in ("deployments", "services", "networkpolicies", "resourcequotas", "secrets")
             for obj in cluster.objects(plural, namespace)
         ),
     ]
-    assert len(everything) == 5
+    assert len(everything) == 6
     for obj in everything:
         assert obj["metadata"]["labels"][LABEL_MANAGED_BY] == "gpumarket-agent"
         assert obj["metadata"]["labels"][LABEL_LEASE] == "41"
@@ -115,7 +117,15 @@ def test_a_lease_is_a_namespace_with_everything_it_needs(cluster: Cluster, runti
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert not pod["hostNetwork"] and "volumes" not in pod and pod["automountServiceAccountToken"] is False
-    assert {"name": "HF_TOKEN", "value": "hf_secret"} in container["env"]
+    # a secret variable's value is in the lease's Secret only, never in the Deployment's spec
+    assert {"name": "MODE", "value": "train"} in container["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "workload-env", "key": "HF_TOKEN"}}} in (
+        container["env"]
+    )
+    assert "hf_secret" not in str(deployment)
+    [secret] = cluster.objects("secrets", namespace)
+    assert secret["metadata"]["name"] == "workload-env" and secret["type"] == "Opaque" and secret["immutable"]
+    assert secret["stringData"] == {"HF_TOKEN": "hf_secret"}  # the one marked secret, and no other
 
     [service] = cluster.objects("services", namespace)
     assert service["spec"]["type"] == "NodePort"

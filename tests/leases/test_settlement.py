@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.errors import Conflict
+from core.money import usd_decimal
 from leases import services, tasks
 from leases.models import Lease
 from ledger.models import LedgerAccount
@@ -156,4 +157,4 @@ def test_a_platform_fee_is_fixed_when_the_lease_opens_and_split_off_every_paymen
     statement = f.api(lease.client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/").json()
     assert (statement["platform_fee_bps"], statement["platform_fee"]) == (250, closed.platform_fee)
     csv = f.api(lease.client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/?format=csv").content.decode()
-    assert f"of_which_platform_fee_250_bps,,,,,{closed.platform_fee}" in csv
+    assert f"of_which_platform_fee_250_bps,,,,,{usd_decimal(closed.platform_fee)},,{closed.platform_fee}" in csv

@@ -2,11 +2,13 @@
 
 import csv
 import io
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from core.api.renderers import to_csv
+from core.money import usd_decimal
 from leases import services
 from leases.models import Lease
 from ledger.models import LedgerAccount
@@ -36,9 +38,24 @@ def test_a_lease_statement_adds_up_and_downloads_as_csv() -> None:
     assert download.status_code == 200 and download["Content-Type"].startswith("text/csv")
     assert f'filename="lease-{lease.pk}-statement.csv"' in download["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(download.content.decode())))
-    assert rows[0] == ["period_start", "period_end", "run_seconds", "gpu_hours", "price_per_hour", "amount"]
-    assert [r[2] for r in rows[1:4]] == ["301", "17", "333"]
-    assert rows[4][0] == "total" and int(rows[4][5]) == PRICE * 651 // 3600
+    assert rows[0] == [
+        "period_start",
+        "period_end",
+        "run_seconds",
+        "gpu_hours",
+        "price_per_hour_usd",
+        "amount_usd",
+        "price_per_hour_micro_usd",
+        "amount_micro_usd",
+    ]
+    assert [r[2] for r in rows[1:4]] == ["301", "17", "333"]  # the seconds each period ran
+    # each period in dollars, exact, and in micro-dollars
+    assert rows[1][4:8] == ["3.600001", "0.301", "3600001", "301000"]
+    assert rows[4][0] == "total" and int(rows[4][7]) == PRICE * 651 // 3600
+    assert rows[4][5] == "0.651"
+    assert Decimal(rows[4][5]) * 1_000_000 == int(rows[4][7])
+    deposit = next(r for r in rows if r[0] == "deposit")
+    assert deposit[4:8] == ["3.600001", "7.200002", "3600001", "7200002"]
     assert f.api(f.client_user(), f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/").status_code == 404
 
 
@@ -58,7 +75,9 @@ def test_the_monthly_statement_runs_from_opening_to_closing_balance() -> None:
             io.StringIO(f.api(client, f.CLIENT).get(f"/api/v1/account/statements/{month}/?format=csv").content.decode())
         )
     )
-    assert rows[1][2] == "opening_balance" and rows[-1][2] == "closing_balance" and int(rows[-1][5]) == balance
+    assert rows[0][4:] == ["amount_usd", "balance_after_usd", "amount_micro_usd", "balance_after_micro_usd"]
+    assert rows[1][2] == "opening_balance" and rows[-1][2] == "closing_balance" and int(rows[-1][7]) == balance
+    assert rows[-1][5] == usd_decimal(balance) and rows[2][4:] == ["100.00", "100.00", "100000000", "100000000"]
     assert len(rows) == 2 + 3 + 1  # header, opening, three movements, closing
     earlier = f.api(client, f.CLIENT).get("/api/v1/account/statements/2001-01/").json()
     assert earlier[0]["opening_balance"] == earlier[0]["closing_balance"] == 0 and earlier[0]["lines"] == []

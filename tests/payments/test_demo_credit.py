@@ -3,7 +3,7 @@ and who may add money off chain at all when the escrow is on chain."""
 
 import pytest
 
-from chain.models import Wallet
+from chain.models import ContractDeployment, Wallet
 from ledger.models import LedgerAccount
 from tests import factories as f
 from tests.factories import USD
@@ -36,7 +36,7 @@ def test_demo_credit_adds_to_the_balance_up_to_its_limit(settings) -> None:  # t
     assert balance(user) == 75 * USD
     too_much = api.post("/api/v1/account/demo-credits/", {"amount_cents": 2_501}, format="json")
     assert too_much.status_code == 400 and too_much.json()["error"]["code"] == "demo_credit_exhausted"
-    assert "2500 cents" in too_much.json()["error"]["fields"]["amount_cents"][0]
+    assert too_much.json()["error"]["fields"]["amount_cents"] == ["At most $25.00 of demo credit is left."]
     for bad in (0, -5, "ten", None, 10**12):
         refused = api.post("/api/v1/account/demo-credits/", {"amount_cents": bad}, format="json")
         assert refused.status_code == 400 and "amount_cents" in refused.json()["error"]["fields"], bad
@@ -63,7 +63,15 @@ def test_with_the_escrow_on_chain_a_wallet_funds_its_own_balance(settings) -> No
     settings.CHAIN_BACKEND = "embedded"  # the in-process chain always has its custody account
     ok = f.api(walletless, f.CLIENT).post("/api/v1/account/demo-credits/", {"amount_cents": 100}, format="json")
     assert ok.status_code == 201
-    assert "deposit to the escrow contract" in browser(with_wallet).get("/account/top-up/").content.decode()
+    page = browser(with_wallet).get("/account/top-up/").content.decode()
+    # not a dead end: how to deposit from the wallet, to which contract, and where the wallets are
+    assert "deposit to the escrow contract" in page and "<code>deposit(amount)</code>" in page
+    assert "0x" + "ab" * 20 in page and 'href="/account/#wallets"' in page
+    ContractDeployment.objects.create(chain_id=31337, name="Escrow", address="0x" + "e5" * 20)
+    ContractDeployment.objects.create(chain_id=31337, name="DevUSD", address="0x" + "d0" * 20)
+    page = browser(with_wallet).get("/account/top-up/").content.decode()
+    assert "0x" + "e5" * 20 in page and "(chain 31337)" in page and "0x" + "d0" * 20 in page
+    assert "cents" not in page
 
 
 def test_the_top_up_page_offers_demo_credit_without_card_payments(settings) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +81,11 @@ def test_the_top_up_page_offers_demo_credit_without_card_payments(settings) -> N
     c = browser(user)
     page = c.get("/account/top-up/").content.decode()
     assert "Add demo credit" in page and "You can still add $50.00" in page
-    for amount, problem in (("abc", "An amount in dollars"), ("0", "More than $0"), ("60", "At most 5000 cents")):
+    for amount, problem in (
+        ("abc", "An amount in dollars"),
+        ("0", "More than $0"),
+        ("60", "At most $50.00 of demo credit is left."),
+    ):
         response = post(c, "/account/top-up/", {"amount": amount})
         assert response.status_code == 400 and problem in response.content.decode(), amount
         assert f'value="{amount}"' in response.content.decode()

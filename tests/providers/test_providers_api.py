@@ -197,8 +197,31 @@ def test_offers_filter_and_sort() -> None:
     assert offers("?verified=true&ordering=vram") == [(pricey.pk, "l4-24gb"), (pricey.pk, "h100-sxm-80gb")]
     assert offers("?verified=false") == [(cheap.pk, "h100-sxm-80gb")]
     assert offers("?gpu_model=nope") == []
+    # a price cap in micro-dollars per GPU-hour, decimals of a dollar included
+    assert offers("?max_price_per_gpu_hour=2000000") == [(cheap.pk, "h100-sxm-80gb")]
+    assert offers("?max_price_per_gpu_hour=1999999") == []
+    assert offers("?max_price_per_gpu_hour=3000000&gpu_model=l4-24gb") == [(pricey.pk, "l4-24gb")]
     assert api.get("/api/v1/offers/?gpu_count=0").status_code == 400
     assert api.get("/api/v1/offers/?min_vram_gib=abc").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "max_price_per_gpu_hour=abc",
+        "max_price_per_gpu_hour=0",
+        "max_price_per_gpu_hour=-5",
+        "max_price_per_gpu_hour=1.5",  # micro-dollars are whole
+        "max_price_per_gpu_hour=99999999999999999999999",
+        "min_vram_gib=40.5",  # a fraction was quietly dropped before
+        "gpu_count=2.5",
+        "min_reputation=500.1",
+    ],
+)
+def test_an_offer_filter_it_cannot_read_is_a_400_naming_it(query: str) -> None:
+    response = f.api(f.client_user(), f.CLIENT).get(f"/api/v1/offers/?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.json()["error"]["fields"]
 
 
 def test_gpu_models_lists_the_catalog() -> None:

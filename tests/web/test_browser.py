@@ -176,10 +176,25 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     page.get_by_label("Bid window (seconds)").fill("300")
     page.get_by_label("Bid window (seconds)").blur()
     expect(page.locator("#estimate")).to_contain_text("At most $10.00")
+    # environment variables: a plain one, and a secret typed unseen in a row the page adds
+    page.get_by_label("Variable name").fill("MODE")
+    page.get_by_label("Variable value").fill("train")
+    page.get_by_role("button", name="Add a variable").click()
+    expect(page.get_by_label("Variable name")).to_have_count(2)
+    page.get_by_label("Variable name").nth(1).fill("HF_TOKEN")
+    page.get_by_label("Secret variable").nth(1).check()
+    expect(page.get_by_label("Variable value").nth(1)).to_have_attribute("type", "password")
+    page.get_by_label("Variable value").nth(1).fill("hf_typed_in_the_browser")
     shot(page, "04-new-order")
     page.get_by_role("button", name="Post the order").click()
     expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
     order = Order.objects.get()
+    assert order.env == [
+        {"name": "MODE", "value": "train", "secret": False},
+        {"name": "HF_TOKEN", "value": "hf_typed_in_the_browser", "secret": True},
+    ]
+    expect(page.locator("#order-env")).to_have_text("Environment: MODE=train, HF_TOKEN (secret, not shown)")
+    assert "hf_typed_in_the_browser" not in page.content()
     expect(page.get_by_text("Waiting for bids")).to_be_visible()
     # the live socket is up (Playwright's own locator: a polled predicate string would be an eval,
     # which the pages' Content-Security-Policy refuses once the first check does not pass at once)

@@ -172,6 +172,80 @@ def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> N
     assert order.min_reputation == 700  # "at least 70 %" reliability
 
 
+ORDER_FIELDS = {
+    "mode": "form",
+    "template": "custom",
+    "image": "ghcr.io/acme/trainer:1.4",
+    "gpu_count": "1",
+    "gpu_models": ["h100-sxm-80gb"],
+    "cpu_cores": "8",
+    "memory_gib": "64",
+    "storage_gib": "100",
+    "duration_hours": "3",
+    "max_price_per_gpu_hour": "2.50",
+    "bid_window_seconds": "60",
+    "pricing_rule": "first_price",
+    "verification": "none",
+    "min_reliability": "0",
+}
+
+
+def env_rows(*rows: tuple[str, str, bool]) -> dict:
+    """The form's environment rows as the page posts them (a Django formset)."""
+    data: dict = {"env-TOTAL_FORMS": str(len(rows)), "env-INITIAL_FORMS": "0"}
+    for i, (name, value, secret) in enumerate(rows):
+        data |= {f"env-{i}-name": name, f"env-{i}-value": value}
+        if secret:
+            data[f"env-{i}-secret"] = "on"
+    return data
+
+
+def test_environment_variables_and_secrets_from_the_form() -> None:
+    client = f.client_user()
+    c = browser(client)
+    page = c.get("/orders/new/").content.decode()
+    assert 'name="env-TOTAL_FORMS"' in page and 'aria-label="Variable name"' in page
+    assert '<template id="env-empty-row">' in page and "env-__prefix__-name" in page
+    # the API's rules, each beside its row, with the rows kept as typed (a secret in a password field)
+    for rows, problem in (
+        ([("1BAD", "x", False)], "Letters, digits and underscores, not starting with a digit."),
+        ([("TOKEN", "bad\x07value", True)], "Control characters are not allowed"),
+        ([("TOKEN", "bad\x00value", True)], "Null characters are not allowed."),
+        ([("MODE", "a", False), ("MODE", "b", False)], "Duplicate names: MODE."),
+    ):
+        refused = post(c, "/orders/new/", {**ORDER_FIELDS, **env_rows(*rows)})
+        html = refused.content.decode()
+        assert refused.status_code == 400 and problem in html, problem
+        assert 'value="' + rows[0][0] + '"' in html
+        assert not Order.objects.exists()
+    kept = post(c, "/orders/new/", {**ORDER_FIELDS, **env_rows(("1BAD", "x", False), ("TOKEN", "s3cret", True))})
+    assert 'type="password" name="env-1-value" id="id_env-1-value" value="s3cret"' in kept.content.decode()
+    too_many = post(c, "/orders/new/", {**ORDER_FIELDS, **env_rows(*[(f"V{i}", "x", False) for i in range(65)])})
+    assert too_many.status_code == 400 and not Order.objects.exists()
+
+    # posted: a plain variable, a secret, and an empty row that is no variable
+    created = post(
+        c,
+        "/orders/new/",
+        {**ORDER_FIELDS, **env_rows(("MODE", "train", False), ("HF_TOKEN", "hf_s3cret", True), ("", "", False))},
+    )
+    order = Order.objects.get()
+    assert created.status_code == 302
+    assert order.env == [
+        {"name": "MODE", "value": "train", "secret": False},
+        {"name": "HF_TOKEN", "value": "hf_s3cret", "secret": True},
+    ]
+    # never shown again: not on the page, not in the API
+    page = c.get(f"/orders/{order.pk}/").content.decode()
+    assert 'HF_TOKEN</code> <span class="muted">(secret, not shown)</span>' in page and "hf_s3cret" not in page
+    assert "hf_s3cret" not in f.api(client, f.CLIENT).get(f"/api/v1/orders/{order.pk}/").content.decode()
+    # the provider's agent gets it to run the lease, marked secret
+    provider = f.provider()
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    manifest = f.api(provider.user, f.PROVIDER).get(f"/api/v1/leases/{lease.pk}/manifest/").json()
+    assert manifest["env"] == {"MODE": "train", "HF_TOKEN": "hf_s3cret"} and manifest["secret_env"] == ["HF_TOKEN"]
+
+
 def test_a_workload_file_can_be_posted_from_the_yaml_tab() -> None:
     c = browser(f.client_user())
     workload = (
@@ -239,6 +313,83 @@ def test_the_client_closes_and_sees_the_refund() -> None:
     assert "Refunded to client" in account
 
 
+def test_the_client_sets_automatic_top_up_on_the_lease_page() -> None:
+    client = f.client_user(balance=100 * USD)
+    order = f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(f.provider(), order, 2 * USD).pk)
+    c = browser(client)
+    page = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert ">Automatic top-up</h2>" in page and "Off: when the paid time runs out" in page
+    assert post(c, f"/leases/{lease.pk}/auto-top-up/", {"limit": "$50.25"}).status_code == 302
+    lease.refresh_from_db()
+    assert lease.auto_top_up_limit == 50_250_000
+    page = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert "On: up to $50.25 in all; $0.00 added so far." in page and 'value="50.25"' in page
+    # not an amount: the form comes back as typed, with why, and nothing changes
+    bad = post(c, f"/leases/{lease.pk}/auto-top-up/", {"limit": "fifty"})
+    assert bad.status_code == 400
+    assert 'value="fifty"' in bad.content.decode() and "An amount in dollars, e.g. 50" in bad.content.decode()
+    lease.refresh_from_db()
+    assert lease.auto_top_up_limit == 50_250_000
+    # empty turns it off
+    assert post(c, f"/leases/{lease.pk}/auto-top-up/", {"limit": ""}).status_code == 302
+    lease.refresh_from_db()
+    assert lease.auto_top_up_limit == 0
+    # someone else's lease is not found; a closed lease takes no limit and says so
+    assert post(browser(f.client_user()), f"/leases/{lease.pk}/auto-top-up/", {"limit": "5"}).status_code == 404
+    assert post(c, f"/leases/{lease.pk}/close/", {}).status_code == 302
+    assert ">Automatic top-up</h2>" not in c.get(f"/leases/{lease.pk}/").content.decode()
+    closed = post(c, f"/leases/{lease.pk}/auto-top-up/", {"limit": "5"})
+    assert closed.status_code == 409 and "is closed" in closed.content.decode()
+
+
+def test_the_dashboard_lists_newest_first_and_says_which_leases_failed_and_why() -> None:
+    from leases import services as lease_services
+
+    client = f.client_user(balance=100 * USD)
+    p = f.provider()
+    first, second = f.order(client, name="first job"), f.order(client, name="second job")
+    failed = market.order_accept(client=client, order_id=first.pk, bid_id=f.bid(p, first, USD).pk)
+    lease_services.lease_report_status(
+        user=p.user,
+        lease_id=failed.pk,
+        status=Lease.Status.FAILED,
+        reason="image ghcr.io/acme/nope:1 not found",
+        cause=Lease.FailureCause.WORKLOAD,
+    )
+    running = market.order_accept(client=client, order_id=second.pk, bid_id=f.bid(p, second, USD).pk)
+    page = browser(client).get("/dashboard/").content.decode()
+    orders = page[page.index("Your orders") : page.index("Your leases")]
+    assert orders.index("second job") < orders.index("first job")  # orders: newest first
+    listed = f.api(client, f.CLIENT).get("/api/v1/orders/").json()["results"]
+    assert [o["name"] for o in listed] == ["second job", "first job"]  # the API's list too
+    assert page.index(f"#{running.pk}</a>") < page.index(f"#{failed.pk}</a>")  # leases too
+    row = page[page.index(f"#{failed.pk}</a>") :]
+    row = row[: row.index("</tr>")]
+    assert '<span class="badge bad">Failed</span>' in row
+    assert "The deployment failed: image ghcr.io/acme/nope:1 not found" in row
+    lease_page = browser(client).get(f"/leases/{failed.pk}/").content.decode()
+    assert 'id="lease-status">Failed</span>' in lease_page
+
+
+def test_the_order_page_names_the_gpu_models_asked_for() -> None:
+    client = f.client_user()
+    named = f.order(client, resources={"gpu_models": ["h100-sxm-80gb", "a100-sxm-80gb"], "gpu_count": 1})
+    page = browser(client).get(f"/orders/{named.pk}/").content.decode()
+    assert "GPU models:</strong> A100 SXM 80GB, H100 SXM 80GB" in " ".join(page.split()) or (
+        "GPU models:</strong> H100 SXM 80GB, A100 SXM 80GB" in " ".join(page.split())
+    )
+    by_memory = f.order(client, resources={"gpu_models": [], "min_vram_gib": 80, "gpu_count": 1})
+    page = " ".join(browser(client).get(f"/orders/{by_memory.pk}/").content.decode().split())
+    assert "GPU models:</strong> any with at least 80 GiB of memory, that is " in page and "H100 SXM 80GB" in page
+
+
+def test_every_page_has_an_icon() -> None:
+    assert 'rel="icon" href="/static/img/favicon.svg"' in browser().get("/").content.decode()
+    icon = browser().get("/favicon.ico")
+    assert icon.status_code == 301 and icon["Location"] == "/static/img/favicon.svg"
+
+
 def test_offers_filter_and_sort() -> None:
     a = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True, reputation=900)
     b = f.provider(gpus={"rtx-4090-24gb": 2}, region="us-east-1")
@@ -253,8 +404,46 @@ def test_offers_filter_and_sort() -> None:
     assert "<html" not in fragment and b.name in fragment and a.name not in fragment
     cheap = c.get("/offers/?max_price=1").content.decode()
     assert b.name in cheap and a.name not in cheap
-    # numbers no column holds are no filter, never a server error
-    assert c.get("/offers/?min_vram=99999999999999999999999&gpu_count=-1&max_price=1e9").status_code == 200
+    # dollars and cents, as people type them
+    assert a.name not in c.get("/offers/?max_price=1.99").content.decode()
+    assert a.name in c.get("/offers/?max_price=%242.00").content.decode()
+    assert b.name not in c.get("/offers/?max_price=0.49").content.decode()
+    # what it cannot read filters nothing and says why beside the field, kept as typed; never a server error
+    odd = c.get("/offers/?min_vram=99999999999999999999999&gpu_count=-1&max_price=1e9")
+    assert odd.status_code == 200
+    page = odd.content.decode()
+    assert a.name in page and b.name in page
+    assert 'value="1e9"' in page and "At most $1,000,000." in page
+    assert "A price in dollars, e.g. 1.50." in c.get("/offers/?max_price=cheap").content.decode()
+
+
+def test_rent_this_opens_the_order_form_filled_from_the_offer() -> None:
+    a = f.provider(gpus={"h100-sxm-80gb": 8})
+    ProviderGpu.objects.filter(provider=a).update(price_per_gpu_hour=2_100_000)
+    offer = ProviderGpu.objects.get(provider=a)
+    rows = browser().get("/offers/").content.decode()
+    assert f'href="/orders/new/?offer={offer.pk}"' in rows and "Rent this" in rows
+    # a visitor signs in first, and comes back to the filled form
+    visitor = browser().get(f"/orders/new/?offer={offer.pk}")
+    assert visitor.status_code == 302 and f"offer%3D{offer.pk}" in visitor["Location"]
+    c = browser(f.client_user())
+    form = c.get(f"/orders/new/?offer={offer.pk}").content.decode()
+    # that model chosen, and a maximum just above the asking price (5 %, rounded up to the cent)
+    assert '<option value="h100-sxm-80gb" selected>' in form
+    assert 'name="max_price_per_gpu_hour" value="2.21"' in form
+    assert 'name="min_vram_gib" ' in form and 'name="min_vram_gib" value=' not in form
+    # the models on offer now come first, with how many and from what price
+    assert '<optgroup label="On offer now">' in form
+    assert "H100 SXM 80GB (80 GiB): 8 on offer from $2.10/GPU-hour" in form
+    assert form.index("On offer now") < form.index("Not on offer now")
+    # a template named in the link is the starting point
+    ssh = c.get(f"/orders/new/?offer={offer.pk}&template=ssh").content.decode()
+    assert 'value="linuxserver/openssh-server:latest"' in ssh and 'name="max_price_per_gpu_hour" value="2.21"' in ssh
+    # an offer that is gone, or an id no row can have, says so and leaves the form as it starts
+    for gone in ("999999", "99999999999999999999999", "x"):
+        response = c.get(f"/orders/new/?offer={gone}")
+        assert response.status_code == 200
+        assert "That offer is no longer available" in response.content.decode()
 
 
 def test_a_provider_registers_then_sees_inventory_bids_leases_and_earnings() -> None:
@@ -354,7 +543,9 @@ def test_a_refused_accept_says_why_on_the_order_page() -> None:
 
 def test_the_order_form_defaults_to_first_price_and_says_what_second_price_costs() -> None:
     html = browser(f.client_user()).get("/orders/new/").content.decode()
-    assert re.search(r'<option value="first_price"\s+selected>', html)
+    # the rules are sentences: radio buttons show them whole at every width, where a select cut them off
+    assert re.search(r'<input type="radio" name="pricing_rule" value="first_price"[^>]*checked>', html)
+    assert "Second price (the winner is paid the next-lowest eligible bid)" in html
     assert "with a single bidder, your maximum" in html and "accept yourself is paid the price on its button" in html
 
 

@@ -165,6 +165,35 @@
     });
   }
 
+  // a table of form rows that grows (a Django formset): the template row, numbered, at its end
+  function rowAdders(root) {
+    root.querySelectorAll("button[data-add-row]").forEach(function (button) {
+      if (button.dataset.bound) return;
+      button.dataset.bound = "1";
+      button.addEventListener("click", function () {
+        var prefix = button.dataset.addRow;
+        var total = document.getElementById("id_" + prefix + "-TOTAL_FORMS");
+        var most = document.getElementById("id_" + prefix + "-MAX_NUM_FORMS");
+        var count = parseInt(total.value, 10);
+        if (most && count >= parseInt(most.value, 10)) return;
+        var html = document.getElementById(button.dataset.template).innerHTML.replace(/__prefix__/g, String(count));
+        var body = document.getElementById(button.dataset.rows);
+        body.insertAdjacentHTML("beforeend", html);
+        total.value = String(count + 1);
+        var added = body.lastElementChild && body.lastElementChild.querySelector("input");
+        if (added) added.focus();
+      });
+    });
+  }
+
+  // a secret's value is typed unseen
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("input[data-secret-toggle]")) return;
+    var value = box.closest("tr") && box.closest("tr").querySelector("input[data-secret-value]");
+    if (value) value.type = box.checked ? "password" : "text";
+  });
+
   // a log tail shows its newest lines
   function logTails(root) {
     root.querySelectorAll("pre.log").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
@@ -172,7 +201,7 @@
 
   function enhance(root) {
     localTimes(root); countdowns(root); meters(root); copyButtons(root); tabs(root); live(root); logTails(root);
-    fillers(root);
+    fillers(root); rowAdders(root);
   }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:afterSettle", function (event) { enhance(event.target); });

@@ -3,11 +3,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from marketplace.demo import demo_agent_config, seed_demo
+from marketplace.demo import DEMO_ADMIN, demo_agent_config, seed_demo
 
 
 class Command(BaseCommand):
-    help = "Create the demo client and provider (idempotent) and print fresh API tokens for them."
+    help = "Create the demo client, provider and admin (idempotent) and print fresh API tokens for the first two."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true", help="Print only the export lines.")
@@ -30,6 +30,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("Demo data ready."))
             self.stdout.write(f"  demo client  : {demo.client.username} ({demo.funds})")
             self.stdout.write(f"  demo provider: {demo.provider.name}, {demo.provider.region}")
+            self.stdout.write(f"  demo admin   : {DEMO_ADMIN} (the Django admin at /admin/)")
             self.stdout.write("Tokens (shown once; earlier demo tokens were revoked):")
         self.stdout.write(f"export CLIENT_TOKEN={demo.client_token}")
         self.stdout.write(f"export PROVIDER_TOKEN={demo.provider_token}")
