@@ -27,12 +27,19 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             return JsonResponse(error_body("malformed_request", "Invalid Content-Length header."), status=400)
         if size > settings.MAX_REQUEST_BODY_BYTES:
-            return JsonResponse(
-                error_body(
-                    "payload_too_large",
-                    f"Request bodies are limited to {settings.MAX_REQUEST_BODY_BYTES} bytes.",
-                ),
-                status=413,
+            from core.api.errors import error_response  # the API's errors build on ours
+
+            limit = settings.MAX_REQUEST_BODY_BYTES
+            # a page's form (the order form's workload file) is told in words it can act on; the
+            # body was never read, so the browser's Back keeps what was typed
+            return error_response(
+                request,
+                413,
+                "payload_too_large",
+                f"Request bodies are limited to {limit} bytes.",
+                page_message=f"The form sent {size / 1024 / 1024:.1f} MB; the most the marketplace reads is "
+                f"{limit / 1024 / 1024:.1f} MB. Go back: what you typed is still in the form. Shorten it "
+                "(a workload file that long usually carries data that belongs in the image).",
             )
         return self.get_response(request)
 

@@ -7,6 +7,7 @@ Views parse the request, call one service or selector, and render; rules live in
 work without JavaScript; htmx swaps fragments and a WebSocket tells a page when to refresh one.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -110,7 +111,12 @@ def order_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         return render(
             request,
             "marketplace/order_new.html",
-            {"form": form, "templates": TEMPLATES, "spot_checks": spot_check_terms()},
+            {
+                "form": form,
+                "templates": TEMPLATES,
+                "spot_checks": spot_check_terms(),
+                "max_body_bytes": settings.MAX_REQUEST_BODY_BYTES,
+            },
         )
     form = OrderForm(request.POST)
     if form.is_valid() and form.spec is not None:
@@ -125,6 +131,7 @@ def order_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         "templates": TEMPLATES,
         "estimate": form.estimate() if not form.errors else None,
         "spot_checks": spot_check_terms(),
+        "max_body_bytes": settings.MAX_REQUEST_BODY_BYTES,
     }
     return render(request, "marketplace/order_new.html", context, status=400)
 

@@ -88,8 +88,11 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     return response
 
 
-def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
-    """The API's JSON error shape under /api/ (and for clients that ask for or send JSON); a page elsewhere."""
+def error_response(
+    request: HttpRequest, status: int, code: str, message: str, *, page_message: str = ""
+) -> HttpResponse:
+    """The API's JSON error shape under /api/ (and for clients that ask for or send JSON); a page
+    elsewhere, saying ``page_message`` where a person needs more than the API's words."""
     wants_json = (
         request.path.startswith("/api/")
         or "application/json" in request.headers.get("Accept", "")
@@ -98,37 +101,37 @@ def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpRe
     if wants_json:
         return JsonResponse(error_body(code, message), status=status)
     try:
-        body: str = render_to_string("error.html", {"status": status, "message": message})
+        body: str = render_to_string("error.html", {"status": status, "message": page_message or message})
     except Exception:  # noqa: BLE001 - a page must never fail to say that something failed
         body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{message}</p>"
     return HttpResponse(body, status=status)
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "not_found", "Not found.")
+    return error_response(request, 404, "not_found", "Not found.")
 
 
 def database_unavailable(request: HttpRequest) -> HttpResponse:
     """A page or API call whose database connection went away: 503, try again (not a 500)."""
-    response = _error(request, 503, *DATABASE_DOWN)
+    response = error_response(request, 503, *DATABASE_DOWN)
     response["Retry-After"] = RETRY_AFTER_SECONDS
     return response
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:
-    return _error(request, 500, "server_error", "Something went wrong on our side. It has been logged.")
+    return error_response(request, 500, "server_error", "Something went wrong on our side. It has been logged.")
 
 
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 400, "bad_request", "Bad request.")
+    return error_response(request, 400, "bad_request", "Bad request.")
 
 
 def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "permission_denied", "Permission denied.")
+    return error_response(request, 403, "permission_denied", "Permission denied.")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A form or a page's script posted without this session's CSRF token (``CSRF_FAILURE_VIEW``)."""
-    return _error(
+    return error_response(
         request, 403, "csrf_failed", "This form has expired or came from another site. Reload the page and try again."
     )

@@ -8,6 +8,7 @@ from chain.evm import embedded_web3, eth_tester_of
 from chain.indexer import index_events
 from chain.models import ChainEvent, IndexerCursor
 from tests.chain.conftest import USD
+from tests.chain.mined import mined
 from tests.chain.test_adapter import signed_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,10 +24,10 @@ def _setup():  # type: ignore[no-untyped-def]
     )
     adapter = EscrowClient(w3=w3, operator=operator, escrow=escrow, token=token)
     accounts = w3.eth.accounts
-    token.functions.mint(client.address, 100 * USD).transact({"from": accounts[0]})
-    token.functions.approve(escrow.address, 2**256 - 1).transact({"from": accounts[3]})
-    escrow.functions.deposit(30 * USD).transact({"from": accounts[3]})
-    escrow.functions.approve_operator(30 * USD).transact({"from": accounts[3]})
+    mined(token.functions.mint(client.address, 100 * USD), accounts[0])
+    mined(token.functions.approve(escrow.address, 2**256 - 1), accounts[3])
+    mined(escrow.functions.deposit(30 * USD), accounts[3])
+    mined(escrow.functions.approve_operator(30 * USD), accounts[3])
     return w3, adapter, client, provider
 
 

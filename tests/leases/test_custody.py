@@ -17,6 +17,7 @@ from ledger.models import LedgerAccount
 from marketplace import services as market
 from payments.services import CARD_SOURCE
 from tests import factories as f
+from tests.chain.mined import mined
 from tests.chain.test_wallets import challenge, link
 from tests.factories import USD
 from tests.leases.test_escrow_on_chain import advance, ledger_balance, wallet_of
@@ -39,7 +40,7 @@ def custody_chain(request, chain, settings):  # type: ignore[no-untyped-def]
 def send_custody_tokens(chain, amount: int) -> None:  # type: ignore[no-untyped-def]
     """What the marketplace's treasury does off the platform: buy tokens for the custody account."""
     if chain.treasury is None:
-        chain.token.functions.mint(chain.custody_address, amount).transact({"from": chain.w3.eth.accounts[0]})
+        mined(chain.token.functions.mint(chain.custody_address, amount), chain.w3.eth.accounts[0])
 
 
 def card_paid_client(amount: int):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from leases.models import Lease, LeaseTopUp
 from ledger.deposits import chain_deposits_apply
 from ledger.models import LedgerAccount
 from tests import factories as f
+from tests.chain.mined import mined
 from tests.conftest import on_anvil
 from tests.factories import USD
 
@@ -39,10 +40,10 @@ def wallet_of(client: chain_adapter.EscrowClient, index: int) -> str:
 def fund_from_wallet(client: chain_adapter.EscrowClient, address: str, *, amount: int, allow: int) -> None:
     """What the client does in its own wallet: buy tokens, deposit them, let the operator lock them."""
     owner = client.w3.eth.accounts[0]
-    client.token.functions.mint(address, amount).transact({"from": owner})
-    client.token.functions.approve(client.escrow.address, 2**256 - 1).transact({"from": address})
-    client.escrow.functions.deposit(amount).transact({"from": address})
-    client.escrow.functions.approve_operator(allow).transact({"from": address})
+    mined(client.token.functions.mint(address, amount), owner)
+    mined(client.token.functions.approve(client.escrow.address, 2**256 - 1), address)
+    mined(client.escrow.functions.deposit(amount), address)
+    mined(client.escrow.functions.approve_operator(allow), address)
 
 
 def key_of(client: chain_adapter.EscrowClient, address: str) -> str:
@@ -308,7 +309,7 @@ def test_the_settlement_tick_pays_on_chain_and_the_ledger_follows(chain, django_
     assert escrow.reconcile() == []
 
     # the provider claims from its wallet; the earnings view follows the indexed claim
-    chain.escrow.functions.claim().transact({"from": provider_wallet})
+    mined(chain.escrow.functions.claim(), provider_wallet)
     index_events(client=chain, confirmations=0)
     earnings = f.api(provider.user, f.PROVIDER).get("/api/v1/provider/earnings/").json()
     assert (earnings["earned"], earnings["claimed"], earnings["claimable"]) == (
@@ -324,7 +325,7 @@ def test_the_platform_fee_the_escrow_fixed_for_a_lease_is_split_off_in_the_books
 ) -> None:  # type: ignore[no-untyped-def]
     settings.PLATFORM_FEE_BPS = 0  # the escrow's fee is the one that counts
     platform = wallet_of(chain, 8)  # the platform's own address, linked to no user
-    chain.escrow.functions.set_fee(500, platform).transact({"from": chain.w3.eth.accounts[0]})
+    mined(chain.escrow.functions.set_fee(500, platform), chain.w3.eth.accounts[0])
     client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
     assert lease.platform_fee_bps == 500 == chain.lease(lease.pk).fee_bps
     ran_for(chain, lease, 1200)
@@ -348,7 +349,7 @@ def test_the_platform_fee_the_escrow_fixed_for_a_lease_is_split_off_in_the_books
     assert escrow.reconcile() == []
 
     # the platform claims its fees like a provider; the books still agree with the chain
-    chain.escrow.functions.claim().transact({"from": platform})
+    mined(chain.escrow.functions.claim(), platform)
     index_events(client=chain, confirmations=0)
     assert chain.claimable(platform) == 0 and escrow.reconcile() == []
     earnings = f.api(provider.user, f.PROVIDER).get("/api/v1/provider/earnings/").json()
@@ -440,7 +441,7 @@ def test_a_party_closing_in_the_contract_is_paid_only_what_was_settled_and_the_b
     assert services.leases_settle() == 1  # the tick paid the reported usage
     advance(chain, 1800)  # half an hour more, unreported: the time cap would pay it, usage does not
     sender = wallet_of(chain, 6 if closer == "provider" else 5)
-    chain.escrow.functions.close_lease(lease.pk, 10 * USD).transact({"from": sender})
+    mined(chain.escrow.functions.close_lease(lease.pk, 10 * USD), sender)
     assert not chain.lease(lease.pk).open
     assert chain.claimable(wallet_of(chain, 6)) == 600_000  # no more than the settlement paid
 
@@ -473,7 +474,7 @@ def test_a_close_through_the_marketplace_after_a_close_in_the_contract_books_the
     client_user, _provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
     ran_for(chain, lease, 600)
     f.usage(lease, seconds=600)
-    chain.escrow.functions.close_lease(lease.pk, 0).transact({"from": wallet_of(chain, 6)})
+    mined(chain.escrow.functions.close_lease(lease.pk, 0), wallet_of(chain, 6))
     with django_capture_on_commit_callbacks(execute=True):
         closing = f.api(client_user, f.CLIENT).post(f"/api/v1/leases/{lease.pk}/close/")
     assert closing.status_code == 200 and closing.json()["status"] == "closing"
@@ -520,7 +521,7 @@ def test_a_top_up_the_client_sends_to_the_contract_itself_is_booked_once(
     assert made.status_code == 202, made.json()  # accepted: the escrow confirms it
     lease.refresh_from_db()
     deposit, ends_at = lease.deposit, lease.ends_at
-    chain.escrow.functions.top_up(lease.pk, 2 * USD).transact({"from": wallet_of(chain, 5)})  # from its wallet
+    mined(chain.escrow.functions.top_up(lease.pk, 2 * USD), wallet_of(chain, 5))  # from its wallet
     settings.CHAIN_CONFIRMATIONS = 0
     tasks.sync_chain()
     tasks.sync_chain()

@@ -17,6 +17,7 @@ from marketplace import services as market
 from notifications.models import Notification
 from protocol.proof import protocol
 from tests import factories as f
+from tests.chain.mined import mined
 from tests.factories import USD
 from tests.leases.test_escrow_on_chain import advance, funded_lease, ledger_balance, wallet_of
 from tests.leases.test_leases import account
@@ -183,10 +184,10 @@ def test_on_chain_the_verifier_slashes_the_stake_to_the_client_and_the_books_mat
     client_user, provider, lease = funded_lease(chain, django_capture_on_commit_callbacks, allow=100 * USD)
     provider_wallet = wallet_of(chain, 6)
     owner = chain.w3.eth.accounts[0]
-    chain.token.functions.mint(provider_wallet, 20 * USD).transact({"from": owner})
-    chain.token.functions.approve(chain.escrow.address, 2**256 - 1).transact({"from": provider_wallet})
-    chain.escrow.functions.stake(20 * USD).transact({"from": provider_wallet})
-    chain.escrow.functions.request_unstake(5 * USD).transact({"from": provider_wallet})  # still slashable
+    mined(chain.token.functions.mint(provider_wallet, 20 * USD), owner)
+    mined(chain.token.functions.approve(chain.escrow.address, 2**256 - 1), provider_wallet)
+    mined(chain.escrow.functions.stake(20 * USD), provider_wallet)
+    mined(chain.escrow.functions.request_unstake(5 * USD), provider_wallet)  # still slashable
 
     advance(chain, 1200)
     Lease.objects.filter(pk=lease.pk).update(

@@ -397,6 +397,33 @@ def test_a_bid_placed_before_the_pages_socket_opens_shows_when_it_opens(page, as
     expect(page.locator("#bids tbody tr").first).to_contain_text(bidder.name)
 
 
+def test_an_oversized_workload_file_is_refused_on_the_page_with_the_text_kept(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
+    """The server reads at most MAX_REQUEST_BODY_BYTES: the order form checks the size before it
+    sends, says so beside the button, and keeps the file as typed (nothing is sent, nothing lost)."""
+    from playwright.sync_api import expect
+
+    page.goto(asgi_server + "/accounts/signup/")
+    sign_up(page, "mo")
+    page.goto(asgi_server + "/orders/new/")
+    page.get_by_role("tab", name="Workload file (YAML)").click()
+    expect(page.locator("#id_workload_file")).to_be_visible()
+    huge = "# a very long comment\n" * 100_000  # 2.2 MB, as if pasted (typing it would take minutes)
+    page.locator("#id_workload_file").evaluate("(area, text) => { area.value = text; }", huge)
+    page.get_by_role("button", name="Post the order").click()
+    expect(page.locator("#size-error")).to_be_visible()
+    expect(page.locator("#size-error")).to_contain_text("the marketplace reads at most 1.0 MB")
+    assert page.url.endswith("/orders/new/") and not Order.objects.exists()
+    assert page.locator("#id_workload_file").evaluate("(area) => area.value.length") == len(huge)
+    # shortened, it goes
+    page.locator("#id_workload_file").evaluate(
+        "(area, text) => { area.value = text; }",
+        "workload:\n  image: ghcr.io/acme/trainer:1.4\nresources:\n  gpu_count: 1\n  min_vram_gib: 40\n"
+        "duration_hours: 2\nmax_price_per_hour: 3000000\n",
+    )
+    page.get_by_role("button", name="Post the order").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
+
+
 def test_link_a_browser_wallet_then_sign_in_with_it(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
     """Sign-In with Ethereum with a browser wallet: the test's wallet is an EIP-1193 provider
     (``window.ethereum``, as MetaMask injects it) whose key is held by the test."""

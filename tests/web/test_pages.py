@@ -246,6 +246,24 @@ def test_environment_variables_and_secrets_from_the_form() -> None:
     assert manifest["env"] == {"MODE": "train", "HF_TOKEN": "hf_s3cret"} and manifest["secret_env"] == ["HF_TOKEN"]
 
 
+def test_a_form_too_large_to_read_is_a_page_that_says_what_to_do() -> None:
+    """A browser without the form's own size check (or a form without one) still gets words, not
+    the API's JSON: the body was never read, so Back keeps the text."""
+    c = browser(f.client_user())
+    c.get("/orders/new/")
+    too_large = c.post(
+        "/orders/new/",
+        {"mode": "yaml", "workload_file": "x" * 2_000_000, "csrfmiddlewaretoken": c.cookies["csrftoken"].value},
+        HTTP_ACCEPT="text/html",
+    )
+    assert too_large.status_code == 413 and too_large["Content-Type"].startswith("text/html")
+    html = too_large.content.decode()
+    assert "<h1>Too large</h1>" in html and "Go back: what you typed is still in the form" in html
+    assert not Order.objects.exists()
+    page = c.get("/orders/new/").content.decode()
+    assert 'data-max-bytes="1048576"' in page and 'id="size-error"' in page
+
+
 def test_a_workload_file_can_be_posted_from_the_yaml_tab() -> None:
     c = browser(f.client_user())
     workload = (

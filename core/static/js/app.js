@@ -186,6 +186,33 @@
     });
   }
 
+  // a form larger than the server reads (data-max-bytes) is not sent: it says so, and keeps the text
+  function tooLarge(form) {
+    var most = parseInt(form.dataset.maxBytes || "0", 10);
+    if (!most) return false;
+    var size = new Blob([new URLSearchParams(new FormData(form)).toString()]).size;
+    var note = form.querySelector("[data-size-error]");
+    if (size <= most) {
+      if (note) note.hidden = true;
+      return false;
+    }
+    if (note) {
+      note.textContent = "This order is " + (size / 1048576).toFixed(1) + " MB; the marketplace reads at most " +
+        (most / 1048576).toFixed(1) + " MB. Nothing was sent and your text is kept: shorten the workload file.";
+      note.hidden = false;
+      note.focus();
+    }
+    return true;
+  }
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset && form.dataset.maxBytes && tooLarge(form)) event.preventDefault();
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail && event.detail.elt;
+    if (form && form.dataset && form.dataset.maxBytes && tooLarge(form)) event.preventDefault();
+  });
+
   // a secret's value is typed unseen
   document.addEventListener("change", function (event) {
     var box = event.target;
