@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -265,3 +266,17 @@ def claimed_by(*, addresses: list[str]) -> int:
 def has_pending_top_up(lease: Lease) -> bool:
     """A top-up of the lease is on its way to the escrow."""
     return LeaseTopUp.objects.filter(lease=lease, status=LeaseTopUp.Status.PENDING).exists()
+
+
+JUPYTER_TOKEN = "JUPYTER_TOKEN"  # noqa: S105 - the variable Jupyter reads its token from, not a token
+JUPYTER_PORT = 8888
+
+
+def jupyter_url(lease: Lease) -> str:
+    """Where the lease's Jupyter opens with its token (the PyTorch + Jupyter template), or "". Only
+    where the workload publishes Jupyter's port alone, so that its one endpoint is that port's."""
+    token = next((e["value"] for e in lease.order.env if e["name"] == JUPYTER_TOKEN and e["value"]), "")
+    ports = [p["port"] for p in lease.order.ports or []]
+    if not token or ports != [JUPYTER_PORT] or len(lease.endpoints) != 1:
+        return ""
+    return f"http://{lease.endpoints[0]}/lab?{urlencode({'token': token})}"

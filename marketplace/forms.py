@@ -2,6 +2,7 @@
 with the API's serializer, so the page and the API can never disagree on what is valid."""
 
 import re
+import secrets
 import shlex
 from typing import Any
 
@@ -10,6 +11,7 @@ from django import forms
 from core.api.parsers import load_yaml
 from core.forms import DollarsField
 from core.money import format_usd_short
+from leases.selectors import JUPYTER_TOKEN
 from marketplace.models import PricingRule, Verification
 from marketplace.spec import MAX_ENV, MAX_ENV_VALUE, OrderSpec, OrderSpecSerializer
 from providers.models import ProviderGpu
@@ -20,14 +22,18 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "pytorch-jupyter": {
         "label": "PyTorch + Jupyter",
         "image": "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime",
+        # Jupyter takes its token from JUPYTER_TOKEN: the form fills a fresh one, and the lease page
+        # links to Jupyter with it
         "command": "jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --allow-root",
         "ports": "8888",
         "min_vram_gib": 24,
+        "jupyter": True,  # the page fills a JUPYTER_TOKEN row with a fresh token
     },
     "inference": {
         "label": "Inference server (vLLM)",
         "image": "vllm/vllm-openai:v0.11.0",
         "command": "--model Qwen/Qwen2.5-7B-Instruct --port 8000",
+        "model": "Qwen/Qwen2.5-7B-Instruct",
         "ports": "8000",
         "min_vram_gib": 24,  # a 7B model in 16-bit weights, with room for its cache
     },
@@ -38,7 +44,33 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "ports": "2222",
         "min_vram_gib": 16,
     },
+    "byo": {
+        "label": "Bring your own image",
+        "image": "nvidia/cuda:12.8.1-base-ubuntu24.04",
+        "command": "sleep infinity",
+        "ports": "",
+        "min_vram_gib": 16,
+    },
 }
+# a model id on the Hugging Face Hub: an optional owner, then the name
+HF_MODEL = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", re.ASCII)
+
+
+def with_model(command: list[str], model: str) -> list[str]:
+    """The inference server's command serving ``model``: its ``--model`` value replaced, or added."""
+    if "--model" in command[:-1]:
+        at = command.index("--model")
+        return [*command[: at + 1], model, *command[at + 2 :]]
+    return ["--model", model, *command]
+
+
+def template_initial(key: str) -> dict[str, Any]:
+    """The new-order form as a template starts it (a Jupyter template with a fresh token)."""
+    initial = {"template": key, **{k: v for k, v in TEMPLATES[key].items() if k not in ("label", "jupyter")}}
+    if TEMPLATES[key].get("jupyter"):
+        initial["env"] = [{"name": JUPYTER_TOKEN, "value": secrets.token_urlsafe(24), "secret": False}]
+    return initial
+
 
 # spec field path → form field, for errors the serializer finds
 FIELD_OF = {
@@ -139,6 +171,12 @@ class OrderForm(forms.Form):
     command = forms.CharField(
         max_length=4000, required=False, help_text="Optional: what to run, as you would type it in a shell."
     )
+    model = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Model to serve",
+        help_text="For the inference server: the Hugging Face model it serves, e.g. Qwen/Qwen2.5-7B-Instruct.",
+    )
     ports = forms.CharField(max_length=200, required=False, help_text="Ports to expose, comma-separated (e.g. 8888).")
     gpu_count = forms.IntegerField(min_value=1, max_value=64, initial=1, label="GPUs")
     gpu_models = forms.MultipleChoiceField(
@@ -195,7 +233,7 @@ class OrderForm(forms.Form):
         self.spec: OrderSpec | None = None
         # the rows of environment variables; a post without them (the API's shape, older pages) has none
         rows = self.data if self.is_bound and f"{ENV_PREFIX}-TOTAL_FORMS" in self.data else None
-        self.env = EnvFormSet(rows, prefix=ENV_PREFIX)
+        self.env = EnvFormSet(rows, prefix=ENV_PREFIX, initial=None if rows else self.initial.get("env"))
         self.env_rows: list[EnvVarForm] = []  # those sent as the workload's env, in order
         if self.is_bound and self.data.get("mode") == "yaml":
             for name, field in self.fields.items():  # the file says it all
@@ -230,6 +268,12 @@ class OrderForm(forms.Form):
                     self.add_error("ports", f"{part!r} is not a port number.")
                     return None
                 ports.append({"port": int(part), "protocol": "tcp"})
+        model = (data.get("model") or "").strip()
+        if data.get("template") == "inference" and model:
+            if not HF_MODEL.fullmatch(model):
+                self.add_error("model", "A Hugging Face model id, e.g. Qwen/Qwen2.5-7B-Instruct.")
+                return None
+            command = with_model(command, model)
         workload: dict[str, Any] = {"image": data.get("image") or "", "ports": ports}
         if self.env.is_bound:
             self.env_rows = [row for row in self.env.forms if row.is_valid() and not row.is_blank()]

@@ -21,7 +21,14 @@ from core.web import AuthenticatedHttpRequest, HtmxHttpRequest, perform
 from leases import selectors as lease_selectors
 from leases.selectors import spot_check_terms
 from marketplace import selectors, services
-from marketplace.forms import RELIABILITY_CHOICES, TEMPLATES, OfferFilterForm, OrderForm, offer_order_initial
+from marketplace.forms import (
+    RELIABILITY_CHOICES,
+    TEMPLATES,
+    OfferFilterForm,
+    OrderForm,
+    offer_order_initial,
+    template_initial,
+)
 from marketplace.models import Order
 from notifications import selectors as notification_selectors
 from providers import selectors as provider_selectors
@@ -97,8 +104,7 @@ def order_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         return redirect("web:dashboard")
     if request.method == "GET":
         chosen = request.GET.get("template", "")
-        chosen = chosen if chosen in TEMPLATES else "pytorch-jupyter"
-        initial = {"template": chosen, **{k: v for k, v in TEMPLATES[chosen].items() if k != "label"}}
+        initial = template_initial(chosen if chosen in TEMPLATES else "pytorch-jupyter")
         offer_id = request.GET.get("offer", "")
         if offer_id:  # "Rent this" on an offers row
             valid = offer_id.isdigit() and int(offer_id) <= MAX_ID

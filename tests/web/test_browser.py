@@ -165,8 +165,11 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
 
     # post an order: the estimate follows the form
     page.get_by_role("navigation").get_by_role("link", name="Rent GPUs").click()
+    # the default template, PyTorch + Jupyter, starts with a fresh Jupyter token
+    expect(page.get_by_label("Variable name").first).to_have_value("JUPYTER_TOKEN")
     page.locator("#id_template").select_option("inference")  # a template fills the workload
     expect(page.get_by_label("Image")).to_have_value("vllm/vllm-openai:v0.11.0")
+    expect(page.get_by_label("Model to serve")).to_have_value("Qwen/Qwen2.5-7B-Instruct")  # its own field shows
     expect(page.locator("#id_ports")).to_have_value("8000")
     page.get_by_label("Image").fill("ghcr.io/acme/trainer:1.4")
     page.get_by_label("GPU models").select_option("h100-sxm-80gb")
@@ -176,15 +179,18 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
     page.get_by_label("Bid window (seconds)").fill("300")
     page.get_by_label("Bid window (seconds)").blur()
     expect(page.locator("#estimate")).to_contain_text("At most $10.00")
-    # environment variables: a plain one, and a secret typed unseen in a row the page adds
-    page.get_by_label("Variable name").fill("MODE")
-    page.get_by_label("Variable value").fill("train")
-    page.get_by_role("button", name="Add a variable").click()
+    # environment variables: the Jupyter template's token row was emptied when another template
+    # was chosen; a plain variable, and a secret typed unseen in a row the page adds
     expect(page.get_by_label("Variable name")).to_have_count(2)
-    page.get_by_label("Variable name").nth(1).fill("HF_TOKEN")
-    page.get_by_label("Secret variable").nth(1).check()
-    expect(page.get_by_label("Variable value").nth(1)).to_have_attribute("type", "password")
-    page.get_by_label("Variable value").nth(1).fill("hf_typed_in_the_browser")
+    expect(page.get_by_label("Variable name").first).to_have_value("")
+    page.get_by_label("Variable name").first.fill("MODE")
+    page.get_by_label("Variable value").first.fill("train")
+    page.get_by_role("button", name="Add a variable").click()
+    expect(page.get_by_label("Variable name")).to_have_count(3)
+    page.get_by_label("Variable name").nth(2).fill("HF_TOKEN")
+    page.get_by_label("Secret variable").nth(2).check()
+    expect(page.get_by_label("Variable value").nth(2)).to_have_attribute("type", "password")
+    page.get_by_label("Variable value").nth(2).fill("hf_typed_in_the_browser")
     shot(page, "04-new-order")
     page.get_by_role("button", name="Post the order").click()
     expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()

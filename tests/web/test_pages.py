@@ -709,22 +709,85 @@ def test_the_order_page_says_when_the_marketplace_signs_the_terms(settings) -> N
         assert says in html and 'id="authorization"' not in html  # nothing for the client to sign
 
 
-@pytest.mark.parametrize("template", ["pytorch-jupyter", "inference", "ssh"])
+@pytest.mark.parametrize("template", ["pytorch-jupyter", "inference", "ssh", "byo"])
 def test_every_template_posts_as_filled(template: str) -> None:
     """What the form holds once a template is chosen, unchanged: every field's initial value, the
-    template's own fields over it (as the page's script fills them), no GPU model named."""
-    from marketplace.forms import TEMPLATES, OrderForm
+    template's own fields over it (as the page's script fills them), no GPU model named, and the
+    environment rows the page starts it with."""
+    from marketplace.forms import TEMPLATES, OrderForm, template_initial
 
     c = browser(f.client_user())
     form = OrderForm()
     fields = {name: field.initial for name, field in form.fields.items() if field.initial is not None}
     filled = {**fields, **{k: v for k, v in TEMPLATES[template].items() if k != "label"}}
     filled.update(mode="form", template=template)
-    created = post(c, "/orders/new/", {k: "" if v is None else v for k, v in filled.items()})
+    rows = [(e["name"], e["value"], e["secret"]) for e in template_initial(template).get("env", [])]
+    created = post(c, "/orders/new/", {**{k: "" if v is None else v for k, v in filled.items()}, **env_rows(*rows)})
     assert created.status_code == 302, created.content.decode()[:2000]
     order = Order.objects.get()
     assert order.min_vram_gib == TEMPLATES[template]["min_vram_gib"] and order.image == TEMPLATES[template]["image"]
     assert order.gpu_models.count() > 0  # every catalog model with that much memory
+
+
+def test_the_inference_template_serves_the_model_named_in_its_field() -> None:
+    c = browser(f.client_user())
+    page = c.get("/orders/new/?template=inference").content.decode()
+    assert 'value="Qwen/Qwen2.5-7B-Instruct"' in page and 'data-for-template="inference"' in page
+    fields = {**ORDER_FIELDS, "template": "inference", "image": "vllm/vllm-openai:v0.11.0", "ports": "8000"}
+    assert (
+        post(c, "/orders/new/", {**fields, "command": "--port 8000", "model": "meta-llama/Llama-3.1-8B"}).status_code
+        == 302
+    )
+    order = Order.objects.get()
+    assert order.args == ["--model", "meta-llama/Llama-3.1-8B", "--port", "8000"]
+    Order.objects.all().delete()
+    replaced = {**fields, "command": "--model Qwen/Qwen2.5-7B-Instruct --port 8000", "model": "mistralai/Mistral-7B"}
+    assert post(c, "/orders/new/", replaced).status_code == 302
+    assert Order.objects.get().args == ["--model", "mistralai/Mistral-7B", "--port", "8000"]
+    bad = post(c, "/orders/new/", {**fields, "command": "--port 8000", "model": "not a model; rm -rf /"})
+    assert bad.status_code == 400 and "A Hugging Face model id" in bad.content.decode()
+    # another template ignores the field
+    other = {**ORDER_FIELDS, "template": "byo", "command": "sleep infinity", "model": "meta-llama/Llama-3.1-8B"}
+    Order.objects.all().delete()
+    assert post(c, "/orders/new/", other).status_code == 302
+    assert Order.objects.get().command == ["sleep", "infinity"]
+
+
+def test_the_jupyter_template_opens_jupyter_with_its_token_from_the_lease_page() -> None:
+    from leases import services as lease_services
+
+    client = f.client_user(balance=100 * USD)
+    c = browser(client)
+    page = c.get("/orders/new/").content.decode()  # the default template
+    token = re.search(r'name="env-0-name"[^>]*value="JUPYTER_TOKEN"', page) and re.search(
+        r'name="env-0-value" id="id_env-0-value" value="([^"]+)"', page
+    )
+    assert token and len(token[1]) >= 32
+    assert (
+        token[1]
+        != re.search(r'name="env-0-value" id="id_env-0-value" value="([^"]+)"', c.get("/orders/new/").content.decode())[
+            1
+        ]
+    )
+    fields = {
+        **ORDER_FIELDS,
+        "template": "pytorch-jupyter",
+        "ports": "8888",
+        **env_rows(("JUPYTER_TOKEN", token[1], False)),
+    }
+    assert post(c, "/orders/new/", fields).status_code == 302
+    order = Order.objects.get()
+    provider = f.provider()
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    lease_services.lease_report_status(user=provider.user, lease_id=lease.pk, status=Lease.Status.DEPLOYING)
+    lease_services.lease_report_status(
+        user=provider.user, lease_id=lease.pk, status=Lease.Status.RUNNING, endpoints=["203.0.113.9:31888"]
+    )
+    html = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert f'href="http://203.0.113.9:31888/lab?token={token[1]}"' in html and "Open Jupyter" in html
+    # the token is the client's: the provider's view of the lease has no link
+    provider_page = browser(provider.user).get(f"/leases/{lease.pk}/").content.decode()
+    assert "Open Jupyter" not in provider_page and token[1] not in provider_page
 
 
 def test_a_minimum_vram_alone_is_a_valid_choice_in_the_api_the_yaml_and_the_form() -> None:

@@ -161,29 +161,62 @@
           var field = document.getElementById("id_" + name);
           if (field && name !== "label") field.value = chosen[name];
         });
+        jupyterToken(Boolean(chosen.jupyter));
+        // fields that belong to one template (the inference server's model) show with it
+        document.querySelectorAll("[data-for-template]").forEach(function (el) {
+          el.hidden = el.dataset.forTemplate !== select.value;
+        });
       });
     });
   }
 
   // a table of form rows that grows (a Django formset): the template row, numbered, at its end
+  function addRow(button) {
+    var prefix = button.dataset.addRow;
+    var total = document.getElementById("id_" + prefix + "-TOTAL_FORMS");
+    var most = document.getElementById("id_" + prefix + "-MAX_NUM_FORMS");
+    var count = parseInt(total.value, 10);
+    if (most && count >= parseInt(most.value, 10)) return null;
+    var html = document.getElementById(button.dataset.template).innerHTML.replace(/__prefix__/g, String(count));
+    var body = document.getElementById(button.dataset.rows);
+    body.insertAdjacentHTML("beforeend", html);
+    total.value = String(count + 1);
+    return body.lastElementChild;
+  }
   function rowAdders(root) {
     root.querySelectorAll("button[data-add-row]").forEach(function (button) {
       if (button.dataset.bound) return;
       button.dataset.bound = "1";
       button.addEventListener("click", function () {
-        var prefix = button.dataset.addRow;
-        var total = document.getElementById("id_" + prefix + "-TOTAL_FORMS");
-        var most = document.getElementById("id_" + prefix + "-MAX_NUM_FORMS");
-        var count = parseInt(total.value, 10);
-        if (most && count >= parseInt(most.value, 10)) return;
-        var html = document.getElementById(button.dataset.template).innerHTML.replace(/__prefix__/g, String(count));
-        var body = document.getElementById(button.dataset.rows);
-        body.insertAdjacentHTML("beforeend", html);
-        total.value = String(count + 1);
-        var added = body.lastElementChild && body.lastElementChild.querySelector("input");
-        if (added) added.focus();
+        var row = addRow(button);
+        var first = row && row.querySelector("input");
+        if (first) first.focus();
       });
     });
+  }
+
+  // the Jupyter template's token: a fresh one in a JUPYTER_TOKEN row, or that row emptied (an empty
+  // row is no variable) when another template is chosen
+  function jupyterToken(wanted) {
+    var names = Array.prototype.slice.call(document.querySelectorAll("#env-rows input[name$='-name']"));
+    var row = names.filter(function (input) { return input.value === "JUPYTER_TOKEN"; })[0];
+    if (!wanted) {
+      if (row) row.closest("tr").querySelectorAll("input:not([type=checkbox])").forEach(function (input) { input.value = ""; });
+      return;
+    }
+    if (row) return;
+    row = names.filter(function (input) { return !input.value; })[0];
+    if (!row) {
+      var added = addRow(document.querySelector("button[data-add-row=env]"));
+      row = added && added.querySelector("input[name$='-name']");
+    }
+    if (!row) return;
+    var bytes = new Uint8Array(24);
+    window.crypto.getRandomValues(bytes);
+    row.value = "JUPYTER_TOKEN";
+    row.closest("tr").querySelector("input[data-secret-value]").value = Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
   }
 
   // a form larger than the server reads (data-max-bytes) is not sent: it says so, and keeps the text
