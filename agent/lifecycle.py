@@ -57,6 +57,7 @@ def manifest_from(data: dict) -> LeaseManifest:
         args=[str(a) for a in data.get("args") or []],
         env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
         secret_env=frozenset(str(name) for name in data.get("secret_env") or []),
+        ssh_keys=[str(key) for key in data.get("ssh_authorized_keys") or []],
         ports=[{"port": int(p["port"]), "protocol": str(p.get("protocol", "tcp"))} for p in ports],
         gpu_model=str(data.get("gpu_model") or ""),
         gpu_count=int(data.get("gpu_count") or 0),

@@ -8,6 +8,7 @@ While the socket is down the agent polls; the listener reconnects with exponenti
 import json
 import logging
 import threading
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
@@ -24,11 +25,20 @@ def socket_url(marketplace_url: str) -> str:
 
 
 class PushListener:
-    def __init__(self, marketplace_url: str, token: str, wake: threading.Event, *, max_backoff: float = 60.0) -> None:
+    def __init__(
+        self,
+        marketplace_url: str,
+        token: str,
+        wake: threading.Event,
+        *,
+        max_backoff: float = 60.0,
+        on_logs_watch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.url = socket_url(marketplace_url)
         parsed = urlparse(marketplace_url)
         self.origin = f"{parsed.scheme}://{parsed.netloc}"
         self.token, self.wake, self.max_backoff = token, wake, max_backoff
+        self.on_logs_watch = on_logs_watch  # someone reads a lease's logs: (lease id, for how many seconds)
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.received = 0
@@ -82,5 +92,15 @@ class PushListener:
             logger.warning("push message not understood", extra={"fields": {"message": str(message)[:200]}})
             return
         self.received += 1
-        if kind != "hello":
+        if kind == "lease.logs.watch":  # no pass is due: only that lease's log is streamed a while
+            self._logs_watch(event)
+        elif kind != "hello":
             self.wake.set()
+
+    def _logs_watch(self, event: dict) -> None:
+        lease, seconds = event.get("lease"), event.get("seconds", 90)
+        if not isinstance(lease, int) or isinstance(lease, bool) or not isinstance(seconds, int | float):
+            logger.warning("push message not understood", extra={"fields": {"message": str(event)[:200]}})
+            return
+        if self.on_logs_watch is not None:
+            self.on_logs_watch(lease, min(max(float(seconds), 1.0), 600.0))

@@ -61,6 +61,9 @@ class Schedule:
             self.next_at[job] = now + wait
 
 
+LOG_STREAM_SECONDS = 2.0  # how often a watched lease's log tail is sent while it changes
+
+
 class Agent:
     def __init__(
         self,
@@ -84,7 +87,12 @@ class Agent:
         self.listed_models: list[str] = []  # catalog ids of the GPUs the last inventory report listed
         self.logs: LogShipper | None = None
         self._key_missing = False
-        self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake) if push else None
+        # leases whose logs someone reads now (lease id -> until, on the clock): streamed meanwhile
+        self.watched: dict[int, float] = {}
+        self._watched_lock = threading.Lock()
+        self.listener = (
+            PushListener(cfg.marketplace_url, cfg.token, self.wake, on_logs_watch=self.watch_logs) if push else None
+        )
 
     # --- set-up -------------------------------------------------------------------------------
     def _ensure_meter(self) -> None:
@@ -173,6 +181,23 @@ class Agent:
         )
         logger.info("leases reconciled", extra={"fields": asdict(summary)})
 
+    def watch_logs(self, lease_id: int, seconds: float) -> None:
+        """Stream the lease's log for ``seconds`` (from the push socket's thread)."""
+        with self._watched_lock:
+            self.watched[lease_id] = self.clock() + seconds
+
+    def stream_logs(self) -> None:
+        """Send the watched leases' log tails, where they changed; forget the watches that ended."""
+        now = self.clock()
+        with self._watched_lock:
+            for lease_id in [lease for lease, until in self.watched.items() if until <= now]:
+                del self.watched[lease_id]
+            watched = list(self.watched)
+        if self.logs is None:
+            return
+        for lease_id in watched:
+            self.logs.ship(lease_id)
+
     def flush(self) -> None:
         if not self.outbox.pending():
             return
@@ -194,6 +219,7 @@ class Agent:
             ("bids", self.bid, polling),
             ("leases", self.leases, min(polling, self.cfg.usage_seconds)),
             ("usage", self.flush, 5.0),
+            ("logs", self.stream_logs, LOG_STREAM_SECONDS),
         ]
         for name, job, every in jobs:
             now = self.clock()

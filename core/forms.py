@@ -80,3 +80,14 @@ class SignupForm(forms.Form):
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. “laptop” or “agent on rack 4”.")
     scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.CLIENT)
+
+
+class SshKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Which machine it is on, e.g. “laptop”.")
+    public_key = forms.CharField(
+        max_length=16_384,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off"}),
+        label="Public key",
+        help_text="The one line of your .pub file (cat ~/.ssh/id_ed25519.pub): ed25519, ECDSA, or RSA of 2048 "
+        "bits or more. Your leases receive your keys, so that you can log into an SSH box.",
+    )

@@ -75,3 +75,21 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.state})"
+
+
+class SshKey(models.Model):
+    """A public key of the account's: leases receive them, so that the client can log into its box."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    public_key = models.TextField(help_text='"<type> <base64>", as it goes into authorized_keys.')
+    kind = models.CharField(max_length=40)
+    fingerprint = models.CharField(max_length=60, help_text="SHA256:…, as ssh-keygen -l prints it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="ssh_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"

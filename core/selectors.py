@@ -3,7 +3,7 @@
 from django.db import connection
 from django.db.models import QuerySet
 
-from core.models import ApiToken, User
+from core.models import ApiToken, SshKey, User
 
 
 def tokens_for_user(*, user: User) -> QuerySet[ApiToken]:
@@ -17,3 +17,8 @@ def database_is_reachable() -> bool:
             return cursor.fetchone() == (1,)
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
+
+
+def ssh_keys_for(*, user: User | int) -> QuerySet[SshKey]:
+    """The account's SSH public keys, oldest first."""
+    return SshKey.objects.filter(user=user).order_by("created_at", "id")

@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
-from core.models import ApiToken, TokenScope, User
+from core.models import ApiToken, SshKey, TokenScope, User
+from core.ssh import KeyProblem, parse_public_key
 from core.validation import check_display_name
 
 TOKEN_PREFIX = "gpm_"  # noqa: S105 - a public prefix, not a secret
@@ -140,3 +141,39 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+MAX_SSH_KEYS = 20  # per account
+
+
+def ssh_key_add(*, user: User, name: str, public_key: str) -> SshKey:
+    """Add an OpenSSH public key to ``user``'s account (ed25519, ECDSA, or RSA of 2048 bits or
+    more); its leases receive it."""
+    name = check_display_name(name, field="name")
+    try:
+        parsed = parse_public_key(public_key)
+    except KeyProblem as exc:
+        raise ValidationFailed(
+            "Invalid public key.", code="invalid_ssh_key", fields={"public_key": [str(exc)]}
+        ) from exc
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # one add at a time: the count holds
+        if SshKey.objects.filter(user=user).count() >= MAX_SSH_KEYS:
+            raise Conflict(f"An account holds at most {MAX_SSH_KEYS} SSH keys: remove one first.", code="too_many_keys")
+        existing = SshKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
+        if existing is not None:
+            raise Conflict(
+                f"This key is already on your account, as {existing.name!r}.",
+                code="duplicate_ssh_key",
+                fields={"public_key": [f"Already added as {existing.name!r} ({parsed.fingerprint})."]},
+            )
+        return SshKey.objects.create(
+            user=user, name=name, public_key=parsed.line, kind=parsed.kind, fingerprint=parsed.fingerprint
+        )
+
+
+def ssh_key_remove(*, user: User, key_id: int) -> None:
+    """Remove one of ``user``'s SSH keys (leases deployed from now on no longer receive it)."""
+    deleted, _ = SshKey.objects.filter(user=user, pk=key_id).delete()
+    if not deleted:
+        raise NotFound("No such SSH key.")

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -13,13 +14,14 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chain.selectors import wallets_for
 from core import selectors, services
 from core.api import throttling
 from core.errors import DomainError
-from core.forms import SignupForm, TokenForm
+from core.forms import SignupForm, SshKeyForm, TokenForm
 from core.web import AuthenticatedHttpRequest, login_address_bucket, perform
 from leases import selectors as lease_selectors
 from ledger import selectors as ledger_selectors
@@ -107,6 +109,7 @@ def account_page(
     *,
     new_secret: str = "",
     webhook_form: WebhookEndpointForm | None = None,
+    ssh_key_form: SshKeyForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     """The account page, with the token form and the webhook form as given (kept as typed when
@@ -130,6 +133,8 @@ def account_page(
         "escrow_on_chain": settings.ESCROW_BACKEND == "chain",
         "endpoints": endpoints,
         "webhook_form": webhook_form or WebhookEndpointForm(),
+        "ssh_keys": selectors.ssh_keys_for(user=request.user),
+        "ssh_key_form": ssh_key_form or SshKeyForm(),
     }
     return render(request, "core/account.html", context, status=status)
 
@@ -148,6 +153,31 @@ def token_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         form.add_error(None, exc.message)
         return account_page(request, form, status=exc.status_code)
     return account_page(request, TokenForm(), new_secret=issued.secret)
+
+
+@login_required
+@require_POST
+def ssh_key_add(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form = SshKeyForm(request.POST)
+    if not form.is_valid():
+        return account_page(request, TokenForm(), ssh_key_form=form, status=400)
+    try:
+        key = services.ssh_key_add(
+            user=request.user, name=form.cleaned_data["name"], public_key=form.cleaned_data["public_key"]
+        )
+    except DomainError as exc:
+        field = "public_key" if "public_key" in exc.fields else None
+        form.add_error(field, exc.fields["public_key"][0] if field else exc.message)
+        return account_page(request, TokenForm(), ssh_key_form=form, status=exc.status_code)
+    messages.success(request, f"SSH key “{key.name}” added ({key.fingerprint}).")
+    return redirect(f"{reverse('web:account')}#ssh-keys")
+
+
+@login_required
+@require_POST
+def ssh_key_remove(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    perform(request, lambda: services.ssh_key_remove(user=request.user, key_id=pk), success="SSH key removed.")
+    return redirect(f"{reverse('web:account')}#ssh-keys")
 
 
 @login_required

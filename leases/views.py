@@ -43,8 +43,22 @@ def _lease(request: AuthenticatedHttpRequest, pk: int) -> Lease:
 @login_required
 @require_GET
 def lease_logs(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The logs panel, redrawn when new lines come and every minute: while it is open, the agent
+    streams (each redraw asks again, at most every half minute)."""
     lease = _lease(request, pk)
+    services.lease_logs_watch(lease=lease)
     return render(request, "leases/_lease_logs.html", {"lease": lease, "log": selectors.lease_log(lease=lease)})
+
+
+@login_required
+@require_GET
+def lease_logs_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The recent log the marketplace holds (the newest 64 KB the agent sent), as a text file."""
+    lease = _lease(request, pk)
+    log = selectors.lease_log(lease=lease)
+    response = HttpResponse(log["text"], content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="lease-{lease.pk}.log"'
+    return response
 
 
 def _timeline(lease: Lease, *, ran: bool) -> list[dict]:
@@ -104,6 +118,7 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
 @require_GET
 def lease_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     lease = _lease(request, pk)
+    services.lease_logs_watch(lease=lease)
     return render(request, "leases/lease.html", _page(request, lease))
 
 

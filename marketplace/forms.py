@@ -38,6 +38,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "min_vram_gib": 24,  # a 7B model in 16-bit weights, with room for its cache
     },
     "ssh": {
+        # the image reads PUBLIC_KEY, which every lease receives from the client's account SSH keys
         "label": "Plain SSH box",
         "image": "linuxserver/openssh-server:latest",
         "command": "",

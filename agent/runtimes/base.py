@@ -48,6 +48,9 @@ class RuntimeUnavailable(Exception):
     nothing is decided about it until the runtime answers again."""
 
 
+PUBLIC_KEY = "PUBLIC_KEY"  # the variable SSH images read the authorized keys from
+
+
 @dataclass(frozen=True)
 class LeaseManifest:
     """What to run for a lease (from ``GET /api/v1/leases/{id}/manifest/``)."""
@@ -58,6 +61,7 @@ class LeaseManifest:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     secret_env: frozenset[str] = frozenset()  # of env's names, those the client marked secret
+    ssh_keys: list[str] = field(default_factory=list)  # the client's SSH public keys (authorized_keys lines)
     ports: list[dict] = field(default_factory=list)  # [{"port": 8888, "protocol": "tcp"}]
     gpu_model: str = ""  # catalog id, e.g. "h100-sxm-80gb"
     gpu_count: int = 0
@@ -65,6 +69,12 @@ class LeaseManifest:
     cpu_cores: int = 1
     memory_gib: int = 1
     storage_gib: int = 1
+
+    def workload_env(self) -> dict[str, str]:
+        """The container's environment: the client's, and its SSH keys as ``PUBLIC_KEY`` (what SSH
+        images such as linuxserver/openssh-server read) where the client did not set that itself."""
+        keys = {PUBLIC_KEY: "\n".join(self.ssh_keys)} if self.ssh_keys and PUBLIC_KEY not in self.env else {}
+        return {**keys, **self.env}
 
 
 @dataclass

@@ -125,7 +125,7 @@ class DockerRuntime(Runtime):
             "image": manifest.image,
             "entrypoint": manifest.command or None,
             "command": manifest.args or None,
-            "environment": manifest.env,
+            "environment": manifest.workload_env(),
             "name": container_name(manifest.lease_id, self.name_prefix),
             "labels": labels_for(manifest.lease_id),
             "detach": True,

@@ -176,7 +176,7 @@ class KubernetesRuntime(Runtime):
                         {"name": k, "valueFrom": {"secretKeyRef": {"name": ENV_SECRET, "key": k}}}
                         if k in manifest.secret_env
                         else {"name": k, "value": v}
-                        for k, v in sorted(manifest.env.items())
+                        for k, v in sorted(manifest.workload_env().items())
                     ],
                     "ports": [
                         {"name": p["name"], "containerPort": p["port"], "protocol": p["protocol"]} for p in ports

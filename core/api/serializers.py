@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictModelSerializer
-from core.models import ApiToken, TokenScope
+from core.models import ApiToken, SshKey, TokenScope
 
 
 class TokenSerializer(StrictModelSerializer):
@@ -26,3 +26,16 @@ class TokenCreatedSerializer(TokenSerializer):
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]
+
+
+class SshKeySerializer(StrictModelSerializer):
+    class Meta:
+        model = SshKey
+        fields = ["id", "name", "kind", "fingerprint", "public_key", "created_at"]
+
+
+class SshKeyCreateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=100)
+    public_key = StrictCharField(
+        max_length=16_384, help_text="One line of your .pub file: ed25519, ECDSA, or RSA of 2048 bits or more."
+    )

@@ -12,8 +12,14 @@ from core import realtime, selectors, services
 from core.api.errors import error_body
 from core.api.idempotency import idempotent
 from core.api.requests import AuthenticatedRequest
-from core.api.serializers import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
-from core.models import ApiToken
+from core.api.serializers import (
+    SshKeyCreateSerializer,
+    SshKeySerializer,
+    TokenCreatedSerializer,
+    TokenCreateSerializer,
+    TokenSerializer,
+)
+from core.models import ApiToken, SshKey
 
 
 def scope_of(request: AuthenticatedRequest) -> str | None:
@@ -53,6 +59,39 @@ class TokenRevokeView(APIView):
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         token = services.token_revoke(user=request.user, token_id=pk, by_scope=scope_of(request))
         return Response(TokenSerializer(token).data)
+
+
+class SshKeyListCreateView(generics.ListAPIView):
+    """Your SSH public keys. Every lease you rent receives them (as ``PUBLIC_KEY``, newline-separated,
+    where the workload does not set it), so that you can log into an SSH box."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
+    serializer_class = SshKeySerializer
+    required_role = "client"
+    pagination_class = None  # at most services.MAX_SSH_KEYS
+
+    def get_queryset(self) -> QuerySet[SshKey]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return SshKey.objects.none()
+        return selectors.ssh_keys_for(user=self.request.user)
+
+    @extend_schema(request=SshKeyCreateSerializer, responses={201: SshKeySerializer})
+    @idempotent
+    def post(self, request: AuthenticatedRequest) -> Response:
+        payload = SshKeyCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        key = services.ssh_key_add(user=request.user, **payload.validated_data)
+        return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+
+class SshKeyDeleteView(APIView):
+    required_role = "client"
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: AuthenticatedRequest, pk: int) -> Response:
+        services.ssh_key_remove(user=request.user, key_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictModelSerializer
+from core.selectors import ssh_keys_for
 from core.validation import MAX_ID
 from leases.models import Lease, LeaseTopUp, UsageReport
 from leases.selectors import LeaseStatement, lease_accrued_now, lease_remaining_deposit, spot_check_terms
@@ -196,6 +197,10 @@ class ManifestSerializer(serializers.Serializer):
         "(a Kubernetes Secret), never in a spec or a log."
     )
     ports = serializers.ListField(source="order.ports")
+    ssh_authorized_keys = serializers.SerializerMethodField(
+        help_text="The client's SSH public keys now (authorized_keys lines): a runtime passes them as PUBLIC_KEY, "
+        "newline-separated, where the workload does not set that variable itself."
+    )
     gpu_model = StrictCharField(source="gpu_model_id")
     gpu_count = serializers.IntegerField()
     cpu_cores = serializers.IntegerField()
@@ -205,6 +210,9 @@ class ManifestSerializer(serializers.Serializer):
 
     def get_env(self, obj: Lease) -> dict[str, str]:
         return {item["name"]: item["value"] for item in obj.order.env}
+
+    def get_ssh_authorized_keys(self, obj: Lease) -> list[str]:
+        return list(ssh_keys_for(user=obj.client_id).values_list("public_key", flat=True))
 
     def get_secret_env(self, obj: Lease) -> list[str]:
         return sorted(item["name"] for item in obj.order.env if item.get("secret"))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -105,6 +106,28 @@ def lease_logs_put(*, user: User, lease_id: int, text: object) -> LeaseLog:
     log, _ = LeaseLog.objects.update_or_create(lease=lease, defaults={"text": text})
     realtime.publish(realtime.lease_group(lease.pk), {"type": "lease.logs", "lease": lease.pk})
     return log
+
+
+LOGS_WATCH_SECONDS = 90  # the agent streams a watched lease's log this long after it was asked
+LOGS_WATCH_REPEAT_SECONDS = 30  # a page asks again at most this often
+
+
+def lease_logs_watch(*, lease: Lease) -> bool:
+    """Someone is reading the lease's logs: ask its provider's agent to stream them (send the tail
+    every couple of seconds while it changes) for the next ``LOGS_WATCH_SECONDS``. At most once
+    per ``LOGS_WATCH_REPEAT_SECONDS`` a lease, however many pages read. True when it asked."""
+    if lease.status not in states.SETTLING:
+        return False
+    try:
+        first = cache.add(f"lease-logs-watch:{lease.pk}", 1, timeout=LOGS_WATCH_REPEAT_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache down (Redis): ask anyway, the push is best effort too
+        first = True
+    if first:
+        realtime.publish(
+            realtime.provider_group(lease.provider_id),
+            {"type": "lease.logs.watch", "lease": lease.pk, "seconds": LOGS_WATCH_SECONDS},
+        )
+    return bool(first)
 
 
 USAGE_BATCH_MAX = 500  # reports in one request

@@ -68,6 +68,24 @@ def test_deploy_status_logs_usage_teardown(runtime: DockerRuntime) -> None:
     assert 900_001 not in runtime.owned()
 
 
+def test_the_clients_ssh_keys_and_secrets_reach_the_container_as_its_environment(runtime: DockerRuntime) -> None:
+    keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5", "ecdsa-sha2-nistp256 AAAAE2VjZHNh"]
+    lease = manifest(
+        900_011,
+        args=['echo "keys: $PUBLIC_KEY"; echo "token: $HF_TOKEN"; sleep 600'],
+        env={"HF_TOKEN": "hf_s3cret"},
+        secret_env=frozenset({"HF_TOKEN"}),
+        ssh_keys=keys,
+    )
+    assert runtime.deploy(lease).state == "running"
+    deadline = time.monotonic() + 10
+    while "token:" not in runtime.logs(900_011) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    said = runtime.logs(900_011)
+    assert f"keys: {keys[0]}\n{keys[1]}" in said and "token: hf_s3cret" in said
+    runtime.teardown(900_011)
+
+
 def test_a_lease_asking_more_cpus_than_the_host_has_gets_them_all(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
     """A declared inventory can list more cores than the host has: Docker would refuse the limit."""
     host_cpus = engine.info()["NCPU"]

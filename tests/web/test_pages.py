@@ -408,6 +408,29 @@ def test_every_page_has_an_icon() -> None:
     assert icon.status_code == 301 and icon["Location"] == "/static/img/favicon.svg"
 
 
+def test_reading_the_logs_asks_for_them_live_and_the_recent_log_downloads() -> None:
+    from django.core.cache import cache
+
+    from leases.models import LeaseLog
+
+    client = f.client_user(balance=100 * USD)
+    order = f.order(client)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(f.provider(), order, USD).pk)
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.RUNNING)
+    LeaseLog.objects.create(lease=lease, text="epoch 1 loss 0.9\nepoch 2 loss 0.7\n")
+    c = browser(client)
+    assert cache.get(f"lease-logs-watch:{lease.pk}") is None
+    page = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert cache.get(f"lease-logs-watch:{lease.pk}") == 1  # its agent was asked to stream
+    assert "new lines show as they are written while this page is open" in page
+    assert f'href="/leases/{lease.pk}/logs/download/"' in page
+    download = c.get(f"/leases/{lease.pk}/logs/download/")
+    assert download.status_code == 200 and download["Content-Type"].startswith("text/plain")
+    assert download["Content-Disposition"] == f'attachment; filename="lease-{lease.pk}.log"'
+    assert download.content.decode() == "epoch 1 loss 0.9\nepoch 2 loss 0.7\n"
+    assert browser(f.client_user()).get(f"/leases/{lease.pk}/logs/download/").status_code == 404
+
+
 def test_offers_filter_and_sort() -> None:
     a = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True, reputation=900)
     b = f.provider(gpus={"rtx-4090-24gb": 2}, region="us-east-1")
