@@ -172,10 +172,15 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`docker`: {exc}") from exc
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}", str(docker_settings.name_prefix)):
         raise ConfigError("`docker.name_prefix` must start with a letter or digit; letters, digits, _ . - after.")
-    if docker_settings.network not in ("bridge", "none"):
-        # never the host's network: a tenant's container would reach everything on the provider's
-        # own loopback and network (its agent, its Docker engine if served on TCP, its services)
-        raise ConfigError("`docker.network` must be bridge or none (not the host's own network).")
+    network = str(docker_settings.network)
+    if network in ("host", "default") or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}", network):
+        # never the host's network (nor another container's): a tenant's container would reach
+        # everything on the provider's own loopback and network (its agent, its Docker engine if
+        # served on TCP, its services)
+        raise ConfigError(
+            "`docker.network` must be bridge, none, or the name of a network the provider created "
+            "(not the host's own network, nor another container's)."
+        )
     kube_data = data.get("kubernetes")
     kube_data = {} if kube_data is None else kube_data
     if not isinstance(kube_data, dict):

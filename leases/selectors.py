@@ -280,3 +280,18 @@ def jupyter_url(lease: Lease) -> str:
     if not token or ports != [JUPYTER_PORT] or len(lease.endpoints) != 1:
         return ""
     return f"http://{lease.endpoints[0]}/lab?{urlencode({'token': token})}"
+
+
+SSH_PORT = 2222  # where SSH images (linuxserver/openssh-server, the SSH box template) listen
+SSH_USER = "USER_NAME"  # the variable that names the user they let in
+
+
+def ssh_command(lease: Lease) -> str:
+    """The command that logs into the lease's SSH box (the SSH box template), or "": where its
+    workload publishes the SSH port alone, names its user, and has an endpoint."""
+    user = next((e["value"] for e in lease.order.env if e["name"] == SSH_USER and e["value"]), "")
+    ports = [p["port"] for p in lease.order.ports or []]
+    if not user or ports != [SSH_PORT] or len(lease.endpoints) != 1:
+        return ""
+    host, _, port = lease.endpoints[0].rpartition(":")
+    return f"ssh -p {port} {user}@{host}"

@@ -95,6 +95,7 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
         "is_client": lease.client_id == request.user.pk,
         # its token is the client's: the provider's page has no link
         "jupyter_url": selectors.jupyter_url(lease) if lease.client_id == request.user.pk and running else "",
+        "ssh_command": selectors.ssh_command(lease) if lease.client_id == request.user.pk and running else "",
         "accrued": accrued,
         "accrual_ceiling": ceiling,
         "remaining": selectors.lease_remaining_deposit(lease, accrued=accrued),

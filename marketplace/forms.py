@@ -44,6 +44,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "command": "",
         "ports": "2222",
         "min_vram_gib": 16,
+        "env": {"USER_NAME": "box"},  # the user it lets in: the lease page shows the ssh command
     },
     "byo": {
         "label": "Bring your own image",
@@ -67,9 +68,13 @@ def with_model(command: list[str], model: str) -> list[str]:
 
 def template_initial(key: str) -> dict[str, Any]:
     """The new-order form as a template starts it (a Jupyter template with a fresh token)."""
-    initial = {"template": key, **{k: v for k, v in TEMPLATES[key].items() if k not in ("label", "jupyter")}}
-    if TEMPLATES[key].get("jupyter"):
-        initial["env"] = [{"name": JUPYTER_TOKEN, "value": secrets.token_urlsafe(24), "secret": False}]
+    template = TEMPLATES[key]
+    initial = {"template": key, **{k: v for k, v in template.items() if k not in ("label", "jupyter", "env")}}
+    env = [{"name": name, "value": value, "secret": False} for name, value in template.get("env", {}).items()]
+    if template.get("jupyter"):
+        env.append({"name": JUPYTER_TOKEN, "value": secrets.token_urlsafe(24), "secret": False})
+    if env:
+        initial["env"] = env
     return initial
 
 

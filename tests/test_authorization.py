@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from chain.models import Wallet
 from core import services as accounts
-from core.models import ApiToken
+from core.models import ApiToken, SshKey
 from marketplace import services as market
 from notifications.models import WebhookEndpoint
 from notifications.services import notify
@@ -25,7 +25,7 @@ PUBLIC = {
     ("GET", "/api/v1/gpu-models/"),
     ("POST", "/api/v1/payments/stripe/webhook/"),  # Stripe's signature, not a login
 }
-CLIENT_ONLY_PREFIXES = ("/api/v1/account/top-ups/",)
+CLIENT_ONLY_PREFIXES = ("/api/v1/account/top-ups/", "/api/v1/account/ssh-keys/")
 PROVIDER_ONLY_PREFIXES = ("/api/v1/providers/me/checks/", "/api/v1/providers/me/attestations/", "/api/v1/provider/")
 # what a lease's provider reads and writes (its agent), not its client
 PROVIDER_SIDE = ("/manifest/", "/status/", "/usage/", "/bids/{id}/")
@@ -66,6 +66,9 @@ def world():  # type: ignore[no-untyped-def]
         "/api/v1/notifications/{id}/": notify(user=alice, kind="note", title="t", body="b", data={}, webhook=False).pk,
         "/api/v1/account/top-ups/{id}/": CardTopUp.objects.create(
             user=alice, payment_intent="pi_1", amount_cents=500
+        ).pk,
+        "/api/v1/account/ssh-keys/{id}/": SshKey.objects.create(
+            user=alice, name="laptop", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", fingerprint="SHA256:x"
         ).pk,
         "/api/v1/providers/me/checks/{id}/": check.pk,
         "/api/v1/providers/me/attestations/{id}/": attestation.pk,

@@ -119,7 +119,7 @@ class DockerRuntime(Runtime):
         """How a lease's container is run (``containers.run``'s arguments, but its GPUs): the
         tenant's isolation lives here, and the tests hold every manifest to it."""
         ports = {}
-        if self.network == "bridge":
+        if self.network != "none":  # Docker's bridge, or a network the provider made for its tenants
             ports = {f"{p['port']}/{p.get('protocol', 'tcp')}": (self.host_address, None) for p in manifest.ports}
         return {
             "image": manifest.image,

@@ -431,6 +431,33 @@ def test_reading_the_logs_asks_for_them_live_and_the_recent_log_downloads() -> N
     assert browser(f.client_user()).get(f"/leases/{lease.pk}/logs/download/").status_code == 404
 
 
+def test_an_ssh_box_lease_page_gives_its_client_the_ssh_command() -> None:
+    from leases import services as lease_services
+    from marketplace.forms import template_initial
+
+    assert {"name": "USER_NAME", "value": "box", "secret": False} in template_initial("ssh")["env"]
+    client = f.client_user(balance=100 * USD)
+    order = f.order(
+        client,
+        workload={
+            "image": "linuxserver/openssh-server:latest",
+            "command": [],
+            "args": [],
+            "ports": [2222],
+            "env": [{"name": "USER_NAME", "value": "box"}],
+        },
+    )
+    provider = f.provider()
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    lease_services.lease_report_status(user=provider.user, lease_id=lease.pk, status=Lease.Status.DEPLOYING)
+    lease_services.lease_report_status(
+        user=provider.user, lease_id=lease.pk, status=Lease.Status.RUNNING, endpoints=["203.0.113.9:32768"]
+    )
+    html = browser(client).get(f"/leases/{lease.pk}/").content.decode()
+    assert "<code>ssh -p 32768 box@203.0.113.9</code>" in html and 'href="/account/#ssh-keys"' in html
+    assert 'id="ssh-command"' not in browser(provider.user).get(f"/leases/{lease.pk}/").content.decode()
+
+
 def test_offers_filter_and_sort() -> None:
     a = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True, reputation=900)
     b = f.provider(gpus={"rtx-4090-24gb": 2}, region="us-east-1")

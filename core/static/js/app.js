@@ -153,6 +153,8 @@
     root.querySelectorAll("select[data-fills]").forEach(function (select) {
       if (select.dataset.bound) return;
       select.dataset.bound = "1";
+      var current = JSON.parse(document.getElementById(select.dataset.fills).textContent)[select.value];
+      if (current) templateEnv(current, true);
       select.addEventListener("change", function () {
         var all = JSON.parse(document.getElementById(select.dataset.fills).textContent);
         var chosen = all[select.value];
@@ -161,7 +163,7 @@
           var field = document.getElementById("id_" + name);
           if (field && name !== "label") field.value = chosen[name];
         });
-        jupyterToken(Boolean(chosen.jupyter));
+        templateEnv(chosen, false);
         // fields that belong to one template (the inference server's model) show with it
         document.querySelectorAll("[data-for-template]").forEach(function (el) {
           el.hidden = el.dataset.forTemplate !== select.value;
@@ -195,28 +197,40 @@
     });
   }
 
-  // the Jupyter template's token: a fresh one in a JUPYTER_TOKEN row, or that row emptied (an empty
-  // row is no variable) when another template is chosen
-  function jupyterToken(wanted) {
-    var names = Array.prototype.slice.call(document.querySelectorAll("#env-rows input[name$='-name']"));
-    var row = names.filter(function (input) { return input.value === "JUPYTER_TOKEN"; })[0];
-    if (!wanted) {
-      if (row) row.closest("tr").querySelectorAll("input:not([type=checkbox])").forEach(function (input) { input.value = ""; });
-      return;
-    }
-    if (row) return;
-    row = names.filter(function (input) { return !input.value; })[0];
-    if (!row) {
-      var added = addRow(document.querySelector("button[data-add-row=env]"));
-      row = added && added.querySelector("input[name$='-name']");
-    }
-    if (!row) return;
+  // a template's environment rows (the SSH box's user, the Jupyter template's fresh token): the
+  // rows the last template filled are emptied (an empty row is no variable), the chosen one's filled
+  function randomToken() {
     var bytes = new Uint8Array(24);
     window.crypto.getRandomValues(bytes);
-    row.value = "JUPYTER_TOKEN";
-    row.closest("tr").querySelector("input[data-secret-value]").value = Array.prototype.map.call(bytes, function (b) {
-      return ("0" + b.toString(16)).slice(-2);
-    }).join("");
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function templateEnv(chosen, marking) {
+    var wanted = Object.assign({}, chosen.env || {});
+    if (chosen.jupyter) wanted.JUPYTER_TOKEN = null;  // a fresh token, unless one is there
+    var names = function () { return Array.prototype.slice.call(document.querySelectorAll("#env-rows input[name$='-name']")); };
+    if (marking) {  // the page as the server filled it: mark the rows the template gave
+      names().forEach(function (input) { if (input.value in wanted) input.dataset.fromTemplate = "1"; });
+      return;
+    }
+    names().forEach(function (input) {
+      if (!input.dataset.fromTemplate) return;
+      delete input.dataset.fromTemplate;
+      if (input.value in wanted) return;
+      input.closest("tr").querySelectorAll("input:not([type=checkbox])").forEach(function (field) { field.value = ""; });
+    });
+    Object.keys(wanted).forEach(function (name) {
+      var row = names().filter(function (input) { return input.value === name; })[0];
+      if (row) { row.dataset.fromTemplate = "1"; return; }
+      row = names().filter(function (input) { return !input.value; })[0];
+      if (!row) {
+        var added = addRow(document.querySelector("button[data-add-row=env]"));
+        row = added && added.querySelector("input[name$='-name']");
+      }
+      if (!row) return;
+      row.value = name;
+      row.dataset.fromTemplate = "1";
+      row.closest("tr").querySelector("input[data-secret-value]").value = wanted[name] === null ? randomToken() : wanted[name];
+    });
   }
 
   // a form larger than the server reads (data-max-bytes) is not sent: it says so, and keeps the text
