@@ -142,3 +142,35 @@ def source(declared_inventory: DeclaredInventory | None) -> Callable[[], Invento
     if declared_inventory is None:
         return discover
     return lambda: declared(declared_inventory)
+
+
+@dataclass(frozen=True)
+class GpuMetrics:
+    utilization_pct: float  # the mean over the GPUs, as NVML reads it now
+    memory_mib: int  # in use, over the GPUs
+
+
+def gpu_metrics(uuids: list[str]) -> GpuMetrics | None:
+    """What the GPUs ``uuids`` are doing now (NVML), or None where NVML cannot say (no driver, no
+    GPU of that UUID): a picture for the client, never a reason for a report to fail."""
+    if not uuids:
+        return None
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        utilization, memory = [], 0
+        for uuid in uuids:
+            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+            utilization.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            memory += pynvml.nvmlDeviceGetMemoryInfo(handle).used // (1024 * 1024)
+        return GpuMetrics(utilization_pct=sum(utilization) / len(utilization), memory_mib=memory)
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()

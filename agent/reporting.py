@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.client import MarketplaceClient, MarketplaceError
-from agent.runtimes.base import Runtime
+from agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
 from protocol.usage import UsageReport, sign
 
 logger = logging.getLogger("gpumarket.agent")
@@ -203,7 +203,14 @@ class UsageMeter:
             run_seconds=run_seconds,
             restarts=max(0, used.restarts - meter.restarts_seen),
         )
-        self.outbox.put(lease_id, report.body(sign(report, chain_id=self.chain_id, key=self.key)))
+        body = report.body(sign(report, chain_id=self.chain_id, key=self.key))
+        try:  # a picture for the client beside the signed report: never what decides it
+            metrics = self.runtime.gpu_metrics(lease_id)
+        except (RuntimeError_, RuntimeUnavailable, OSError):
+            metrics = None
+        if metrics is not None:
+            body |= {"gpu_utilization_pct": round(metrics.utilization_pct, 1), "gpu_memory_mib": metrics.memory_mib}
+        self.outbox.put(lease_id, body)
         self._save(LeaseMeter(meter.lease, meter.gpu_count, end, max(used.restarts, meter.restarts_seen)))
         return report
 

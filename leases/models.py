@@ -209,6 +209,12 @@ class UsageReport(models.Model):
     gpu_seconds = models.PositiveBigIntegerField()
     run_seconds = models.PositiveBigIntegerField(help_text="Seconds the workload actually ran in the period.")
     restarts = models.PositiveIntegerField(default=0)
+    gpu_utilization_pct = models.FloatField(
+        null=True, blank=True, help_text="The lease's GPUs' utilisation when the period ended (NVML), as reported."
+    )
+    gpu_memory_mib = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="GPU memory the lease used when the period ended (NVML), as reported."
+    )
     signer = models.CharField(max_length=42, help_text="The address that signed: one the provider linked.")
     signature = models.CharField(max_length=132)
     received_at = models.DateTimeField(auto_now_add=True)

@@ -157,6 +157,8 @@ class StatementPeriod:
     run_seconds: int
     gpu_seconds: int
     amount: int  # what the period's running time is worth at the lease's price
+    gpu_utilization_pct: float | None = None  # as the agent read NVML when the period ended
+    gpu_memory_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,8 @@ def lease_statement(*, lease: Lease) -> LeaseStatement:
                 run_seconds=report.run_seconds,
                 gpu_seconds=report.gpu_seconds,
                 amount=worth - before,
+                gpu_utilization_pct=report.gpu_utilization_pct,
+                gpu_memory_mib=report.gpu_memory_mib,
             )
         )
         before = worth

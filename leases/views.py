@@ -14,6 +14,7 @@ from core.errors import DomainError
 from core.money import format_usd
 from core.web import AuthenticatedHttpRequest, perform
 from leases import selectors, services, states
+from leases.charts import usage_chart
 from leases.forms import AutoTopUpForm, TopUpForm
 from leases.models import Lease
 
@@ -125,7 +126,8 @@ def lease_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 def _page(request: AuthenticatedHttpRequest, lease: Lease, **posted: Any) -> dict:
     """The lease page's whole context, with any form as posted (kept as typed, with its errors)."""
-    return {**_context(request, lease), "log": selectors.lease_log(lease=lease), **posted}
+    chart = usage_chart(selectors.lease_statement(lease=lease).periods)
+    return {**_context(request, lease), "log": selectors.lease_log(lease=lease), "chart": chart, **posted}
 
 
 def _refused(request: AuthenticatedHttpRequest, lease: Lease, exc: DomainError, **posted: forms.Form) -> HttpResponse:

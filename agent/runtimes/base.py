@@ -5,6 +5,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.inventory import GpuMetrics
 
 MANAGED_BY = "gpumarket-agent"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -118,6 +122,10 @@ class Runtime(ABC):
 
     @abstractmethod
     def logs(self, lease_id: int, *, tail: int = 200) -> str: ...
+
+    def gpu_metrics(self, lease_id: int) -> "GpuMetrics | None":
+        """What the lease's GPUs are doing now, where this runtime can read it; None otherwise."""
+        return None
 
     @abstractmethod
     def usage(self, lease_id: int, *, start: int, end: int) -> Usage:

@@ -20,7 +20,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from agent.inventory import Inventory, discover, discover_gpus
+from agent.inventory import GpuMetrics, Inventory, discover, discover_gpus, gpu_metrics
 from agent.runtimes.base import (
     CAUSE_WORKLOAD,
     LABEL_LEASE,
@@ -194,6 +194,18 @@ class DockerRuntime(Runtime):
 
     def inventory_report(self) -> dict:
         return self.inventory().report(busy_gpu_uuids=self.gpus_in_use())
+
+    def gpu_metrics(self, lease_id: int) -> GpuMetrics | None:
+        """The lease's GPUs (its container's device request) as NVML reads them now."""
+        container = self._container(lease_id)
+        if container is None:
+            return None
+        uuids = [
+            uuid
+            for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
+            for uuid in request.get("DeviceIDs") or []
+        ]
+        return gpu_metrics(uuids)
 
     def _ensure_image(self, image: str) -> None:
         try:

@@ -3,7 +3,7 @@ from dataclasses import asdict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api.fields import StrictCharField, StrictModelSerializer
+from core.api.fields import StrictCharField, StrictFloatField, StrictIntegerField, StrictModelSerializer
 from core.selectors import ssh_keys_for
 from core.validation import MAX_ID
 from leases.models import Lease, LeaseTopUp, UsageReport
@@ -230,6 +230,10 @@ class UsageReportWriteSerializer(serializers.Serializer):
     run_seconds = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX)
     restarts = serializers.IntegerField(min_value=0, max_value=2**32 - 1)
     signature = serializers.RegexField(r"0x[0-9a-fA-F]{130}", help_text="65 bytes, hex.")
+    # what the lease's GPUs were doing when the period ended (NVML): for the client's picture of
+    # the lease, not signed and never paid by (the signed run time is)
+    gpu_utilization_pct = StrictFloatField(min_value=0, max_value=100, required=False, allow_null=True)
+    gpu_memory_mib = StrictIntegerField(min_value=0, max_value=10**9, required=False, allow_null=True)
 
 
 class UsageBatchItemSerializer(UsageReportWriteSerializer):
@@ -289,6 +293,8 @@ class UsageReportSerializer(StrictModelSerializer):
             "gpu_seconds",
             "run_seconds",
             "restarts",
+            "gpu_utilization_pct",
+            "gpu_memory_mib",
             "signer",
             "signature",
             "received_at",
@@ -301,6 +307,12 @@ class StatementPeriodSerializer(serializers.Serializer):
     run_seconds = serializers.IntegerField()
     gpu_seconds = serializers.IntegerField()
     amount = serializers.IntegerField(help_text="Micro-dollars the period's running time is worth.")
+    gpu_utilization_pct = serializers.FloatField(
+        allow_null=True, help_text="The GPUs' utilisation when the period ended, as the agent read it (NVML)."
+    )
+    gpu_memory_mib = serializers.IntegerField(
+        allow_null=True, help_text="GPU memory in use when the period ended, as the agent read it (NVML)."
+    )
 
 
 class LeaseTermsSerializer(serializers.Serializer):

@@ -154,6 +154,8 @@ def usage_report_accept(
     run_seconds: int,
     restarts: int,
     signature: str,
+    gpu_utilization_pct: float | None = None,
+    gpu_memory_mib: int | None = None,
     now: datetime | None = None,
 ) -> tuple[UsageReport, bool]:
     """Store one signed usage report (see ``usage_reports_accept``); returns (report, created), or
@@ -169,6 +171,8 @@ def usage_report_accept(
                 "run_seconds": run_seconds,
                 "restarts": restarts,
                 "signature": signature,
+                "gpu_utilization_pct": gpu_utilization_pct,
+                "gpu_memory_mib": gpu_memory_mib,
             }
         ],
         now=now,
@@ -301,6 +305,8 @@ def _usage_store(checked: list[tuple[int, dict, str]], outcomes: list, *, now: d
                 gpu_seconds=report["gpu_seconds"],
                 run_seconds=report["run_seconds"],
                 restarts=report["restarts"],
+                gpu_utilization_pct=report.get("gpu_utilization_pct"),
+                gpu_memory_mib=report.get("gpu_memory_mib"),
                 signer=signer,
                 signature=report["signature"],
                 received_at=now,

@@ -147,3 +147,33 @@ def test_a_long_log_tail_keeps_its_newest_whole_lines_within_the_limit() -> None
     assert len(clipped.encode()) <= MAX_LOG_BYTES and clipped.endswith("line 19999 é\n")
     assert clipped.startswith("line ") and lines.endswith(clipped)
     assert clip("x" * 10, limit=4) == "xxxx"  # one long line: its end
+
+
+def test_a_report_carries_the_gpus_readings_where_the_runtime_has_them(tmp_path: Path) -> None:
+    """NVML needs an NVIDIA driver, which this host has not: the reading here is what a runtime on a
+    GPU host gives (the closest real thing runs below: NVML answering nothing, the report unharmed)."""
+    from agent.inventory import GpuMetrics, gpu_metrics
+
+    assert gpu_metrics(["GPU-00000000-0000-0000-0000-000000000000"]) is None  # no driver: no reading
+    assert gpu_metrics([]) is None
+
+    class ReadingRuntime(KubernetesRuntime):
+        def gpu_metrics(self, lease_id: int) -> GpuMetrics | None:
+            return GpuMetrics(utilization_pct=66.66, memory_mib=2048)
+
+    with Cluster() as cluster:
+        cluster.add_node("gpu-1", gpus=8, product="NVIDIA-H100-80GB-HBM3", memory_mib=81559)
+        key = Account.create().key.hex()
+        started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=120)
+        lease = {"id": 8, "gpu_count": 1, "started_at": started.isoformat()}
+        for runtime, readings in (
+            (ReadingRuntime(cluster.api_client(), node_address="203.0.113.9"), (66.7, 2048)),
+            (KubernetesRuntime(cluster.api_client(), node_address="203.0.113.9"), None),
+        ):
+            outbox = Outbox(tmp_path / str(readings))
+            meter = UsageMeter(tmp_path / str(readings), runtime, outbox, key=key, chain_id=CHAIN_ID, interval=60)
+            meter.start(lease)
+            assert meter.record(8, end=int(started.timestamp()) + 60) is not None
+            [body] = [json.loads(p.read_text())["body"] for p in outbox.pending()]
+            got = (body["gpu_utilization_pct"], body["gpu_memory_mib"]) if "gpu_memory_mib" in body else None
+            assert got == readings

@@ -135,6 +135,30 @@ def test_the_final_report_after_close_ends_when_the_lease_closed(lease: Lease, k
     assert post(lease, signed(lease, key, start=t0, end=closed)).status_code == 201
 
 
+def test_a_report_carries_what_the_gpus_were_doing_beside_its_signed_facts(lease: Lease, key) -> None:  # type: ignore[no-untyped-def]
+    """The GPUs' utilisation and memory (NVML) ride along for the client's chart: outside the
+    signature (they decide no money), checked like any input, optional."""
+    t0 = start_of(lease)
+    body = signed(lease, key, start=t0, end=t0 + 60) | {"gpu_utilization_pct": 87.5, "gpu_memory_mib": 70_000}
+    stored = post(lease, body)
+    assert stored.status_code == 201, stored.json()
+    assert (stored.json()["gpu_utilization_pct"], stored.json()["gpu_memory_mib"]) == (87.5, 70_000)
+    batch = [
+        {**signed(lease, key, start=t0 + 60, end=t0 + 120), "lease": lease.pk},  # without: fine
+        {**signed(lease, key, start=t0 + 120, end=t0 + 180), "lease": lease.pk, "gpu_utilization_pct": None},
+    ]
+    answered = post_batch(lease.provider.user, batch)
+    assert answered.status_code == 200 and answered.json()["rejected"] == 0, answered.json()
+    for bad in (
+        {"gpu_utilization_pct": 101},
+        {"gpu_utilization_pct": -1},
+        {"gpu_memory_mib": -5},
+        {"gpu_utilization_pct": "busy"},
+    ):
+        refused = post(lease, signed(lease, key, start=t0 + 180, end=t0 + 240) | bad)
+        assert refused.status_code == 400 and set(bad) <= set(refused.json()["error"]["fields"]), bad
+
+
 def test_malformed_bodies_are_400s(lease: Lease) -> None:
     for body in ({}, {"period_start": "soon"}, {"period_start": 1, "period_end": 2, "signature": "0x12"}, []):
         response = post(lease, body)

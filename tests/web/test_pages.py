@@ -458,6 +458,43 @@ def test_an_ssh_box_lease_page_gives_its_client_the_ssh_command() -> None:
     assert 'id="ssh-command"' not in browser(provider.user).get(f"/leases/{lease.pk}/").content.decode()
 
 
+def test_the_lease_page_draws_what_the_lease_used() -> None:
+    from leases.charts import usage_chart
+    from leases.selectors import lease_statement
+
+    client = f.client_user(balance=100 * USD)
+    order = f.order(client, max_price_per_hour=36 * USD)
+    lease = market.order_accept(client=client, order_id=order.pk, bid_id=f.bid(f.provider(), order, 36 * USD).pk)
+    c = browser(client)
+    assert 'id="usage-chart"' not in c.get(f"/leases/{lease.pk}/").content.decode()  # nothing reported yet
+    f.usage(lease, seconds=60)
+    f.usage(lease, seconds=60, run_seconds=30, after=60)  # it ran half of the second minute
+    html = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert 'id="usage-chart"' in html and html.count("<rect ") == 2
+    assert "ran 30 s of 60 s, $0.30" in html and "Cost so far $0.90; 2 usage periods" in html
+    chart = usage_chart(lease_statement(lease=lease).periods)
+    assert chart is not None
+    first, second = chart.bars
+    assert first.height == 2 * second.height  # the share of its period each ran
+    assert chart.cost_line.startswith("M0 156.0") and chart.cost_line.endswith("L640.0 8.0")  # up to the total
+    assert chart.utilization_line == "" and "dashed" not in html  # no GPU readings reported
+
+    # the agent read its GPUs (NVML) when a period ended: a line of their utilisation, memory in the bars
+    third = f.usage(lease, seconds=60, after=120)
+    third.gpu_utilization_pct, third.gpu_memory_mib = 75.0, 40_960
+    third.save()
+    html = c.get(f"/leases/{lease.pk}/").content.decode()
+    assert "the GPUs' utilisation (dashed, 0 to 100 %)" in html and "GPUs 75 % busy, 40,960 MiB of GPU memory" in html
+    chart = usage_chart(lease_statement(lease=lease).periods)
+    assert chart is not None and chart.utilization_line == "M640.0 45.0"
+    series = f.api(client, f.CLIENT).get(f"/api/v1/leases/{lease.pk}/statement/").json()["periods"]
+    assert [(p["gpu_utilization_pct"], p["gpu_memory_mib"]) for p in series] == [
+        (None, None),
+        (None, None),
+        (75.0, 40960),
+    ]
+
+
 def test_offers_filter_and_sort() -> None:
     a = f.provider(gpus={"h100-sxm-80gb": 8}, verified=True, reputation=900)
     b = f.provider(gpus={"rtx-4090-24gb": 2}, region="us-east-1")
