@@ -83,6 +83,8 @@ class TokenForm(forms.Form):
 
 
 class SshKeyForm(forms.Form):
+    prefix = "ssh"  # the account page holds the token form too: its fields' names and ids differ
+
     name = forms.CharField(max_length=100, help_text="Which machine it is on, e.g. “laptop”.")
     public_key = forms.CharField(
         max_length=16_384,

@@ -101,11 +101,11 @@ def test_the_account_page_adds_and_removes_keys_and_keeps_a_refused_one_as_typed
     c = browser(client)
     assert "No SSH keys yet" in c.get("/account/").content.decode()
     weak, _ = keygen(tmp_path, "rsa", 1024)
-    refused = post(c, "/account/ssh-keys/", {"name": "old laptop", "public_key": weak})
+    refused = post(c, "/account/ssh-keys/", {"ssh-name": "old laptop", "ssh-public_key": weak})
     html = refused.content.decode()
     assert refused.status_code == 400 and "at least 2048 are needed" in html and 'value="old laptop"' in html
     line, fingerprint = keygen(tmp_path, "ed25519")
-    assert post(c, "/account/ssh-keys/", {"name": "laptop", "public_key": line}).status_code == 302
+    assert post(c, "/account/ssh-keys/", {"ssh-name": "laptop", "ssh-public_key": line}).status_code == 302
     page = c.get("/account/").content.decode()
     assert fingerprint in page and "laptop" in page and f"SSH key “laptop” added ({fingerprint})." in page
     key = SshKey.objects.get()

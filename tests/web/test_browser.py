@@ -403,6 +403,90 @@ def test_a_bid_placed_before_the_pages_socket_opens_shows_when_it_opens(page, as
     expect(page.locator("#bids tbody tr").first).to_contain_text(bidder.name)
 
 
+def test_a_newcomer_rents_an_ssh_box_from_an_offer_row(page, asgi_server: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Sign up, add an SSH key, rent the SSH box from an offer row, accept at the stated price, see
+    the lease run with the ssh command and its logs, close, download the statement (the login itself
+    is tests/agent/test_ssh_box.py's, against a real container)."""
+    from playwright.sync_api import expect
+
+    from core.models import SshKey
+    from providers.models import ProviderGpu
+
+    base = asgi_server
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(SCREENSHOTS / f"ssh-box-{name}.png"), full_page=True)
+
+    provider = f.provider(gpus={"h100-sxm-80gb": 8})
+    ProviderGpu.objects.filter(provider=provider).update(price_per_gpu_hour=2_100_000)
+    token = accounts.token_issue(user=provider.user, name="agent", scope=TokenScope.PROVIDER).secret
+    page.goto(base + "/accounts/signup/")
+    sign_up(page, "sam")
+    expect(page.get_by_role("heading", name="Hello, sam")).to_be_visible()
+    ledger.deposit(user=User.objects.get(username="sam"), amount=100 * USD, key="test:deposit:sam")
+
+    # an SSH key on the account
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
+    page.get_by_role("link", name="Account").click()
+    page.locator("#id_ssh-name").fill("laptop")
+    page.get_by_label("Public key").fill((tmp_path / "key.pub").read_text())
+    page.get_by_role("button", name="Add the key").click()
+    expect(page.locator("#ssh-key-list")).to_contain_text("laptop")
+    key = SshKey.objects.get()
+    expect(page.locator("#ssh-key-list")).to_contain_text(key.fingerprint)
+    shot("01-account-key")
+
+    # an offer row's "Rent this": the form filled with its model and a maximum just above its price
+    page.get_by_role("navigation").get_by_role("link", name="Offers").click()
+    page.get_by_role("link", name=re.compile("Rent H100 SXM 80GB")).click()
+    expect(page.get_by_label("Most you pay per GPU-hour ($)")).to_have_value("2.21")
+    page.locator("#id_template").select_option("ssh")
+    expect(page.get_by_label("Image")).to_have_value("linuxserver/openssh-server:latest")
+    expect(page.get_by_label("Variable name").first).to_have_value("USER_NAME")
+    shot("02-rent-this")
+    page.get_by_role("button", name="Post the order").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Order #\d+"))).to_be_visible()
+    order = Order.objects.get()
+    assert [m.pk for m in order.gpu_models.all()] == ["h100-sxm-80gb"] and order.max_price_per_hour == 2_210_000
+
+    # the provider bids its asking price; the client accepts it at the price on the button
+    expect(page.locator("#live")).to_have_attribute("data-state", "online")
+    api(base, token, "POST", f"/orders/{order.pk}/bids/", {"price_per_hour": 2_100_000})
+    expect(page.locator("#bids tbody tr")).to_have_count(1)
+    page.locator("#bids tbody tr").first.get_by_role("button", name=re.compile(r"Accept.*\$2\.10")).click()
+    expect(page.get_by_role("heading", name=re.compile(r"Lease #\d+"))).to_be_visible()
+    lease = Lease.objects.get()
+    assert lease.price_per_hour == 2_100_000
+    manifest = api(base, token, "GET", f"/leases/{lease.pk}/manifest/")
+    assert manifest["ssh_authorized_keys"] == [key.public_key] and manifest["env"]["USER_NAME"] == "box"
+
+    # it runs: the ssh command to copy, the logs as the agent sends them
+    expect(page.locator("#live")).to_have_attribute("data-state", "online")
+    api(base, token, "POST", f"/leases/{lease.pk}/status/", {"status": "deploying"})
+    api(base, token, "POST", f"/leases/{lease.pk}/status/", {"status": "running", "endpoints": ["203.0.113.7:32022"]})
+    expect(page.locator("#ssh-command")).to_contain_text("ssh -p 32022 box@203.0.113.7")
+    api(
+        base,
+        token,
+        "PUT",
+        f"/leases/{lease.pk}/logs/",
+        {"text": "[ls.io-init] done.\nServer listening on :: port 2222.\n"},
+    )
+    expect(page.locator("#logs")).to_contain_text("Server listening on :: port 2222.")
+    shot("03-lease-running")
+
+    # close; the statement downloads, in dollars
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Close the lease").click()
+    expect(page.locator("#lease-status")).to_have_text("Closed")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the statement (CSV)").click()
+    statement = Path(download.value.path()).read_text()
+    assert statement.startswith("period_start,period_end,run_seconds,gpu_hours,price_per_hour_usd,amount_usd")
+    assert "refunded_to_client," in statement
+    shot("04-closed")
+
+
 def test_an_oversized_workload_file_is_refused_on_the_page_with_the_text_kept(page, asgi_server: str) -> None:  # type: ignore[no-untyped-def]
     """The server reads at most MAX_REQUEST_BODY_BYTES: the order form checks the size before it
     sends, says so beside the button, and keeps the file as typed (nothing is sent, nothing lost)."""

@@ -134,44 +134,6 @@ def test_tokens_are_shown_once_and_can_be_revoked() -> None:
     assert empty.status_code == 400 and "This field is required." in empty.content.decode()
 
 
-def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> None:
-    client = f.client_user()
-    c = browser(client)
-    page = c.get("/orders/new/").content.decode()
-    assert "PyTorch + Jupyter" in page and 'name="image"' in page
-    fields = {
-        "mode": "form",
-        "template": "custom",
-        "name": "finetune",
-        "image": "Not An Image!",
-        "command": "python train.py --epochs 3",
-        "ports": "8888",
-        "gpu_count": "2",
-        "gpu_models": ["h100-sxm-80gb"],
-        "cpu_cores": "8",
-        "memory_gib": "64",
-        "storage_gib": "100",
-        "duration_hours": "3",
-        "max_price_per_gpu_hour": "2.50",
-        "bid_window_seconds": "60",
-        "pricing_rule": "second_price",
-        "verification": "none",
-        "min_reliability": "70",
-    }
-    refused = post(c, "/orders/new/", fields)
-    assert refused.status_code == 400
-    html = refused.content.decode()
-    assert "Not a valid image reference" in html and 'value="finetune"' in html
-    assert not Order.objects.exists()
-    check = post(c, "/orders/new/check/", {**fields, "image": "ghcr.io/acme/trainer:1.4"}).content.decode()
-    assert "At most $15.00" in check and "$2.50 per GPU-hour" in check  # 2 GPUs x $2.50 x 3 h
-    created = post(c, "/orders/new/", {**fields, "image": "ghcr.io/acme/trainer:1.4"})
-    order = Order.objects.get()
-    assert created.status_code == 302 and created["Location"] == f"/orders/{order.pk}/"
-    assert (order.max_price_per_hour, order.gpu_count, order.duration_hours) == (5 * USD, 2, 3)
-    assert order.min_reputation == 700  # "at least 70 %" reliability
-
-
 ORDER_FIELDS = {
     "mode": "form",
     "template": "custom",
@@ -188,6 +150,35 @@ ORDER_FIELDS = {
     "verification": "none",
     "min_reliability": "0",
 }
+
+
+def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> None:
+    client = f.client_user()
+    c = browser(client)
+    page = c.get("/orders/new/").content.decode()
+    assert "PyTorch + Jupyter" in page and 'name="image"' in page
+    fields = {
+        **ORDER_FIELDS,
+        "name": "finetune",
+        "image": "Not An Image!",
+        "command": "python train.py --epochs 3",
+        "ports": "8888",
+        "gpu_count": "2",
+        "pricing_rule": "second_price",
+        "min_reliability": "70",
+    }
+    refused = post(c, "/orders/new/", fields)
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert "Not a valid image reference" in html and 'value="finetune"' in html
+    assert not Order.objects.exists()
+    check = post(c, "/orders/new/check/", {**fields, "image": "ghcr.io/acme/trainer:1.4"}).content.decode()
+    assert "At most $15.00" in check and "$2.50 per GPU-hour" in check  # 2 GPUs x $2.50 x 3 h
+    created = post(c, "/orders/new/", {**fields, "image": "ghcr.io/acme/trainer:1.4"})
+    order = Order.objects.get()
+    assert created.status_code == 302 and created["Location"] == f"/orders/{order.pk}/"
+    assert (order.max_price_per_hour, order.gpu_count, order.duration_hours) == (5 * USD, 2, 3)
+    assert order.min_reputation == 700  # "at least 70 %" reliability
 
 
 def env_rows(*rows: tuple[str, str, bool]) -> dict:
