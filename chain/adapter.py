@@ -139,18 +139,8 @@ class EscrowClient:
         signature: str,
     ) -> ChainTransaction:
         """Open a lease on the terms of the client's signed acceptance (``chain.terms.Acceptance``)."""
-        call = self.escrow.functions.open_lease(
-            lease_id,
-            order_id,
-            Web3.to_checksum_address(client),
-            Web3.to_checksum_address(provider),
-            price_per_hour,
-            deposit,
-            duration_hours,
-            deadline,
-            bytes.fromhex(signature.removeprefix("0x")),
-        )
-        return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")
+        terms = (price_per_hour, deposit, duration_hours, deadline)
+        return self._open(self.escrow.functions.open_lease, lease_id, order_id, client, provider, terms, signature)
 
     def open_lease_authorized(
         self,
@@ -167,16 +157,29 @@ class EscrowClient:
         signature: str,
     ) -> ChainTransaction:
         """Open a lease the auction awarded, within the client's signed ``chain.terms.Authorization``."""
-        call = self.escrow.functions.open_lease_authorized(
+        terms = (price_per_hour, deposit, max_price_per_hour, max_deposit, expiry)
+        return self._open(
+            self.escrow.functions.open_lease_authorized, lease_id, order_id, client, provider, terms, signature
+        )
+
+    def _open(
+        self,
+        function: Any,
+        lease_id: int,
+        order_id: int,
+        client: str,
+        provider: str,
+        terms: tuple[int, ...],
+        signature: str,
+    ) -> ChainTransaction:
+        """Send one of the contract's lease openings: the lease, the order, the parties, then the terms
+        the client signed, then its signature."""
+        call = function(
             lease_id,
             order_id,
             Web3.to_checksum_address(client),
             Web3.to_checksum_address(provider),
-            price_per_hour,
-            deposit,
-            max_price_per_hour,
-            max_deposit,
-            expiry,
+            *terms,
             bytes.fromhex(signature.removeprefix("0x")),
         )
         return self._send(call, kind="open_lease", reference=f"lease:{lease_id}")

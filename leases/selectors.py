@@ -279,11 +279,20 @@ JUPYTER_PORT = 8888
 def jupyter_url(lease: Lease) -> str:
     """Where the lease's Jupyter opens with its token (the PyTorch + Jupyter template), or "". Only
     where the workload publishes Jupyter's port alone, so that its one endpoint is that port's."""
-    token = next((e["value"] for e in lease.order.env if e["name"] == JUPYTER_TOKEN and e["value"]), "")
+    token, endpoint = _env_value(lease, JUPYTER_TOKEN), _sole_endpoint(lease, JUPYTER_PORT)
+    return f"http://{endpoint}/lab?{urlencode({'token': token})}" if token and endpoint else ""
+
+
+def _env_value(lease: Lease, name: str) -> str:
+    """The value the lease's order gives the variable ``name`` ("" where it gives none)."""
+    return next((e["value"] for e in lease.order.env if e["name"] == name and e["value"]), "")
+
+
+def _sole_endpoint(lease: Lease, port: int) -> str:
+    """The endpoint of ``port``, where the workload publishes that port alone (a lease's endpoints
+    are not labelled by port: with one port, its one endpoint is that port's); "" otherwise."""
     ports = [p["port"] for p in lease.order.ports or []]
-    if not token or ports != [JUPYTER_PORT] or len(lease.endpoints) != 1:
-        return ""
-    return f"http://{lease.endpoints[0]}/lab?{urlencode({'token': token})}"
+    return lease.endpoints[0] if ports == [port] and len(lease.endpoints) == 1 else ""
 
 
 SSH_PORT = 2222  # where SSH images (linuxserver/openssh-server, the SSH box template) listen
@@ -293,9 +302,8 @@ SSH_USER = "USER_NAME"  # the variable that names the user they let in
 def ssh_command(lease: Lease) -> str:
     """The command that logs into the lease's SSH box (the SSH box template), or "": where its
     workload publishes the SSH port alone, names its user, and has an endpoint."""
-    user = next((e["value"] for e in lease.order.env if e["name"] == SSH_USER and e["value"]), "")
-    ports = [p["port"] for p in lease.order.ports or []]
-    if not user or ports != [SSH_PORT] or len(lease.endpoints) != 1:
+    user, endpoint = _env_value(lease, SSH_USER), _sole_endpoint(lease, SSH_PORT)
+    if not user or not endpoint:
         return ""
-    host, _, port = lease.endpoints[0].rpartition(":")
+    host, _, port = endpoint.rpartition(":")
     return f"ssh -p {port} {user}@{host}"

@@ -1,5 +1,6 @@
 """Web pages of a lease: its state, endpoints, what it costs as it runs, top-ups and close."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -166,31 +167,40 @@ def lease_close(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def lease_top_up(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    lease = _lease(request, pk)
-    form = TopUpForm(request.POST)
-    if not form.is_valid():
-        return render(request, "leases/lease.html", _page(request, lease, top_up_form=form), status=400)
-    try:
-        services.lease_top_up(user=request.user, lease_id=lease.pk, amount=form.cleaned_data["amount"])
-    except DomainError as exc:
-        return _refused(request, lease, exc, top_up_form=form)
-    messages.success(request, "Topped up.")
-    return redirect("web:lease", pk=lease.pk)
+    def top_up(lease: Lease, data: dict) -> str:
+        services.lease_top_up(user=request.user, lease_id=lease.pk, amount=data["amount"])
+        return "Topped up."
+
+    return _lease_form(request, pk, TopUpForm, "top_up_form", top_up)
 
 
 @login_required
 @require_POST
 def lease_auto_top_up(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    lease = _lease(request, pk)
-    form = AutoTopUpForm(request.POST)
-    if not form.is_valid():
-        return render(request, "leases/lease.html", _page(request, lease, auto_top_up_form=form), status=400)
-    limit = form.cleaned_data["limit"] or 0
-    try:
+    def auto_top_up(lease: Lease, data: dict) -> str:
+        limit = data["limit"] or 0
         services.lease_auto_top_up_set(user=request.user, lease_id=lease.pk, limit=limit)
+        return f"Automatic top-up on: up to {format_usd(limit)} in all." if limit else "Automatic top-up off."
+
+    return _lease_form(request, pk, AutoTopUpForm, "auto_top_up_form", auto_top_up)
+
+
+def _lease_form(
+    request: AuthenticatedHttpRequest,
+    pk: int,
+    form_class: type[forms.Form],
+    name: str,
+    act: Callable[[Lease, dict], str],
+) -> HttpResponse:
+    """A form of the lease page posted: ``act`` on it (a service call, returning what to say), or
+    the page again with the form as typed and why (its own errors, or the service's refusal)."""
+    lease = _lease(request, pk)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return render(request, "leases/lease.html", _page(request, lease, **{name: form}), status=400)
+    try:
+        said = act(lease, form.cleaned_data)
     except DomainError as exc:
-        return _refused(request, lease, exc, auto_top_up_form=form)
-    messages.success(
-        request, f"Automatic top-up on: up to {format_usd(limit)} in all." if limit else "Automatic top-up off."
-    )
+        return _refused(request, lease, exc, **{name: form})
+    messages.success(request, said)
     return redirect("web:lease", pk=lease.pk)

@@ -186,11 +186,7 @@ class DockerRuntime(Runtime):
 
     def gpus_in_use(self) -> set[str]:
         """UUIDs of the GPUs the containers this agent runs hold."""
-        busy: set[str] = set()
-        for container in self._owned_containers():
-            for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []:
-                busy.update(request.get("DeviceIDs") or [])
-        return busy
+        return {uuid for container in self._owned_containers() for uuid in _gpu_uuids(container)}
 
     def inventory_report(self) -> dict:
         return self.inventory().report(busy_gpu_uuids=self.gpus_in_use())
@@ -198,14 +194,7 @@ class DockerRuntime(Runtime):
     def gpu_metrics(self, lease_id: int) -> GpuMetrics | None:
         """The lease's GPUs (its container's device request) as NVML reads them now."""
         container = self._container(lease_id)
-        if container is None:
-            return None
-        uuids = [
-            uuid
-            for request in container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
-            for uuid in request.get("DeviceIDs") or []
-        ]
-        return gpu_metrics(uuids)
+        return None if container is None else gpu_metrics(_gpu_uuids(container))
 
     def _ensure_image(self, image: str) -> None:
         try:
@@ -331,3 +320,9 @@ def _parse_time(value: str | None) -> datetime | None:
         head, fraction = trimmed.split(".", 1)
         trimmed = f"{head}.{fraction[:6]}"
     return datetime.fromisoformat(trimmed).replace(tzinfo=UTC)
+
+
+def _gpu_uuids(container: Container) -> list[str]:
+    """The GPUs a container holds (its device requests' UUIDs)."""
+    requests = container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
+    return [uuid for request in requests for uuid in request.get("DeviceIDs") or []]
