@@ -3,17 +3,24 @@
 Every message is a hint to act now (a new order to bid on, a lease to deploy or tear down); the
 agent then asks the REST API what to do, so a lost or garbled message costs nothing but time.
 While the socket is down the agent polls; the listener reconnects with exponential backoff.
+
+The socket also carries the shells clients open into their leases (``shell.*``, see
+``agent.shell``): those go both ways, and end when the socket does.
 """
 
 import json
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 from websockets.typing import Origin
+
+from protocol import shell as wire
 
 logger = logging.getLogger("gpumarket.agent")
 
@@ -33,12 +40,18 @@ class PushListener:
         *,
         max_backoff: float = 60.0,
         on_logs_watch: Callable[[int, float], None] | None = None,
+        on_shell: Callable[[dict], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.url = socket_url(marketplace_url)
         parsed = urlparse(marketplace_url)
         self.origin = f"{parsed.scheme}://{parsed.netloc}"
         self.token, self.wake, self.max_backoff = token, wake, max_backoff
         self.on_logs_watch = on_logs_watch  # someone reads a lease's logs: (lease id, for how many seconds)
+        self.on_shell = on_shell  # a ``shell.*`` message (agent.shell.ShellRelay.handle)
+        self.on_lost = on_lost  # the socket closed: what was tied to it ends
+        self._socket: Connection | None = None
+        self._send_lock = threading.Lock()
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.received = 0
@@ -63,6 +76,7 @@ class PushListener:
                     open_timeout=10,
                     user_agent_header="gpumarket-agent",
                 ) as socket:
+                    self._socket = socket
                     self.connected.set()
                     backoff = 1.0
                     logger.info("push socket connected", extra={"fields": {"url": self.url}})
@@ -78,9 +92,24 @@ class PushListener:
                     logger.warning("push socket lost; polling", extra={"fields": {"error": str(exc)}})
                 else:
                     logger.debug("push socket unavailable", extra={"fields": {"error": str(exc)}})
+            self._socket = None
             self.connected.clear()
+            if self.on_lost is not None:
+                self.on_lost()
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, self.max_backoff)
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Send a message to the marketplace; False when the socket is down."""
+        socket = self._socket
+        if socket is None:
+            return False
+        try:
+            with self._send_lock:
+                socket.send(json.dumps(message, separators=(",", ":")))
+        except (OSError, WebSocketException):
+            return False
+        return True
 
     def _handle(self, message: str | bytes) -> None:
         try:
@@ -94,6 +123,9 @@ class PushListener:
         self.received += 1
         if kind == "lease.logs.watch":  # no pass is due: only that lease's log is streamed a while
             self._logs_watch(event)
+        elif kind in wire.TO_AGENT:
+            if self.on_shell is not None:
+                self.on_shell(event)
         elif kind != "hello":
             self.wake.set()
 

@@ -28,6 +28,7 @@ from agent.proving import ProverFor, answer_checks, provers
 from agent.push import PushListener
 from agent.reporting import Outbox, UsageMeter
 from agent.runtimes.base import Runtime, RuntimeError_, RuntimeUnavailable
+from agent.shell import ShellRelay
 from protocol.catalog import normalize_gpu_name
 
 logger = logging.getLogger("gpumarket.agent")
@@ -90,9 +91,13 @@ class Agent:
         # leases whose logs someone reads now (lease id -> until, on the clock): streamed meanwhile
         self.watched: dict[int, float] = {}
         self._watched_lock = threading.Lock()
-        self.listener = (
-            PushListener(cfg.marketplace_url, cfg.token, self.wake, on_logs_watch=self.watch_logs) if push else None
-        )
+        self.listener: PushListener | None = None
+        self.shells: ShellRelay | None = None
+        if push:
+            self.listener = PushListener(cfg.marketplace_url, cfg.token, self.wake, on_logs_watch=self.watch_logs)
+            # clients' shells into their leases travel over the same socket
+            self.shells = ShellRelay(lambda: self.runtime, self.listener.send)
+            self.listener.on_shell, self.listener.on_lost = self.shells.handle, self.shells.close_all
 
     # --- set-up -------------------------------------------------------------------------------
     def _ensure_meter(self) -> None:

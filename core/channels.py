@@ -6,6 +6,7 @@ from contextlib import suppress
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.middleware import BaseMiddleware
@@ -39,6 +40,7 @@ def TokenAuthMiddleware(inner: Any) -> Any:  # noqa: N802 - reads like the middl
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+CONFLICT = 4409
 SERVICE_RESTART = 1012  # the channel layer went away: reconnect in a moment
 
 
@@ -55,11 +57,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             with suppress(Exception):  # the socket may be gone already
                 await send({"type": "websocket.close", "code": SERVICE_RESTART})
 
+    # messages whose handlers never touch the database (besides events): see ``dispatch``
+    direct_types: frozenset[str] = frozenset()
+
     async def dispatch(self, message: dict) -> None:
         # An event only passes through to the socket: no database, so none of the hop to a
         # thread that Channels makes before each handler to close stale connections.
         if message["type"] == realtime.EVENT:
             await self.market_event(message)
+        elif message["type"] in self.direct_types:
+            await getattr(self, get_handler_name(message))(message)
         else:
             await super().dispatch(message)
 

@@ -159,3 +159,4 @@ def lease_group(lease_id: int) -> str:
 
 
 PROVIDERS_GROUP = "providers"
+SHELL_RELAY = "shell.relay"  # the channel layer message a client's shell travels in, to and from its agent

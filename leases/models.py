@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -228,3 +230,27 @@ class UsageReport(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.lease_id} {self.period_start:%Y-%m-%dT%H:%M:%S}+{self.gpu_seconds} GPU-s"
+
+
+class ShellSession(models.Model):
+    """A shell the lease's client opened into its workload from the browser: who, when and for how
+    long (never what was typed or shown). ``token`` names the session on the relay."""
+
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="shell_sessions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["lease", "ended_at"], name="shell_session_open")]
+
+    def __str__(self) -> str:
+        return f"shell {self.pk} into lease {self.lease_id}"
+
+    @property
+    def seconds(self) -> int | None:
+        """How long it lasted, once it ended."""
+        return None if self.ended_at is None else max(0, int((self.ended_at - self.started_at).total_seconds()))

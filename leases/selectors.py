@@ -13,7 +13,7 @@ from django.utils import timezone
 from chain.models import ChainEvent
 from core.models import User
 from leases.accrual import elapsed_seconds, owed_amount
-from leases.models import Lease, LeaseLog, LeaseTopUp, UsageReport
+from leases.models import Lease, LeaseLog, LeaseTopUp, ShellSession, UsageReport
 from leases.states import CLOSING_OR_CLOSED
 from ledger.models import LedgerAccount
 from ledger.selectors import balances
@@ -63,6 +63,11 @@ def spot_check_terms() -> SpotCheckTerms:
             settings.PROOF_TARGET_SECONDS, margin=settings.PROOF_MARGIN, allowance=settings.PROOF_ALLOWANCE_SECONDS
         ),
     )
+
+
+def lease_shell_sessions(lease: Lease) -> QuerySet[ShellSession]:
+    """The shells opened into the lease, newest first: who, when, for how long."""
+    return ShellSession.objects.filter(lease=lease).select_related("user").order_by("-started_at", "-id")
 
 
 def lease_log(*, lease: Lease) -> dict[str, Any]:

@@ -29,6 +29,9 @@ TIMELINE = [
 ]
 
 
+SHELL_SESSIONS_SHOWN = 10  # the newest, in the lease's history
+
+
 def _lease(request: AuthenticatedHttpRequest, pk: int) -> Lease:
     roles = set(request.user.roles)
     lease = (
@@ -114,6 +117,10 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
         "can_top_up": lease.status not in (Lease.Status.CLOSING, Lease.Status.CLOSED),
         "can_auto_top_up": lease.status in states.AUTO_TOP_UP,
         "spot_checks": selectors.spot_check_terms(),
+        # the client's terminal into the workload: the page has it until the lease closes, and it
+        # opens while the lease runs
+        "can_shell": lease.client_id == request.user.pk and lease.status not in states.CLOSING_OR_CLOSED,
+        "shell_sessions": selectors.lease_shell_sessions(lease)[:SHELL_SESSIONS_SHOWN],
     }
 
 

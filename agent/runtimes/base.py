@@ -113,6 +113,37 @@ def labels_for(lease_id: int) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_LEASE: str(lease_id)}
 
 
+SHELL_COMMAND = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh"]
+"""What a shell into a lease runs: bash where the image has it, else sh."""
+SHELL_ENV = {"TERM": "xterm-256color"}  # what the browser's terminal understands
+
+
+class Terminal(ABC):
+    """An interactive shell in a lease's workload, on a pseudo-terminal (``Runtime.shell``).
+    One thread reads; another may write, resize and close."""
+
+    @abstractmethod
+    def read(self, timeout: float) -> bytes | None:
+        """What the shell wrote, waiting up to ``timeout`` seconds (b"" if nothing came); None once
+        the shell has ended."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Keystrokes, as the terminal sends them (Ctrl-C is the byte 0x03: the pseudo-terminal
+        turns it into SIGINT for what runs in the foreground)."""
+
+    @abstractmethod
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Hang up: the shell and what it runs in the foreground get SIGHUP."""
+
+    def exit_code(self) -> int | None:
+        """The shell's exit status once it has ended, where the runtime says."""
+        return None
+
+
 class Runtime(ABC):
     @abstractmethod
     def deploy(self, manifest: LeaseManifest) -> Deployment: ...
@@ -149,6 +180,10 @@ class Runtime(ABC):
     def lease_gpus(self, lease_id: int) -> list[str]:
         """UUIDs of the GPUs the lease's workload holds, where the runtime knows them (else empty)."""
         return []
+
+    def shell(self, lease_id: int, *, cols: int, rows: int) -> Terminal:
+        """A shell in the lease's running workload; ``RuntimeError_`` saying why where there is none."""
+        raise RuntimeError_("this provider's runtime offers no shell")
 
     @contextmanager
     def paused(self, lease_id: int) -> Iterator[None]:

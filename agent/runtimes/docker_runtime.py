@@ -11,9 +11,13 @@ staging beside production) with different prefixes never see, meter or remove ea
 
 import contextlib
 import re
+import select
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -27,11 +31,14 @@ from agent.runtimes.base import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
     RESTARTS_BEFORE_GIVING_UP,
+    SHELL_COMMAND,
+    SHELL_ENV,
     Deployment,
     LeaseManifest,
     Runtime,
     RuntimeError_,
     RuntimeUnavailable,
+    Terminal,
     Usage,
     failure_cause,
     labels_for,
@@ -263,6 +270,23 @@ class DockerRuntime(Runtime):
             )
         return Usage(run_seconds=run_seconds, restarts=int(container.attrs.get("RestartCount", 0)))
 
+    def shell(self, lease_id: int, *, cols: int, rows: int) -> Terminal:
+        """``docker exec -it`` into the lease's container."""
+        container = self._container(lease_id)
+        if container is None or container.status != "running":
+            raise RuntimeError_("the workload is not running")
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container.id, SHELL_COMMAND, stdin=True, tty=True, environment=SHELL_ENV)["Id"]
+            stream = api.exec_start(exec_id, socket=True, tty=True)
+        except NotFound as exc:
+            raise RuntimeError_("the workload is not running") from exc
+        except APIError as exc:
+            raise RuntimeError_(f"the shell could not start: {exc.explanation or exc}") from exc
+        except (DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        return DockerTerminal(api, exec_id, stream, cols=cols, rows=rows)
+
     def suspend(self, lease_id: int) -> None:
         """``docker stop``: the container, its writable layer and volumes stay for a resume."""
         container = self._container(lease_id)
@@ -310,6 +334,50 @@ class DockerRuntime(Runtime):
         return sorted(
             int(c.labels[LABEL_LEASE]) for c in self._owned_containers() if c.labels.get(LABEL_LEASE, "").isdigit()
         )
+
+
+class DockerTerminal(Terminal):
+    """An exec session's hijacked connection to the engine: with a TTY its bytes are the
+    terminal's, both ways, with no stream headers."""
+
+    READ_SIZE = 32_768
+
+    def __init__(self, api: docker.APIClient, exec_id: str, stream: Any, *, cols: int, rows: int) -> None:
+        self.api, self.exec_id = api, exec_id
+        self.sock: socket.socket = getattr(stream, "_sock", stream)  # the socket under docker's wrapper
+        self.sock.settimeout(None)
+        self._write_lock = threading.Lock()
+        self.resize(cols, rows)
+
+    def read(self, timeout: float) -> bytes | None:
+        try:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                return b""
+            return self.sock.recv(self.READ_SIZE) or None
+        except (OSError, ValueError):  # closed meanwhile
+            return None
+
+    def write(self, data: bytes) -> None:
+        with self._write_lock, contextlib.suppress(OSError):
+            self.sock.sendall(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        with contextlib.suppress(APIError, DockerException, OSError):  # the shell may have ended meanwhile
+            self.api.exec_resize(self.exec_id, height=rows, width=cols)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def exit_code(self) -> int | None:
+        try:
+            code = self.api.exec_inspect(self.exec_id).get("ExitCode")
+        except (APIError, DockerException, OSError):
+            return None
+        return code if isinstance(code, int) else None
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -18,7 +18,10 @@ all down. Inventory comes from the nodes' allocatable ``nvidia.com/gpu`` and GPU
 labels, minus the GPUs that running pods request.
 """
 
+import json
+import threading
 from collections import defaultdict
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +30,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.stream import stream as k8s_stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, RESIZE_CHANNEL, WSClient, _IgnoredIO
 from kubernetes.utils.quantity import parse_quantity
 from urllib3.exceptions import HTTPError
 
@@ -37,11 +42,13 @@ from agent.runtimes.base import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
     RESTARTS_BEFORE_GIVING_UP,
+    SHELL_COMMAND,
     Deployment,
     LeaseManifest,
     Runtime,
     RuntimeError_,
     RuntimeUnavailable,
+    Terminal,
     Usage,
     failure_cause,
     labels_for,
@@ -424,6 +431,34 @@ class KubernetesRuntime(Runtime):
         except ApiException:
             return ""
 
+    def shell(self, lease_id: int, *, cols: int, rows: int) -> Terminal:
+        """``kubectl exec -it`` into the workload container of the lease's running pod."""
+        running = [p for p in self._pods(lease_id) if p.status is not None and p.status.phase == "Running"]
+        if not running:
+            raise RuntimeError_("the workload is not running")
+        # TERM travels in the command: the exec API sets no environment
+        command = [SHELL_COMMAND[0], SHELL_COMMAND[1], f"export TERM=xterm-256color; {SHELL_COMMAND[2]}"]
+        try:
+            client = k8s_stream(
+                self.core.connect_get_namespaced_pod_exec,
+                running[0].metadata.name,
+                self.namespace(lease_id),
+                container=WORKLOAD,
+                command=command,
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=True,
+                binary=True,
+                _preload_content=False,
+            )
+        except ApiException as exc:  # the stream says why in its reason (the handshake's answer)
+            raise RuntimeError_(f"the shell could not start: {exc.reason}"[:480]) from exc
+        # the client also copies all output into a buffer for ``read_all``, which ``stream`` gives
+        # no way to turn off: a session may run for hours, so nothing it printed is kept there
+        client._all = _IgnoredIO()
+        return KubernetesTerminal(client, cols=cols, rows=rows)
+
     def usage(self, lease_id: int, *, start: int, end: int) -> Usage:
         pods = self._pods(lease_id)
         run_seconds, restarts = 0, 0
@@ -539,3 +574,59 @@ class KubernetesRuntime(Runtime):
             },
             "nodes": report_nodes,
         }
+
+
+class KubernetesTerminal(Terminal):
+    """An exec session over the API server's WebSocket (the ``channel.k8s.io`` protocol): stdin,
+    stdout and stderr, the exit status, and resize each on a channel of their own."""
+
+    def __init__(self, client: WSClient, *, cols: int, rows: int) -> None:
+        self.client = client
+        self._write_lock = threading.Lock()  # the client's socket sends one frame at a time
+        self.resize(cols, rows)
+
+    def read(self, timeout: float) -> bytes | None:
+        try:
+            self.client.update(timeout=timeout)
+        except Exception:  # noqa: BLE001 - the socket broke: the session is over
+            return None
+        out = b""
+        for peek, read in (
+            (self.client.peek_stdout, self.client.read_stdout),
+            (self.client.peek_stderr, self.client.read_stderr),
+        ):
+            if peek():
+                out += read()
+        if not out and not self.client.is_open():
+            return None
+        return out
+
+    def _send(self, channel: int, data: bytes | str) -> None:
+        with self._write_lock, suppress(Exception):  # the session may have ended meanwhile
+            self.client.write_channel(channel, data)
+
+    def write(self, data: bytes) -> None:
+        self._send(0, data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self._send(RESIZE_CHANNEL, json.dumps({"Width": cols, "Height": rows}))
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self.client.close()
+
+    def exit_code(self) -> int | None:
+        """From the status the API server sends on the error channel as the process ends."""
+        try:
+            status = json.loads(self.client.read_channel(ERROR_CHANNEL) or b"null")
+        except ValueError:
+            return None
+        if not isinstance(status, dict):
+            return None
+        if status.get("status") == "Success":
+            return 0
+        for cause in (status.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode":
+                with suppress(TypeError, ValueError):
+                    return int(cause.get("message"))
+        return None

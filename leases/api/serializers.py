@@ -6,7 +6,7 @@ from rest_framework import serializers
 from core.api.fields import StrictCharField, StrictFloatField, StrictIntegerField, StrictModelSerializer
 from core.selectors import ssh_keys_for
 from core.validation import MAX_ID
-from leases.models import Lease, LeaseTopUp, UsageReport
+from leases.models import Lease, LeaseTopUp, ShellSession, UsageReport
 from leases.selectors import LeaseStatement, lease_accrued_now, lease_remaining_deposit, spot_check_terms
 from leases.services import USAGE_BATCH_MAX, UsageOutcome
 from leases.states import CLOSING_OR_CLOSED
@@ -122,6 +122,18 @@ class LeaseUpdateSerializer(serializers.Serializer):
         help_text="The most the marketplace may add from your balance on its own, in all (0: never). When the "
         "lease runs low it adds the deposit of the ordered duration, within this and your balance."
     )
+
+
+class ShellSessionSerializer(StrictModelSerializer):
+    """A shell opened into the lease: who, when, for how long (``seconds`` once it ended)."""
+
+    lease = serializers.IntegerField(source="lease_id", read_only=True)
+    user = serializers.CharField(source="user.username", read_only=True)
+    seconds = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ShellSession
+        fields = ["id", "lease", "user", "started_at", "ended_at", "seconds", "end_reason"]
 
 
 class LeaseTopUpSerializer(StrictModelSerializer):

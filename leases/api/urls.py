@@ -11,6 +11,7 @@ urlpatterns = [
     path("leases/<int:pk>/status/", views.LeaseStatusView.as_view(), name="lease-status"),
     path("leases/<int:pk>/top-ups/", views.LeaseTopUpView.as_view(), name="lease-top-ups"),
     path("leases/<int:pk>/usage/", views.LeaseUsageView.as_view(), name="lease-usage"),
+    path("leases/<int:pk>/shell-sessions/", views.LeaseShellSessionsView.as_view(), name="lease-shell-sessions"),
     path("usage-reports/", views.UsageBatchView.as_view(), name="usage-reports"),
     path("leases/<int:pk>/statement/", views.LeaseStatementView.as_view(), name="lease-statement"),
     path("provider/earnings/", views.ProviderEarningsView.as_view(), name="provider-earnings"),

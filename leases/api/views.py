@@ -23,13 +23,14 @@ from leases.api.serializers import (
     LeaseUpdateSerializer,
     ManifestSerializer,
     ProviderEarningsSerializer,
+    ShellSessionSerializer,
     StatusReportSerializer,
     UsageBatchResultSerializer,
     UsageBatchSerializer,
     UsageReportSerializer,
     UsageReportWriteSerializer,
 )
-from leases.models import Lease, LeaseTopUp, UsageReport
+from leases.models import Lease, LeaseTopUp, ShellSession, UsageReport
 
 
 class LeaseFilter(filters.FilterSet):
@@ -199,6 +200,21 @@ class LeaseUsageView(generics.ListAPIView):
         return Response(
             UsageReportSerializer(report).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
+
+
+class LeaseShellSessionsView(generics.ListAPIView):
+    """The shells opened into the lease from the browser, newest first: who, when and for how long
+    (never what was typed or shown). The client opens them at ``wss://<host>/ws/leases/{id}/shell/``;
+    its client and its provider read the list."""
+
+    request: AuthenticatedRequest  # its permissions let no anonymous caller in
+
+    serializer_class = ShellSessionSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[ShellSession]:
+        visible = selectors.leases_visible_to(user=self.request.user, roles=reading_roles(self.request))
+        return selectors.lease_shell_sessions(generics.get_object_or_404(visible, pk=self.kwargs["pk"]))
 
 
 class UsageBatchView(APIView):

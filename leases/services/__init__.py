@@ -3,6 +3,7 @@
 - ``lifecycle``: open when an order is awarded; close by the client, the provider or the system.
 - ``top_ups``: adding to the deposit, by hand or automatically.
 - ``reports``: what the provider's agent reports: state, logs, signed usage.
+- ``shells``: the client's shell sessions into its running lease (who, when, how long).
 - ``settlement``: the tick that pays providers for reported usage.
 - ``sweeps``: low-funds warnings, suspension when paid time runs out, closing after the grace
   period or when a provider goes silent.
@@ -25,6 +26,7 @@ from leases.services.reports import (
     usage_reports_accept,
 )
 from leases.services.settlement import leases_settle, settlements_due
+from leases.services.shells import shell_end, shell_may_continue, shell_open
 from leases.services.sweeps import (
     leases_close_abandoned,
     leases_close_finished,
@@ -54,6 +56,9 @@ __all__ = [
     "leases_suspend_exhausted",
     "leases_warn_low_funds",
     "settlements_due",
+    "shell_end",
+    "shell_may_continue",
+    "shell_open",
     "usage_report_accept",
     "usage_reports_accept",
 ]

@@ -7,22 +7,35 @@ relies on, and nothing else:
 - cluster-scoped ``/api/v1/namespaces`` (kmock reads ``/namespaces/<name>`` as a namespace prefix):
   served as their own resource, and deleting a namespace deletes what is in it;
 - a NodePort for each Service port on create, as the API server allocates them;
-- label selectors are not applied by kmock; the agent filters what it lists by label itself.
+- label selectors are not applied by kmock; the agent filters what it lists by label itself;
+- ``pods/<name>/exec`` over a WebSocket (the ``v4.channel.k8s.io`` protocol the API server speaks):
+  the test plays the kubelet there too, running the command on this machine on a real
+  pseudo-terminal, so a shell's keystrokes, resizes, Ctrl-C and exit status all really happen.
 
 The test plays the controllers: it seeds nodes and creates or updates a lease's pod with the
 status it wants the agent to see.
 """
 
 import asyncio
+import fcntl
 import itertools
+import json
+import os
 import re
+import struct
+import subprocess
+import termios
 import threading
 from typing import Any
 
+from aiohttp import WSMsgType, web
 from kmock import KubernetesEmulator, Server, resource
 from kubernetes import client as k8s
 
 NAMESPACES = re.compile(r"/api/v1/namespaces(/[^/]+)?/?")
+EXEC = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec")
+CHANNEL_PROTOCOL = "v4.channel.k8s.io"
+STDIN, STDOUT, ERROR, RESIZE = 0, 1, 3, 4
 CLUSTER_NAMESPACES = resource("", "v1", "clusternamespaces")
 RESOURCES = [
     "/v1/clusternamespaces",
@@ -37,7 +50,12 @@ RESOURCES = [
 
 
 class ClusterEmulator(KubernetesEmulator):
+    execs: list[dict]  # what each exec asked for: namespace, pod and the query (command, container, tty)
+
     async def __call__(self, raw_request: Any) -> Any:
+        exec_match = EXEC.fullmatch(raw_request.path)
+        if exec_match is not None and raw_request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._exec(raw_request, *exec_match.groups())
         match = NAMESPACES.fullmatch(raw_request.path)
         if match is None:
             response = await super().__call__(raw_request)
@@ -52,6 +70,75 @@ class ClusterEmulator(KubernetesEmulator):
         if raw_request.method == "DELETE" and name and response.status < 300:
             self._delete_contents(name)
         return response
+
+    async def _exec(self, raw_request: Any, namespace: str, pod: str) -> Any:
+        """The kubelet's side of ``kubectl exec -it``: the command on a pseudo-terminal here."""
+        query = raw_request.rel_url.query
+        self.__dict__.setdefault("execs", []).append(
+            {**dict(query), "namespace": namespace, "pod": pod, "command": query.getall("command", [])}
+        )
+        if not any(key[1] == namespace and key[2] == pod and not obj.deleted for key, obj in self.objects.items()):
+            return web.Response(status=404, text=f'pods "{pod}" not found')
+        socket = web.WebSocketResponse(protocols=[CHANNEL_PROTOCOL])
+        await socket.prepare(raw_request)
+        master, child = os.openpty()
+        process = subprocess.Popen(  # the command the exec asked for, as a kubelet runs it
+            query.getall("command"),
+            stdin=child,
+            stdout=child,
+            stderr=child,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the terminal controls it: Ctrl-C
+            env={"PATH": "/usr/bin:/bin", "PS1": "$ "},
+        )
+        os.close(child)
+        loop = asyncio.get_running_loop()
+        output: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(master)
+            output.put_nowait(data or None)
+
+        loop.add_reader(master, readable)
+
+        async def pump() -> None:  # what the shell writes, until it ends
+            while (data := await output.get()) is not None:
+                await socket.send_bytes(bytes([STDOUT]) + data)
+
+        async def keys() -> None:  # what the client sends, until it hangs up
+            async for message in socket:
+                if message.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    return
+                data = message.data if isinstance(message.data, bytes) else message.data.encode()
+                if data[:1] == bytes([STDIN]):
+                    os.write(master, data[1:])
+                elif data[:1] == bytes([RESIZE]):
+                    size = json.loads(data[1:])
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0))
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(keys())]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        loop.remove_reader(master)
+        os.close(master)
+        if tasks[0] in done:  # the shell ended: its status on the error channel, as the API server sends it
+            code = await asyncio.to_thread(process.wait)
+            status: dict = {"metadata": {}, "status": "Success"}
+            if code:
+                causes = [{"reason": "ExitCode", "message": str(code)}]
+                status = {"status": "Failure", "reason": "NonZeroExitCode", "details": {"causes": causes}}
+            await socket.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+        else:  # the client hung up: so does the terminal
+            process.kill()
+            await asyncio.to_thread(process.wait)
+        await socket.close()
+        return socket
 
     def _delete_contents(self, namespace: str) -> None:
         for key in [key for key in self.objects if key[1] == namespace]:

@@ -26,6 +26,8 @@ RUNTIME_CALLS = {
     ("", "nodes", "list"),  # inventory
     ("", "pods", "list"),  # inventory (all namespaces), a lease's pods
     ("", "pods/log", "get"),
+    ("", "pods/exec", "get"),  # the shell: the WebSocket upgrade
+    ("", "pods/exec", "create"),  # the shell, on servers that authorize the upgrade as create
     ("", "namespaces", "list"),  # what the agent owns
     ("", "namespaces", "create"),
     ("", "namespaces", "delete"),  # teardown, with everything in it

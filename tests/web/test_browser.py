@@ -357,15 +357,29 @@ def test_a_newcomer_rents_from_the_demo_providers_agent_as_after_make_run(page, 
     assert container.status == "running"
     shot(page, "02-lease-running")
 
+    # a shell in the container, from the page: relayed over the agent's socket to docker exec
+    page.get_by_role("button", name="Open a shell").click()
+    expect(page.locator("#shell-status")).to_have_text("Connected.", timeout=15_000)
+    expect(page.locator("#terminal .xterm-rows")).to_contain_text("#")  # the prompt
+    page.locator("#terminal").click()
+    page.keyboard.type("echo $((6*7)) from $(hostname)")
+    page.keyboard.press("Enter")
+    expect(page.locator("#terminal .xterm-rows")).to_contain_text("42 from", timeout=10_000)
+    expect(page.locator("#shell-sessions")).to_contain_text("opened a shell")
+    shot(page, "03-shell")
+
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Close the lease").click()
     expect(page.locator("#lease-status")).to_have_text("Closed")
+    lease.refresh_from_db()
+    [session] = lease.shell_sessions.all()
+    assert session.ended_at is not None and session.end_reason == "the lease stopped running"
     lease.refresh_from_db()
     assert lease.refunded_to_client > 0 and lease.paid_to_provider + lease.refunded_to_client == lease.deposit
     page.get_by_role("link", name="Account").click()
     expect(page.get_by_role("cell", name=re.compile("Refunded to client")).first).to_be_visible()
     expect(page.locator("#balance")).to_have_text(ledger.format_usd(20 * USD - lease.paid_to_provider))
-    shot(page, "03-refunded")
+    shot(page, "04-refunded")
     assert escrow.reconcile() == []
 
     # the agent takes the container down once it hears the lease closed

@@ -378,7 +378,7 @@ def test_the_dashboard_lists_newest_first_and_says_which_leases_failed_and_why()
     assert '<span class="badge bad">Failed</span>' in row
     assert "The deployment failed: image ghcr.io/acme/nope:1 not found" in row
     lease_page = browser(client).get(f"/leases/{failed.pk}/").content.decode()
-    assert 'id="lease-status">Failed</span>' in lease_page
+    assert 'id="lease-status" data-status="closed">Failed</span>' in lease_page  # closed, as it failed
 
 
 def test_the_order_page_names_the_gpu_models_asked_for() -> None:
