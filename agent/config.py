@@ -45,6 +45,9 @@ class KubernetesSettings:
     node_address: str = ""  # the public address NodePort endpoints are reached at
     runtime_class: str = "nvidia"
     namespace_prefix: str = "gpumarket-lease-"
+    # NVIDIA's DCGM exporter (the GPU Operator deploys it: http://nvidia-dcgm-exporter.gpu-operator:9400/metrics):
+    # where the agent reads each lease's GPU utilisation and memory; empty: no readings
+    gpu_metrics_url: str = ""
 
 
 @dataclass
@@ -191,6 +194,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"`kubernetes`: {exc}") from exc
     if kube_settings.service_type not in ("NodePort", "LoadBalancer"):
         raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
+    if kube_settings.gpu_metrics_url and not re.match(r"https?://[^/\s]+", str(kube_settings.gpu_metrics_url)):
+        raise ConfigError("`kubernetes.gpu_metrics_url` must be an http(s) URL (the DCGM exporter's /metrics).")
     command = data.get("attestation_command", [])
     if not isinstance(command, list) or not all(isinstance(part, str) and part for part in command):
         raise ConfigError("`attestation_command` must be a list of strings: the program and its arguments.")

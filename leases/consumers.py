@@ -2,13 +2,16 @@
 ``/ws/leases/<id>/shell/``: the client's terminal into the lease's workload."""
 
 import asyncio
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 
 from core.channels import CONFLICT, FORBIDDEN, UNAUTHORIZED, LiveConsumer, WatchConsumer
 from core.errors import DomainError
+from core.models import ApiToken, TokenScope
 from core.realtime import SHELL_RELAY, lease_group, provider_group
 from core.validation import MAX_ID
 from leases import selectors, services
@@ -50,6 +53,12 @@ class ShellConsumer(LiveConsumer):
         user = self.scope.get("user")
         if not getattr(user, "is_authenticated", False):
             await self.close(code=UNAUTHORIZED)
+            return
+        token = self.scope.get("token")
+        if isinstance(token, ApiToken) and token.scope != TokenScope.CLIENT:  # reading tokens, agents' tokens
+            await self.accept()
+            await self._status("closed", "Only a client token opens a shell.")
+            await self.close(code=FORBIDDEN)
             return
         try:
             lease_id = int(self.scope["url_route"]["kwargs"]["pk"])
@@ -173,7 +182,8 @@ class ShellConsumer(LiveConsumer):
         await self.send_json({"type": "status", "state": state, "message": message})
 
     async def _to_agent(self, agent: str, payload: dict) -> None:
-        await self.channel_layer.send(agent, {"type": SHELL_RELAY, "payload": payload})
+        with suppress(ChannelFull):  # the agent's socket is far behind: this message is lost, as a push may be
+            await self.channel_layer.send(agent, {"type": SHELL_RELAY, "payload": payload})
 
 
 def _whole(values: list[str] | None) -> int | None:

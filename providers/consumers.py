@@ -10,9 +10,11 @@ only speak for the sessions it was asked to open. Only an agent's own token (pro
 carries shells: a read-only token or a browser session never sees a client's keystrokes.
 """
 
+from contextlib import suppress
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 
 from core.channels import FORBIDDEN, UNAUTHORIZED, LiveConsumer
 from core.models import ApiToken, TokenScope
@@ -116,7 +118,10 @@ class ProviderConsumer(LiveConsumer):
         await self._to_client(client, relayed)
 
     async def _to_client(self, client: str, payload: dict) -> None:
-        await self.channel_layer.send(client, {"type": SHELL_RELAY, "payload": payload, "agent": self.channel_name})
+        # a browser far behind (output faster than it takes it) loses what does not fit, as with any
+        # push, rather than the agent's socket failing for every lease
+        with suppress(ChannelFull):
+            await self.channel_layer.send(client, {"type": SHELL_RELAY, "payload": payload, "agent": self.channel_name})
 
     async def decode_json(self, text_data: str) -> Any:
         try:

@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import requests
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -33,9 +34,11 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream as k8s_stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, RESIZE_CHANNEL, WSClient, _IgnoredIO
 from kubernetes.utils.quantity import parse_quantity
+from prometheus_client.parser import text_string_to_metric_families
 from urllib3.exceptions import HTTPError
 
 from agent.config import KubernetesSettings
+from agent.inventory import GpuMetrics
 from agent.runtimes.base import (
     CAUSE_WORKLOAD,
     LABEL_LEASE,
@@ -57,6 +60,10 @@ from agent.runtimes.base import (
 from protocol.catalog import normalize_gpu_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
+DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"  # per GPU, percent
+DCGM_MEMORY = "DCGM_FI_DEV_FB_USED"  # per GPU, MiB of framebuffer in use
+DCGM_METRICS = frozenset({DCGM_UTIL, DCGM_MEMORY})
+METRICS_TIMEOUT = 2.0  # seconds the exporter has to answer
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 COUNT_LABEL = "nvidia.com/gpu.count"
@@ -107,8 +114,10 @@ class KubernetesRuntime(Runtime):
         node_address: str = "",
         runtime_class: str = "nvidia",
         namespace_prefix: str = "gpumarket-lease-",
+        gpu_metrics_url: str = "",
     ) -> None:
         self.api = api
+        self.gpu_metrics_url = gpu_metrics_url
         self.core, self.apps, self.net = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.NetworkingV1Api(api)
         self.service_type, self.node_address = service_type, node_address
         self.runtime_class, self.prefix = runtime_class, namespace_prefix
@@ -133,6 +142,7 @@ class KubernetesRuntime(Runtime):
             node_address=settings.node_address,
             runtime_class=settings.runtime_class,
             namespace_prefix=settings.namespace_prefix,
+            gpu_metrics_url=settings.gpu_metrics_url,
         )
 
     def namespace(self, lease_id: int) -> str:
@@ -430,6 +440,32 @@ class KubernetesRuntime(Runtime):
             )
         except ApiException:
             return ""
+
+    def gpu_metrics(self, lease_id: int) -> GpuMetrics | None:
+        """The lease's GPUs as NVIDIA's DCGM exporter reads them: its series carry the pod's
+        namespace (the GPU Operator maps GPUs to pods through the kubelet's pod-resources API), so
+        those of the lease's namespace are its GPUs. None where no exporter is configured or it does
+        not answer: a picture for the client, never a reason for a report to fail."""
+        if not self.gpu_metrics_url:
+            return None
+        try:
+            response = requests.get(self.gpu_metrics_url, timeout=METRICS_TIMEOUT)
+            response.raise_for_status()
+            families = list(text_string_to_metric_families(response.text))
+        except (requests.RequestException, ValueError):
+            return None
+        namespace = self.namespace(lease_id)
+        readings: dict[str, dict[str, float]] = defaultdict(dict)  # GPU -> metric -> value
+        for family in families:
+            for sample in family.samples:
+                if sample.name in DCGM_METRICS and sample.labels.get("namespace") == namespace:
+                    gpu = sample.labels.get("UUID") or sample.labels.get("gpu", "")
+                    readings[gpu][sample.name] = sample.value
+        utilization = [r[DCGM_UTIL] for r in readings.values() if DCGM_UTIL in r]
+        if not utilization:
+            return None
+        memory = sum(r.get(DCGM_MEMORY, 0.0) for r in readings.values())
+        return GpuMetrics(utilization_pct=round(sum(utilization) / len(utilization), 1), memory_mib=int(memory))
 
     def shell(self, lease_id: int, *, cols: int, rows: int) -> Terminal:
         """``kubectl exec -it`` into the workload container of the lease's running pod."""

@@ -240,3 +240,53 @@ def test_the_documented_rbac_is_valid_and_grants_what_the_runtime_does(version: 
         for verb in r["verbs"]
     }
     assert granted >= RUNTIME_CALLS, RUNTIME_CALLS - granted
+
+
+# what NVIDIA's DCGM exporter serves at /metrics (its format, the GPU Operator's pod mapping on):
+# lease 41 holds two GPUs, lease 7 one, and one is free
+DCGM_EXPORTER = (Path(__file__).parent / "dcgm-exporter.txt").read_text()
+
+
+@pytest.fixture
+def dcgm_exporter() -> Iterator[str]:
+    """NVIDIA's DCGM exporter as the agent reads it: its /metrics text (the GPU Operator's format,
+    with the pod mapping on) over HTTP on loopback."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = DCGM_EXPORTER.encode() if self.path == "/metrics" else b"not found"
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_leases_gpu_readings_come_from_the_dcgm_exporter(cluster: Cluster, dcgm_exporter: str) -> None:
+    runtime = KubernetesRuntime(cluster.api_client(), gpu_metrics_url=f"{dcgm_exporter}/metrics")
+    readings = runtime.gpu_metrics(41)
+    assert readings is not None
+    assert (readings.utilization_pct, readings.memory_mib) == (75.5, 41984)  # its two GPUs, not lease 7's
+    assert runtime.gpu_metrics(99) is None  # no GPU of that lease in the series
+    # none configured, or the exporter not answering or not an exporter: no reading, no failure
+    assert KubernetesRuntime(cluster.api_client()).gpu_metrics(41) is None
+    assert KubernetesRuntime(cluster.api_client(), gpu_metrics_url=f"{dcgm_exporter}/nope").gpu_metrics(41) is None
+    assert KubernetesRuntime(cluster.api_client(), gpu_metrics_url="http://127.0.0.1:9/metrics").gpu_metrics(41) is None
+
+
+def test_the_gpu_metrics_url_must_be_a_url() -> None:
+    from agent.config import ConfigError, validate
+
+    base = {"marketplace_url": "http://127.0.0.1:8000", "token": "gpm_x", "runtime": "kubernetes"}
+    assert validate({**base, "kubernetes": {"gpu_metrics_url": "http://dcgm:9400/metrics"}}).kubernetes.gpu_metrics_url
+    with pytest.raises(ConfigError, match="gpu_metrics_url"):
+        validate({**base, "kubernetes": {"gpu_metrics_url": "dcgm:9400"}})

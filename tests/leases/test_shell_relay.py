@@ -185,13 +185,30 @@ async def test_only_the_leases_client_while_it_runs() -> None:
         connected, code = await ws.connect()
         assert not connected and code == 4403
 
+    # a token opens one only if it is a client token: not a read-only one
+    secret = (
+        await database_sync_to_async(accounts.token_issue)(user=lease.client, name="ro", scope=TokenScope.READ_ONLY)
+    ).secret
+    ws = WebsocketCommunicator(
+        application, f"/ws/leases/{lease.pk}/shell/", headers=[ORIGIN, (b"authorization", f"Bearer {secret}".encode())]
+    )
+    await ws.connect()
+    assert (await status(ws))["message"] == "Only a client token opens a shell."
+    secret = (await database_sync_to_async(accounts.token_issue)(user=lease.client, name="cli", scope="client")).secret
+    ws = WebsocketCommunicator(
+        application, f"/ws/leases/{lease.pk}/shell/", headers=[ORIGIN, (b"authorization", f"Bearer {secret}".encode())]
+    )
+    await ws.connect()
+    assert (await status(ws))["state"] == "connecting"  # the CLI's way in
+    await ws.disconnect()
+
     await database_sync_to_async(Lease.objects.filter(pk=lease.pk).update)(status=Lease.Status.FUNDED)
     ws = await terminal(lease.pk, lease.client)
     await ws.connect()
     said = await status(ws)
     assert said["state"] == "closed" and "not running" in said["message"]
     assert (await ws.receive_output(timeout=5))["code"] == 4409
-    assert await sessions_of(lease) == []
+    assert [s.end_reason for s in await sessions_of(lease)] == ["closed in the browser"]  # the client token's
 
 
 async def test_a_read_only_token_never_sees_a_shell_and_no_agent_means_a_clear_message(monkeypatch) -> None:  # type: ignore[no-untyped-def]
