@@ -26,11 +26,18 @@ IDLE_SECONDS = 3600.0  # a session with no keystroke for this long is hung up
 class _Session:
     def __init__(self, session_id: str, lease_id: int) -> None:
         self.id, self.lease_id = session_id, lease_id
-        self.terminal: Terminal | None = None
-        self.pending: list[bytes] = []  # keystrokes that came before the shell started
+        self.terminal: Terminal | None = None  # once started (the marketplace types only after that)
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.last_input = time.monotonic()
+
+
+class _Refused(Exception):
+    """No shell for the session; the message says why, for the client to read."""
+
+    def __init__(self, reason: str, *, not_here: bool = False) -> None:
+        super().__init__(reason)
+        self.not_here = not_here  # this agent does not run the lease: another of the provider may
 
 
 class ShellRelay:
@@ -66,7 +73,7 @@ class ShellRelay:
             with session.lock:
                 terminal = session.terminal
             if terminal is not None:
-                terminal.resize(wire.size(event.get("cols"), 80), wire.size(event.get("rows"), 24))
+                terminal.resize(*wire.terminal_size(event))
         elif kind == wire.CLOSE:
             self._hang_up(session)
 
@@ -94,15 +101,22 @@ class ShellRelay:
         if full:
             self._exit(session_id, "the provider's agent has too many shells open; try again in a while")
             return
-        cols, rows = wire.size(event.get("cols"), 80), wire.size(event.get("rows"), 24)
-        threading.Thread(target=self._run, args=(session, cols, rows), name=f"shell-{lease_id}", daemon=True).start()
+        size = wire.terminal_size(event)
+        threading.Thread(target=self._run, args=(session, *size), name=f"shell-{lease_id}", daemon=True).start()
 
     def _run(self, session: _Session, cols: int, rows: int) -> None:
         reason, code = "the shell ended", None
         try:
-            terminal = self._start(session, cols, rows)
-            if terminal is None:
+            try:
+                terminal = self._shell(session.lease_id, cols, rows)
+            except _Refused as refused:
+                self._exit(session.id, str(refused), not_here=refused.not_here)
                 return
+            with session.lock:
+                if session.closed.is_set():  # hung up while it started
+                    terminal.close()
+                    return
+                session.terminal = terminal
             self.send({"type": wire.OPENED, "session": session.id})
             logger.info("shell opened", extra={"fields": {"lease": session.lease_id, "session": session.id}})
             reason = self._pump(session, terminal)
@@ -117,38 +131,19 @@ class ShellRelay:
         logger.info("shell ended", extra={"fields": {"lease": session.lease_id, "session": session.id}})
         self._exit(session.id, reason, code=code)
 
-    def _start(self, session: _Session, cols: int, rows: int) -> Terminal | None:
+    def _shell(self, lease_id: int, cols: int, rows: int) -> Terminal:
+        """A shell in the lease's workload, if this agent runs it; ``_Refused`` saying why not."""
         runtime = self.runtime()
-        reason, not_here = "", False
-        if runtime is None:
-            reason = "the provider's container runtime does not answer"
-        else:
-            try:
-                if session.lease_id not in runtime.owned():
-                    reason, not_here = "this agent does not run the lease", True
-            except RuntimeUnavailable:
-                reason = "the provider's container runtime does not answer"
-        if not reason:
-            try:
-                terminal = runtime.shell(session.lease_id, cols=cols, rows=rows)  # type: ignore[union-attr]
-            except RuntimeUnavailable:
-                reason = "the provider's container runtime does not answer"
-            except RuntimeError_ as exc:
-                reason = str(exc)
-        if reason:
-            with self._lock:
-                self.sessions.pop(session.id, None)
-            self._exit(session.id, reason, not_here=not_here)
-            return None
-        with session.lock:
-            if session.closed.is_set():  # hung up while it started
-                terminal.close()
-                return None
-            session.terminal = terminal
-            pending, session.pending = session.pending, []
-        for data in pending:
-            terminal.write(data)
-        return terminal
+        try:
+            if runtime is None:
+                raise RuntimeUnavailable("no runtime")
+            if lease_id not in runtime.owned():
+                raise _Refused("this agent does not run the lease", not_here=True)
+            return runtime.shell(lease_id, cols=cols, rows=rows)
+        except RuntimeUnavailable as exc:
+            raise _Refused("the provider's container runtime does not answer") from exc
+        except RuntimeError_ as exc:
+            raise _Refused(str(exc)) from exc
 
     def _pump(self, session: _Session, terminal: Terminal) -> str:
         """Send what the shell writes until it ends, is hung up, or idles too long; says why."""
@@ -177,11 +172,8 @@ class ShellRelay:
         session.last_input = time.monotonic()
         with session.lock:
             terminal = session.terminal
-            if terminal is None:
-                if sum(map(len, session.pending)) < 65_536:
-                    session.pending.append(raw)
-                return
-        terminal.write(raw)
+        if terminal is not None:
+            terminal.write(raw)
 
     def _hang_up(self, session: _Session) -> None:
         with session.lock:

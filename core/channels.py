@@ -74,6 +74,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """An event from the layer: its payload goes to the socket as it is."""
         await self.send_json(event["payload"])
 
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None  # garbage from a client is ignored (``receive_json`` gets None), never a crash
+
 
 class WatchConsumer(LiveConsumer):
     """A page watching one object (an order, a lease): it joins the object's group if the user may
@@ -109,12 +115,6 @@ class WatchConsumer(LiveConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         return  # pages only listen
-
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
 
     def may_hear(self, payload: dict) -> bool:
         """Whether this page may hear the event; all events of the group by default."""

@@ -78,8 +78,7 @@ class ShellConsumer(LiveConsumer):
         await self.channel_layer.group_add(lease_group(session.lease_id), self.channel_name)
         await self._status("connecting", "Connecting to the provider's agent…")
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        cols = wire.size(_whole(query.get("cols")), 80)
-        rows = wire.size(_whole(query.get("rows")), 24)
+        cols, rows = wire.terminal_size({name: _whole(query.get(name)) for name in ("cols", "rows")})
         opening = {"type": wire.OPEN, "session": self._id, "lease": session.lease_id, "cols": cols, "rows": rows}
         await self.channel_layer.group_send(
             provider_group(session.lease.provider_id),
@@ -115,14 +114,8 @@ class ShellConsumer(LiveConsumer):
             for start in range(0, len(data), wire.CHUNK):
                 await self._input(data[start : start + wire.CHUNK])
         elif content.get("type") == "resize" and self.agent is not None:
-            cols, rows = wire.size(content.get("cols"), 80), wire.size(content.get("rows"), 24)
+            cols, rows = wire.terminal_size(content)
             await self._to_agent(self.agent, {"type": wire.RESIZE, "session": self._id, "cols": cols, "rows": rows})
-
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
 
     async def _input(self, data: bytes) -> None:
         if self.agent is not None:

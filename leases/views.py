@@ -95,12 +95,13 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
     ceiling = selectors.lease_accrual_ceiling(lease)
     closed = lease.status == Lease.Status.CLOSED
     running = lease.status == Lease.Status.RUNNING
+    is_client = lease.client_id == request.user.pk
     return {
         "lease": lease,
-        "is_client": lease.client_id == request.user.pk,
+        "is_client": is_client,
         # its token is the client's: the provider's page has no link
-        "jupyter_url": selectors.jupyter_url(lease) if lease.client_id == request.user.pk and running else "",
-        "ssh_command": selectors.ssh_command(lease) if lease.client_id == request.user.pk and running else "",
+        "jupyter_url": selectors.jupyter_url(lease) if is_client and running else "",
+        "ssh_command": selectors.ssh_command(lease) if is_client and running else "",
         "accrued": accrued,
         "accrual_ceiling": ceiling,
         "remaining": selectors.lease_remaining_deposit(lease, accrued=accrued),
@@ -114,12 +115,12 @@ def _context(request: HttpRequest, lease: Lease) -> dict:
         "auto_top_up_form": AutoTopUpForm(
             initial={"limit": format_usd(lease.auto_top_up_limit)[1:] if lease.auto_top_up_limit else ""}
         ),
-        "can_top_up": lease.status not in (Lease.Status.CLOSING, Lease.Status.CLOSED),
+        "can_top_up": lease.status not in states.CLOSING_OR_CLOSED,
         "can_auto_top_up": lease.status in states.AUTO_TOP_UP,
         "spot_checks": selectors.spot_check_terms(),
         # the client's terminal into the workload: the page has it until the lease closes, and it
         # opens while the lease runs
-        "can_shell": lease.client_id == request.user.pk and lease.status not in states.CLOSING_OR_CLOSED,
+        "can_shell": is_client and lease.status not in states.CLOSING_OR_CLOSED,
         "shell_sessions": selectors.lease_shell_sessions(lease)[:SHELL_SESSIONS_SHOWN],
     }
 

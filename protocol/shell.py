@@ -45,5 +45,10 @@ def decode(data: object) -> bytes | None:
         return None
 
 
+def terminal_size(message: dict) -> tuple[int, int]:
+    """A message's ``cols`` and ``rows``, 80 by 24 (a terminal's classic size) where not sensible."""
+    return size(message.get("cols"), 80), size(message.get("rows"), 24)
+
+
 def session_id(value: object) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= MAX_SESSION_ID else None

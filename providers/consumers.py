@@ -122,9 +122,3 @@ class ProviderConsumer(LiveConsumer):
         # push, rather than the agent's socket failing for every lease
         with suppress(ChannelFull):
             await self.channel_layer.send(client, {"type": SHELL_RELAY, "payload": payload, "agent": self.channel_name})
-
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None  # garbage from a client is ignored, never a crash

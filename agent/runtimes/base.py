@@ -113,9 +113,13 @@ def labels_for(lease_id: int) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_LEASE: str(lease_id)}
 
 
-SHELL_COMMAND = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh"]
-"""What a shell into a lease runs: bash where the image has it, else sh."""
-SHELL_ENV = {"TERM": "xterm-256color"}  # what the browser's terminal understands
+SHELL_COMMAND = [
+    "/bin/sh",
+    "-c",
+    "export TERM=xterm-256color; if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh",
+]
+"""What a shell into a lease runs: bash where the image has it, else sh, for the browser's terminal
+(``TERM`` set in the command: Kubernetes' exec sets no environment)."""
 
 
 class Terminal(ABC):

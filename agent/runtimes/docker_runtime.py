@@ -32,7 +32,6 @@ from agent.runtimes.base import (
     MANAGED_BY,
     RESTARTS_BEFORE_GIVING_UP,
     SHELL_COMMAND,
-    SHELL_ENV,
     Deployment,
     LeaseManifest,
     Runtime,
@@ -277,7 +276,7 @@ class DockerRuntime(Runtime):
             raise RuntimeError_("the workload is not running")
         api = self.client.api
         try:
-            exec_id = api.exec_create(container.id, SHELL_COMMAND, stdin=True, tty=True, environment=SHELL_ENV)["Id"]
+            exec_id = api.exec_create(container.id, SHELL_COMMAND, stdin=True, tty=True)["Id"]
             stream = api.exec_start(exec_id, socket=True, tty=True)
         except NotFound as exc:
             raise RuntimeError_("the workload is not running") from exc

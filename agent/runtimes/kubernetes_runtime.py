@@ -32,7 +32,15 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream as k8s_stream
-from kubernetes.stream.ws_client import ERROR_CHANNEL, RESIZE_CHANNEL, WSClient, _IgnoredIO
+from kubernetes.stream.ws_client import (
+    ERROR_CHANNEL,
+    RESIZE_CHANNEL,
+    STDERR_CHANNEL,
+    STDIN_CHANNEL,
+    STDOUT_CHANNEL,
+    WSClient,
+    _IgnoredIO,
+)
 from kubernetes.utils.quantity import parse_quantity
 from prometheus_client.parser import text_string_to_metric_families
 from urllib3.exceptions import HTTPError
@@ -472,15 +480,13 @@ class KubernetesRuntime(Runtime):
         running = [p for p in self._pods(lease_id) if p.status is not None and p.status.phase == "Running"]
         if not running:
             raise RuntimeError_("the workload is not running")
-        # TERM travels in the command: the exec API sets no environment
-        command = [SHELL_COMMAND[0], SHELL_COMMAND[1], f"export TERM=xterm-256color; {SHELL_COMMAND[2]}"]
         try:
             client = k8s_stream(
                 self.core.connect_get_namespaced_pod_exec,
                 running[0].metadata.name,
                 self.namespace(lease_id),
                 container=WORKLOAD,
-                command=command,
+                command=SHELL_COMMAND,
                 stdin=True,
                 stdout=True,
                 stderr=True,
@@ -626,13 +632,7 @@ class KubernetesTerminal(Terminal):
             self.client.update(timeout=timeout)
         except Exception:  # noqa: BLE001 - the socket broke: the session is over
             return None
-        out = b""
-        for peek, read in (
-            (self.client.peek_stdout, self.client.read_stdout),
-            (self.client.peek_stderr, self.client.read_stderr),
-        ):
-            if peek():
-                out += read()
+        out = b"".join(self.client.read_channel(channel, timeout=0) for channel in (STDOUT_CHANNEL, STDERR_CHANNEL))
         if not out and not self.client.is_open():
             return None
         return out
@@ -642,7 +642,7 @@ class KubernetesTerminal(Terminal):
             self.client.write_channel(channel, data)
 
     def write(self, data: bytes) -> None:
-        self._send(0, data)
+        self._send(STDIN_CHANNEL, data)
 
     def resize(self, cols: int, rows: int) -> None:
         self._send(RESIZE_CHANNEL, json.dumps({"Width": cols, "Height": rows}))

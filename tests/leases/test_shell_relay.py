@@ -275,3 +275,15 @@ async def test_at_most_a_few_shells_into_one_lease_at_once() -> None:
     await browser.connect()
     said = await status(browser)
     assert said["state"] == "closed" and "4 shells open" in said["message"]
+
+
+async def test_a_terminal_size_that_is_not_one_opens_the_classic_80_by_24() -> None:
+    lease, token = await running_lease()
+    agent = await agent_socket(token)
+    for query in ("?cols=abc&rows=99999", "?cols=-3&rows=1e3", "?cols=&rows=", ""):
+        browser = await terminal(lease.pk, lease.client, query)
+        await browser.connect()
+        opened = await next_of(agent, wire.OPEN)
+        assert (opened["cols"], opened["rows"]) == (80, 24), query
+        await browser.disconnect()
+    await agent.disconnect()
