@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,13 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         # a later pass (or a restarted agent) deploys nothing new, and reports usage once it is due
         time.sleep(max(0.0, lease.started_at.timestamp() + 3 - time.time()))
         assert [e for e in run_agent(tmp_path) if e["event"] == "leases reconciled"][-1]["deployed"] == []
-        [first] = UsageReport.objects.filter(lease=lease)
-        assert first.signer == key.address
-        assert 0 < first.run_seconds <= (first.period_end - first.period_start).total_seconds()
-        assert first.gpu_seconds == 2 * first.run_seconds
+        # one report, or two where the agent's start took longer than a usage period on a busy machine
+        early = list(UsageReport.objects.filter(lease=lease).order_by("period_start"))
+        assert early, json.dumps(log)
+        for report in early:
+            assert report.signer == key.address
+            assert 0 < report.run_seconds <= (report.period_end - report.period_start).total_seconds()
+            assert report.gpu_seconds == 2 * report.run_seconds
         # the client sees what the workload printed
         assert LeaseLog.objects.get(lease=lease).text == "up\n"
 
@@ -87,10 +91,11 @@ def test_a_lease_runs_reports_signed_usage_and_goes_away_when_closed(live_server
         assert not our_containers(engine, lease.pk)
         # the final report runs from the last one to the close
         lease.refresh_from_db()
-        reports = UsageReport.objects.filter(lease=lease).order_by("period_start")
-        assert len(reports) == 2, json.dumps(log)
-        first, final = reports
-        assert final.period_start == first.period_end and final.period_end <= lease.closed_at
+        reports = list(UsageReport.objects.filter(lease=lease).order_by("period_start"))
+        assert len(reports) == len(early) + 1, json.dumps(log)
+        for earlier, later in pairwise(reports):
+            assert later.period_start == earlier.period_end  # no gap, no overlap
+        assert reports[-1].period_end <= lease.closed_at
         assert not list((tmp_path / "agent-state" / "outbox").iterdir())  # nothing left waiting
         # paid for the time the workload ran, within the time cap; the rest refunded
         elapsed = (lease.closed_at - lease.started_at).total_seconds()
