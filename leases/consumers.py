@@ -75,11 +75,11 @@ class ShellConsumer(LiveConsumer):
             return
         self.session = session
         await self.accept()
-        await self.channel_layer.group_add(lease_group(session.lease_id), self.channel_name)
-        await self._status("connecting", "Connecting to the provider's agent…")
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         cols, rows = wire.terminal_size({name: _whole(query.get(name)) for name in ("cols", "rows")})
         opening = {"type": wire.OPEN, "session": self._id, "lease": session.lease_id, "cols": cols, "rows": rows}
+        await self.channel_layer.group_add(lease_group(session.lease_id), self.channel_name)
+        await self._status("connecting", "Connecting to the provider's agent…")
         await self.channel_layer.group_send(
             provider_group(session.lease.provider_id),
             {"type": SHELL_RELAY, "payload": opening, "reply_to": self.channel_name},
@@ -87,6 +87,15 @@ class ShellConsumer(LiveConsumer):
         self.timer = asyncio.get_running_loop().call_later(
             OPEN_TIMEOUT, lambda: asyncio.ensure_future(self._no_answer())
         )
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the socket ended (the channel layer gone, too), the session's end is written
+            if self.session is not None:
+                reason = self.ended or "the marketplace lost the connection to the provider's agent"
+                await database_sync_to_async(services.shell_end)(session_id=self.session.pk, reason=reason)
+                self.session = None
 
     @property
     def _id(self) -> str:

@@ -287,3 +287,33 @@ async def test_a_terminal_size_that_is_not_one_opens_the_classic_80_by_24() -> N
         assert (opened["cols"], opened["rows"]) == (80, 24), query
         await browser.disconnect()
     await agent.disconnect()
+
+
+async def test_a_shell_the_channel_layer_cannot_carry_ends_at_once(settings, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Redis goes away as the shell opens (the session is written, the relay is not yet asked):
+    the socket closes as every live socket does then (1012: the page tries again later), and the
+    session is written as ended, not left open."""
+    from tests.faults.harness import Redis
+
+    redis = Redis(tmp_path)
+    try:
+        lease, _ = await running_lease()
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "core.layers.RedisPubSubLayer", "CONFIG": {"hosts": [redis.url]}}
+        }
+        opening = shells.shell_open
+
+        def open_then_lose_redis(**kwargs):  # type: ignore[no-untyped-def]
+            session = opening(**kwargs)
+            redis.stop()
+            return session
+
+        monkeypatch.setattr(consumers.services, "shell_open", open_then_lose_redis)
+        browser = await terminal(lease.pk, lease.client)
+        assert (await browser.connect())[0]
+        assert (await browser.receive_output(timeout=10)) == {"type": "websocket.close", "code": 1012}
+        [session] = await database_sync_to_async(list)(ShellSession.objects.filter(lease=lease))
+        assert session.ended_at is not None
+        assert session.end_reason == "the marketplace lost the connection to the provider's agent"
+    finally:
+        redis.stop()
