@@ -1,7 +1,8 @@
 """The reverse auction's rules as pure functions: who is eligible, who wins, what is paid.
 
 - Eligible: provider active and online, verified for the bid's GPU model when the order requires
-  it, price within the order's maximum, capacity still free.
+  it, with the region and attributes the order's placement names, price within the order's
+  maximum, capacity still free.
 - Ranking: lowest price; ties go to the better reputation, then the earlier bid.
 - Price paid: ``first_price`` pays the winner its bid. ``second_price`` pays the lowest price among
   the other eligible bids, never less than the winner's own bid; a winner alone is paid the
@@ -10,7 +11,7 @@
   deadline's award; a bid the client accepts itself clears at ``first_price`` (its own price).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +47,14 @@ class BidFacts:
     gpus_available: int
     gpus_needed: int
     host_fits: bool
+    placement_met: bool = True
+
+
+def placement_unmet(placement: Mapping[str, str], *, region: str, attributes: Mapping[str, str]) -> str:
+    """What of an order's placement a provider lacks ("region=eu-west, tier=gold"), or "" when it
+    has it all: ``region`` is the provider's region, any other key one of its attributes."""
+    have = {**attributes, "region": region}
+    return ", ".join(f"{key}={value}" for key, value in sorted(placement.items()) if have.get(key) != value)
 
 
 def ineligibility(facts: BidFacts) -> str | None:
@@ -58,6 +67,8 @@ def ineligibility(facts: BidFacts) -> str | None:
         return "not_verified"
     if facts.reputation < facts.min_reputation:
         return "reputation_too_low"
+    if not facts.placement_met:
+        return "placement_unmet"
     if facts.price_per_hour > facts.max_price_per_hour:
         return "price_above_maximum"
     if facts.gpus_available < facts.gpus_needed or not facts.host_fits:

@@ -9,11 +9,13 @@ from typing import Any
 from django import forms
 
 from core.api.parsers import load_yaml
+from core.errors import ValidationFailed
 from core.forms import DollarsField
 from core.money import format_usd_short
 from leases.selectors import JUPYTER_TOKEN
 from marketplace.models import PricingRule, Verification
-from marketplace.spec import MAX_ENV, MAX_ENV_VALUE, OrderSpec, OrderSpecSerializer
+from marketplace.sdl import looks_like_sdl
+from marketplace.spec import MAX_ENV, MAX_ENV_VALUE, OrderSpec, OrderSpecSerializer, error_paths, order_spec
 from providers.models import ProviderGpu
 from providers.selectors import OfferFilters, gpu_models, models_on_offer
 
@@ -98,24 +100,6 @@ FIELD_OF = {
     "verification": "verification",
     "min_reputation": "min_reliability",
 }
-
-
-def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """DRF's nested error tree as (dotted path, message) pairs."""
-    if isinstance(errors, dict):
-        pairs = []
-        for key, value in errors.items():
-            path = key if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
-            pairs += _flatten(value, path)
-        return pairs
-    if isinstance(errors, list):
-        if all(not isinstance(e, dict | list) for e in errors):
-            return [(prefix, str(e)) for e in errors]
-        pairs = []
-        for index, value in enumerate(errors):
-            pairs += _flatten(value, f"{prefix}[{index}]" if prefix else str(index))
-        return pairs
-    return [(prefix, str(errors))]
 
 
 # the lowest reliability (a tenth of the reputation, in percent) whose providers may bid
@@ -228,7 +212,25 @@ class OrderForm(forms.Form):
         help_text="Providers below it cannot bid: it grows with passed GPU checks, uptime and completed leases.",
     )
     workload_file = forms.CharField(
-        required=False, widget=forms.Textarea, label="Workload file (YAML)", help_text="See the workload file format."
+        required=False,
+        widget=forms.Textarea,
+        label="Workload file (YAML)",
+        help_text="Our workload file, or an Akash SDL file (deploy.yaml) as it is.",
+    )
+    # what an Akash SDL file does not say: how long, and a maximum in dollars where its price is in AKT
+    sdl_duration_hours = forms.IntegerField(
+        min_value=1, max_value=720, required=False, label="SDL file: how long (h)", help_text="SDL has no duration."
+    )
+    sdl_max_price_per_gpu_hour = DollarsField(
+        max_dollars=1_000_000,
+        required=False,
+        label="SDL file: maximum per GPU-hour ($)",
+        help_text="Needed when the file's price is in AKT; overrides the file's price when set.",
+        error_messages={
+            "invalid": "A price in dollars, e.g. 2.50.",
+            "not_positive": "A price above $0 and at most $1,000,000.",
+            "too_large": "A price above $0 and at most $1,000,000.",
+        },
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -323,13 +325,16 @@ class OrderForm(forms.Form):
         raw = self.spec_data()
         if raw is None:
             return cleaned
+        if cleaned.get("mode") == "yaml" and looks_like_sdl(raw):
+            self._read_sdl(raw, cleaned)
+            return cleaned
         serializer = OrderSpecSerializer(data=raw)
         if serializer.is_valid():
             self.spec = serializer.validated_data["spec"]
             return cleaned
         yaml_mode = cleaned.get("mode") == "yaml"
         env_marked = False
-        for path, message in _flatten(serializer.errors):
+        for path, message in error_paths(serializer.errors):
             row = None if yaml_mode else ENV_ROW.fullmatch(path)
             if row is not None:  # beside the row's field, and once above the button
                 self.env_rows[int(row[1])].add_error(row[2], message)
@@ -346,6 +351,24 @@ class OrderForm(forms.Form):
             else:
                 self.add_error(field, message if field else f"{path}: {message}")
         return cleaned
+
+    def _read_sdl(self, document: dict, cleaned: dict) -> None:
+        """An Akash SDL file, with the hours and price given beside it; each problem at its path."""
+        terms = {
+            "duration_hours": cleaned.get("sdl_duration_hours"),
+            "max_price_per_gpu_hour": cleaned.get("sdl_max_price_per_gpu_hour"),
+        }
+        try:
+            self.spec = order_spec(document, terms=terms)
+        except ValidationFailed as exc:
+            for path, messages in exc.fields.items():
+                if path == "duration_hours":
+                    self.add_error("sdl_duration_hours", "An SDL file has no duration: give the hours here.")
+                elif path == "max_price_per_hour" and not terms["max_price_per_gpu_hour"]:
+                    self.add_error("sdl_max_price_per_gpu_hour", messages[0].split(". Send")[0] + ": give it here.")
+                else:
+                    for message in messages:
+                        self.add_error("workload_file", message if message.endswith(path) else f"{path}: {message}")
 
     def problems(self) -> list[tuple[str, str]]:
         """Every error with the label of its field, for the summary above the submit button."""

@@ -55,10 +55,21 @@ class Order(models.Model):
     min_reputation = models.PositiveSmallIntegerField(
         default=0, help_text="Only providers whose reputation (0 to 1000) is at least this may bid."
     )
+    placement = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Provider attributes a bidder must have: region, and any other of its attributes.",
+    )
     bid_window_seconds = models.PositiveIntegerField(default=120)
     created_at = models.DateTimeField(default=timezone.now)
     deadline = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True, help_text="When it left the open state.")
+    workload_file = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The Akash SDL file the order came from (format, version, text with secret values hidden, "
+        "what was made of it). Empty: none.",
+    )
     authorization = models.JSONField(
         default=dict,
         blank=True,

@@ -29,7 +29,7 @@ from core.errors import NotFound
 from core.models import User
 from leases.models import Lease
 from ledger.models import LedgerTransaction
-from marketplace.auction import BidFacts, Candidate, ineligibility
+from marketplace.auction import BidFacts, Candidate, ineligibility, placement_unmet
 from marketplace.models import Bid, Order, Verification
 from providers.models import Provider, ProviderGpu
 from providers.selectors import online_since, provider_for_user
@@ -154,10 +154,17 @@ def open_orders_for_provider(*, provider: Provider, now: datetime | None = None)
     memory = min(provider.memory_gib_free, provider.memory_gib_total - provider.memory_gib_reserved)
     storage = min(provider.storage_gib_free, provider.storage_gib_total - provider.storage_gib_reserved)
     my_bid = Bid.objects.filter(order=OuterRef("pk"), provider=provider, status=Bid.Status.OPEN)
+    open_now = Q(status=Order.Status.OPEN, deadline__gt=now)
+    # an order that names a placement is listed to the providers that have it (the few such open
+    # orders are read and matched here: JSON containment is not portable across databases)
+    placed_elsewhere = [
+        pk
+        for pk, placement in Order.objects.filter(open_now).exclude(placement={}).values_list("pk", "placement")
+        if placement_unmet(placement, region=provider.region, attributes=provider.attributes or {})
+    ]
     return (
-        Order.objects.filter(
-            can_serve, status=Order.Status.OPEN, deadline__gt=now, min_reputation__lte=provider.reputation
-        )
+        Order.objects.filter(can_serve, open_now, min_reputation__lte=provider.reputation)
+        .exclude(pk__in=placed_elsewhere)
         .filter(cpu_cores__lte=cpu, memory_gib__lte=memory, storage_gib__lte=storage)
         .exclude(client_id=provider.user_id)
         .annotate(
@@ -249,6 +256,8 @@ _BID_COLUMNS = (
     "gpu__free",
     "gpu__reserved",
     "gpu__verified",
+    "provider__region",
+    "provider__attributes",
 )
 
 
@@ -291,6 +300,8 @@ def award_candidates(*, order: Order, now: datetime) -> list[Candidate]:
         gpu_free,
         gpu_reserved,
         gpu_verified,
+        region,
+        attributes,
     ) in enumerate(rows):
         facts = BidFacts(
             price_per_hour=price,
@@ -306,6 +317,7 @@ def award_candidates(*, order: Order, now: datetime) -> list[Candidate]:
             host_fits=min(cpu_free, cpu_total - cpu_reserved) >= order.cpu_cores
             and min(mem_free, mem_total - mem_reserved) >= order.memory_gib
             and min(disk_free, disk_total - disk_reserved) >= order.storage_gib,
+            placement_met=not placement_unmet(order.placement, region=region, attributes=attributes or {}),
         )
         candidates.append(Candidate(bid_id, price, reputation, placed, ineligibility(facts)))
     return candidates

@@ -20,7 +20,7 @@ from leases.escrow import escrow
 from leases.models import Lease
 from leases.services import lease_open
 from marketplace import selectors, tasks
-from marketplace.auction import FIRST_PRICE, Candidate, clearing_price, rank
+from marketplace.auction import FIRST_PRICE, Candidate, clearing_price, placement_unmet, rank
 from marketplace.models import Bid, Order
 from marketplace.presenters import bid_row
 from marketplace.spec import OrderSpec
@@ -36,6 +36,7 @@ INELIGIBLE_MESSAGES = {
     "provider_offline": "The provider has not sent a heartbeat recently and is offline.",
     "not_verified": "The order requires verified GPUs and this provider's are not verified.",
     "reputation_too_low": "The provider's reputation is below the order's minimum.",
+    "placement_unmet": "The provider's region or attributes no longer match the order's placement.",
     "price_above_maximum": "The bid is above the order's maximum price.",
     "insufficient_capacity": "The provider no longer has free capacity for this order.",
 }
@@ -83,6 +84,8 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
             pricing_rule=spec.pricing_rule,
             verification=spec.verification,
             min_reputation=spec.min_reputation,
+            placement=spec.placement,
+            workload_file=spec.workload_file,
             bid_window_seconds=spec.bid_window_seconds,
             created_at=now,
             deadline=now + timedelta(seconds=spec.bid_window_seconds),
@@ -217,6 +220,11 @@ def _bid_insert(
                 f"The order takes bids from providers with a reputation of at least {order.min_reputation}; "
                 f"yours is {provider.reputation}.",
                 code="not_eligible",
+            )
+        unmet = placement_unmet(order.placement, region=provider.region, attributes=provider.attributes or {})
+        if unmet:
+            raise NotAllowed(
+                f"The order takes bids from providers with {unmet}; yours does not have it.", code="not_eligible"
             )
         rows = sorted(rows, key=lambda r: (-r.available, r.gpu_model_id))
         verified_needed = order.verification == "verified"

@@ -5,14 +5,17 @@ limits; the services check what needs the database (known GPU models) and the ru
 """
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import StrictCharField, StrictIntegerField
+from core.errors import ValidationFailed
 from core.validation import display_name_problem
+from marketplace import sdl
 from marketplace.models import PricingRule, Verification
 
 MAX_PRICE_PER_HOUR = 10**12  # one million dollars an hour: beyond is a typo
@@ -23,6 +26,7 @@ MAX_ARGV = 64
 MAX_ARG_LENGTH = 4096
 MAX_PORTS = 16
 MAX_GPU_MODELS = 32
+MAX_PLACEMENT = 16
 
 # The OCI / Docker distribution reference grammar.
 _ALNUM = r"[a-z0-9]+"
@@ -180,6 +184,12 @@ class OrderSpecSerializer(StrictSerializer):
         min_value=1, max_value=MAX_PRICE_PER_HOUR, help_text="Micro-dollars per hour for the whole order."
     )
     bid_window_seconds = StrictIntegerField(min_value=10, max_value=3600, default=120)
+    placement = serializers.DictField(
+        child=StrictCharField(max_length=128, allow_blank=True),
+        required=False,
+        help_text="Provider attributes a bidder must have, e.g. {region: eu-west}: `region` is the provider's "
+        "region, any other key one of its attributes.",
+    )
     pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, default=PricingRule.FIRST_PRICE)
     verification = serializers.ChoiceField(choices=Verification.choices, default=Verification.NONE)
     min_reputation = StrictIntegerField(
@@ -202,6 +212,15 @@ class OrderSpecSerializer(StrictSerializer):
         if problem:
             raise serializers.ValidationError(problem)
         return value.strip()
+
+    def validate_placement(self, value: dict) -> dict:
+        if len(value) > MAX_PLACEMENT:
+            raise serializers.ValidationError(f"At most {MAX_PLACEMENT} attributes.")
+        for key in value:
+            problem = display_name_problem(str(key))
+            if problem or len(str(key)) > 64:
+                raise serializers.ValidationError(f"{key!r}: {problem or 'at most 64 characters.'}")
+        return dict(value)
 
     def validate(self, attrs: dict) -> dict:
         return {"spec": OrderSpec.from_validated(attrs)}
@@ -227,6 +246,8 @@ class OrderSpec:
     pricing_rule: str = PricingRule.FIRST_PRICE
     verification: str = Verification.NONE
     min_reputation: int = 0
+    placement: dict[str, str] = field(default_factory=dict)
+    workload_file: dict = field(default_factory=dict)  # an SDL file it came from (sdl.Translation.record)
 
     @classmethod
     def from_validated(cls, attrs: dict) -> "OrderSpec":
@@ -250,4 +271,62 @@ class OrderSpec:
             pricing_rule=attrs["pricing_rule"],
             verification=attrs["verification"],
             min_reputation=attrs["min_reputation"],
+            placement=attrs.get("placement") or {},
         )
+
+
+class SdlTermsSerializer(serializers.Serializer):
+    """What an Akash SDL file does not say, given beside it (the API's query parameters)."""
+
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    duration_hours = serializers.IntegerField(min_value=1, max_value=720, required=False)
+    max_price_per_hour = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_PER_HOUR, required=False)
+    max_price_per_gpu_hour = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_PER_HOUR, required=False)
+    bid_window_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False)
+    pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, required=False)
+    verification = serializers.ChoiceField(choices=Verification.choices, required=False)
+    min_reputation = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+
+
+def error_paths(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF's nested error tree as (dotted path, message) pairs."""
+    if isinstance(errors, dict):
+        pairs = []
+        for key, value in errors.items():
+            if key == "non_field_errors":
+                path = key
+            elif str(key).isdigit():  # a list's item, as DRF reports it by index
+                path = f"{prefix}[{key}]" if prefix else str(key)
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            pairs += error_paths(value, path)
+        return pairs
+    if isinstance(errors, list):
+        if all(not isinstance(e, dict | list) for e in errors):
+            return [(prefix, str(e)) for e in errors]
+        pairs = []
+        for index, value in enumerate(errors):
+            pairs += error_paths(value, f"{prefix}[{index}]" if prefix else str(index))
+        return pairs
+    return [(prefix, str(errors))]
+
+
+def order_spec(data: Any, *, terms: Mapping[str, Any] | None = None) -> OrderSpec:
+    """The order a document asks for: our spec (JSON or a workload file), or an Akash SDL file
+    with ``terms`` beside it (what SDL does not say). Raises ValidationFailed; an SDL file's
+    problems are named at their paths in the file."""
+    if not sdl.looks_like_sdl(data):
+        serializer = OrderSpecSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data["spec"]
+    translation = sdl.translate(data, dict(terms or {}))
+    serializer = OrderSpecSerializer(data=translation.order)
+    if not serializer.is_valid():
+        fields: dict[str, list[str]] = {}
+        for path, message in error_paths(serializer.errors):
+            fields.setdefault(translation.where(path), []).append(message)
+        first, messages = next(iter(fields.items()))
+        raise ValidationFailed(
+            f"The SDL file cannot be ordered as it is. {first}: {messages[0]}", code="sdl_invalid", fields=fields
+        )
+    return replace(serializer.validated_data["spec"], workload_file=translation.record())

@@ -20,6 +20,16 @@ class OrderSerializer(StrictModelSerializer):
     lease = serializers.SerializerMethodField()
     bid_count = serializers.SerializerMethodField(help_text="Open bids; shown to the order's owner only.")
     my_bid = serializers.SerializerMethodField(help_text="Your open bid (provider order feed only).")
+    placement = serializers.DictField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Provider attributes a bidder must have (region, and any other of its attributes).",
+    )
+    workload_file = serializers.DictField(
+        read_only=True,
+        help_text="The Akash SDL file the order came from: format, version, text (secret values hidden) and "
+        "notes (what was made of it). Empty when the order was not an SDL file.",
+    )
 
     class Meta:
         model = Order
@@ -36,6 +46,8 @@ class OrderSerializer(StrictModelSerializer):
             "pricing_rule",
             "verification",
             "min_reputation",
+            "placement",
+            "workload_file",
             "bid_window_seconds",
             "created_at",
             "deadline",

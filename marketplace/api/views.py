@@ -21,7 +21,7 @@ from marketplace.api.serializers import (
     SignedTermsSerializer,
 )
 from marketplace.models import Bid, Order
-from marketplace.spec import OrderSpecSerializer
+from marketplace.spec import OrderSpecSerializer, SdlTermsSerializer, order_spec
 from providers.selectors import provider_for_user
 
 ORDER_EXAMPLE = {
@@ -58,7 +58,9 @@ class OrderFilter(filters.FilterSet):
 
 class OrderListCreateView(generics.ListAPIView):
     """Your orders. POST a workload spec as JSON, or as a YAML workload file with
-    ``Content-Type: application/yaml``."""
+    ``Content-Type: application/yaml``; or an Akash SDL file (``deploy.yaml``, version 2.0 or
+    2.1) as it is, with what SDL does not say (its duration, a maximum in dollars) as query
+    parameters."""
 
     request: AuthenticatedRequest  # its permissions let no anonymous caller in
 
@@ -73,14 +75,16 @@ class OrderListCreateView(generics.ListAPIView):
 
     @extend_schema(
         request=OrderSpecSerializer,
+        parameters=[SdlTermsSerializer],
         responses={201: OrderSerializer},
         examples=[OpenApiExample("A one-GPU order", value=ORDER_EXAMPLE, request_only=True)],
     )
     @idempotent
     def post(self, request: AuthenticatedRequest) -> Response:
-        payload = OrderSpecSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        order = services.order_create(client=request.user, spec=payload.validated_data["spec"])
+        terms = SdlTermsSerializer(data=request.query_params.dict())  # a plain dict: "" is not "not given"
+        terms.is_valid(raise_exception=True)
+        spec = order_spec(request.data, terms=terms.validated_data)
+        order = services.order_create(client=request.user, spec=spec)
         return Response(OrderSerializer(order, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
