@@ -345,7 +345,7 @@ REST_FRAMEWORK = {
         "tokens": env.str("TOKEN_CREATE_THROTTLE_RATE", default="20/hour"),
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "COERCE_DECIMAL_TO_STRING": False,

@@ -226,6 +226,7 @@ def order_for_bidding_locked(*, provider: Provider, order_id: int) -> Order:
             "duration_hours",  # the bid's row says the deposit accepting it takes
             "verification",
             "min_reputation",
+            "placement",
         )
         .order_by()
         .first()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -105,6 +106,8 @@ class EnvVarSerializer(StrictSerializer):
 
 
 class PortSerializer(StrictSerializer):
+    """A port the workload listens on: a number (TCP), or a port and its protocol."""
+
     port = StrictIntegerField(min_value=1, max_value=65535)
     protocol = serializers.ChoiceField(choices=["tcp", "udp"], default="tcp")
 
@@ -112,6 +115,29 @@ class PortSerializer(StrictSerializer):
         if isinstance(data, int) and not isinstance(data, bool):
             data = {"port": data}
         return super().to_internal_value(data)
+
+
+class PortSchema(OpenApiSerializerExtension):
+    """The port shorthand in the schema: ``ports: [8888]`` is as valid as ``[{port: 8888}]``."""
+
+    target_class = PortSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict:
+        return {
+            "description": "A port the workload listens on: a number (TCP), or a port and its protocol.",
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {
+                    "type": "object",
+                    "properties": {
+                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        "protocol": {"type": "string", "enum": ["tcp", "udp"], "default": "tcp"},
+                    },
+                    "required": ["port"],
+                    "additionalProperties": False,
+                },
+            ],
+        }
 
 
 class WorkloadSerializer(StrictSerializer):

@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 from django_filters import rest_framework as filters
 from django_filters.fields import ChoiceField
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from core.validation import MAX_ID
 
@@ -47,6 +49,7 @@ class StrictChoiceFilter(filters.ChoiceFilter):
     field_class = _PresentChoiceField
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class WholeNumberFilter(filters.NumberFilter):
     """A whole number; a decimal is a 400 (django-filter's own reads it and drops the fraction)."""
 

@@ -22,7 +22,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(view, request, *args, **kwargs)
         caller = request.auth.scope if isinstance(request.auth, ApiToken) else "session"
         fp = idempotency.fingerprint(
-            method=request.method or "", path=request.path, payload=request.data, caller=caller
+            method=request.method or "", path=request.get_full_path(), payload=request.data, caller=caller
         )
         record, replay = idempotency.idempotency_begin(user=request.user, key=key, fingerprint=fp)
         if replay is not None:
@@ -41,4 +41,5 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
         idempotency.idempotency_finish(record=record, status=response.status_code, body=response.data)
         return response
 
+    wrapped.idempotent = True  # type: ignore[attr-defined]  # read by the schema (core.api.schema)
     return wrapped

@@ -1,8 +1,44 @@
-"""OpenAPI extensions: describe our bearer tokens to drf-spectacular."""
+"""OpenAPI: our bearer tokens, the ``Idempotency-Key`` header, descriptions for users, and the
+error shape, described to drf-spectacular."""
 
+import inspect
 from typing import Any
 
+from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Optional, 1 to 200 printable characters: a retry with the same key and the same request is "
+    "answered with the first response (`Idempotent-Replayed: true`) instead of being done twice; the same key "
+    "with another request is a 409. Keys are remembered for a day.",
+)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, with the ``Idempotency-Key`` header on every operation that honours it
+    (handlers wrapped by ``core.api.idempotency.idempotent``), and a serializer's description
+    taken from its own docstring only: the base classes' describe our code, not the API."""
+
+    def get_override_parameters(self) -> list:
+        parameters = list(super().get_override_parameters())
+        handler = getattr(self.view, (self.method or "").lower(), None)
+        if getattr(handler, "idempotent", False):
+            parameters.append(IDEMPOTENCY_KEY)
+        return parameters
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict:
+        result: dict = super()._map_basic_serializer(serializer, direction)
+        own = serializer.__class__.__dict__.get("__doc__")
+        if own:
+            result["description"] = inspect.cleandoc(own)
+        else:
+            result.pop("description", None)
+        return result
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -51,6 +87,8 @@ BODY_ERRORS = {
     "415": "The API reads JSON bodies (and YAML workload files as orders), nothing else.",
 }
 
+IDEMPOTENCY_ERRORS = {"422": "This Idempotency-Key was already used with a different request."}
+
 
 def error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """drf-spectacular postprocessing hook: the error shape as a component, and the errors each
@@ -67,6 +105,8 @@ def error_responses(result: dict, generator: Any, request: Any, public: bool) ->
                     if media_type == "text/csv":
                         content[media_type] = {"schema": {"type": "string"}}
             errors = ERRORS | (BODY_ERRORS if method in ("post", "put", "patch") else {})
+            if any(p.get("name") == IDEMPOTENCY_KEY.name for p in operation.get("parameters", [])):
+                errors = errors | IDEMPOTENCY_ERRORS
             for status, description in errors.items():
                 operation["responses"].setdefault(status, {"description": description, "content": content})
     return result

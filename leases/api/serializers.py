@@ -234,7 +234,8 @@ UNIX_SECONDS_MAX = 2**63 - 1
 
 
 class UsageReportWriteSerializer(serializers.Serializer):
-    """A usage report as the agent signed it (EIP-712, see ``protocol.usage``)."""
+    """A usage report as the provider's agent signed it: an EIP-712 signature, by a wallet linked to
+    the provider, over the lease, the period and what ran in it."""
 
     period_start = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")
     period_end = serializers.IntegerField(min_value=0, max_value=UNIX_SECONDS_MAX, help_text="Unix seconds.")

@@ -68,8 +68,27 @@ class OrderSerializer(StrictModelSerializer):
                 "image": {"type": "string"},
                 "command": {"type": "array", "items": {"type": "string"}},
                 "args": {"type": "array", "items": {"type": "string"}},
-                "env": {"type": "array", "items": {"type": "object"}},
-                "ports": {"type": "array", "items": {"type": "object"}},
+                "env": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "value": {"type": "string", "nullable": True, "description": "null for a secret."},
+                            "secret": {"type": "boolean"},
+                        },
+                    },
+                },
+                "ports": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "port": {"type": "integer"},
+                            "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                        },
+                    },
+                },
             },
         }
     )
@@ -80,7 +99,19 @@ class OrderSerializer(StrictModelSerializer):
         ]
         return {"image": obj.image, "command": obj.command, "args": obj.args, "env": env, "ports": obj.ports}
 
-    @extend_schema_field({"type": "object"})
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "gpu_count": {"type": "integer"},
+                "gpu_models": {"type": "array", "items": {"type": "string"}, "description": "Catalog ids."},
+                "min_vram_gib": {"type": "integer", "nullable": True},
+                "cpu_cores": {"type": "integer"},
+                "memory_gib": {"type": "integer"},
+                "storage_gib": {"type": "integer"},
+            },
+        }
+    )
     def get_resources(self, obj: Order) -> dict[str, Any]:
         return {
             "gpu_count": obj.gpu_count,
@@ -111,7 +142,13 @@ class OrderSerializer(StrictModelSerializer):
         count = getattr(obj, "open_bid_count", None)
         return count if count is not None else obj.bids.filter(status=Bid.Status.OPEN).count()
 
-    @extend_schema_field({"type": "object", "nullable": True})
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"id": {"type": "integer"}, "price_per_hour": {"type": "integer"}},
+        }
+    )
     def get_my_bid(self, obj: Order) -> dict | None:
         bid_id = getattr(obj, "my_bid_id", None)
         if bid_id is None:

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.idempotency import idempotent
 from core.api.requests import AuthenticatedRequest
 from payments import selectors, services
 from payments.api.serializers import (
@@ -34,6 +35,7 @@ class TopUpListView(generics.ListAPIView):
         return selectors.top_ups_for(user=self.request.user)
 
     @extend_schema(request=TopUpCreateSerializer, responses={201: TopUpCreatedSerializer})
+    @idempotent
     def post(self, request: AuthenticatedRequest) -> Response:
         payload = TopUpCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

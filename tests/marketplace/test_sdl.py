@@ -356,3 +356,24 @@ def test_an_sdl_file_is_not_mistaken_for_our_format_or_the_other_way_round(clien
     document["services"] = "web"
     response = post_sdl(client_api, document)
     assert response.status_code == 400 and "services" in response.json()["error"]["fields"]
+
+
+def test_a_retry_is_the_same_request_only_with_the_same_terms_beside_the_file(client_api) -> None:  # type: ignore[no-untyped-def]
+    def post(query: str):  # type: ignore[no-untyped-def]
+        return client_api.generic(
+            "POST",
+            f"/api/v1/orders/{query}",
+            TRAINER.encode(),
+            content_type="application/yaml",
+            HTTP_IDEMPOTENCY_KEY="k1",
+        )
+
+    first = post("?duration_hours=24")
+    assert first.status_code == 201
+    again = post("?duration_hours=24")
+    assert (
+        again.status_code == 201 and again["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
+    )
+    other = post("?duration_hours=48")  # another request under the same key: refused, not replayed
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert Order.objects.count() == 1

@@ -72,7 +72,8 @@ class OpeningLeafSerializer(serializers.Serializer):
 
 
 class OpeningSerializer(serializers.Serializer):
-    """For the schema; the protocol reads the opening itself and says exactly what is wrong."""
+    # for the schema: the check's own code reads the opening and says exactly what is wrong
+    """The rows of the check's result the marketplace asked for, each with its Merkle path."""
 
     leaves = OpeningLeafSerializer(many=True)
 
