@@ -64,6 +64,7 @@ def manifest_from(data: dict) -> LeaseManifest:
         cpu_cores=int(data.get("cpu_cores") or 1),
         memory_gib=int(data.get("memory_gib") or 1),
         storage_gib=int(data.get("storage_gib") or 1),
+        shm_gib=int(data.get("shm_gib") or 0),
     )
 
 

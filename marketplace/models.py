@@ -46,6 +46,9 @@ class Order(models.Model):
     cpu_cores = models.PositiveIntegerField()
     memory_gib = models.PositiveIntegerField()
     storage_gib = models.PositiveIntegerField()
+    shm_gib = models.PositiveIntegerField(
+        default=0, help_text="Shared memory (/dev/shm) in GiB, out of memory_gib; 0: the runtime's default."
+    )
     duration_hours = models.PositiveIntegerField()
 
     # The auction.

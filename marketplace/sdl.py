@@ -73,6 +73,8 @@ class Translation:
     notes: list[str] = field(default_factory=list)
     document: dict[str, Any] = field(default_factory=dict)  # the file, secret values hidden
     denomination: str = ""  # the file's price's, where it has no dollar rate here
+    mounts: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (mount, its path in the file)
+    ram_volumes: dict[str, str] = field(default_factory=dict)  # volume -> its path in the file
 
     def where(self, path: str) -> str:
         """The file's path for one of our field paths (the longest origin that holds it)."""
@@ -241,6 +243,9 @@ def translate(data: dict, terms: dict[str, Any]) -> Translation:
     translation = Translation(order={}, document=_hidden(data, service_name))
     workload = _workload(service, service_path, problems, translation)
     resources = _resources(compute[profile_name], f"profiles.compute.{profile_name}", problems, translation)
+    for volume, (mount, where) in translation.mounts.items():
+        if volume not in translation.ram_volumes or mount != "/dev/shm":  # noqa: S108 - in the container; files come next
+            problems.not_supported(f"A volume mount ({volume} at {mount or 'nowhere'})", where, yet=True)
     group_path = f"profiles.placement.{group_name}"
     group = _mapping(placements[group_name], group_path, problems)
     order: dict[str, Any] = {"name": service_name, "workload": workload, "resources": resources}
@@ -268,14 +273,18 @@ def _hidden(data: dict, service_name: str) -> dict:
 def _workload(service: dict, path: str, problems: _Problems, translation: Translation) -> dict[str, Any]:
     _known(
         service,
-        {"image", "command", "args", "env", "expose", "dependencies"},
+        {"image", "command", "args", "env", "expose", "dependencies", "params"},
         path,
         problems,
-        features={
-            "credentials": "`credentials` (images from private registries)",
-            "params": "`params` (storage mounts and permissions)",
-        },
+        features={"credentials": "`credentials` (images from private registries)"},
     )
+    params = _mapping(service.get("params"), f"{path}.params", problems)
+    _known(params, {"storage"}, f"{path}.params", problems, features={"permissions": "`params.permissions`"})
+    for name, mount in _mapping(params.get("storage"), f"{path}.params.storage", problems).items():
+        where = f"{path}.params.storage.{name}"
+        mount = _mapping(mount, where, problems)
+        _known(mount, {"mount", "readOnly"}, where, problems, features={})
+        translation.mounts[str(name)] = (str(mount.get("mount", "")), where)
     workload: dict[str, Any] = {"image": service.get("image")}
     translation.origins["workload.image"] = f"{path}.image"
     for part in ("command", "args"):
@@ -392,13 +401,24 @@ def _resources(profile: Any, path: str, problems: _Problems, translation: Transl
         volume = _mapping(volume, where, problems)
         _known(volume, {"name", "size", "attributes"}, where, problems, features={})
         attributes = _mapping(volume.get("attributes"), f"{where}.attributes", problems)
-        if attributes.get("persistent") in (True, "true") or attributes.get("class") not in (None, "ephemeral"):
-            kind = "shared memory (`class: ram`)" if attributes.get("class") == "ram" else "persistent storage"
-            problems.not_supported(f"A volume of {kind}", f"{where}.attributes", yet=True)
+        ram = attributes.get("class") == "ram"
+        if not ram and (
+            attributes.get("persistent") in (True, "true") or attributes.get("class") not in (None, "ephemeral")
+        ):
+            problems.not_supported("A volume of persistent storage", f"{where}.attributes", yet=True)
             continue
         amount = quantity_bytes(volume.get("size"))
         if amount is None:
             problems.add(f"{where}.size", f"A size such as 1Gi or 100Gi: {where}.size")
+            continue
+        if ram:  # shared memory: the container's /dev/shm, out of its memory
+            if resources.get("shm_gib"):
+                problems.not_supported("A second shared-memory volume", where)
+                continue
+            resources["shm_gib"] = -(-amount // GIB)
+            translation.origins["resources.shm_gib"] = f"{where}.size"
+            translation.ram_volumes[str(volume.get("name", ""))] = where
+            translation.notes.append(f"Shared memory ({volume.get('size')}) → /dev/shm of {resources['shm_gib']} GiB.")
             continue
         total += amount
     if total:

@@ -79,6 +79,7 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
             cpu_cores=spec.cpu_cores,
             memory_gib=spec.memory_gib,
             storage_gib=spec.storage_gib,
+            shm_gib=spec.shm_gib,
             duration_hours=spec.duration_hours,
             max_price_per_hour=spec.max_price_per_hour,
             pricing_rule=spec.pricing_rule,

@@ -191,10 +191,19 @@ class ResourcesSerializer(StrictSerializer):
     cpu_cores = StrictIntegerField(min_value=1, max_value=512, default=4)
     memory_gib = StrictIntegerField(min_value=1, max_value=8192, default=16)
     storage_gib = StrictIntegerField(min_value=1, max_value=1_000_000, default=50)
+    shm_gib = StrictIntegerField(
+        min_value=0,
+        max_value=8192,
+        default=0,
+        help_text="Shared memory (/dev/shm) in GiB, counted in memory_gib (PyTorch's data loaders and NCCL use it); "
+        "0 (default): the runtime's own (64 MiB on Docker).",
+    )
 
     def validate(self, attrs: dict) -> dict:
         if not attrs.get("gpu_models") and attrs.get("min_vram_gib") is None:
             raise serializers.ValidationError({"gpu_models": ["Name acceptable GPU models, or set min_vram_gib."]})
+        if attrs.get("shm_gib", 0) > attrs.get("memory_gib", 16):
+            raise serializers.ValidationError({"shm_gib": ["Shared memory is part of memory_gib: at most that."]})
         return attrs
 
 
@@ -268,6 +277,7 @@ class OrderSpec:
     cpu_cores: int = 4
     memory_gib: int = 16
     storage_gib: int = 50
+    shm_gib: int = 0
     bid_window_seconds: int = 120
     pricing_rule: str = PricingRule.FIRST_PRICE
     verification: str = Verification.NONE
@@ -291,6 +301,7 @@ class OrderSpec:
             cpu_cores=resources["cpu_cores"],
             memory_gib=resources["memory_gib"],
             storage_gib=resources["storage_gib"],
+            shm_gib=resources.get("shm_gib", 0),
             duration_hours=attrs["duration_hours"],
             max_price_per_hour=attrs["max_price_per_hour"],
             bid_window_seconds=attrs["bid_window_seconds"],

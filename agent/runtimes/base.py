@@ -73,6 +73,7 @@ class LeaseManifest:
     cpu_cores: int = 1
     memory_gib: int = 1
     storage_gib: int = 1
+    shm_gib: int = 0  # shared memory (/dev/shm), out of memory_gib; 0: the runtime's own
 
     def workload_env(self) -> dict[str, str]:
         """The container's environment: the client's, and its SSH keys as ``PUBLIC_KEY`` (what SSH

@@ -143,6 +143,7 @@ class DockerRuntime(Runtime):
             "cap_drop": ["ALL"],
             "privileged": False,
             "restart_policy": {"Name": "on-failure", "MaximumRetryCount": RESTARTS_BEFORE_GIVING_UP},
+            **({"shm_size": f"{manifest.shm_gib}g"} if manifest.shm_gib else {}),
         }
 
     def _host_cpus(self) -> int:

@@ -216,6 +216,11 @@ class KubernetesRuntime(Runtime):
                 }
             ],
         }
+        if manifest.shm_gib:  # /dev/shm as a memory-backed volume, counted in the container's memory
+            pod_spec["volumes"] = [
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{manifest.shm_gib}Gi"}}
+            ]
+            pod_spec["containers"][0]["volumeMounts"] = [{"name": "shm", "mountPath": "/dev/shm"}]  # noqa: S108 - the container's own
         if manifest.gpu_count:
             pod_spec["runtimeClassName"] = self.runtime_class
             pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]

@@ -218,6 +218,9 @@ class ManifestSerializer(serializers.Serializer):
     cpu_cores = serializers.IntegerField()
     memory_gib = serializers.IntegerField()
     storage_gib = serializers.IntegerField()
+    shm_gib = serializers.IntegerField(
+        source="order.shm_gib", help_text="Shared memory (/dev/shm) in GiB, out of memory_gib; 0: the runtime's own."
+    )
     ends_at = serializers.DateTimeField()
 
     def get_env(self, obj: Lease) -> dict[str, str]:

@@ -109,6 +109,7 @@ class OrderSerializer(StrictModelSerializer):
                 "cpu_cores": {"type": "integer"},
                 "memory_gib": {"type": "integer"},
                 "storage_gib": {"type": "integer"},
+                "shm_gib": {"type": "integer", "description": "Shared memory (/dev/shm), out of memory_gib."},
             },
         }
     )
@@ -120,6 +121,7 @@ class OrderSerializer(StrictModelSerializer):
             "cpu_cores": obj.cpu_cores,
             "memory_gib": obj.memory_gib,
             "storage_gib": obj.storage_gib,
+            "shm_gib": obj.shm_gib,
         }
 
     def get_max_price_per_gpu_hour(self, obj: Order) -> int:

@@ -94,6 +94,19 @@ def test_a_lease_asking_more_cpus_than_the_host_has_gets_them_all(engine, runtim
     assert nano_cpus == host_cpus * 1_000_000_000
 
 
+def test_a_lease_with_shared_memory_gets_a_dev_shm_of_that_size(runtime: DockerRuntime) -> None:
+    lease = manifest(900_012, args=["cat /proc/mounts; sleep 600"], memory_gib=2, shm_gib=1)
+    assert runtime.deploy(lease).state == "running"
+    container = runtime.client.containers.get(container_name(900_012, CONTAINERS))
+    assert container.attrs["HostConfig"]["ShmSize"] == 1024**3
+    deadline = time.monotonic() + 10
+    while "/dev/shm" not in runtime.logs(900_012) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [shm] = [line for line in runtime.logs(900_012).splitlines() if " /dev/shm " in line]
+    assert "size=1048576k" in shm
+    runtime.teardown(900_012)
+
+
 def test_a_fresh_runtime_finds_what_it_owns_from_the_labels(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
     runtime.deploy(manifest(900_002))
     restarted = DockerRuntime(

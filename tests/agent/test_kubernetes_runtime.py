@@ -81,9 +81,14 @@ def iso(moment: datetime) -> str:
 
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 def test_every_manifest_is_valid_kubernetes(runtime: KubernetesRuntime, version: str) -> None:
-    for lease in (manifest(), manifest(gpu_count=0, ports=[], command=[], args=[], env={}, secret_env=frozenset())):
+    bare = manifest(gpu_count=0, ports=[], command=[], args=[], env={}, secret_env=frozenset())
+    for lease in (manifest(), bare, manifest(shm_gib=16)):
         for obj in runtime.manifests(lease, products=[H100]):
             kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown or wrong field
+    [deployment] = [o for o in runtime.manifests(manifest(shm_gib=16)) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
     load_balanced = KubernetesRuntime(runtime.api, service_type="LoadBalancer")
     for obj in load_balanced.manifests(manifest(), products=[H100]):
         kubernetes_validate.validate(obj, SUPPORTED_KUBERNETES[-1], strict=True)

@@ -63,6 +63,7 @@ def test_yaml_workload_file_and_json_make_the_same_order(client_api) -> None:  #
         "cpu_cores": 16,
         "memory_gib": 128,
         "storage_gib": 500,
+        "shm_gib": 0,
     }
     assert body["workload"]["ports"] == [{"port": 8888, "protocol": "tcp"}, {"port": 6006, "protocol": "tcp"}]
     assert body["max_price_per_gpu_hour"] == 4 * USD

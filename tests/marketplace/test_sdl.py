@@ -235,8 +235,13 @@ UNSUPPORTED = {
     ),
     "params": (
         lambda d: d["services"]["trainer"].update(params={"storage": {"data": {"mount": "/data"}}}),
-        "services.trainer.params",
-        "`params` (storage mounts and permissions) is not supported",
+        "services.trainer.params.storage.data",
+        "A volume mount (data at /data) is not supported yet",
+    ),
+    "permissions": (
+        lambda d: d["services"]["trainer"].update(params={"permissions": {"read": ["deployment"]}}),
+        "services.trainer.params.permissions",
+        "`params.permissions` is not supported",
     ),
     "persistent volume": (
         lambda d: d["profiles"]["compute"]["trainer"]["resources"]["storage"][1].update(
@@ -245,10 +250,12 @@ UNSUPPORTED = {
         "profiles.compute.trainer.resources.storage[1].attributes",
         "A volume of persistent storage is not supported yet",
     ),
-    "shared memory": (
-        lambda d: d["profiles"]["compute"]["trainer"]["resources"]["storage"][1].update(attributes={"class": "ram"}),
-        "profiles.compute.trainer.resources.storage[1].attributes",
-        "shared memory (`class: ram`)",
+    "shared memory beyond memory": (
+        lambda d: d["profiles"]["compute"]["trainer"]["resources"]["storage"][1].update(
+            size="4Gi", attributes={"class": "ram"}
+        ),
+        "profiles.compute.trainer.resources.storage[1].size",
+        "Shared memory is part of memory_gib",
     ),
     "several services": (
         lambda d: d["services"].update(db={"image": "postgres:16"}),
@@ -377,3 +384,24 @@ def test_a_retry_is_the_same_request_only_with_the_same_terms_beside_the_file(cl
     other = post("?duration_hours=48")  # another request under the same key: refused, not replayed
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
     assert Order.objects.count() == 1
+
+
+def test_a_shared_memory_volume_is_the_containers_dev_shm(client_api) -> None:  # type: ignore[no-untyped-def]
+    def with_shm(d: dict) -> None:
+        d["profiles"]["compute"]["trainer"]["resources"]["memory"]["size"] = "32Gi"
+        d["profiles"]["compute"]["trainer"]["resources"]["storage"].append(
+            {"name": "shm", "size": "8Gi", "attributes": {"class": "ram"}}
+        )
+        d["services"]["trainer"]["params"] = {"storage": {"shm": {"mount": "/dev/shm"}}}
+
+    response = post_sdl(client_api, changed(with_shm))
+    assert response.status_code == 201, response.json()
+    assert response.json()["resources"]["shm_gib"] == 8 and response.json()["resources"]["storage_gib"] == 11
+    assert "Shared memory (8Gi) → /dev/shm of 8 GiB." in response.json()["workload_file"]["notes"]
+    # mounted anywhere else, it is a volume of files: not yet
+    elsewhere = changed(with_shm)
+    elsewhere["services"]["trainer"]["params"]["storage"]["shm"]["mount"] = "/scratch"
+    error = post_sdl(client_api, elsewhere).json()["error"]
+    assert error["fields"]["services.trainer.params.storage.shm"] == [
+        "A volume mount (shm at /scratch) is not supported yet: services.trainer.params.storage.shm"
+    ]
