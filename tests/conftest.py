@@ -271,3 +271,45 @@ def nras(tmp_path, settings):  # type: ignore[no-untyped-def]
     yield service
     server.shutdown()
     cache.delete(services.JWKS_CACHE_KEY)
+
+
+@pytest.fixture
+def demo_agent(asgi_server: str, settings, tmp_path):  # type: ignore[no-untyped-def]
+    """What ``make run`` starts: the demo seed on embedded defaults and the demo provider's real
+    agent (declared GPUs, Docker without GPUs), running until the test ends."""
+    import subprocess
+    import sys
+
+    from chain import adapter
+    from marketplace.demo import demo_agent_config, seed_demo
+    from tests import processes
+    from tests.agent.images import CONTAINERS, engine_with_test_image
+
+    engine, missing = engine_with_test_image()
+    if engine is None:
+        pytest.skip(missing)
+    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
+    settings.STRIPE_SECRET_KEY = settings.STRIPE_PUBLISHABLE_KEY = ""
+    settings.DEMO_CREDIT_CENTS = 100_000
+    adapter._embedded.clear()
+    demo = seed_demo()
+    # the test network has no Docker bridge: containers get none (make run uses the bridge)
+    config = demo_agent_config(
+        demo,
+        path=tmp_path / "agent" / "agent.yaml",
+        marketplace_url=asgi_server,
+        docker_network="none",
+        container_prefix=CONTAINERS,  # this run's containers, apart from any other's on the engine
+    )
+    process = processes.start(
+        [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "agent.log").open("w"),
+    )
+    yield {"demo": demo, "engine": engine, "log": tmp_path / "agent.log"}
+    process.terminate()
+    process.wait(timeout=20)
+    for container in engine.containers.list(all=True, filters={"name": f"^/{CONTAINERS}"}):
+        container.remove(force=True)
+    adapter._embedded.clear()

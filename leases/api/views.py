@@ -108,6 +108,7 @@ class LeaseCloseView(APIView):
     the deposit is refunded to the client."""
 
     @extend_schema(request=LeaseCloseSerializer, responses=LeaseSerializer)
+    @idempotent
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         payload = LeaseCloseSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -167,6 +168,8 @@ class LeaseLogsView(APIView):
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         visible = selectors.leases_visible_to(user=request.user, roles=reading_roles(request))
         lease = generics.get_object_or_404(visible, pk=pk)
+        if lease.client_id == request.user.pk:  # its client reads: the agent streams a while (``logs -f``)
+            services.lease_logs_watch(lease=lease)
         return Response(selectors.lease_log(lease=lease))
 
     @extend_schema(request=LeaseLogSerializer, responses=LeaseLogSerializer)

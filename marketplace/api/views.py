@@ -103,6 +103,7 @@ class OrderCancelView(APIView):
     required_role = "client"
 
     @extend_schema(request=None, responses=OrderSerializer)
+    @idempotent
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         order = services.order_cancel(client=request.user, order_id=pk)
         return Response(OrderSerializer(order, context={"request": request}).data)

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,6 @@ from ledger import services as ledger
 from marketplace.models import Order
 from payments.models import CardTopUp
 from tests import factories as f
-from tests import processes
 from tests.agent.images import CONTAINERS
 from tests.factories import USD
 from tests.payments.fake_stripe import pay_on_the_page, send_webhooks_to
@@ -267,44 +265,6 @@ def test_rent_a_gpu_from_the_landing_page_to_a_refund(page, asgi_server: str, ma
         page.goto(base + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
         shot(page, f"09-phone-{name}")
-
-
-@pytest.fixture
-def demo_agent(asgi_server: str, settings, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """What ``make run`` starts: the demo seed on embedded defaults and the demo provider's real
-    agent (declared GPUs, Docker without GPUs), running until the test ends."""
-    from chain import adapter
-    from marketplace.demo import demo_agent_config, seed_demo
-    from tests.agent.images import engine_with_test_image
-
-    engine, missing = engine_with_test_image()
-    if engine is None:
-        pytest.skip(missing)
-    settings.ESCROW_BACKEND, settings.CHAIN_BACKEND = "chain", "embedded"
-    settings.STRIPE_SECRET_KEY = settings.STRIPE_PUBLISHABLE_KEY = ""
-    settings.DEMO_CREDIT_CENTS = 100_000
-    adapter._embedded.clear()
-    demo = seed_demo()
-    # the test network has no Docker bridge: containers get none (make run uses the bridge)
-    config = demo_agent_config(
-        demo,
-        path=tmp_path / "agent" / "agent.yaml",
-        marketplace_url=asgi_server,
-        docker_network="none",
-        container_prefix=CONTAINERS,  # this run's containers, apart from any other's on the engine
-    )
-    process = processes.start(
-        [sys.executable, "-m", "agent.cli", "--config", str(config), "run"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "agent.log").open("w"),
-    )
-    yield {"demo": demo, "engine": engine, "log": tmp_path / "agent.log"}
-    process.terminate()
-    process.wait(timeout=20)
-    for container in engine.containers.list(all=True, filters={"name": f"^/{CONTAINERS}"}):
-        container.remove(force=True)
-    adapter._embedded.clear()
 
 
 def test_a_newcomer_rents_an_ssh_box_from_an_offer_row_and_works_in_it(  # type: ignore[no-untyped-def]
