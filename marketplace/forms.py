@@ -15,7 +15,15 @@ from core.money import format_usd_short
 from leases.selectors import JUPYTER_TOKEN
 from marketplace.models import PricingRule, Verification
 from marketplace.sdl import looks_like_sdl
-from marketplace.spec import MAX_ENV, MAX_ENV_VALUE, OrderSpec, OrderSpecSerializer, error_paths, order_spec
+from marketplace.spec import (
+    MAX_ENV,
+    MAX_ENV_VALUE,
+    OPEN_ENDED_DEPOSIT_HOURS,
+    OrderSpec,
+    OrderSpecSerializer,
+    error_paths,
+    order_spec,
+)
 from providers.models import ProviderGpu
 from providers.selectors import OfferFilters, gpu_models, models_on_offer
 
@@ -219,7 +227,12 @@ class OrderForm(forms.Form):
     )
     # what an Akash SDL file does not say: how long, and a maximum in dollars where its price is in AKT
     sdl_duration_hours = forms.IntegerField(
-        min_value=1, max_value=720, required=False, label="SDL file: how long (h)", help_text="SDL has no duration."
+        min_value=1,
+        max_value=720,
+        required=False,
+        label="SDL file: how long (h)",
+        help_text=f"Empty: open-ended, as on Akash: it runs while funded (the first deposit pays for "
+        f"{OPEN_ENDED_DEPOSIT_HOURS} h).",
     )
     sdl_max_price_per_gpu_hour = DollarsField(
         max_dollars=1_000_000,
@@ -362,9 +375,7 @@ class OrderForm(forms.Form):
             self.spec = order_spec(document, terms=terms)
         except ValidationFailed as exc:
             for path, messages in exc.fields.items():
-                if path == "duration_hours":
-                    self.add_error("sdl_duration_hours", "An SDL file has no duration: give the hours here.")
-                elif path == "max_price_per_hour" and not terms["max_price_per_gpu_hour"]:
+                if path == "max_price_per_hour" and not terms["max_price_per_gpu_hour"]:
                     self.add_error("sdl_max_price_per_gpu_hour", messages[0].split(". Send")[0] + ": give it here.")
                 else:
                     for message in messages:

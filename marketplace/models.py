@@ -49,7 +49,12 @@ class Order(models.Model):
     shm_gib = models.PositiveIntegerField(
         default=0, help_text="Shared memory (/dev/shm) in GiB, out of memory_gib; 0: the runtime's default."
     )
-    duration_hours = models.PositiveIntegerField()
+    duration_hours = models.PositiveIntegerField(
+        help_text="How long it runs; for an open-ended order, the hours its first deposit pays for."
+    )
+    open_ended = models.BooleanField(
+        default=False, help_text="Runs while funded (as on Akash): no end but its deposit's, topped up."
+    )
 
     # The auction.
     max_price_per_hour = models.BigIntegerField()

@@ -50,6 +50,7 @@ GIB = 1024**3
 TERM_NAMES = (
     "name",
     "duration_hours",
+    "deposit_hours",
     "max_price_per_hour",
     "max_price_per_gpu_hour",
     "bid_window_seconds",
@@ -566,8 +567,4 @@ def _terms(terms: dict[str, Any], order: dict[str, Any], translation: Translatio
             "max_price_per_hour",
             f"Give the most you pay: {said}. Send max_price_per_hour (micro-dollars an hour for the order) "
             "beside the file.",
-        )
-    if "duration_hours" not in order:
-        problems.add(
-            "duration_hours", "Give how long it runs: an SDL file has no duration. Send duration_hours beside the file."
         )

@@ -81,6 +81,7 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
             storage_gib=spec.storage_gib,
             shm_gib=spec.shm_gib,
             duration_hours=spec.duration_hours,
+            open_ended=spec.open_ended,
             max_price_per_hour=spec.max_price_per_hour,
             pricing_rule=spec.pricing_rule,
             verification=spec.verification,

@@ -28,6 +28,7 @@ MAX_ARG_LENGTH = 4096
 MAX_PORTS = 16
 MAX_GPU_MODELS = 32
 MAX_PLACEMENT = 16
+OPEN_ENDED_DEPOSIT_HOURS = 24  # an open-ended order's first deposit, unless it says deposit_hours
 
 # The OCI / Docker distribution reference grammar.
 _ALNUM = r"[a-z0-9]+"
@@ -214,7 +215,19 @@ class OrderSpecSerializer(StrictSerializer):
     name = StrictCharField(max_length=100, required=False, allow_blank=True, trim_whitespace=False)
     workload = WorkloadSerializer()
     resources = ResourcesSerializer()
-    duration_hours = StrictIntegerField(min_value=1, max_value=720)
+    duration_hours = StrictIntegerField(
+        min_value=1,
+        max_value=720,
+        required=False,
+        help_text="How long it runs. Left out: open-ended, as on Akash: the lease runs while its deposit lasts, "
+        "topped up by you (or automatically), with the low-funds warning and grace of every lease.",
+    )
+    deposit_hours = StrictIntegerField(
+        min_value=1,
+        max_value=720,
+        required=False,
+        help_text=f"Open-ended orders only: the hours the first deposit pays for (default {OPEN_ENDED_DEPOSIT_HOURS}).",
+    )
     max_price_per_hour = StrictIntegerField(
         min_value=1, max_value=MAX_PRICE_PER_HOUR, help_text="Micro-dollars per hour for the whole order."
     )
@@ -258,6 +271,10 @@ class OrderSpecSerializer(StrictSerializer):
         return dict(value)
 
     def validate(self, attrs: dict) -> dict:
+        if "duration_hours" in attrs and "deposit_hours" in attrs:
+            raise serializers.ValidationError(
+                {"deposit_hours": ["Only for an open-ended order: one with a duration pays for all of it."]}
+            )
         return {"spec": OrderSpec.from_validated(attrs)}
 
 
@@ -284,6 +301,7 @@ class OrderSpec:
     min_reputation: int = 0
     placement: dict[str, str] = field(default_factory=dict)
     workload_file: dict = field(default_factory=dict)  # an SDL file it came from (sdl.Translation.record)
+    open_ended: bool = False  # runs while funded: duration_hours is then what the first deposit pays for
 
     @classmethod
     def from_validated(cls, attrs: dict) -> "OrderSpec":
@@ -302,7 +320,8 @@ class OrderSpec:
             memory_gib=resources["memory_gib"],
             storage_gib=resources["storage_gib"],
             shm_gib=resources.get("shm_gib", 0),
-            duration_hours=attrs["duration_hours"],
+            duration_hours=attrs.get("duration_hours") or attrs.get("deposit_hours") or OPEN_ENDED_DEPOSIT_HOURS,
+            open_ended="duration_hours" not in attrs,
             max_price_per_hour=attrs["max_price_per_hour"],
             bid_window_seconds=attrs["bid_window_seconds"],
             pricing_rule=attrs["pricing_rule"],
@@ -317,6 +336,7 @@ class SdlTermsSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=100, required=False, allow_blank=True)
     duration_hours = serializers.IntegerField(min_value=1, max_value=720, required=False)
+    deposit_hours = serializers.IntegerField(min_value=1, max_value=720, required=False)
     max_price_per_hour = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_PER_HOUR, required=False)
     max_price_per_gpu_hour = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_PER_HOUR, required=False)
     bid_window_seconds = serializers.IntegerField(min_value=10, max_value=3600, required=False)

@@ -41,6 +41,7 @@ class OrderSerializer(StrictModelSerializer):
             "workload",
             "resources",
             "duration_hours",
+            "open_ended",
             "max_price_per_hour",
             "max_price_per_gpu_hour",
             "pricing_rule",

@@ -99,7 +99,8 @@ def test_from_an_sdl_file_to_a_shell_and_a_statement(  # type: ignore[no-untyped
     # deploy the SDL file as it is: its price is in AKT, so the most per GPU-hour is given beside it
     (home / "deploy.yaml").write_text(SDL)
     code, _, err = run(capsys, "deploy", str(home / "deploy.yaml"))
-    assert code == cli.REFUSED and "duration" in err  # an SDL file has no duration: said, nothing posted
+    assert code == cli.REFUSED and "uakt has no dollar rate here" in err  # said, nothing posted
+    assert not Order.objects.exists()
     code, out, err = run(
         capsys, "--json", "deploy", str(home / "deploy.yaml"), "--hours", "2", "--max-price", "0.50", "--wait", "8"
     )

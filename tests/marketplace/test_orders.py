@@ -5,6 +5,7 @@ import copy
 import pytest
 import yaml
 
+from marketplace import services as market
 from marketplace.models import Order
 from tests import factories as f
 from tests.factories import USD
@@ -173,13 +174,27 @@ def test_bad_specs_are_400_with_the_field_and_nothing_written(client_api, overri
     assert Order.objects.count() == 0
 
 
-@pytest.mark.parametrize("missing", ["workload", "resources", "duration_hours", "max_price_per_hour"])
+@pytest.mark.parametrize("missing", ["workload", "resources", "max_price_per_hour"])
 def test_missing_required_fields(client_api, missing: str) -> None:  # type: ignore[no-untyped-def]
     payload = copy.deepcopy(f.spec_payload())
     del payload[missing]
     response = post_order(client_api, payload)
     assert response.status_code == 400
     assert missing in response.json()["error"]["fields"]
+
+
+def test_an_order_without_a_duration_is_open_ended_and_its_first_deposit_pays_for_its_hours(client_api) -> None:  # type: ignore[no-untyped-def]
+    payload = copy.deepcopy(f.spec_payload())
+    del payload["duration_hours"]
+    body = post_order(client_api, {**payload, "deposit_hours": 3}).json()
+    assert (body["open_ended"], body["duration_hours"]) == (True, 3)
+    order = Order.objects.get(pk=body["id"])
+    provider = f.provider()
+    lease = market.order_accept(client=order.client, order_id=order.pk, bid_id=f.bid(provider, order, USD).pk)
+    assert lease.deposit == 3 * USD and (lease.ends_at - lease.started_at).total_seconds() == 3 * 3600
+    # a duration says how long: a first deposit is then all of it
+    both = post_order(client_api, {**f.spec_payload(), "deposit_hours": 3})
+    assert both.status_code == 400 and "deposit_hours" in both.json()["error"]["fields"]
 
 
 def test_shell_and_sql_metacharacters_in_command_and_env_are_data(client_api) -> None:  # type: ignore[no-untyped-def]

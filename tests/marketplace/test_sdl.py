@@ -154,13 +154,26 @@ def test_a_price_without_a_dollar_rate_asks_for_a_maximum_in_dollars(client_api)
     # without any pricing, the same; and a duration is always needed
     no_pricing = changed(lambda d: d["profiles"]["placement"]["westcoast"].pop("pricing"))
     assert "max_price_per_hour" in post_sdl(client_api, no_pricing).json()["error"]["fields"]
-    response = post_sdl(client_api, TRAINER, "")
-    assert response.status_code == 400 and "no duration" in response.json()["error"]["fields"]["duration_hours"][0]
     response = post_sdl(client_api, TRAINER, "?duration_hours=two")
     assert response.json()["error"]["fields"]["duration_hours"] == ["A valid integer is required."]
     response = post_sdl(client_api, TRAINER, "?duration_hours=9999")
     assert "duration_hours" in response.json()["error"]["fields"]
     assert Order.objects.count() == 1
+
+
+def test_without_a_duration_an_sdl_order_is_open_ended_as_on_akash(client_api) -> None:  # type: ignore[no-untyped-def]
+    response = post_sdl(client_api, TRAINER, "")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["open_ended"] is True and body["duration_hours"] == 24  # what the first deposit pays for
+    response = post_sdl(client_api, TRAINER, "?deposit_hours=6")
+    assert (response.json()["open_ended"], response.json()["duration_hours"]) == (True, 6)
+    response = post_sdl(client_api, TRAINER, "?duration_hours=6&deposit_hours=6")
+    assert response.status_code == 400 and "deposit_hours" in response.json()["error"]["fields"]
+    page = Client()
+    page.force_login(Order.objects.first().client)
+    html = page.get(f"/orders/{body['id']}/").content.decode()
+    assert "open-ended: runs while funded (the first deposit pays for 24 h)" in html
 
 
 @pytest.mark.parametrize(
@@ -332,12 +345,11 @@ def test_the_order_form_takes_an_sdl_file_with_its_hours_beside_it() -> None:
     page = Client()
     page.force_login(client)
     form = {"mode": "yaml", "workload_file": TRAINER, "sdl_duration_hours": "", "sdl_max_price_per_gpu_hour": ""}
-    response = page.post("/orders/new/", form)
+    in_akt = TRAINER.replace("denom: uact", "denom: uakt")
+    response = page.post("/orders/new/", {**form, "workload_file": in_akt})
     assert response.status_code == 400 and Order.objects.count() == 0
     html = response.content.decode()
-    assert "An SDL file has no duration: give the hours here." in html
     assert "HF_TOKEN=hf_very_secret" in html  # the file, kept as typed
-    in_akt = TRAINER.replace("denom: uact", "denom: uakt")
     html = page.post("/orders/new/", {**form, "workload_file": in_akt, "sdl_duration_hours": "3"}).content.decode()
     assert "uakt has no dollar rate here: give it here." in html
     unsupported = TRAINER.replace("      count: 1", "      count: 2")

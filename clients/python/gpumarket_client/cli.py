@@ -406,7 +406,7 @@ def parser() -> argparse.ArgumentParser:
     offers.add_argument("query", nargs="*")
     deploy = command("deploy", "post an Akash SDL file or our workload file, watch the bids, accept one")
     deploy.add_argument("file")
-    deploy.add_argument("--hours", type=int, help="how long (an SDL file has no duration)")
+    deploy.add_argument("--hours", type=int, help="how long; without it, open-ended: it runs while funded")
     deploy.add_argument(
         "--max-price", type=dollars, help="the most per GPU-hour, in dollars (an SDL file in AKT needs it)"
     )
