@@ -23,7 +23,7 @@ from datetime import datetime
 from agent.client import MarketplaceClient, MarketplaceError
 from agent.logs import LogShipper
 from agent.reporting import UsageMeter
-from agent.runtimes.base import CAUSE_PROVIDER, CAUSE_WORKLOAD, LeaseManifest, Runtime, RuntimeError_
+from agent.runtimes.base import CAUSE_PROVIDER, CAUSE_WORKLOAD, Deployment, LeaseManifest, Runtime, RuntimeError_
 
 logger = logging.getLogger("gpumarket.agent")
 ACTIVE = ["funded", "deploying", "running", "insufficient_funds"]
@@ -93,8 +93,10 @@ def _converge(
         current = runtime.resume(lease_id)
         summary.resumed.append(lease_id)
     if current.state == "created":
-        # created but never started: the agent stopped between the two steps of a deploy
-        current = runtime.resume(lease_id)
+        # created but never started: the agent stopped in the middle of a deploy (before the keys
+        # were placed, perhaps): nothing ran, so it is made again from the manifest
+        runtime.teardown(lease_id)
+        current = Deployment(lease_id=lease_id, state="missing")
     if current.state == "missing":
         if status == "running":  # drift: tell the client, then bring it back
             summary.drift.append(lease_id)

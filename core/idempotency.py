@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from core.errors import Conflict, DomainError, ValidationFailed
 from core.models import IdempotencyRecord, User
+from core.validation import storable_json
 
 MAX_KEY_LENGTH = 255
 
@@ -73,7 +74,7 @@ def idempotency_finish(*, record: IdempotencyRecord, status: int, body: Any) -> 
         record.delete()
         return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.DONE, response_status=status, response_body=body
+        state=IdempotencyRecord.State.DONE, response_status=status, response_body=storable_json(body)
     )
 
 

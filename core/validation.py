@@ -1,6 +1,7 @@
 """Small validators shared by every app's services and serializers."""
 
 import unicodedata
+from typing import Any
 
 from core.errors import ValidationFailed
 
@@ -31,3 +32,16 @@ def check_display_name(value: str, *, field: str, max_length: int = 100, allow_e
     if problem:
         raise ValidationFailed(f"Invalid {field}.", fields={field: [problem]})
     return unicodedata.normalize("NFC", value.strip())
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` as a JSON column can keep it: PostgreSQL's jsonb refuses the NUL character in any
+    string, key or value, so each becomes U+FFFD (what a request echoed back, such as the name of
+    a field it sent that does not exist, can hold)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable_json(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value

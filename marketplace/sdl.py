@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from core.errors import ValidationFailed
+from core.validation import storable_json
 from protocol.catalog import GPU_CATALOG, CatalogEntry
 
 VERSIONS = ("2.0", "2.1")
@@ -88,7 +89,9 @@ class Translation:
     def record(self) -> dict[str, Any]:
         """What the order keeps: the file as YAML (its values of secrets hidden) and the notes."""
         text = yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True, width=100)
-        return {"format": SDL_FORMAT, "version": str(self.document.get("version")), "text": text, "notes": self.notes}
+        return storable_json(
+            {"format": SDL_FORMAT, "version": str(self.document.get("version")), "text": text, "notes": self.notes}
+        )
 
 
 class _Problems:
@@ -336,6 +339,10 @@ def _ports(expose: Any, path: str, problems: _Problems, translation: Translation
             problems,
             features={"accept": "`accept` (hostnames of your own)"},
         )
+        published_as = entry.get("as", entry.get("port"))
+        if not isinstance(published_as, int) or isinstance(published_as, bool) or not 1 <= published_as <= 65535:
+            problems.add(f"{where}.as", f"A port, 1 to 65535: {where}.as")
+            continue
         protocol = str(entry.get("proto", "tcp")).lower()
         if protocol not in ("tcp", "udp"):
             problems.add(f"{where}.proto", f"tcp or udp: {where}.proto")

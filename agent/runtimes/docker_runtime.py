@@ -10,9 +10,11 @@ staging beside production) with different prefixes never see, meter or remove ea
 """
 
 import contextlib
+import io
 import re
 import select
 import socket
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,10 +103,12 @@ class DockerRuntime(Runtime):
             else:
                 device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 **self.container_options(manifest, host_cpus=self._host_cpus()),
                 device_requests=device_requests or None,
             )
+            place_authorized_keys(container, manifest.ssh_keys)
+            container.start()
         except ImageNotFound as exc:
             self._remove_quietly(manifest.lease_id)
             said = str(exc.explanation or exc)
@@ -134,7 +138,6 @@ class DockerRuntime(Runtime):
             "environment": manifest.workload_env(),
             "name": container_name(manifest.lease_id, self.name_prefix),
             "labels": labels_for(manifest.lease_id),
-            "detach": True,
             "nano_cpus": min(manifest.cpu_cores, host_cpus) * 1_000_000_000,
             "mem_limit": f"{manifest.memory_gib}g",
             "network_mode": self.network,
@@ -394,3 +397,43 @@ def _gpu_uuids(container: Container) -> list[str]:
     """The GPUs a container holds (its device requests' UUIDs)."""
     requests = container.attrs.get("HostConfig", {}).get("DeviceRequests") or []
     return [uuid for request in requests for uuid in request.get("DeviceIDs") or []]
+
+
+def place_authorized_keys(container: Container, keys: list[str]) -> None:
+    """The client's keys also as ``~/.ssh/authorized_keys`` of the user the image runs as (root,
+    or the image's ``USER`` found in its /etc/passwd), for images whose SSH server reads that file
+    rather than ``PUBLIC_KEY``. Written into the created container before it starts; an image
+    whose user has no home it names is left with ``PUBLIC_KEY`` alone."""
+    if not keys:
+        return
+    owner = _home_of(container)
+    if owner is None:
+        return
+    uid, gid, home = owner
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        directory = tarfile.TarInfo(f"{home.strip('/')}/.ssh".lstrip("/"))
+        directory.type, directory.mode, directory.uid, directory.gid = tarfile.DIRTYPE, 0o700, uid, gid
+        tar.addfile(directory)
+        data = ("\n".join(keys) + "\n").encode()
+        file = tarfile.TarInfo(f"{directory.name}/authorized_keys")
+        file.size, file.mode, file.uid, file.gid = len(data), 0o600, uid, gid
+        tar.addfile(file, io.BytesIO(data))
+    container.put_archive("/", buffer.getvalue())
+
+
+def _home_of(container: Container) -> tuple[int, int, str] | None:
+    """(uid, gid, home) of the user the container runs as, from its image's /etc/passwd."""
+    user = str(container.attrs.get("Config", {}).get("User") or "root").split(":")[0]
+    try:
+        stream, _ = container.get_archive("/etc/passwd")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            passwd = member.read().decode("utf-8", "replace") if member is not None else ""
+    except (NotFound, APIError, tarfile.TarError, IndexError):
+        passwd = ""
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and user in (fields[0], fields[2]) and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3]), fields[5] or "/"
+    return (0, 0, "/root") if user in ("root", "0") else None

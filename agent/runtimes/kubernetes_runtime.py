@@ -77,6 +77,7 @@ MEMORY_LABEL = "nvidia.com/gpu.memory"
 COUNT_LABEL = "nvidia.com/gpu.count"
 WORKLOAD = "workload"
 ENV_SECRET = "workload-env"  # noqa: S105 - the name of the Secret holding the lease's secret variables
+SSH_KEYS = "ssh-keys"  # the Secret holding the client's keys as root's authorized_keys
 # Cluster-private ranges a lease may not reach (pods, services, nodes, cloud metadata).
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
 # Container states that will not fix themselves: the lease fails with the reason.
@@ -216,11 +217,24 @@ class KubernetesRuntime(Runtime):
                 }
             ],
         }
+        volumes: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = []
         if manifest.shm_gib:  # /dev/shm as a memory-backed volume, counted in the container's memory
-            pod_spec["volumes"] = [
-                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{manifest.shm_gib}Gi"}}
-            ]
-            pod_spec["containers"][0]["volumeMounts"] = [{"name": "shm", "mountPath": "/dev/shm"}]  # noqa: S108 - the container's own
+            volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{manifest.shm_gib}Gi"}})
+            mounts.append({"name": "shm", "mountPath": "/dev/shm"})  # noqa: S108 - the container's own
+        if manifest.ssh_keys:  # for images whose SSH server reads root's authorized_keys, not PUBLIC_KEY
+            volumes.append({"name": SSH_KEYS, "secret": {"secretName": SSH_KEYS, "defaultMode": 0o600}})
+            mounts.append(
+                {
+                    "name": SSH_KEYS,
+                    "mountPath": "/root/.ssh/authorized_keys",
+                    "subPath": "authorized_keys",
+                    "readOnly": True,
+                }
+            )
+        if volumes:
+            pod_spec["volumes"] = volumes
+            pod_spec["containers"][0]["volumeMounts"] = mounts
         if manifest.gpu_count:
             pod_spec["runtimeClassName"] = self.runtime_class
             pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
@@ -269,6 +283,20 @@ class KubernetesRuntime(Runtime):
                     }
                 ]
                 if secrets
+                else []
+            ),
+            *(
+                [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {**meta, "name": SSH_KEYS},
+                        "type": "Opaque",
+                        "immutable": True,
+                        "stringData": {"authorized_keys": "\n".join(manifest.ssh_keys) + "\n"},
+                    }
+                ]
+                if manifest.ssh_keys
                 else []
             ),
             {

@@ -62,8 +62,9 @@ class TokenRevokeView(APIView):
 
 
 class SshKeyListCreateView(generics.ListAPIView):
-    """Your SSH public keys. Every lease you rent receives them (as ``PUBLIC_KEY``, newline-separated,
-    where the workload does not set it), so that you can log into an SSH box."""
+    """Your SSH public keys. Every lease you rent receives them, so that you can log into an SSH box:
+    as ``PUBLIC_KEY`` (newline-separated, where the workload does not set it), and as the
+    ``~/.ssh/authorized_keys`` of the user the image runs as (root's, on Kubernetes)."""
 
     request: AuthenticatedRequest  # its permissions let no anonymous caller in
 

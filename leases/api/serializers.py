@@ -211,7 +211,8 @@ class ManifestSerializer(serializers.Serializer):
     ports = serializers.ListField(source="order.ports")
     ssh_authorized_keys = serializers.SerializerMethodField(
         help_text="The client's SSH public keys now (authorized_keys lines): a runtime passes them as PUBLIC_KEY, "
-        "newline-separated, where the workload does not set that variable itself."
+        "newline-separated, where the workload does not set that variable itself, and writes them as the "
+        "~/.ssh/authorized_keys of the user the image runs as (root's, on Kubernetes)."
     )
     gpu_model = StrictCharField(source="gpu_model_id")
     gpu_count = serializers.IntegerField()

@@ -13,7 +13,7 @@ docker = pytest.importorskip("docker")
 
 from agent.runtimes.base import LABEL_LEASE, LeaseManifest, RuntimeError_  # noqa: E402
 from agent.runtimes.docker_runtime import DockerRuntime, container_name  # noqa: E402
-from tests.agent.images import CONTAINERS, IMAGE  # noqa: E402
+from tests.agent.images import CONTAINERS, IMAGE, SSH_IMAGE, ssh_box_image  # noqa: E402
 
 
 @pytest.fixture
@@ -260,3 +260,32 @@ def test_whose_fault_the_runtimes_words_say(said: str, cause: str) -> None:
     from agent.runtimes.base import failure_cause
 
     assert failure_cause(said) == cause
+
+
+def test_the_clients_keys_are_also_the_image_users_authorized_keys(engine, runtime: DockerRuntime) -> None:  # type: ignore[no-untyped-def]
+    """For images whose SSH server reads ~/.ssh/authorized_keys rather than PUBLIC_KEY: root's, or
+    the image's own user's (from its /etc/passwd), written before the container starts."""
+    keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5 laptop", "ecdsa-sha2-nistp256 AAAAE2VjZHNh desk"]
+    lease = manifest(900_013, args=["cat /root/.ssh/authorized_keys; sleep 600"], ssh_keys=keys)  # no passwd: root
+    assert runtime.deploy(lease).state == "running"
+    deadline = time.monotonic() + 10
+    while "desk" not in runtime.logs(900_013) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runtime.logs(900_013).splitlines()[:2] == keys
+    container = runtime.client.containers.get(container_name(900_013, CONTAINERS))
+    _, stat = container.get_archive("/root/.ssh/authorized_keys")
+    assert stat["mode"] & 0o777 == 0o600
+    runtime.teardown(900_013)
+
+    # an image whose user is not root: its home, owned by it (the SSH box image's user "box")
+    missing = ssh_box_image(engine)
+    if missing:
+        pytest.skip(missing)
+    box = manifest(900_014, image=SSH_IMAGE, command=["sh", "-c"], args=["ls -ln $HOME/.ssh; sleep 600"], ssh_keys=keys)
+    assert runtime.deploy(box).state == "running"
+    deadline = time.monotonic() + 10
+    while "authorized_keys" not in runtime.logs(900_014) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [line] = [line for line in runtime.logs(900_014).splitlines() if line.endswith("authorized_keys")]
+    assert line.startswith("-rw-------") and " 1000 " in line  # the user's own file
+    runtime.teardown(900_014)

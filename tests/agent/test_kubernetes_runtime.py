@@ -82,13 +82,24 @@ def iso(moment: datetime) -> str:
 @pytest.mark.parametrize("version", SUPPORTED_KUBERNETES)
 def test_every_manifest_is_valid_kubernetes(runtime: KubernetesRuntime, version: str) -> None:
     bare = manifest(gpu_count=0, ports=[], command=[], args=[], env={}, secret_env=frozenset())
-    for lease in (manifest(), bare, manifest(shm_gib=16)):
+    keyed = manifest(shm_gib=16, ssh_keys=["ssh-ed25519 AAAAC3Nza laptop"])
+    for lease in (manifest(), bare, keyed):
         for obj in runtime.manifests(lease, products=[H100]):
             kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown or wrong field
-    [deployment] = [o for o in runtime.manifests(manifest(shm_gib=16)) if o["kind"] == "Deployment"]
+    objects = runtime.manifests(keyed)
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
+    assert pod["volumes"] == [
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+        {"name": "ssh-keys", "secret": {"secretName": "ssh-keys", "defaultMode": 0o600}},
+    ]
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "ssh-keys", "mountPath": "/root/.ssh/authorized_keys", "subPath": "authorized_keys", "readOnly": True},
+    ]
+    [keys] = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "ssh-keys"]
+    assert keys["stringData"] == {"authorized_keys": "ssh-ed25519 AAAAC3Nza laptop\n"}
+    assert [o["kind"] for o in objects].index("Secret") < [o["kind"] for o in objects].index("Deployment")
     load_balanced = KubernetesRuntime(runtime.api, service_type="LoadBalancer")
     for obj in load_balanced.manifests(manifest(), products=[H100]):
         kubernetes_validate.validate(obj, SUPPORTED_KUBERNETES[-1], strict=True)

@@ -348,3 +348,14 @@ def test_a_standing_authorization_where_nothing_is_signed_is_a_conflict_not_an_e
     assert posted.status_code == 409 and posted.json()["error"]["code"] == "nothing_to_sign"
     order.refresh_from_db()
     assert order.authorization == {}
+
+
+def test_a_refusal_that_echoes_a_nul_character_is_remembered_under_its_key(client_api) -> None:  # type: ignore[no-untyped-def]
+    """The refusal names the unknown field as sent, NUL and all; kept for a retry all the same
+    (a JSON column cannot hold NUL: it is kept as U+FFFD), never a 500."""
+    payload = {**f.spec_payload(), "typo\x00": 1}
+    first = client_api.post("/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    assert first.status_code == 400 and "typo\x00" in first.json()["error"]["fields"]
+    again = client_api.post("/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+    assert "typo\ufffd" in again.json()["error"]["fields"]

@@ -297,6 +297,11 @@ UNSUPPORTED = {
         "services.trainer.image",
         "Not a valid image reference",
     ),
+    "bad as": (
+        lambda d: d["services"]["trainer"]["expose"][0].update({"as": "80\x00"}),
+        "services.trainer.expose[0].as",
+        "A port, 1 to 65535",
+    ),
     "bad cpu": (
         lambda d: d["profiles"]["compute"]["trainer"]["resources"]["cpu"].update(units="lots"),
         "profiles.compute.trainer.resources.cpu.units",
