@@ -48,6 +48,8 @@ def registry_of(image: str) -> str:
 def offers(order: dict, policy: PricingPolicy) -> tuple[list[tuple[str, int]], str]:
     """(model, price per hour) pairs to try, cheapest first, or the reason not to bid."""
     image = str(order["workload"]["image"])
+    if order.get("open_ended") and not policy.open_ended:
+        return [], "open-ended (runs while funded), and this provider takes only orders with an end"
     if order["duration_hours"] > policy.max_duration_hours:
         return [], f"runs {order['duration_hours']} h, more than {policy.max_duration_hours} h"
     if policy.allowed_registries and registry_of(image) not in policy.allowed_registries:

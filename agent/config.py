@@ -24,6 +24,8 @@ class PricingPolicy:
     per_gpu_hour: dict[str, int] = field(default_factory=dict)
     floor_per_hour: int = 0
     max_duration_hours: int = 720
+    # open-ended orders (as on Akash) run while their client funds them, with no end the order names
+    open_ended: bool = True
     allowed_registries: list[str] = field(default_factory=list)
     denied_images: list[str] = field(default_factory=list)
 
@@ -162,6 +164,8 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         policy = PricingPolicy(**pricing)
     except TypeError as exc:
         raise ConfigError(f"`pricing`: {exc}") from exc
+    if not isinstance(policy.open_ended, bool):
+        raise ConfigError("`pricing.open_ended` must be true or false.")
     for model, price in policy.per_gpu_hour.items():
         if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
             raise ConfigError(f"`pricing.per_gpu_hour.{model}` must be a positive integer (micro-dollars).")

@@ -187,6 +187,12 @@ class OrderForm(forms.Form):
     memory_gib = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="Memory (GiB)")
     storage_gib = forms.IntegerField(min_value=1, max_value=100_000, initial=100, label="Storage (GiB)")
     duration_hours = forms.IntegerField(min_value=1, max_value=720, initial=4, label="Hours")
+    open_ended = forms.BooleanField(
+        required=False,
+        label="Open-ended",
+        help_text="Runs while you fund it, as on Akash: the hours above are what the first deposit pays for; "
+        "top it up (or let it top up automatically) to keep it running.",
+    )
     max_price_per_gpu_hour = DollarsField(
         max_dollars=1_000_000,
         initial="3.00",
@@ -317,11 +323,12 @@ class OrderForm(forms.Form):
         }
         if data.get("min_vram_gib"):
             resources["min_vram_gib"] = data["min_vram_gib"]
+        hours = {"deposit_hours" if data.get("open_ended") else "duration_hours": data["duration_hours"]}
         return {
             "name": data.get("name") or "",
             "workload": workload,
             "resources": resources,
-            "duration_hours": data["duration_hours"],
+            **hours,
             "max_price_per_hour": data["max_price_per_gpu_hour"] * data["gpu_count"],
             "bid_window_seconds": data["bid_window_seconds"],
             "pricing_rule": data["pricing_rule"],
@@ -402,6 +409,7 @@ class OrderForm(forms.Form):
             "max_per_hour": spec.max_price_per_hour,
             "max_per_gpu_hour": spec.max_price_per_hour // spec.gpu_count,
             "hours": spec.duration_hours,
+            "open_ended": spec.open_ended,
             "gpus": spec.gpu_count,
         }
 

@@ -106,3 +106,13 @@ def test_open_bids_hold_capacity_until_they_are_lost(live_server) -> None:  # ty
     market.order_cancel(client=client, order_id=first.pk)
     assert Bid.objects.get(order=first).status == "expired"
     assert bid_pass(agent, policy).placed == [second.pk]
+
+
+def test_a_provider_may_decline_open_ended_orders() -> None:
+    assert offers(order(open_ended=True), POLICY)[0]  # by default it bids on them
+    bounded = PricingPolicy(**{**POLICY.__dict__, "open_ended": False})
+    assert offers(order(open_ended=False), bounded)[0]
+    assert offers(order(open_ended=True), bounded) == (
+        [],
+        "open-ended (runs while funded), and this provider takes only orders with an end",
+    )

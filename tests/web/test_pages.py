@@ -179,6 +179,20 @@ def test_the_new_order_form_validates_like_the_api_and_estimates_the_cost() -> N
     assert created.status_code == 302 and created["Location"] == f"/orders/{order.pk}/"
     assert (order.max_price_per_hour, order.gpu_count, order.duration_hours) == (5 * USD, 2, 3)
     assert order.min_reputation == 700  # "at least 70 %" reliability
+    assert not order.open_ended
+
+
+def test_an_open_ended_order_from_the_form_says_what_its_first_deposit_pays_for() -> None:
+    client = f.client_user()
+    c = browser(client)
+    fields = {**ORDER_FIELDS, "image": "ghcr.io/acme/trainer:1.4", "gpu_count": "2", "open_ended": "on"}
+    check = post(c, "/orders/new/check/", fields).content.decode()
+    assert "At most $15.00</strong> for the first 3 h (open-ended: it runs while you top it up)" in check
+    created = post(c, "/orders/new/", fields)
+    order = Order.objects.get()
+    assert created.status_code == 302 and (order.open_ended, order.duration_hours) == (True, 3)
+    page = c.get(f"/orders/{order.pk}/").content.decode()
+    assert "open-ended: runs while funded (the first deposit pays for 3 h)" in page
 
 
 def env_rows(*rows: tuple[str, str, bool]) -> dict:
