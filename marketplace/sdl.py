@@ -6,9 +6,10 @@ problem is reported at its path in the file. What the file asks and we cannot ho
 name (``"`endpoints` (IP leases) is not supported: services.web.expose[0].to[0].ip"``), never
 ignored. docs/SDL.md is the table of what maps to what.
 
-The SDL says nothing of how long the order runs, and its price may be in a currency without a
-dollar rate here: those terms come beside the file (``Terms``: query parameters on the API, fields
-on the form). The order keeps the file, with the values of secret-looking variables hidden.
+What the SDL does not say comes beside the file (``TERM_NAMES``: the API's query parameters,
+``spec.SdlTermsSerializer``; fields on the form): a duration (without one the order is open-ended,
+as on Akash) and a maximum in dollars where the file's price is in a currency without a dollar rate
+here. The order keeps the file, with the values of secret-looking variables hidden.
 """
 
 import copy
