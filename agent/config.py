@@ -50,6 +50,8 @@ class KubernetesSettings:
     # NVIDIA's DCGM exporter (the GPU Operator deploys it: http://nvidia-dcgm-exporter.gpu-operator:9400/metrics):
     # where the agent reads each lease's GPU utilisation and memory; empty: no readings
     gpu_metrics_url: str = ""
+    # a lease volume's class (Akash's beta1, beta2, beta3) -> this cluster's StorageClass; unmapped: the default
+    storage_classes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +202,9 @@ def validate(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError("`kubernetes.service_type` must be NodePort or LoadBalancer.")
     if kube_settings.gpu_metrics_url and not re.match(r"https?://[^/\s]+", str(kube_settings.gpu_metrics_url)):
         raise ConfigError("`kubernetes.gpu_metrics_url` must be an http(s) URL (the DCGM exporter's /metrics).")
+    classes = kube_settings.storage_classes
+    if not isinstance(classes, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in classes.items()):
+        raise ConfigError("`kubernetes.storage_classes` must map volume classes to StorageClass names.")
     command = data.get("attestation_command", [])
     if not isinstance(command, list) or not all(isinstance(part, str) and part for part in command):
         raise ConfigError("`attestation_command` must be a list of strings: the program and its arguments.")

@@ -50,6 +50,11 @@ def manifest_from(data: dict) -> LeaseManifest:
     ports = data.get("ports") or []
     if not isinstance(ports, list) or any(not isinstance(p, dict) or "port" not in p for p in ports):
         raise ValueError("malformed ports")
+    volumes = data.get("volumes") or []
+    if not isinstance(volumes, list) or any(
+        not isinstance(v, dict) or not {"name", "mount", "size_gib"} <= v.keys() for v in volumes
+    ):
+        raise ValueError("malformed volumes")
     return LeaseManifest(
         lease_id=int(data["lease"]),
         image=str(data["image"]),
@@ -59,6 +64,15 @@ def manifest_from(data: dict) -> LeaseManifest:
         secret_env=frozenset(str(name) for name in data.get("secret_env") or []),
         ssh_keys=[str(key) for key in data.get("ssh_authorized_keys") or []],
         ports=[{"port": int(p["port"]), "protocol": str(p.get("protocol", "tcp"))} for p in ports],
+        volumes=[
+            {
+                "name": str(v["name"]),
+                "mount": str(v["mount"]),
+                "size_gib": int(v["size_gib"]),
+                "storage_class": str(v.get("storage_class") or ""),
+            }
+            for v in volumes
+        ],
         gpu_model=str(data.get("gpu_model") or ""),
         gpu_count=int(data.get("gpu_count") or 0),
         cpu_cores=int(data.get("cpu_cores") or 1),

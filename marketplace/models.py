@@ -38,6 +38,9 @@ class Order(models.Model):
     args = models.JSONField(default=list, blank=True)
     env = models.JSONField(default=list, blank=True, help_text="[{name, value, secret}]")
     ports = models.JSONField(default=list, blank=True, help_text="[{port, protocol}]")
+    volumes = models.JSONField(
+        default=list, blank=True, help_text="Persistent volumes: [{name, mount, size_gib, storage_class}]"
+    )
 
     # What it needs.
     gpu_count = models.PositiveIntegerField()

@@ -78,6 +78,7 @@ class Translation:
     denomination: str = ""  # the file's price's, where it has no dollar rate here
     mounts: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (mount, its path in the file)
     ram_volumes: dict[str, str] = field(default_factory=dict)  # volume -> its path in the file
+    persistent: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # volume -> (GiB, class, path)
 
     def where(self, path: str) -> str:
         """The file's path for one of our field paths (the longest origin that holds it)."""
@@ -248,9 +249,27 @@ def translate(data: dict, terms: dict[str, Any]) -> Translation:
     translation = Translation(order={}, document=_hidden(data, service_name))
     workload = _workload(service, service_path, problems, translation)
     resources = _resources(compute[profile_name], f"profiles.compute.{profile_name}", problems, translation)
+    workload["volumes"] = []
     for volume, (mount, where) in translation.mounts.items():
-        if volume not in translation.ram_volumes or mount != "/dev/shm":  # noqa: S108 - in the container; files come next
-            problems.not_supported(f"A volume mount ({volume} at {mount or 'nowhere'})", where, yet=True)
+        if volume in translation.ram_volumes and mount == "/dev/shm":  # noqa: S108 - in the container
+            continue
+        if volume not in translation.persistent:
+            problems.add(where, f"No persistent or shared-memory volume named {volume!r} in the profile: {where}")
+            continue
+        size_gib, storage_class, _ = translation.persistent[volume]
+        translation.origins[f"workload.volumes[{len(workload['volumes'])}]"] = where
+        workload["volumes"].append(
+            {"name": volume, "mount": mount, "size_gib": size_gib, "storage_class": storage_class}
+        )
+        translation.notes.append(
+            f"Volume {volume} ({size_gib} GiB{', class ' + storage_class if storage_class else ''}) at {mount}: kept "
+            "across restarts for the lease's life, deleted when it ends."
+        )
+    for volume, (_, _, where) in translation.persistent.items():
+        if volume not in translation.mounts:
+            problems.add(
+                where, f"A persistent volume is mounted through the service's params.storage.{volume}: {where}"
+            )
     group_path = f"profiles.placement.{group_name}"
     group = _mapping(placements[group_name], group_path, problems)
     order: dict[str, Any] = {"name": service_name, "workload": workload, "resources": resources}
@@ -289,6 +308,8 @@ def _workload(service: dict, path: str, problems: _Problems, translation: Transl
         where = f"{path}.params.storage.{name}"
         mount = _mapping(mount, where, problems)
         _known(mount, {"mount", "readOnly"}, where, problems, features={})
+        if mount.get("readOnly") in (True, "true"):
+            problems.not_supported("A read-only mount", f"{where}.readOnly", yet=True)
         translation.mounts[str(name)] = (str(mount.get("mount", "")), where)
     workload: dict[str, Any] = {"image": service.get("image")}
     translation.origins["workload.image"] = f"{path}.image"
@@ -411,11 +432,9 @@ def _resources(profile: Any, path: str, problems: _Problems, translation: Transl
         _known(volume, {"name", "size", "attributes"}, where, problems, features={})
         attributes = _mapping(volume.get("attributes"), f"{where}.attributes", problems)
         ram = attributes.get("class") == "ram"
-        if not ram and (
+        persistent = not ram and (
             attributes.get("persistent") in (True, "true") or attributes.get("class") not in (None, "ephemeral")
-        ):
-            problems.not_supported("A volume of persistent storage", f"{where}.attributes", yet=True)
-            continue
+        )
         amount = quantity_bytes(volume.get("size"))
         if amount is None:
             problems.add(f"{where}.size", f"A size such as 1Gi or 100Gi: {where}.size")
@@ -429,7 +448,10 @@ def _resources(profile: Any, path: str, problems: _Problems, translation: Transl
             translation.ram_volumes[str(volume.get("name", ""))] = where
             translation.notes.append(f"Shared memory ({volume.get('size')}) → /dev/shm of {resources['shm_gib']} GiB.")
             continue
-        total += amount
+        if persistent:  # a volume of the lease's own: mounted through the service's params.storage
+            storage_class = str(attributes.get("class") or "")
+            translation.persistent[str(volume.get("name", ""))] = (-(-amount // GIB), storage_class, where)
+        total += amount  # persistent volumes are part of the order's storage, as ephemeral storage is
     if total:
         resources["storage_gib"] = -(-total // GIB)
         translation.origins["resources.storage_gib"] = f"{path}.storage"

@@ -74,6 +74,7 @@ def order_create(*, client: User, spec: OrderSpec, now: datetime | None = None) 
             args=spec.args,
             env=spec.env,
             ports=spec.ports,
+            volumes=spec.volumes,
             gpu_count=spec.gpu_count,
             min_vram_gib=spec.min_vram_gib,
             cpu_cores=spec.cpu_cores,

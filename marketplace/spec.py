@@ -4,6 +4,7 @@ See docs/WORKLOAD_SPEC.md for the format with an example. Validation here is abo
 limits; the services check what needs the database (known GPU models) and the rules.
 """
 
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -141,12 +142,51 @@ class PortSchema(OpenApiSerializerExtension):
         }
 
 
+VOLUME_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", re.ASCII)
+MAX_VOLUMES = 8
+_SYSTEM_PATHS = ("/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/usr")
+
+
+class VolumeSerializer(StrictSerializer):
+    """A persistent volume: kept across the container's restarts for the lease's life, deleted when
+    it ends. Its size is part of ``resources.storage_gib``."""
+
+    name = StrictCharField(max_length=32, help_text="Lowercase letters, digits and dashes.")
+    mount = StrictCharField(max_length=256, help_text="An absolute path in the container, e.g. /data.")
+    size_gib = StrictIntegerField(min_value=1, max_value=1_000_000)
+    storage_class = StrictCharField(
+        max_length=32,
+        required=False,
+        default="",
+        help_text="The provider's class of storage (Akash's beta1, beta2, beta3); empty: its default.",
+    )
+
+    def validate_name(self, value: str) -> str:
+        if not VOLUME_NAME.fullmatch(value):
+            raise serializers.ValidationError("Lowercase letters, digits and dashes, at most 32.")
+        return value
+
+    def validate_mount(self, value: str) -> str:
+        normal = posixpath.normpath(value)
+        if not value.startswith("/") or normal != value or "\x00" in value:
+            raise serializers.ValidationError("An absolute path, written plainly (e.g. /data).")
+        if normal == "/" or any(normal == p or normal.startswith(p + "/") for p in _SYSTEM_PATHS):
+            raise serializers.ValidationError("Not the root or a system directory: mount it at e.g. /data.")
+        return value
+
+    def validate_storage_class(self, value: str) -> str:
+        if value and not VOLUME_NAME.fullmatch(value):
+            raise serializers.ValidationError("Lowercase letters, digits and dashes.")
+        return value
+
+
 class WorkloadSerializer(StrictSerializer):
     image = StrictCharField(max_length=512, trim_whitespace=False)
     command = ArgvField()
     args = ArgvField()
     env = EnvVarSerializer(many=True, required=False, max_length=MAX_ENV)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
     ports = PortSerializer(many=True, required=False, max_length=MAX_PORTS)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
+    volumes = VolumeSerializer(many=True, required=False, max_length=MAX_VOLUMES)  # type: ignore[call-arg]  # many=True hands max_length to the list: the stubs miss it
 
     def validate_image(self, value: str) -> str:
         problem = image_problem(value)
@@ -168,6 +208,13 @@ class WorkloadSerializer(StrictSerializer):
         keys = [(item["port"], item["protocol"]) for item in value]
         if len(set(keys)) != len(keys):
             raise serializers.ValidationError("Each port and protocol may appear once.")
+        return value
+
+    def validate_volumes(self, value: list[dict]) -> list[dict]:
+        for key in ("name", "mount"):
+            seen = [item[key] for item in value]
+            if len(set(seen)) != len(seen):
+                raise serializers.ValidationError(f"Each volume's {key} may appear once.")
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -271,6 +318,15 @@ class OrderSpecSerializer(StrictSerializer):
         return dict(value)
 
     def validate(self, attrs: dict) -> dict:
+        volumes = sum(v["size_gib"] for v in attrs["workload"].get("volumes", []))
+        if volumes > attrs["resources"]["storage_gib"]:
+            raise serializers.ValidationError(
+                {
+                    "workload": {
+                        "volumes": [f"{volumes} GiB of volumes: more than resources.storage_gib, which holds them."]
+                    }
+                }
+            )
         if "duration_hours" in attrs and "deposit_hours" in attrs:
             raise serializers.ValidationError(
                 {"deposit_hours": ["Only for an open-ended order: one with a duration pays for all of it."]}
@@ -289,6 +345,7 @@ class OrderSpec:
     args: list[str] = field(default_factory=list)
     env: list[dict] = field(default_factory=list)
     ports: list[dict] = field(default_factory=list)
+    volumes: list[dict] = field(default_factory=list)
     gpu_models: list[str] = field(default_factory=list)
     min_vram_gib: int | None = None
     cpu_cores: int = 4
@@ -313,6 +370,7 @@ class OrderSpec:
             args=workload.get("args", []),
             env=[dict(item) for item in workload.get("env", [])],
             ports=[dict(item) for item in workload.get("ports", [])],
+            volumes=[dict(item) for item in workload.get("volumes", [])],
             gpu_count=resources["gpu_count"],
             gpu_models=list(dict.fromkeys(resources.get("gpu_models") or [])),
             min_vram_gib=resources.get("min_vram_gib"),

@@ -67,6 +67,7 @@ class LeaseManifest:
     secret_env: frozenset[str] = frozenset()  # of env's names, those the client marked secret
     ssh_keys: list[str] = field(default_factory=list)  # the client's SSH public keys (authorized_keys lines)
     ports: list[dict] = field(default_factory=list)  # [{"port": 8888, "protocol": "tcp"}]
+    volumes: list[dict] = field(default_factory=list)  # [{"name", "mount", "size_gib", "storage_class"}]
     gpu_model: str = ""  # catalog id, e.g. "h100-sxm-80gb"
     gpu_count: int = 0
     gpu_uuids: list[str] = field(default_factory=list)

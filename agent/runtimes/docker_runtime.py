@@ -24,7 +24,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
 from agent.inventory import GpuMetrics, Inventory, discover, discover_gpus, gpu_metrics
 from agent.runtimes.base import (
@@ -103,6 +103,10 @@ class DockerRuntime(Runtime):
             else:
                 device_requests.append(DeviceRequest(count=manifest.gpu_count, capabilities=[["gpu"]]))
         try:
+            for volume in manifest.volumes:  # kept across the container's restarts, removed at teardown
+                self.client.volumes.create(
+                    name=self.volume_name(manifest.lease_id, volume["name"]), labels=labels_for(manifest.lease_id)
+                )
             container = self.client.containers.create(
                 **self.container_options(manifest, host_cpus=self._host_cpus()),
                 device_requests=device_requests or None,
@@ -142,6 +146,17 @@ class DockerRuntime(Runtime):
             "mem_limit": f"{manifest.memory_gib}g",
             "network_mode": self.network,
             "ports": ports or None,
+            # the lease's own named volumes only, never a path of the host
+            **(
+                {
+                    "mounts": [
+                        Mount(volume["mount"], self.volume_name(manifest.lease_id, volume["name"]), type="volume")
+                        for volume in manifest.volumes
+                    ]
+                }
+                if manifest.volumes
+                else {}
+            ),
             "security_opt": ["no-new-privileges"],
             "cap_drop": ["ALL"],
             "privileged": False,
@@ -314,6 +329,18 @@ class DockerRuntime(Runtime):
 
     def teardown(self, lease_id: int) -> None:
         self._remove_quietly(lease_id)
+        try:  # its volumes go with it (only this agent's, of this lease)
+            volumes = self.client.volumes.list(filters={"label": f"{LABEL_LEASE}={lease_id}"})
+        except (APIError, DockerException, OSError) as exc:
+            raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
+        for volume in volumes:
+            if volume.name.startswith(f"{container_name(lease_id, self.name_prefix)}-"):
+                with contextlib.suppress(NotFound, APIError):
+                    volume.remove(force=True)
+
+    def volume_name(self, lease_id: int, name: str) -> str:
+        """A lease's volume: ``<prefix><lease>-<name>``, under this agent's prefix."""
+        return f"{container_name(lease_id, self.name_prefix)}-{name}"
 
     def _remove_quietly(self, lease_id: int) -> None:
         container = self._container(lease_id)

@@ -124,9 +124,11 @@ class KubernetesRuntime(Runtime):
         runtime_class: str = "nvidia",
         namespace_prefix: str = "gpumarket-lease-",
         gpu_metrics_url: str = "",
+        storage_classes: dict[str, str] | None = None,
     ) -> None:
         self.api = api
         self.gpu_metrics_url = gpu_metrics_url
+        self.storage_classes = dict(storage_classes or {})  # a volume's class (Akash's beta3) -> a StorageClass
         self.core, self.apps, self.net = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.NetworkingV1Api(api)
         self.service_type, self.node_address = service_type, node_address
         self.runtime_class, self.prefix = runtime_class, namespace_prefix
@@ -152,6 +154,7 @@ class KubernetesRuntime(Runtime):
             runtime_class=settings.runtime_class,
             namespace_prefix=settings.namespace_prefix,
             gpu_metrics_url=settings.gpu_metrics_url,
+            storage_classes=settings.storage_classes,
         )
 
     def namespace(self, lease_id: int) -> str:
@@ -232,6 +235,10 @@ class KubernetesRuntime(Runtime):
                     "readOnly": True,
                 }
             )
+        for volume in manifest.volumes:  # a claim each, deleted with the lease's namespace
+            claim = f"vol-{volume['name']}"
+            volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": claim}})
+            mounts.append({"name": claim, "mountPath": volume["mount"]})
         if volumes:
             pod_spec["volumes"] = volumes
             pod_spec["containers"][0]["volumeMounts"] = mounts
@@ -248,7 +255,14 @@ class KubernetesRuntime(Runtime):
                         }
                     }
                 }
-        quota = {"pods": "2", "services.loadbalancers": "0", "services.nodeports": "0"}
+        quota = {
+            "pods": "2",
+            "services.loadbalancers": "0",
+            "services.nodeports": "0",
+            "persistentvolumeclaims": str(len(manifest.volumes)),
+        }
+        if manifest.volumes:
+            quota["requests.storage"] = f"{sum(v['size_gib'] for v in manifest.volumes)}Gi"
         for name, value in resources.items():
             quota[f"requests.{name}"] = value
             if name != GPU_RESOURCE:  # extended resources are quota'd by requests only
@@ -285,6 +299,7 @@ class KubernetesRuntime(Runtime):
                 if secrets
                 else []
             ),
+            *[self._claim(meta, volume) for volume in manifest.volumes],
             *(
                 [
                     {
@@ -366,6 +381,21 @@ class KubernetesRuntime(Runtime):
         except (HTTPError, OSError) as exc:
             raise RuntimeUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
 
+    def _claim(self, meta: dict, volume: dict) -> dict:
+        """A volume's claim: its size, and the StorageClass the provider maps its class to
+        (``storage_classes``; the cluster's default where it maps none)."""
+        storage_class = self.storage_classes.get(volume.get("storage_class") or "", "")
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {**meta, "name": f"vol-{volume['name']}"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": f"{volume['size_gib']}Gi"}},
+                **({"storageClassName": storage_class} if storage_class else {}),
+            },
+        }
+
     def _create(self, manifest: dict) -> None:
         obj: Any = manifest  # the client takes a manifest as a dict as well as its model classes
         namespace = obj["metadata"].get("namespace")
@@ -376,6 +406,7 @@ class KubernetesRuntime(Runtime):
             "Deployment": lambda: self.apps.create_namespaced_deployment(namespace, obj),
             "Service": lambda: self.core.create_namespaced_service(namespace, obj),
             "Secret": lambda: self.core.create_namespaced_secret(namespace, obj),
+            "PersistentVolumeClaim": lambda: self.core.create_namespaced_persistent_volume_claim(namespace, obj),
         }
         try:
             self._call(creators[obj["kind"]])

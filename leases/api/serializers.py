@@ -209,6 +209,11 @@ class ManifestSerializer(serializers.Serializer):
         "(a Kubernetes Secret), never in a spec or a log."
     )
     ports = serializers.ListField(source="order.ports")
+    volumes = serializers.ListField(
+        source="order.volumes",
+        help_text="Persistent volumes [{name, mount, size_gib, storage_class}]: kept across restarts for the "
+        "lease's life, deleted when it ends.",
+    )
     ssh_authorized_keys = serializers.SerializerMethodField(
         help_text="The client's SSH public keys now (authorized_keys lines): a runtime passes them as PUBLIC_KEY, "
         "newline-separated, where the workload does not set that variable itself, and writes them as the "

@@ -90,6 +90,18 @@ class OrderSerializer(StrictModelSerializer):
                         },
                     },
                 },
+                "volumes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "mount": {"type": "string"},
+                            "size_gib": {"type": "integer"},
+                            "storage_class": {"type": "string"},
+                        },
+                    },
+                },
             },
         }
     )
@@ -98,7 +110,14 @@ class OrderSerializer(StrictModelSerializer):
             {"name": e["name"], "value": None if e.get("secret") else e["value"], "secret": bool(e.get("secret"))}
             for e in obj.env
         ]
-        return {"image": obj.image, "command": obj.command, "args": obj.args, "env": env, "ports": obj.ports}
+        return {
+            "image": obj.image,
+            "command": obj.command,
+            "args": obj.args,
+            "env": env,
+            "ports": obj.ports,
+            "volumes": obj.volumes,
+        }
 
     @extend_schema_field(
         {

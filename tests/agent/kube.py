@@ -44,6 +44,7 @@ RESOURCES = [
     "/v1/services",
     "/v1/resourcequotas",
     "/v1/secrets",
+    "/v1/persistentvolumeclaims",
     "apps/v1/deployments",
     "networking.k8s.io/v1/networkpolicies",
 ]

@@ -289,3 +289,25 @@ def test_the_clients_keys_are_also_the_image_users_authorized_keys(engine, runti
     [line] = [line for line in runtime.logs(900_014).splitlines() if line.endswith("authorized_keys")]
     assert line.startswith("-rw-------") and " 1000 " in line  # the user's own file
     runtime.teardown(900_014)
+
+
+def test_a_leases_volume_outlives_its_containers_restarts_and_goes_with_the_lease(runtime: DockerRuntime) -> None:
+    volume = {"name": "data", "mount": "/data", "size_gib": 1, "storage_class": ""}
+    script = "cat /data/kept 2>/dev/null; echo run >> /data/kept; sleep 600"
+    lease = manifest(900_015, args=[script], volumes=[volume])
+    assert runtime.deploy(lease).state == "running"
+    container = runtime.client.containers.get(container_name(900_015, CONTAINERS))
+    [mount] = container.attrs["Mounts"]
+    assert (mount["Type"], mount["Name"], mount["Destination"]) == (
+        "volume",
+        runtime.volume_name(900_015, "data"),
+        "/data",
+    )
+    time.sleep(1)
+    container.restart(timeout=1)  # what the engine does when the workload exits and restarts
+    deadline = time.monotonic() + 10
+    while "run" not in runtime.logs(900_015) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "run" in runtime.logs(900_015)  # the second run read what the first wrote
+    runtime.teardown(900_015)
+    assert not runtime.client.volumes.list(filters={"name": runtime.volume_name(900_015, "data")})

@@ -35,6 +35,7 @@ RUNTIME_CALLS = {
     ("", "services", "create"),
     ("", "resourcequotas", "create"),
     ("", "secrets", "create"),  # a lease's secret environment variables
+    ("", "persistentvolumeclaims", "create"),  # a lease's volumes
     ("networking.k8s.io", "networkpolicies", "create"),
     ("apps", "deployments", "get"),
     ("apps", "deployments", "create"),
@@ -83,7 +84,8 @@ def iso(moment: datetime) -> str:
 def test_every_manifest_is_valid_kubernetes(runtime: KubernetesRuntime, version: str) -> None:
     bare = manifest(gpu_count=0, ports=[], command=[], args=[], env={}, secret_env=frozenset())
     keyed = manifest(shm_gib=16, ssh_keys=["ssh-ed25519 AAAAC3Nza laptop"])
-    for lease in (manifest(), bare, keyed):
+    volumed = manifest(volumes=[{"name": "data", "mount": "/data", "size_gib": 20, "storage_class": "beta3"}])
+    for lease in (manifest(), bare, keyed, volumed):
         for obj in runtime.manifests(lease, products=[H100]):
             kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown or wrong field
     objects = runtime.manifests(keyed)
@@ -306,3 +308,31 @@ def test_the_gpu_metrics_url_must_be_a_url() -> None:
     assert validate({**base, "kubernetes": {"gpu_metrics_url": "http://dcgm:9400/metrics"}}).kubernetes.gpu_metrics_url
     with pytest.raises(ConfigError, match="gpu_metrics_url"):
         validate({**base, "kubernetes": {"gpu_metrics_url": "dcgm:9400"}})
+
+
+def test_a_volume_is_a_claim_in_the_leases_namespace_of_the_class_the_provider_maps(  # type: ignore[no-untyped-def]
+    cluster: Cluster, runtime: KubernetesRuntime
+) -> None:
+    mapped = KubernetesRuntime(runtime.api, storage_classes={"beta3": "fast-nvme"})
+    volumes = [
+        {"name": "data", "mount": "/data", "size_gib": 20, "storage_class": "beta3"},
+        {"name": "cache", "mount": "/cache", "size_gib": 5, "storage_class": "beta1"},
+    ]
+    objects = mapped.manifests(manifest(volumes=volumes))
+    claims = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert claims["vol-data"]["storageClassName"] == "fast-nvme"  # mapped
+    assert "storageClassName" not in claims["vol-cache"]  # not mapped: the cluster's default
+    assert claims["vol-data"]["resources"] == {"requests": {"storage": "20Gi"}}
+    [quota] = [o for o in objects if o["kind"] == "ResourceQuota"]
+    assert (
+        quota["spec"]["hard"]["persistentvolumeclaims"] == "2" and quota["spec"]["hard"]["requests.storage"] == "25Gi"
+    )
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mounts == [{"name": "vol-data", "mountPath": "/data"}, {"name": "vol-cache", "mountPath": "/cache"}]
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("PersistentVolumeClaim") < kinds.index("Deployment")
+    # deployed: the claims are in the lease's namespace, and go with it
+    mapped.deploy(manifest(volumes=volumes))
+    names = {c["metadata"]["name"] for c in cluster.objects("persistentvolumeclaims", "gpumarket-lease-41")}
+    assert names == {"vol-data", "vol-cache"}

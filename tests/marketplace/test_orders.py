@@ -1,6 +1,7 @@
 """Orders over the API: the spec as JSON and YAML, validation, and who sees what."""
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -359,3 +360,31 @@ def test_a_refusal_that_echoes_a_nul_character_is_remembered_under_its_key(clien
     again = client_api.post("/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY="nul-1")
     assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
     assert "typo\ufffd" in again.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("volumes", "said"),
+    [
+        ([{"name": "data", "mount": "/", "size_gib": 5}], "Not the root or a system directory"),
+        ([{"name": "data", "mount": "/etc/app", "size_gib": 5}], "Not the root or a system directory"),
+        ([{"name": "data", "mount": "data", "size_gib": 5}], "An absolute path"),
+        ([{"name": "data", "mount": "/data/../etc", "size_gib": 5}], "An absolute path"),
+        ([{"name": "Data!", "mount": "/data", "size_gib": 5}], "Lowercase letters, digits and dashes"),
+        (
+            [{"name": "a", "mount": "/data", "size_gib": 5}, {"name": "b", "mount": "/data", "size_gib": 5}],
+            "Each volume's mount may appear once",
+        ),
+        ([{"name": "data", "mount": "/data", "size_gib": 500}], "more than resources.storage_gib"),
+    ],
+)
+def test_a_volume_is_a_path_of_its_own_within_the_orders_storage(client_api, volumes: list, said: str) -> None:  # type: ignore[no-untyped-def]
+    response = post_order(client_api, f.spec_payload(workload={"volumes": volumes}))
+    assert response.status_code == 400
+    assert said in json.dumps(response.json()["error"]["fields"]), response.json()
+    kept = post_order(
+        client_api, f.spec_payload(workload={"volumes": [{"name": "data", "mount": "/data", "size_gib": 20}]})
+    )
+    assert kept.status_code == 201
+    assert kept.json()["workload"]["volumes"] == [
+        {"name": "data", "mount": "/data", "size_gib": 20, "storage_class": ""}
+    ]

@@ -249,7 +249,7 @@ UNSUPPORTED = {
     "params": (
         lambda d: d["services"]["trainer"].update(params={"storage": {"data": {"mount": "/data"}}}),
         "services.trainer.params.storage.data",
-        "A volume mount (data at /data) is not supported yet",
+        "No persistent or shared-memory volume named 'data' in the profile",
     ),
     "permissions": (
         lambda d: d["services"]["trainer"].update(params={"permissions": {"read": ["deployment"]}}),
@@ -260,8 +260,8 @@ UNSUPPORTED = {
         lambda d: d["profiles"]["compute"]["trainer"]["resources"]["storage"][1].update(
             attributes={"persistent": True, "class": "beta3"}
         ),
-        "profiles.compute.trainer.resources.storage[1].attributes",
-        "A volume of persistent storage is not supported yet",
+        "profiles.compute.trainer.resources.storage[1]",
+        "A persistent volume is mounted through the service's params.storage.scratch",
     ),
     "shared memory beyond memory": (
         lambda d: d["profiles"]["compute"]["trainer"]["resources"]["storage"][1].update(
@@ -415,10 +415,33 @@ def test_a_shared_memory_volume_is_the_containers_dev_shm(client_api) -> None:  
     assert response.status_code == 201, response.json()
     assert response.json()["resources"]["shm_gib"] == 8 and response.json()["resources"]["storage_gib"] == 11
     assert "Shared memory (8Gi) → /dev/shm of 8 GiB." in response.json()["workload_file"]["notes"]
-    # mounted anywhere else, it is a volume of files: not yet
+    # mounted anywhere else, it is not a volume of files
     elsewhere = changed(with_shm)
     elsewhere["services"]["trainer"]["params"]["storage"]["shm"]["mount"] = "/scratch"
     error = post_sdl(client_api, elsewhere).json()["error"]
     assert error["fields"]["services.trainer.params.storage.shm"] == [
-        "A volume mount (shm at /scratch) is not supported yet: services.trainer.params.storage.shm"
+        "No persistent or shared-memory volume named 'shm' in the profile: services.trainer.params.storage.shm"
     ]
+
+
+def test_a_persistent_volume_is_the_leases_own_mounted_where_the_file_says(client_api) -> None:  # type: ignore[no-untyped-def]
+    def with_data(d: dict) -> None:
+        d["profiles"]["compute"]["trainer"]["resources"]["storage"][1] = {
+            "name": "data",
+            "size": "20Gi",
+            "attributes": {"persistent": True, "class": "beta3"},
+        }
+        d["services"]["trainer"]["params"] = {"storage": {"data": {"mount": "/data"}}}
+
+    response = post_sdl(client_api, changed(with_data))
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["workload"]["volumes"] == [{"name": "data", "mount": "/data", "size_gib": 20, "storage_class": "beta3"}]
+    assert body["resources"]["storage_gib"] == 30  # 10 GiB ephemeral and the volume's 20
+    assert any(note.startswith("Volume data (20 GiB, class beta3) at /data") for note in body["workload_file"]["notes"])
+    read_only = changed(with_data)
+    read_only["services"]["trainer"]["params"]["storage"]["data"]["readOnly"] = True
+    error = post_sdl(client_api, read_only).json()["error"]
+    assert (
+        "A read-only mount is not supported yet" in error["fields"]["services.trainer.params.storage.data.readOnly"][0]
+    )
