@@ -75,11 +75,11 @@ class ShellConsumer(LiveConsumer):
             return
         self.session = session
         await self.accept()
+        await self.channel_layer.group_add(lease_group(session.lease_id), self.channel_name)
+        await self._status("connecting", "Connecting to the provider's agent…")
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         cols, rows = wire.terminal_size({name: _whole(query.get(name)) for name in ("cols", "rows")})
         opening = {"type": wire.OPEN, "session": self._id, "lease": session.lease_id, "cols": cols, "rows": rows}
-        await self.channel_layer.group_add(lease_group(session.lease_id), self.channel_name)
-        await self._status("connecting", "Connecting to the provider's agent…")
         await self.channel_layer.group_send(
             provider_group(session.lease.provider_id),
             {"type": SHELL_RELAY, "payload": opening, "reply_to": self.channel_name},
@@ -91,7 +91,7 @@ class ShellConsumer(LiveConsumer):
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
-        finally:  # however the socket ended (the channel layer gone, too), the session's end is written
+        finally:  # however the socket ended (the browser left, the channel layer went), its end is written once
             if self.session is not None:
                 reason = self.ended or "the marketplace lost the connection to the provider's agent"
                 await database_sync_to_async(services.shell_end)(session_id=self.session.pk, reason=reason)
@@ -108,11 +108,8 @@ class ShellConsumer(LiveConsumer):
             self.timer.cancel()
         if self.agent is not None:
             await self._to_agent(self.agent, {"type": wire.CLOSE, "session": self._id})
+        self.ended = self.ended or "closed in the browser"  # written as the socket's end (``__call__``)
         await self.channel_layer.group_discard(lease_group(self.session.lease_id), self.channel_name)
-        await database_sync_to_async(services.shell_end)(
-            session_id=self.session.pk, reason=self.ended or "closed in the browser"
-        )
-        self.session = None
 
     # --- the browser ----------------------------------------------------------------------------
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

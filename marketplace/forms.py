@@ -14,7 +14,7 @@ from core.forms import DollarsField
 from core.money import format_usd_short
 from leases.selectors import JUPYTER_TOKEN
 from marketplace.models import PricingRule, Verification
-from marketplace.sdl import looks_like_sdl
+from marketplace.sdl import PRICE_HINT, looks_like_sdl
 from marketplace.spec import (
     MAX_ENV,
     MAX_ENV_VALUE,
@@ -383,7 +383,9 @@ class OrderForm(forms.Form):
         except ValidationFailed as exc:
             for path, messages in exc.fields.items():
                 if path == "max_price_per_hour" and not terms["max_price_per_gpu_hour"]:
-                    self.add_error("sdl_max_price_per_gpu_hour", messages[0].split(". Send")[0] + ": give it here.")
+                    self.add_error(
+                        "sdl_max_price_per_gpu_hour", messages[0].removesuffix(PRICE_HINT) + ": give it here."
+                    )
                 else:
                     for message in messages:
                         self.add_error("workload_file", message if message.endswith(path) else f"{path}: {message}")

@@ -6,7 +6,7 @@ problem is reported at its path in the file. What the file asks and we cannot ho
 name (``"`endpoints` (IP leases) is not supported: services.web.expose[0].to[0].ip"``), never
 ignored. docs/SDL.md is the table of what maps to what.
 
-What the SDL does not say comes beside the file (``TERM_NAMES``: the API's query parameters,
+What the SDL does not say comes beside the file (the API's query parameters,
 ``spec.SdlTermsSerializer``; fields on the form): a duration (without one the order is open-ended,
 as on Akash) and a maximum in dollars where the file's price is in a currency without a dollar rate
 here. The order keeps the file, with the values of secret-looking variables hidden.
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from core.errors import ValidationFailed
+from core.money import format_usd_short
 from core.validation import storable_json
 from protocol.catalog import GPU_CATALOG, CatalogEntry
 
@@ -49,17 +50,8 @@ INTERFACES = {"pcie": {"pcie", "nvl"}, "sxm": {"sxm"}, "sxm4": {"sxm"}, "sxm5": 
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpPeE]i?)?[bB]?\s*$")
 _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 GIB = 1024**3
-TERM_NAMES = (
-    "name",
-    "duration_hours",
-    "deposit_hours",
-    "max_price_per_hour",
-    "max_price_per_gpu_hour",
-    "bid_window_seconds",
-    "pricing_rule",
-    "verification",
-    "min_reputation",
-)
+# What the API says beside its refusal of a file without a price in dollars (the form asks in a field).
+PRICE_HINT = ". Send max_price_per_hour (micro-dollars an hour for the order) beside the file."
 
 
 def looks_like_sdl(data: Any) -> bool:
@@ -249,27 +241,7 @@ def translate(data: dict, terms: dict[str, Any]) -> Translation:
     translation = Translation(order={}, document=_hidden(data, service_name))
     workload = _workload(service, service_path, problems, translation)
     resources = _resources(compute[profile_name], f"profiles.compute.{profile_name}", problems, translation)
-    workload["volumes"] = []
-    for volume, (mount, where) in translation.mounts.items():
-        if volume in translation.ram_volumes and mount == "/dev/shm":  # noqa: S108 - in the container
-            continue
-        if volume not in translation.persistent:
-            problems.add(where, f"No persistent or shared-memory volume named {volume!r} in the profile: {where}")
-            continue
-        size_gib, storage_class, _ = translation.persistent[volume]
-        translation.origins[f"workload.volumes[{len(workload['volumes'])}]"] = where
-        workload["volumes"].append(
-            {"name": volume, "mount": mount, "size_gib": size_gib, "storage_class": storage_class}
-        )
-        translation.notes.append(
-            f"Volume {volume} ({size_gib} GiB{', class ' + storage_class if storage_class else ''}) at {mount}: kept "
-            "across restarts for the lease's life, deleted when it ends."
-        )
-    for volume, (_, _, where) in translation.persistent.items():
-        if volume not in translation.mounts:
-            problems.add(
-                where, f"A persistent volume is mounted through the service's params.storage.{volume}: {where}"
-            )
+    workload["volumes"] = _volumes(problems, translation)
     group_path = f"profiles.placement.{group_name}"
     group = _mapping(placements[group_name], group_path, problems)
     order: dict[str, Any] = {"name": service_name, "workload": workload, "resources": resources}
@@ -279,6 +251,31 @@ def translate(data: dict, terms: dict[str, Any]) -> Translation:
     problems.raise_if_any()
     translation.order = order
     return translation
+
+
+def _volumes(problems: _Problems, translation: Translation) -> list[dict[str, Any]]:
+    """The service's mounts joined to the profile's volumes: shared memory at /dev/shm (already
+    ``shm_gib``), persistent volumes as the workload's; a volume without its other half refused."""
+    volumes: list[dict[str, Any]] = []
+    for volume, (mount, where) in translation.mounts.items():
+        if volume in translation.ram_volumes and mount == "/dev/shm":  # noqa: S108 - in the container
+            continue
+        if volume not in translation.persistent:
+            problems.add(where, f"No persistent or shared-memory volume named {volume!r} in the profile: {where}")
+            continue
+        size_gib, storage_class, _ = translation.persistent[volume]
+        translation.origins[f"workload.volumes[{len(volumes)}]"] = where
+        volumes.append({"name": volume, "mount": mount, "size_gib": size_gib, "storage_class": storage_class})
+        translation.notes.append(
+            f"Volume {volume} ({size_gib} GiB{', class ' + storage_class if storage_class else ''}) at {mount}: kept "
+            "across restarts for the lease's life, deleted when it ends."
+        )
+    for volume, (_, _, where) in translation.persistent.items():
+        if volume not in translation.mounts:
+            problems.add(
+                where, f"A persistent volume is mounted through the service's params.storage.{volume}: {where}"
+            )
+    return volumes
 
 
 def _hidden(data: dict, service_name: str) -> dict:
@@ -570,7 +567,7 @@ def _placement(
         order["max_price_per_hour"] = per_hour
         translation.origins["max_price_per_hour"] = f"{price_path}.amount"
         translation.notes.append(
-            f"Price {price['amount']} {denom} a block → at most ${Decimal(per_hour) / 1_000_000:.2f} an hour "
+            f"Price {price['amount']} {denom} a block → at most {format_usd_short(per_hour)} an hour "
             f"(blocks of {BLOCK_SECONDS} s)."
         )
     else:
@@ -579,11 +576,10 @@ def _placement(
 
 
 def _terms(terms: dict[str, Any], order: dict[str, Any], translation: Translation, problems: _Problems) -> None:
-    for name in TERM_NAMES:
-        value = terms.get(name)
+    for name, value in terms.items():  # checked beside the file (spec.SdlTermsSerializer, the form's fields)
         if value is None or value == "":
             continue
-        if name == "max_price_per_gpu_hour":  # checked beside the file (spec.SdlTermsSerializer, the form)
+        if name == "max_price_per_gpu_hour":
             order["max_price_per_hour"] = value * order["resources"].get("gpu_count", 1)
             translation.origins["max_price_per_hour"] = name
             continue
@@ -595,6 +591,5 @@ def _terms(terms: dict[str, Any], order: dict[str, Any], translation: Translatio
         said = f"{denomination} has no dollar rate here" if denomination else "the file has no pricing for its profile"
         problems.add(
             "max_price_per_hour",
-            f"Give the most you pay: {said}. Send max_price_per_hour (micro-dollars an hour for the order) "
-            "beside the file.",
+            f"Give the most you pay: {said}{PRICE_HINT}",
         )

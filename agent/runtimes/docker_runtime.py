@@ -334,7 +334,7 @@ class DockerRuntime(Runtime):
         except (APIError, DockerException, OSError) as exc:
             raise RuntimeUnavailable(f"the Docker engine does not answer: {exc}") from exc
         for volume in volumes:
-            if volume.name.startswith(f"{container_name(lease_id, self.name_prefix)}-"):
+            if volume.name.startswith(self.volume_name(lease_id, "")):
                 with contextlib.suppress(NotFound, APIError):
                     volume.remove(force=True)
 

@@ -15,7 +15,8 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="Optional, 1 to 200 printable characters: a retry with the same key and the same request is "
     "answered with the first response (`Idempotent-Replayed: true`) instead of being done twice; the same key "
-    "with another request is a 409. Keys are remembered for a day.",
+    "with another request is a 422, and while the first is still being answered a 409. Keys are remembered "
+    "for a day.",
 )
 
 

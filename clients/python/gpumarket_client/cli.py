@@ -23,7 +23,6 @@ import os
 import stat
 import sys
 import time
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from rich.table import Table
 
 from gpumarket_client.client import Client
 from gpumarket_client.errors import ApiError, TransportError
-from gpumarket_client.models import MICROS, Bid, Lease, Order, usd
+from gpumarket_client.models import Bid, Lease, Order, micros, usd
 from gpumarket_client.query import QueryError, parse
 
 OK, REFUSED, USAGE, NOT_LOGGED_IN, NOTHING, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
@@ -92,13 +91,12 @@ class Out:
 
 
 def dollars(text: str) -> int:
-    try:
-        amount = Decimal(text.lstrip("$"))
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in dollars (e.g. 2.50)") from None
-    if not amount.is_finite() or amount <= 0:
+    amount = micros(text)
+    if amount is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in dollars (e.g. 2.50)")
+    if amount <= 0:
         raise argparse.ArgumentTypeError("an amount above $0")
-    return int(amount * MICROS)
+    return amount
 
 
 def is_sdl(text: str) -> bool:
@@ -329,7 +327,7 @@ def _after(shown: str, text: str) -> str:
 def cmd_shell(args: argparse.Namespace, out: Out, market: Client) -> int:
     from gpumarket_client.terminal import run_shell
 
-    url, headers, origin = market._socket(f"/ws/leases/{args.lease}/shell/")
+    url, headers, origin = market.websocket_url(f"/ws/leases/{args.lease}/shell/")
     status, message = run_shell(url, headers, origin)
     if message:
         out.errors.print(f"\r\n{message}", markup=False)

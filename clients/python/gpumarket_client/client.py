@@ -214,7 +214,8 @@ class _Operations:
         return self._run(Call("GET", "/account/"))
 
     # --- the order's socket -------------------------------------------------------------------
-    def _socket(self, path: str) -> tuple[str, dict[str, str], str]:
+    def websocket_url(self, path: str) -> tuple[str, dict[str, str], str]:
+        """A socket of the marketplace's: its URL, the headers that authenticate it, its origin."""
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return (
@@ -302,7 +303,7 @@ class Client(_Operations):
         from websockets.exceptions import ConnectionClosed
         from websockets.sync.client import connect
 
-        url, headers, origin = self._socket(f"/ws/orders/{int(order_id)}/")
+        url, headers, origin = self.websocket_url(f"/ws/orders/{int(order_id)}/")
         stop = time.monotonic() + timeout if timeout is not None else None
         seen: dict[int, tuple[str, int]] = {}
         with connect(url, additional_headers=headers, origin=origin, open_timeout=10) as socket:  # type: ignore[arg-type]
@@ -373,7 +374,7 @@ class AsyncClient(_Operations):
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed
 
-        url, headers, origin = self._socket(f"/ws/orders/{int(order_id)}/")
+        url, headers, origin = self.websocket_url(f"/ws/orders/{int(order_id)}/")
         stop = time.monotonic() + timeout if timeout is not None else None
         seen: dict[int, tuple[str, int]] = {}
         async with connect(url, additional_headers=headers, origin=origin, open_timeout=10) as socket:  # type: ignore[arg-type]

@@ -3,10 +3,20 @@ as the API counts them; ``usd()`` writes one for people. Each object keeps the w
 ``raw`` (fields a newer server adds are there too)."""
 
 from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 MICROS = 1_000_000
+
+
+def micros(dollars: str) -> int | None:
+    """``"2.50"`` or ``"$2.50"`` → ``2_500_000``; None when it is not an amount."""
+    try:
+        amount = Decimal(dollars.strip().lstrip("$"))
+    except InvalidOperation:
+        return None
+    return int(amount * MICROS) if amount.is_finite() else None
 
 
 def usd(micros: int | None) -> str:

@@ -7,11 +7,11 @@ with ``>=``, ``>`` or ``=``; ``price`` (dollars per GPU-hour) with ``<=``, ``<``
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gpumarket_client.models import micros
+
 _TERM = re.compile(r"^(?P<key>[a-z_]+)\s*(?:(?P<op>>=|<=|=|>|<)\s*(?P<value>.+))?$")
-MICROS = 1_000_000
 
 
 class QueryError(ValueError):
@@ -79,10 +79,7 @@ def _whole(value: str | None, word: str) -> int:
 
 
 def _dollars(value: str | None, word: str) -> int:
-    try:
-        amount = Decimal((value or "").lstrip("$"))
-    except InvalidOperation:
-        raise QueryError(f"{word}: a price in dollars, e.g. 2.50.") from None
-    if not amount.is_finite():
+    amount = micros(value or "")
+    if amount is None:
         raise QueryError(f"{word}: a price in dollars, e.g. 2.50.")
-    return int(amount * MICROS)
+    return amount
